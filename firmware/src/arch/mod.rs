@@ -1,0 +1,55 @@
+//! Hardware access that only makes sense on the real machine: port I/O and the
+//! fw_cfg DMA transport. The mode-switch code lives in `reset.s`, pulled in by the binary.
+
+pub mod fw_cfg_io;
+
+use x86_64::instructions::port::Port;
+
+/// # Safety
+/// The port must belong to a device whose side effects the caller intends.
+pub unsafe fn outb(port: u16, value: u8) {
+    // SAFETY: forwarded to the caller.
+    unsafe { Port::new(port).write(value) }
+}
+
+/// # Safety
+/// As for [`outb`].
+pub unsafe fn outw(port: u16, value: u16) {
+    // SAFETY: forwarded to the caller.
+    unsafe { Port::new(port).write(value) }
+}
+
+/// # Safety
+/// As for [`outb`].
+pub unsafe fn outl(port: u16, value: u32) {
+    // SAFETY: forwarded to the caller.
+    unsafe { Port::new(port).write(value) }
+}
+
+/// # Safety
+/// As for [`outb`]; reads can have side effects too.
+pub unsafe fn inb(port: u16) -> u8 {
+    // SAFETY: forwarded to the caller.
+    unsafe { Port::new(port).read() }
+}
+
+/// # Safety
+/// As for [`inb`].
+pub unsafe fn inl(port: u16) -> u32 {
+    // SAFETY: forwarded to the caller.
+    unsafe { Port::new(port).read() }
+}
+
+/// Stops the CPU for good: interrupts off, then halt.
+pub fn halt_forever() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+/// Reads the time-stamp counter (the timeline's clock).
+pub fn tsc() -> u64 {
+    // SAFETY: rdtsc has no side effects; the firmware runs at CPL 0.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}

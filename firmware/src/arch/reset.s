@@ -1,0 +1,117 @@
+# Reset vector -> 32-bit protected mode -> 64-bit long mode -> Rust.
+# Physical memory used before Rust runs (all below 1 MiB, reclaimed by Linux later):
+#   0x1000-0x7fff  page tables: identity map of the low 4 GiB with 2 MiB pages, plus the
+#                  top 1 GiB aliased at the top of the 64-bit space, where Rust code is linked
+#   0x8000-0xffff  .data/.bss (layout.ld)      0x10000-0x1ffff  stack
+
+.set PML4, 0x1000
+.set PDPT_LOW, 0x2000
+.set PDPT_HIGH, 0x3000
+.set PD, 0x4000             # four pages, one per GiB
+.set TABLE_PAGES, 7
+.set STACK_TOP, 0x20000
+.set CODE32, 0x08
+.set CODE64, 0x10           # __BOOT_CS, as Linux's 64-bit boot protocol requires
+.set DATA, 0x18             # __BOOT_DS
+
+.section .reset, "ax"
+.code16
+.global reset_vector
+reset_vector:
+    jmp real_mode_start
+    .fill 16 - (. - reset_vector), 1, 0xf4   # pad to the 4 GiB boundary with hlt
+
+.section .boot, "ax"
+.code16
+real_mode_start:
+    cli
+    cld
+    rdtsc                        # TSC at the first instruction, kept in esi:ebp for the timeline
+    movl %eax, %ebp
+    movl %edx, %esi
+    lgdtl %cs:(gdt_pointer - 0xffff0000)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl $CODE32, $protected_mode_start
+
+.code32
+protected_mode_start:
+    movw $DATA, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movw %ax, %fs
+    movw %ax, %gs
+
+    # RAM keeps its contents across a guest reset: clear the table pages first.
+    movl $PML4, %edi
+    xorl %eax, %eax
+    movl $(TABLE_PAGES * 4096 / 4), %ecx
+    rep stosl
+    movl $(PDPT_LOW | 3), PML4
+    movl $(PDPT_HIGH | 3), PML4 + 511 * 8
+    movl $(PD | 3), PDPT_LOW
+    movl $(PD + 0x1000 | 3), PDPT_LOW + 8
+    movl $(PD + 0x2000 | 3), PDPT_LOW + 16
+    movl $(PD + 0x3000 | 3), PDPT_LOW + 24
+    movl $(PD + 0x3000 | 3), PDPT_HIGH + 511 * 8
+    # 2048 entries of 2 MiB: present, writable, large page.
+    movl $PD, %edi
+    movl $0x83, %eax
+1:  movl %eax, (%edi)
+    addl $0x200000, %eax
+    addl $8, %edi
+    cmpl $(PD + 0x4000), %edi
+    jne 1b
+
+    movl $PML4, %eax
+    movl %eax, %cr3
+    movl %cr4, %eax
+    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax   # PAE, OSFXSR, OSXMMEXCPT
+    movl %eax, %cr4
+    movl $0xc0000080, %ecx       # EFER.LME
+    rdmsr
+    orl $(1 << 8), %eax
+    wrmsr
+    movl %cr0, %eax
+    andl $~(1 << 2), %eax        # EM off: the prebuilt core uses SSE
+    orl $((1 << 31) | (1 << 1)), %eax   # PG, MP
+    movl %eax, %cr0
+    ljmpl $CODE64, $long_mode_start
+
+.code64
+long_mode_start:
+    movl $STACK_TOP, %esp
+    shlq $32, %rsi
+    movl %ebp, %ebp
+    orq %rsi, %rbp               # rbp = reset TSC
+    # Copy .data from ROM, clear .bss.
+    movabsq $_data_load, %rsi
+    movabsq $_data_start, %rdi
+    movabsq $_data_end, %rcx
+    subq %rdi, %rcx
+    rep movsb
+    movabsq $_bss_start, %rdi
+    movabsq $_bss_end, %rcx
+    subq %rdi, %rcx
+    xorl %eax, %eax
+    rep stosb
+    movq %rbp, %rdi              # firmware_main(reset_tsc), at its high alias
+    xorl %ebp, %ebp
+    movabsq $firmware_main, %rax
+    call *%rax
+2:  hlt
+    jmp 2b
+
+# Descriptors are pre-marked accessed: the ROM is read-only, the CPU must not need to write them.
+.balign 16
+gdt:
+    .quad 0
+    .quad 0x00cf9b000000ffff    # 0x08: 32-bit code, flat
+    .quad 0x00af9b000000ffff    # 0x10: 64-bit code
+    .quad 0x00cf93000000ffff    # 0x18: data, flat
+gdt_end:
+gdt_pointer:
+    .word gdt_end - gdt - 1
+    .long gdt

@@ -1,0 +1,19 @@
+//! Ending the VM. isa-debug-exit carries a status to the host (QEMU exits with
+//! `(value << 1) | 1`); without it, ACPI S5 powers off (QEMU exits 0); without either,
+//! the CPU halts with the message already on COM1, never rebooting into a loop.
+
+use crate::arch::{halt_forever, outb, outw};
+
+const ISA_DEBUG_EXIT: u16 = 0x501;
+/// PM1a control: the chipset module programs the PM base to 0x600 on both `pc` and `q35`.
+const PM1A_CONTROL: u16 = 0x604;
+/// SLP_EN with SLP_TYP 0, which QEMU's DSDT declares as S5 (`_S5`).
+const SLEEP_S5: u16 = 1 << 13;
+
+pub fn power_off(debug_exit_value: u8) -> ! {
+    // SAFETY: writing isa-debug-exit ends QEMU at once; an absent device ignores the write.
+    unsafe { outb(ISA_DEBUG_EXIT, debug_exit_value) };
+    // SAFETY: PM1a control of the chipset's ACPI block; S5 only powers the machine off.
+    unsafe { outw(PM1A_CONTROL, SLEEP_S5) };
+    halt_forever()
+}

@@ -1,0 +1,233 @@
+//! QEMU's firmware configuration device (QEMU `docs/specs/fw_cfg.rst`): a keyed store of
+//! blobs (kernel, initrd, command line, ACPI tables, memory map) that the firmware reads once.
+//! Bulk data moves by DMA straight to its final address; byte-wise port reads are the fallback.
+
+/// Well-known item keys.
+pub mod key {
+    pub const SIGNATURE: u16 = 0x00;
+    pub const ID: u16 = 0x01;
+    pub const KERNEL_ADDR: u16 = 0x07;
+    pub const KERNEL_SIZE: u16 = 0x08;
+    pub const INITRD_SIZE: u16 = 0x0b;
+    pub const KERNEL_DATA: u16 = 0x11;
+    pub const INITRD_DATA: u16 = 0x12;
+    pub const CMDLINE_ADDR: u16 = 0x13;
+    pub const CMDLINE_SIZE: u16 = 0x14;
+    pub const CMDLINE_DATA: u16 = 0x15;
+    pub const SETUP_ADDR: u16 = 0x16;
+    pub const SETUP_SIZE: u16 = 0x17;
+    pub const SETUP_DATA: u16 = 0x18;
+    pub const FILE_DIR: u16 = 0x19;
+}
+
+const FEATURE_DMA: u32 = 1 << 1;
+const MAX_FILES: usize = 128;
+const NAME_LEN: usize = 56;
+const DIR_ENTRY_LEN: usize = 64;
+
+/// The device's registers, behind a trait so the protocol logic runs in host tests.
+pub trait Transport {
+    fn select(&mut self, key: u16);
+    /// Reads the next bytes of the selected item through the data register.
+    fn read(&mut self, buf: &mut [u8]);
+    /// Selects `key` and reads `dest.len()` bytes into `dest` by DMA.
+    fn dma_read(&mut self, key: u16, dest: &mut [u8]) -> Result<(), DmaError>;
+    /// Selects `key`, skips `offset` bytes and writes `src` by DMA.
+    fn dma_write(&mut self, key: u16, offset: u32, src: &[u8]) -> Result<(), DmaError>;
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct DmaError;
+
+#[derive(Clone, Copy)]
+pub struct File {
+    pub select: u16,
+    pub size: u32,
+    name: [u8; NAME_LEN],
+}
+
+impl File {
+    pub fn name(&self) -> &[u8] {
+        let len = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        &self.name[..len]
+    }
+}
+
+pub struct FwCfg<T: Transport> {
+    transport: T,
+    dma: bool,
+    files: [File; MAX_FILES],
+    file_count: usize,
+}
+
+impl<T: Transport> FwCfg<T> {
+    /// Checks the "QEMU" signature, learns whether DMA works and reads the file directory.
+    pub fn probe(mut transport: T) -> Option<Self> {
+        let mut signature = [0u8; 4];
+        transport.select(key::SIGNATURE);
+        transport.read(&mut signature);
+        if &signature != b"QEMU" {
+            return None;
+        }
+        let mut id = [0u8; 4];
+        transport.select(key::ID);
+        transport.read(&mut id);
+        let dma = u32::from_le_bytes(id) & FEATURE_DMA != 0;
+        let mut cfg = FwCfg {
+            transport,
+            dma,
+            files: [File { select: 0, size: 0, name: [0; NAME_LEN] }; MAX_FILES],
+            file_count: 0,
+        };
+        cfg.read_directory();
+        Some(cfg)
+    }
+
+    fn read_directory(&mut self) {
+        let mut count = [0u8; 4];
+        self.transport.select(key::FILE_DIR);
+        self.transport.read(&mut count);
+        let count = (u32::from_be_bytes(count) as usize).min(MAX_FILES);
+        // The data register keeps its offset: entries follow the count.
+        for file in self.files.iter_mut().take(count) {
+            let mut entry = [0u8; DIR_ENTRY_LEN];
+            self.transport.read(&mut entry);
+            file.size = u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]);
+            file.select = u16::from_be_bytes([entry[4], entry[5]]);
+            file.name.copy_from_slice(&entry[8..8 + NAME_LEN]);
+        }
+        self.file_count = count;
+    }
+
+    pub fn has_dma(&self) -> bool {
+        self.dma
+    }
+
+    pub fn find(&self, name: &str) -> Option<File> {
+        self.files[..self.file_count].iter().find(|f| f.name() == name.as_bytes()).copied()
+    }
+
+    /// Reads the first `dest.len()` bytes of an item.
+    pub fn read(&mut self, key: u16, dest: &mut [u8]) {
+        if self.dma && self.transport.dma_read(key, dest).is_ok() {
+            return;
+        }
+        self.transport.select(key);
+        self.transport.read(dest);
+    }
+
+    pub fn read_u32(&mut self, key: u16) -> u32 {
+        let mut value = [0u8; 4];
+        self.read(key, &mut value);
+        u32::from_le_bytes(value)
+    }
+
+    pub fn read_file(&mut self, file: &File, dest: &mut [u8]) {
+        self.read(file.select, dest)
+    }
+
+    /// Writes into a writable file (ACPI's WRITE_POINTER); QEMU only accepts writes by DMA.
+    pub fn write_file(&mut self, file: &File, offset: u32, src: &[u8]) -> Result<(), DmaError> {
+        if !self.dma {
+            return Err(DmaError);
+        }
+        self.transport.dma_write(file.select, offset, src)
+    }
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! An in-memory fw_cfg device for host tests of everything that reads it.
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    pub struct FakeFwCfg {
+        pub items: BTreeMap<u16, Vec<u8>>,
+        pub dma: bool,
+        selected: u16,
+        offset: usize,
+        pub writes: Vec<(u16, u32, Vec<u8>)>,
+    }
+
+    impl FakeFwCfg {
+        /// A device with the signature, the feature bits and a directory of `files`.
+        pub fn with_files(dma: bool, files: &[(&str, Vec<u8>)]) -> Self {
+            let mut fake = FakeFwCfg { dma, ..Default::default() };
+            fake.items.insert(key::SIGNATURE, b"QEMU".to_vec());
+            fake.items.insert(key::ID, (1 | if dma { FEATURE_DMA } else { 0 }).to_le_bytes().to_vec());
+            let mut dir = (files.len() as u32).to_be_bytes().to_vec();
+            for (i, (name, data)) in files.iter().enumerate() {
+                let select = 0x20 + i as u16;
+                dir.extend((data.len() as u32).to_be_bytes());
+                dir.extend(select.to_be_bytes());
+                dir.extend([0, 0]);
+                let mut padded = [0u8; NAME_LEN];
+                padded[..name.len()].copy_from_slice(name.as_bytes());
+                dir.extend(padded);
+                fake.items.insert(select, data.clone());
+            }
+            fake.items.insert(key::FILE_DIR, dir);
+            fake
+        }
+    }
+
+    impl Transport for &mut FakeFwCfg {
+        fn select(&mut self, key: u16) {
+            self.selected = key;
+            self.offset = 0;
+        }
+        fn read(&mut self, buf: &mut [u8]) {
+            let item = self.items.get(&self.selected).cloned().unwrap_or_default();
+            for b in buf.iter_mut() {
+                *b = item.get(self.offset).copied().unwrap_or(0);
+                self.offset += 1;
+            }
+        }
+        fn dma_read(&mut self, key: u16, dest: &mut [u8]) -> Result<(), DmaError> {
+            assert!(self.dma, "DMA used on a device without DMA");
+            self.select(key);
+            self.read(dest);
+            Ok(())
+        }
+        fn dma_write(&mut self, key: u16, offset: u32, src: &[u8]) -> Result<(), DmaError> {
+            self.writes.push((key, offset, src.to_vec()));
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeFwCfg;
+    use super::*;
+
+    #[test]
+    fn finds_files_and_reads_them_with_and_without_dma() {
+        for dma in [false, true] {
+            let mut dev = FakeFwCfg::with_files(dma, &[("etc/e820", vec![1, 2, 3]), ("etc/acpi/rsdp", vec![9; 36])]);
+            let mut cfg = FwCfg::probe(&mut dev).expect("signature");
+            assert_eq!(cfg.has_dma(), dma);
+            let file = cfg.find("etc/acpi/rsdp").expect("file present");
+            assert_eq!(file.size, 36);
+            let mut buf = [0u8; 36];
+            cfg.read_file(&file, &mut buf);
+            assert_eq!(buf, [9; 36]);
+            assert!(cfg.find("etc/acpi").is_none(), "prefix must not match");
+        }
+    }
+
+    #[test]
+    fn rejects_a_device_without_signature() {
+        let mut dev = FakeFwCfg::default();
+        assert!(FwCfg::probe(&mut dev).is_none());
+    }
+
+    #[test]
+    fn writes_need_dma() {
+        let mut dev = FakeFwCfg::with_files(false, &[("etc/vmgenid_addr", vec![0; 8])]);
+        let mut cfg = FwCfg::probe(&mut dev).unwrap();
+        let file = cfg.find("etc/vmgenid_addr").unwrap();
+        assert_eq!(cfg.write_file(&file, 0, &[1]), Err(DmaError));
+    }
+}

@@ -1,0 +1,9 @@
+//! flint's firmware: everything between QEMU's reset vector and the Linux kernel's 64-bit entry.
+//! The binary (`main.rs`) is a thin shell; the logic here is unit-tested on the host through the
+//! small hardware traits (`fw_cfg::Transport`, `pci::ConfigSpace`).
+#![cfg_attr(not(test), no_std)]
+
+pub mod arch;
+pub mod console;
+pub mod exit;
+pub mod fw_cfg;

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what flint needs on a Debian bookworm host, only when missing, and fetches
+# Debian's cloud kernel into the cache. Safe to rerun.
+set -euo pipefail
+
+need_pkgs=()
+want() { command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); }
+want qemu-system-x86_64 qemu-system-x86
+want busybox busybox-static
+want mkfs.ext4 e2fsprogs
+want mkfs.erofs erofs-utils
+want debugfs e2fsprogs
+want objcopy binutils
+[ -e /usr/share/qemu/qboot.rom ] || need_pkgs+=(qemu-system-x86)
+[ -e /usr/share/seabios/bios-256k.bin ] || need_pkgs+=(seabios)
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    echo "setup: installing ${need_pkgs[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+"$(dirname "$0")/fetch-debian-kernel.sh"
