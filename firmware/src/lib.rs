@@ -3,7 +3,14 @@
 //! small hardware traits (`fw_cfg::Transport`, `pci::ConfigSpace`).
 #![cfg_attr(not(test), no_std)]
 
+pub mod acpi;
 pub mod arch;
+pub mod chipset;
 pub mod console;
+pub mod error;
 pub mod exit;
 pub mod fw_cfg;
+pub mod layout;
+pub mod linux;
+pub mod memory;
+pub mod pci;

@@ -1,7 +1,10 @@
-//! Hardware access that only makes sense on the real machine: port I/O and the
-//! fw_cfg DMA transport. The mode-switch code lives in `reset.s`, pulled in by the binary.
+//! Hardware access that only makes sense on the real machine: port I/O, the fw_cfg DMA
+//! transport, PCI configuration ports and the ELCR. The mode-switch code lives in `reset.s`,
+//! pulled in by the binary.
 
+pub mod elcr;
 pub mod fw_cfg_io;
+pub mod pci_io;
 
 use x86_64::instructions::port::Port;
 
@@ -52,4 +55,17 @@ pub fn halt_forever() -> ! {
 pub fn tsc() -> u64 {
     // SAFETY: rdtsc has no side effects; the firmware runs at CPL 0.
     unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Jumps to the kernel's 64-bit entry as Linux's boot protocol asks: long mode, identity
+/// paging, CS = __BOOT_CS and data segments = __BOOT_DS (set by `reset.s`), interrupts off,
+/// RSI = boot_params.
+///
+/// # Safety
+/// `entry` must be a loaded kernel's 64-bit entry and `boot_params` its complete zero page.
+pub unsafe fn enter_linux64(entry: u64, boot_params: u64) -> ! {
+    // SAFETY: forwarded to the caller; nothing of the firmware is used after the jump.
+    unsafe {
+        core::arch::asm!("cli", "cld", "jmp {entry}", entry = in(reg) entry, in("rsi") boot_params, options(noreturn, nostack));
+    }
 }

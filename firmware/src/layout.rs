@@ -1,0 +1,18 @@
+//! Where the firmware puts things in low memory (below 640 KiB, all of it reclaimed by Linux
+//! once booted). `arch/reset.s` and `layout.ld` own 0x1000-0x1ffff: page tables, .data/.bss,
+//! stack. Linux's decompressor places its trampoline just below the EBDA (0x9fc00), so nothing
+//! here may live above 0x90000.
+
+/// The zero page handed to the kernel in RSI.
+pub const BOOT_PARAMS: u64 = 0x20000;
+/// The kernel command line (and any setup_data QEMU appended to it).
+pub const CMDLINE: u64 = 0x21000;
+pub const CMDLINE_MAX: usize = 0x0f000;
+/// The relocated setup_data chain (RNG seed and friends).
+pub const SETUP_DATA: u64 = 0x30000;
+pub const SETUP_DATA_MAX: usize = 0x10000;
+/// Scratch copy of the kernel's real-mode setup blob, read to parse its header.
+pub const SETUP_BLOB: u64 = 0x40000;
+pub const SETUP_BLOB_MAX: usize = 0x10000;
+/// ACPI tables are placed downward from the top of RAM below 4 GiB, in at most this much.
+pub const ACPI_ARENA_MAX: u64 = 0x100000;

@@ -1,0 +1,39 @@
+//! Deadlines on the monotonic clock, for waiting on the root device and the workload.
+
+use rustix::thread::nanosleep;
+use rustix::time::{clock_gettime, ClockId, Timespec};
+
+const NS_PER_MS: u64 = 1_000_000;
+const NS_PER_S: u64 = 1_000_000_000;
+
+#[derive(Clone, Copy)]
+pub struct Deadline {
+    at_ns: u64,
+}
+
+impl Deadline {
+    pub fn after_ms(ms: u64) -> Deadline {
+        Deadline { at_ns: now_ns().saturating_add(ms.saturating_mul(NS_PER_MS)) }
+    }
+
+    /// Time left, 0 once the deadline has passed.
+    pub fn remaining_ns(self) -> u64 {
+        self.at_ns.saturating_sub(now_ns())
+    }
+}
+
+pub fn timespec(ns: u64) -> Timespec {
+    // Both parts fit i64: seconds are at most u64::MAX / 10^9.
+    Timespec { tv_sec: (ns / NS_PER_S) as i64, tv_nsec: (ns % NS_PER_S) as i64 }
+}
+
+/// Sleeps up to `ns`; a signal may cut it short, which callers tolerate by re-checking.
+pub fn sleep_ns(ns: u64) {
+    let _ = nanosleep(&timespec(ns));
+}
+
+fn now_ns() -> u64 {
+    let now = clock_gettime(ClockId::Monotonic);
+    // The monotonic clock starts near 0 at boot and is never negative.
+    (now.tv_sec as u64).saturating_mul(NS_PER_S).saturating_add(now.tv_nsec as u64)
+}

@@ -1,0 +1,54 @@
+//! Loading the kernel modules listed in `flint.modules`, in order, from the initramfs.
+//!
+//! There is no modprobe and no modules.dep: the list itself is the load order, so a module's
+//! dependencies must come before it (the host CLI works them out from each `.ko`'s
+//! `depends=`). `finit_module` lets the kernel read the file itself, so nothing is copied.
+
+use crate::params::Modules;
+use crate::report::Failure;
+use crate::status;
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+
+const DIR: &[u8] = b"/lib/modules/";
+const SUFFIX: &[u8] = b".ko";
+
+pub fn load(modules: Modules<'_>) -> Result<(), Failure> {
+    for name in modules.iter() {
+        load_one(name)?;
+    }
+    Ok(())
+}
+
+fn load_one(name: &[u8]) -> Result<(), Failure> {
+    // Names were checked to be at most 55 bytes, so the path always fits.
+    let mut path = [0u8; 80];
+    let len = DIR.len() + name.len() + SUFFIX.len();
+    path[..DIR.len()].copy_from_slice(DIR);
+    path[DIR.len()..DIR.len() + name.len()].copy_from_slice(name);
+    path[len - SUFFIX.len()..len].copy_from_slice(SUFFIX);
+    let path = &path[..len];
+
+    let file = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|errno| {
+        Failure::new(status::MODULE_FAILED)
+            .text("cannot open module ")
+            .bytes(path)
+            .text(": ")
+            .errno(errno)
+            .text(": put it in the initramfs or drop it from flint.modules")
+    })?;
+    match rustix::system::finit_module(&file, c"", 0) {
+        // Built in or already loaded: what we wanted is there.
+        Ok(()) | Err(Errno::EXIST) => Ok(()),
+        Err(errno) => Err(Failure::new(status::MODULE_FAILED)
+            .text("kernel refused module ")
+            .bytes(name)
+            .text(": ")
+            .errno(errno)
+            .text(match errno {
+                // ENOENT from the loader means an unresolved symbol.
+                Errno::NOENT => ": list the modules it depends on before it in flint.modules",
+                _ => ": use the modules built for this kernel (see dmesg for details)",
+            })),
+    }
+}

@@ -1,0 +1,533 @@
+//! The `flint.*` parameters, read from the kernel command line (see README.md for the list).
+//!
+//! The init parses /proc/cmdline itself instead of using its own argv and environment: the
+//! kernel keeps dotted `module.param` words for itself (they never reach init), splits the
+//! rest unpredictably between argv and environment, and drops quoting. Tokenizing follows
+//! the kernel's `next_arg()` so a value the kernel sees as one word is one word here too.
+//!
+//! Parsing is strict: an unknown `flint.` key, a repeated key, a missing or unexpected value
+//! and contradicting flags are all errors, so typos fail loudly instead of being ignored.
+//! Parameters outside the `flint.` namespace belong to the kernel and are skipped.
+
+use crate::report::Failure;
+use crate::status;
+
+/// Room for the command line (x86 allows 2048 bytes); decoded lists fit in the same size.
+pub const CMDLINE_MAX: usize = 4096;
+/// Longest path accepted, as the kernel's PATH_MAX counts it (with its NUL).
+const PATH_MAX: usize = 4096;
+/// Longest module name the kernel accepts (MODULE_NAME_LEN without the NUL).
+const MODULE_NAME_MAX: usize = 55;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params<'a> {
+    /// Where the root filesystem comes from; `None` runs the workload from the initramfs.
+    pub root: Option<Root<'a>>,
+    pub modules: Modules<'a>,
+    /// The workload's argv, still encoded (see `argv`): decoding needs space the caller owns.
+    pub argv: &'a [u8],
+    /// The workload's environment, encoded like argv; `None` means the default environment.
+    pub env: Option<&'a [u8]>,
+    pub cwd: &'a [u8],
+    pub uid: u32,
+    pub gid: u32,
+    /// Kill the workload after this long; `None` lets it run forever.
+    pub timeout_ms: Option<u64>,
+    pub stdin: &'a [u8],
+    pub stdout: &'a [u8],
+    pub stderr: &'a [u8],
+    /// Device that gets the final `flint-status <n>` line.
+    pub status: Option<&'a [u8]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root<'a> {
+    pub device: &'a [u8],
+    pub fstype: &'a [u8],
+    pub mode: RootMode,
+    /// How long to wait for `device` to appear.
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootMode {
+    ReadOnly,
+    ReadWrite,
+    /// Read-only device under a tmpfs overlay: writable, and the disk stays untouched.
+    Overlay,
+}
+
+/// The validated `flint.modules=` list; iterating yields the names in load order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modules<'a>(&'a [u8]);
+
+impl<'a> Modules<'a> {
+    pub fn iter(self) -> impl Iterator<Item = &'a [u8]> {
+        self.0.split(|&byte| byte == b',').filter(|name| !name.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamError<'a> {
+    /// A `flint.` key this init does not know (probably a typo).
+    Unknown(&'a [u8]),
+    Duplicate(&'static str),
+    MissingValue(&'static str),
+    /// A flag (`flint.ro`, ...) was given a value.
+    UnexpectedValue(&'static str),
+    /// The value is malformed; the second field says what was expected.
+    Invalid(&'static str, &'static str),
+    Conflict(&'static str, &'static str),
+    /// A root option was given without `flint.root`.
+    NeedsRoot(&'static str),
+    MissingArgv,
+}
+
+impl ParamError<'_> {
+    pub fn failure(self) -> Failure {
+        let failure = Failure::new(status::BAD_PARAMETERS);
+        match self {
+            ParamError::Unknown(key) => failure
+                .text("unknown parameter ")
+                .bytes(key)
+                .text(": check the spelling against the flint.* list in guest-init/README.md"),
+            ParamError::Duplicate(key) => failure.text(key).text(" given twice: keep only one"),
+            ParamError::MissingValue(key) => failure.text(key).text(" needs a value: write ").text(key).text("=..."),
+            ParamError::UnexpectedValue(key) => {
+                failure.text(key).text(" takes no value: write just ").text(key)
+            }
+            ParamError::Invalid(key, expected) => {
+                failure.text("bad value for ").text(key).text(": expected ").text(expected)
+            }
+            ParamError::Conflict(a, b) => failure.text(a).text(" conflicts with ").text(b).text(": drop one"),
+            ParamError::NeedsRoot(key) => failure.text(key).text(" without flint.root: add flint.root=<device> or drop it"),
+            ParamError::MissingArgv => {
+                failure.text("no workload given: add flint.argv=<list> (see guest-init/README.md)")
+            }
+        }
+    }
+}
+
+/// Reads /proc/cmdline (the only I/O in this module) into `buf`.
+pub fn read_cmdline(buf: &mut [u8; CMDLINE_MAX]) -> Result<&[u8], Failure> {
+    let failure = |problem: &str, errno| {
+        Failure::new(status::BAD_PARAMETERS)
+            .text(problem)
+            .errno(errno)
+            .text(": /proc must be mounted and readable")
+    };
+    let fd = rustix::fs::open("/proc/cmdline", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+        .map_err(|errno| failure("cannot open /proc/cmdline: ", errno))?;
+    let mut len = 0;
+    loop {
+        match rustix::io::read(&fd, &mut buf[len..]) {
+            Ok(0) => return Ok(&buf[..len]),
+            Ok(read) => len += read,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(errno) => return Err(failure("cannot read /proc/cmdline: ", errno)),
+        }
+        if len == buf.len() {
+            return Err(Failure::new(status::BAD_PARAMETERS)
+                .text("kernel command line longer than ")
+                .number(CMDLINE_MAX as u64)
+                .text(" bytes: shorten it"));
+        }
+    }
+}
+
+/// Every key, in the order of the `raw` slots in `Params::parse`.
+const KEYS: [&str; 17] = [
+    "flint.root",
+    "flint.rootfstype",
+    "flint.rootwait",
+    "flint.ro",
+    "flint.rw",
+    "flint.overlay",
+    "flint.modules",
+    "flint.argv",
+    "flint.env",
+    "flint.cwd",
+    "flint.uid",
+    "flint.gid",
+    "flint.timeout",
+    "flint.stdin",
+    "flint.stdout",
+    "flint.stderr",
+    "flint.status",
+];
+/// Keys that are flags: present or not, never with a value.
+const FLAGS: [&str; 3] = ["flint.ro", "flint.rw", "flint.overlay"];
+
+const DEFAULT_FSTYPE: &[u8] = b"ext4";
+const DEFAULT_ROOTWAIT_MS: u64 = 5000;
+const CONSOLE: &[u8] = b"/dev/console";
+
+impl<'a> Params<'a> {
+    pub fn parse(cmdline: &'a [u8]) -> Result<Self, ParamError<'a>> {
+        // raw[i] is None while KEYS[i] is absent, Some(value) once seen.
+        let mut raw: [Option<Option<&'a [u8]>>; KEYS.len()] = [None; KEYS.len()];
+        for (key, value) in Tokens(cmdline) {
+            if !key.starts_with(b"flint.") {
+                continue;
+            }
+            let index = KEYS.iter().position(|known| known.as_bytes() == key).ok_or(ParamError::Unknown(key))?;
+            let name = KEYS[index];
+            if raw[index].is_some() {
+                return Err(ParamError::Duplicate(name));
+            }
+            match (FLAGS.contains(&name), value) {
+                (true, Some(_)) => return Err(ParamError::UnexpectedValue(name)),
+                (false, None) => return Err(ParamError::MissingValue(name)),
+                _ => raw[index] = Some(value),
+            }
+        }
+        let [root, rootfstype, rootwait, ro, rw, overlay, modules, argv, env, cwd, uid, gid, timeout, stdin, stdout, stderr, status] =
+            raw.map(|slot| slot.map(Option::unwrap_or_default));
+        let (ro, rw, overlay) = (ro.is_some(), rw.is_some(), overlay.is_some());
+        if ro && rw {
+            return Err(ParamError::Conflict("flint.ro", "flint.rw"));
+        }
+        if overlay && rw {
+            return Err(ParamError::Conflict("flint.overlay", "flint.rw"));
+        }
+        let root = match root {
+            Some(device) => Some(Root {
+                device: path("flint.root", device)?,
+                fstype: rootfstype.map_or(Ok(DEFAULT_FSTYPE), fstype)?,
+                mode: if overlay {
+                    RootMode::Overlay
+                } else if rw {
+                    RootMode::ReadWrite
+                } else {
+                    RootMode::ReadOnly
+                },
+                wait_ms: rootwait.map_or(Ok(DEFAULT_ROOTWAIT_MS), |value| duration_ms("flint.rootwait", value))?,
+            }),
+            None => {
+                let given = [(rootfstype.is_some(), "flint.rootfstype"), (rootwait.is_some(), "flint.rootwait"), (ro, "flint.ro"), (rw, "flint.rw"), (overlay, "flint.overlay")];
+                if let Some(&(_, key)) = given.iter().find(|(given, _)| *given) {
+                    return Err(ParamError::NeedsRoot(key));
+                }
+                None
+            }
+        };
+        let timeout_ms = match timeout {
+            Some(value) => Some(duration_ms("flint.timeout", value)?).filter(|&ms| ms > 0),
+            None => None,
+        };
+        let device = |key, value: Option<&'a [u8]>| value.map_or(Ok(CONSOLE), |value| path(key, value));
+        Ok(Params {
+            root,
+            modules: modules.map_or(Ok(Modules(b"")), module_list)?,
+            argv: argv.ok_or(ParamError::MissingArgv)?,
+            env,
+            cwd: cwd.map_or(Ok(b"/".as_slice()), |value| path("flint.cwd", value))?,
+            uid: uid.map_or(Ok(0), |value| id("flint.uid", value))?,
+            gid: gid.map_or(Ok(0), |value| id("flint.gid", value))?,
+            timeout_ms,
+            stdin: device("flint.stdin", stdin)?,
+            stdout: device("flint.stdout", stdout)?,
+            stderr: device("flint.stderr", stderr)?,
+            status: status.map(|value| path("flint.status", value)).transpose()?,
+        })
+    }
+}
+
+/// The command line's words as (key, value) pairs, split and unquoted like the kernel's
+/// `next_arg()`: a word runs to the next unquoted space; a `"` opening the word or the value
+/// and the `"` closing the word are dropped. Stops at `--`, after which words are init's argv.
+struct Tokens<'a>(&'a [u8]);
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let start = self.0.iter().position(|&byte| !is_space(byte))?;
+        let mut word = &self.0[start..];
+        let quoted = word.first() == Some(&b'"');
+        if quoted {
+            word = &word[1..];
+        }
+        let mut in_quote = quoted;
+        let mut equals = None;
+        let mut end = word.len();
+        for (i, &byte) in word.iter().enumerate() {
+            if is_space(byte) && !in_quote {
+                end = i;
+                break;
+            }
+            // Like the kernel, an '=' in the first position does not split.
+            if equals.is_none() && byte == b'=' && i > 0 {
+                equals = Some(i);
+            }
+            if byte == b'"' {
+                in_quote = !in_quote;
+            }
+        }
+        self.0 = &word[end..];
+        let mut word = &word[..end];
+        let value_quoted = equals.is_some_and(|i| word.get(i + 1) == Some(&b'"'));
+        if quoted || value_quoted {
+            word = word.strip_suffix(b"\"").unwrap_or(word);
+        }
+        let (key, value) = match equals {
+            Some(i) => {
+                let value = word.get(i + 1..).unwrap_or_default();
+                (&word[..i], Some(if value_quoted { value.get(1..).unwrap_or_default() } else { value }))
+            }
+            None => (word, None),
+        };
+        if key == b"--" && value.is_none() {
+            self.0 = b"";
+            return None;
+        }
+        Some((key, value))
+    }
+}
+
+/// The kernel's `isspace()` on ASCII. (It also counts 0xa0, Latin-1's no-break space; that
+/// byte is common inside UTF-8, so paths with it stay whole here.)
+fn is_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+fn path<'a>(key: &'static str, value: &'a [u8]) -> Result<&'a [u8], ParamError<'static>> {
+    if value.first() == Some(&b'/') && value.len() < PATH_MAX && !value.contains(&0) {
+        Ok(value)
+    } else {
+        Err(ParamError::Invalid(key, "an absolute path shorter than 4096 bytes"))
+    }
+}
+
+fn fstype(value: &[u8]) -> Result<&[u8], ParamError<'static>> {
+    let valid = |byte: &u8| byte.is_ascii_alphanumeric() || b"._-".contains(byte);
+    if (1..=32).contains(&value.len()) && value.iter().all(valid) {
+        Ok(value)
+    } else {
+        Err(ParamError::Invalid("flint.rootfstype", "a filesystem type such as ext4 or erofs"))
+    }
+}
+
+fn module_list(value: &[u8]) -> Result<Modules<'_>, ParamError<'static>> {
+    let valid = |name: &[u8]| {
+        (1..=MODULE_NAME_MAX).contains(&name.len())
+            && name.iter().all(|byte| byte.is_ascii_alphanumeric() || b"_-".contains(byte))
+    };
+    if value.is_empty() || value.split(|&byte| byte == b',').all(valid) {
+        Ok(Modules(value))
+    } else {
+        Err(ParamError::Invalid("flint.modules", "module names (letters, digits, _ and -) separated by ','"))
+    }
+}
+
+fn id(key: &'static str, value: &[u8]) -> Result<u32, ParamError<'static>> {
+    // u32::MAX is (uid_t)-1, which the kernel reads as "leave unchanged".
+    decimal(value).and_then(|id| u32::try_from(id).ok()).filter(|&id| id != u32::MAX).ok_or(ParamError::Invalid(key, "a number from 0 to 4294967294"))
+}
+
+/// Seconds with up to millisecond precision: `5`, `0.25`, `1.5`.
+fn duration_ms(key: &'static str, value: &[u8]) -> Result<u64, ParamError<'static>> {
+    let invalid = ParamError::Invalid(key, "seconds such as 5 or 0.25 (at most 3 decimals)");
+    let (whole, fraction) = match value.iter().position(|&byte| byte == b'.') {
+        Some(dot) => (&value[..dot], &value[dot + 1..]),
+        None => (value, &b"0"[..]),
+    };
+    if fraction.is_empty() || fraction.len() > 3 {
+        return Err(invalid);
+    }
+    let scale = 10u64.pow(3 - fraction.len() as u32);
+    let whole = decimal(whole).ok_or(invalid)?;
+    let fraction = decimal(fraction).ok_or(invalid)?;
+    whole.checked_mul(1000).and_then(|ms| ms.checked_add(fraction * scale)).ok_or(invalid)
+}
+
+/// Plain decimal digits only: no sign, no spaces, no overflow.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |value, &byte| {
+        let digit = byte.checked_sub(b'0').filter(|&digit| digit <= 9)?;
+        value.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ARGV: &str = "flint.argv=c2g,";
+
+    fn parse(cmdline: &str) -> Result<Params<'_>, ParamError<'_>> {
+        Params::parse(cmdline.as_bytes())
+    }
+
+    fn tokens(cmdline: &str) -> Vec<(String, Option<String>)> {
+        let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).unwrap();
+        Tokens(cmdline.as_bytes()).map(|(key, value)| (text(key), value.map(text))).collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let params = parse("console=ttyS0 quiet flint.argv=c2g,\n").unwrap();
+        assert_eq!(
+            params,
+            Params {
+                root: None,
+                modules: Modules(b""),
+                argv: b"c2g,",
+                env: None,
+                cwd: b"/",
+                uid: 0,
+                gid: 0,
+                timeout_ms: None,
+                stdin: b"/dev/console",
+                stdout: b"/dev/console",
+                stderr: b"/dev/console",
+                status: None,
+            }
+        );
+        let params = parse("flint.root=/dev/vda flint.argv=,").unwrap();
+        assert_eq!(params.root, Some(Root { device: b"/dev/vda", fstype: b"ext4", mode: RootMode::ReadOnly, wait_ms: 5000 }));
+    }
+
+    #[test]
+    fn everything_given() {
+        let params = parse(
+            "console=ttyS0 flint.root=/dev/vdb flint.rootfstype=erofs flint.rootwait=0.5 flint.overlay \
+             flint.modules=virtio_ring,virtio,virtio_blk flint.argv=c2g,LWM, flint.env=QT1i, flint.cwd=/work \
+             flint.uid=1000 flint.gid=100 flint.timeout=2.25 flint.stdin=/dev/null flint.stdout=/dev/ttyS1 \
+             flint.stderr=/dev/ttyS2 flint.status=/dev/hvc0",
+        )
+        .unwrap();
+        assert_eq!(params.root, Some(Root { device: b"/dev/vdb", fstype: b"erofs", mode: RootMode::Overlay, wait_ms: 500 }));
+        assert_eq!(params.modules.iter().collect::<Vec<_>>(), [b"virtio_ring".as_slice(), b"virtio", b"virtio_blk"]);
+        assert_eq!((params.argv, params.env), (b"c2g,LWM,".as_slice(), Some(b"QT1i,".as_slice())));
+        assert_eq!((params.cwd, params.uid, params.gid, params.timeout_ms), (b"/work".as_slice(), 1000, 100, Some(2250)));
+        assert_eq!([params.stdin, params.stdout, params.stderr], [b"/dev/null".as_slice(), b"/dev/ttyS1", b"/dev/ttyS2"]);
+        assert_eq!(params.status, Some(b"/dev/hvc0".as_slice()));
+        let rw = parse("flint.root=/dev/vda flint.rw flint.argv=,").unwrap();
+        assert_eq!(rw.root.unwrap().mode, RootMode::ReadWrite);
+        let ro = parse("flint.root=/dev/vda flint.ro flint.overlay flint.argv=,").unwrap();
+        assert_eq!(ro.root.unwrap().mode, RootMode::Overlay);
+    }
+
+    #[test]
+    fn kernel_style_quoting() {
+        assert_eq!(
+            tokens(r#"a "b=c d" e="f g" h=i"j" "k" l=" --x"#),
+            [
+                ("a".into(), None),
+                ("b".into(), Some("c d".into())),
+                ("e".into(), Some("f g".into())),
+                ("h".into(), Some("i\"j\"".into())),
+                ("k".into(), None),
+                // An unclosed quote runs to the end of the line.
+                ("l".into(), Some(" --x".into())),
+            ]
+        );
+        assert_eq!(tokens("l=\" m=\t\x0bn\r\n"), [("l".into(), Some(" m=\t\x0bn\r\n".into()))]);
+        assert_eq!(tokens("l=\"\"\tm=\x0bn\r\n"), [("l".into(), Some("".into())), ("m".into(), Some("".into())), ("n".into(), None)]);
+        assert_eq!(tokens("=a b= \"\" \""), [("=a".into(), None), ("b".into(), Some("".into())), ("".into(), None), ("".into(), None)]);
+        assert_eq!(parse(r#"flint.cwd="/my dir" flint.argv=c2g,"#).unwrap().cwd, b"/my dir");
+        assert_eq!(parse(r#""flint.cwd=/my dir" flint.argv=c2g,"#).unwrap().cwd, b"/my dir");
+    }
+
+    #[test]
+    fn words_after_double_dash_belong_to_init() {
+        assert_eq!(tokens("a -- flint.bogus b"), [("a".into(), None)]);
+        assert_eq!(parse("flint.argv=, -- flint.bogus").unwrap().argv, b",");
+        assert_eq!(parse("flint.argv=, --=x flint.bogus"), Err(ParamError::Unknown(b"flint.bogus")));
+    }
+
+    #[test]
+    fn hostile_input_is_a_clear_error() {
+        let cases: &[(&str, ParamError)] = &[
+            ("flint.argv=, flint.bogus=1", ParamError::Unknown(b"flint.bogus")),
+            ("flint.argv=, flint.", ParamError::Unknown(b"flint.")),
+            ("flint.argv=, flint.argv=,", ParamError::Duplicate("flint.argv")),
+            ("flint.argv=, flint.ro flint.ro flint.root=/dev/vda", ParamError::Duplicate("flint.ro")),
+            ("flint.argv", ParamError::MissingValue("flint.argv")),
+            ("flint.argv=, flint.root", ParamError::MissingValue("flint.root")),
+            ("flint.argv=, flint.root=/dev/vda flint.rw=1", ParamError::UnexpectedValue("flint.rw")),
+            ("flint.argv=, flint.root=/dev/vda flint.ro flint.rw", ParamError::Conflict("flint.ro", "flint.rw")),
+            ("flint.argv=, flint.root=/dev/vda flint.overlay flint.rw", ParamError::Conflict("flint.overlay", "flint.rw")),
+            ("flint.argv=, flint.overlay", ParamError::NeedsRoot("flint.overlay")),
+            ("flint.argv=, flint.rootfstype=ext4", ParamError::NeedsRoot("flint.rootfstype")),
+            ("flint.root=/dev/vda", ParamError::MissingArgv),
+            ("", ParamError::MissingArgv),
+        ];
+        for (cmdline, error) in cases {
+            assert_eq!(parse(cmdline).unwrap_err(), *error, "{cmdline}");
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_errors() {
+        let invalid = |cmdline: &str, key: &str| match parse(&format!("{ARGV} {cmdline}")) {
+            Err(ParamError::Invalid(bad, _)) => assert_eq!(bad, key, "{cmdline}"),
+            other => panic!("{cmdline}: {other:?}"),
+        };
+        let long_path = format!("/{}", "a".repeat(PATH_MAX));
+        for bad in ["", "dev/vda", "relative", long_path.as_str()] {
+            invalid(&format!("flint.root={bad}"), "flint.root");
+            invalid(&format!("flint.cwd={bad}"), "flint.cwd");
+            invalid(&format!("flint.stdout={bad}"), "flint.stdout");
+            invalid(&format!("flint.status={bad}"), "flint.status");
+        }
+        for bad in ["", "-1", "+1", "1.0", "0x10", "4294967295", "99999999999999999999999", " 1"] {
+            invalid(&format!("\"flint.uid={bad}\""), "flint.uid");
+        }
+        for bad in ["", ".", "1.", ".5", "1.2345", "-1", "1e3", "18446744073709551615", "1,5"] {
+            invalid(&format!("flint.timeout={bad}"), "flint.timeout");
+            invalid(&format!("flint.root=/dev/vda flint.rootwait={bad}"), "flint.rootwait");
+        }
+        for bad in ["", "ext4 ", "a/b", "abcdefghijklmnopqrstuvwxyz0123456789"] {
+            invalid(&format!("flint.root=/dev/vda \"flint.rootfstype={bad}\""), "flint.rootfstype");
+        }
+        let long_name = "m".repeat(MODULE_NAME_MAX + 1);
+        for bad in [",", "a,,b", "a,", "../x", "a b", long_name.as_str()] {
+            invalid(&format!("\"flint.modules={bad}\""), "flint.modules");
+        }
+    }
+
+    #[test]
+    fn numbers_and_durations() {
+        assert_eq!(duration_ms("k", b"0"), Ok(0));
+        assert_eq!(duration_ms("k", b"1.5"), Ok(1500));
+        assert_eq!(duration_ms("k", b"0.001"), Ok(1));
+        assert_eq!(duration_ms("k", b"0.25"), Ok(250));
+        assert_eq!(duration_ms("k", b"18446744073709551"), Ok(18446744073709551000));
+        assert!(duration_ms("k", b"18446744073709552").is_err());
+        assert_eq!(id("k", b"4294967294"), Ok(4294967294));
+        assert_eq!(parse("flint.argv=, flint.timeout=0").unwrap().timeout_ms, None);
+        assert_eq!(parse("flint.argv=, flint.modules=").unwrap().modules.iter().count(), 0);
+    }
+
+    #[test]
+    fn errors_describe_the_fix() {
+        let message = ParamError::Unknown(b"flint.bogus\x1b").failure();
+        assert_eq!(message.status, status::BAD_PARAMETERS);
+        assert_eq!(
+            message.message(),
+            b"unknown parameter flint.bogus\\x1b: check the spelling against the flint.* list in guest-init/README.md"
+        );
+        let message = ParamError::Conflict("flint.ro", "flint.rw").failure();
+        assert_eq!(message.message(), b"flint.ro conflicts with flint.rw: drop one");
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(cmdline in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Params::parse(&cmdline);
+        }
+
+        #[test]
+        fn flint_shaped_noise_parses_or_fails_cleanly(cmdline in "((flint\\.(root|ro|rw|overlay|argv|env|uid|timeout|modules|cwd)|\"|=|,|/|[a-z0-9.]| |--)){0,40}") {
+            if let Ok(params) = Params::parse(cmdline.as_bytes()) {
+                prop_assert!(params.cwd.starts_with(b"/"));
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Ending the VM with a status. PID 1 must never exit (the kernel would panic), so every
+//! path, including a Rust panic, ends here.
+//!
+//! Order: stop leftover processes, sync, make the root read-only (a clean filesystem), write
+//! `flint-status <n>` to the `flint.status` device, then leave through QEMU's isa-debug-exit
+//! device (QEMU exits at once with `(n << 1) | 1`), and if that device is absent, through an
+//! ordinary ACPI power-off (QEMU then exits 0).
+
+use crate::clock::{self, Deadline};
+use crate::report::Failure;
+use crate::status;
+use crate::stdio;
+use crate::sys;
+use core::sync::atomic::{AtomicI32, Ordering};
+use rustix::fd::{BorrowedFd, IntoRawFd};
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+use rustix::mount::MountFlags;
+use rustix::process::{Signal, WaitOptions};
+use rustix::system::RebootCommand;
+
+/// QEMU's isa-debug-exit device, at its default `iobase`.
+const DEBUG_EXIT_PORT: u16 = 0x501;
+/// How long killed leftovers get to exit before the root is made read-only regardless.
+const REAP_MS: u64 = 1000;
+
+/// The open `flint.status` device, or -1. A static so the panic handler can use it too.
+static STATUS_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Opens the status device early, while /dev is the initramfs's and before anything can
+/// fail in a way that should be reported through it.
+pub fn open_status_device(path: Option<&[u8]>) -> Result<(), Failure> {
+    if let Some(path) = path {
+        let fd = stdio::open(path, OFlags::WRONLY, "flint.status")?;
+        // The fd stays open for the life of the VM.
+        STATUS_FD.store(fd.into_raw_fd(), Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+pub fn power_off(status: u8) -> ! {
+    stop_leftovers();
+    rustix::fs::sync();
+    // Remounting read-only flushes the journal; if something still holds files open for
+    // writing this fails, and the sync above has already saved the data.
+    let _ = rustix::mount::mount_remount(c"/", MountFlags::RDONLY, c"");
+    write_status(status);
+    end(status)
+}
+
+/// Leaves the VM without tidying up: for when tidying up is what failed.
+pub fn end(status: u8) -> ! {
+    // SAFETY: fd 2 is only ever borrowed; the kernel may have left it closed, and then
+    // draining fails harmlessly.
+    stdio::flush(unsafe { BorrowedFd::borrow_raw(2) });
+    if sys::ioperm(DEBUG_EXIT_PORT, 1).is_ok() {
+        // SAFETY: ioperm granted this port; writing it makes QEMU exit, and on a machine
+        // without the device the write goes nowhere.
+        unsafe {
+            core::arch::asm!("out dx, al", in("dx") DEBUG_EXIT_PORT, in("al") status, options(nomem, nostack, preserves_flags));
+        }
+    }
+    let _ = rustix::system::reboot(RebootCommand::PowerOff);
+    let _ = rustix::system::reboot(RebootCommand::Halt);
+    // Nothing left to try; exiting would panic the kernel, so wait forever.
+    loop {
+        clock::sleep_ns(u64::MAX);
+    }
+}
+
+/// Kills every process left (daemons the workload started, or the workload itself after a
+/// failure or timeout) and reaps them, so none holds the root busy.
+fn stop_leftovers() {
+    if sys::signal_all(Signal::KILL) == Err(Errno::SRCH) {
+        return;
+    }
+    let deadline = Deadline::after_ms(REAP_MS);
+    loop {
+        match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+            Ok(Some(_)) => {}
+            Ok(None) if deadline.remaining_ns() > 0 => clock::sleep_ns(1_000_000),
+            // ECHILD: all gone; or out of time.
+            _ => return,
+        }
+    }
+}
+
+fn write_status(status: u8) {
+    let fd = STATUS_FD.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: `open_status_device` stored an fd it gave up ownership of; nothing closes it.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut buf = [0; 17];
+    let line = status::line(status, &mut buf);
+    let _ = rustix::io::write(fd, line);
+    stdio::flush(fd);
+}

@@ -1,0 +1,71 @@
+//! Running the workload: fork, then wait for it while doing PID 1's other jobs (reaping the
+//! orphans it adopts, forwarding SIGTERM and SIGINT, enforcing `flint.timeout`).
+//!
+//! Signals are taken synchronously with `rt_sigtimedwait` instead of through handlers: the
+//! signals are blocked, so the kernel queues them even for PID 1 (which otherwise drops
+//! signals it has no handler for), and one call waits for "a child exited", "forward this"
+//! and "time is up" together, with no handler code or restorer trampoline.
+
+use crate::clock::{self, Deadline};
+use crate::exec::{self, Command};
+use crate::report::Failure;
+use crate::status;
+use crate::stdio::Stdio;
+use crate::sys::{self, SigSet};
+use rustix::process::{Pid, Signal, WaitOptions};
+use rustix::system::RebootCommand;
+
+const FORWARDED: [Signal; 2] = [Signal::TERM, Signal::INT];
+
+/// Runs the workload to its end and returns its status (or the timeout failure).
+pub fn run(command: &Command<'_>, stdio: &Stdio, timeout_ms: Option<u64>) -> Result<u8, Failure> {
+    let setup = |what: &str, errno| Failure::new(status::SETUP_FAILED).text(what).errno(errno).text(": the guest kernel is out of resources");
+    let watched = SigSet::EMPTY.with(Signal::CHILD).with(Signal::TERM).with(Signal::INT);
+    // Blocked before forking, so a child that exits at once still leaves its SIGCHLD pending.
+    sys::block(watched).map_err(|errno| setup("cannot block signals: ", errno))?;
+    // Make Ctrl-Alt-Del send SIGINT to init (forwarded to the workload) instead of an
+    // immediate reboot. Not essential, so a failure is ignored.
+    let _ = rustix::system::reboot(RebootCommand::CadOff);
+
+    // SAFETY: the init never starts threads, so forking is sound.
+    let workload = match unsafe { sys::fork() } {
+        Ok(Some(pid)) => pid,
+        Ok(None) => exec::child(command, stdio),
+        Err(errno) => return Err(setup("cannot fork the workload: ", errno)),
+    };
+    let deadline = timeout_ms.map(Deadline::after_ms);
+    loop {
+        if let Some(status) = reap(workload) {
+            return Ok(status);
+        }
+        let timeout = match deadline {
+            Some(deadline) => match deadline.remaining_ns() {
+                0 => {
+                    let _ = rustix::process::kill_process(workload, Signal::KILL);
+                    return Err(Failure::new(status::TIMEOUT)
+                        .text("workload killed after flint.timeout=")
+                        .number(timeout_ms.unwrap_or_default())
+                        .text(" ms: raise flint.timeout if it needs longer"));
+                }
+                left => Some(clock::timespec(left)),
+            },
+            None => None,
+        };
+        // SIGCHLD, a timeout (EAGAIN) or an interruption all lead back to the checks above.
+        if let Ok(signal) = sys::wait_signal(watched, timeout.as_ref()) {
+            if let Some(&forward) = FORWARDED.iter().find(|forward| forward.as_raw() == signal) {
+                let _ = rustix::process::kill_process(workload, forward);
+            }
+        }
+    }
+}
+
+/// Reaps every child that has exited; returns the workload's status once it is among them.
+fn reap(workload: Pid) -> Option<u8> {
+    while let Ok(Some((pid, wait_status))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+        if pid == workload {
+            return Some(status::from_wait(wait_status.exit_status(), wait_status.terminating_signal()));
+        }
+    }
+    None
+}

@@ -1,0 +1,106 @@
+//! The VM's final status: the workload's, or one of the init's own failure codes.
+//!
+//! Statuses follow the shell: 0-255 is what the workload exited with, 128+N means it died
+//! from signal N. The init's own failures use the codes below (documented in README.md);
+//! they can collide with a workload that exits with the same number, which is why each
+//! failure also prints one `flint-init: ...` line on the console.
+
+/// A `flint.*` parameter is unknown, repeated, malformed or conflicting.
+pub const BAD_PARAMETERS: u8 = 120;
+/// A module in `flint.modules` is missing from the initramfs or the kernel refused it.
+pub const MODULE_FAILED: u8 = 121;
+/// The root device did not appear before `flint.rootwait` ran out.
+pub const ROOT_NOT_FOUND: u8 = 122;
+/// Mounting (or switching to) the root or one of the standard filesystems failed.
+pub const MOUNT_FAILED: u8 = 123;
+/// The workload ran longer than `flint.timeout` and was killed.
+pub const TIMEOUT: u8 = 124;
+/// Preparing the workload failed: stdio or status device, working directory, uid/gid, fork.
+pub const SETUP_FAILED: u8 = 125;
+/// The workload was found but could not be executed.
+pub const NOT_EXECUTABLE: u8 = 126;
+/// The workload's program was not found.
+pub const NOT_FOUND: u8 = 127;
+/// The init itself hit a bug (a Rust panic); it still powers the VM off.
+pub const INIT_PANICKED: u8 = 119;
+
+/// What the init writes on the `flint.status` device, followed by the status and `\n`.
+pub const LINE_PREFIX: &str = "flint-status ";
+
+/// The status of a workload from its wait status: its exit code, or 128+N for signal N.
+pub fn from_wait(exit_code: Option<i32>, signal: Option<i32>) -> u8 {
+    match (exit_code, signal) {
+        // The kernel only keeps the low 8 bits of an exit code.
+        (Some(code), _) => (code & 0xff) as u8,
+        // Signal numbers stop at 64, so 128+N always fits.
+        (None, Some(signal)) => 128u8.wrapping_add(signal as u8),
+        // Stopped or continued children are not finished; callers never pass those.
+        (None, None) => SETUP_FAILED,
+    }
+}
+
+/// Formats the status line, e.g. `flint-status 7\n`; returns the used part of `buf`.
+pub fn line(status: u8, buf: &mut [u8; 17]) -> &[u8] {
+    let prefix = LINE_PREFIX.as_bytes();
+    buf[..prefix.len()].copy_from_slice(prefix);
+    let mut len = prefix.len();
+    let digits = [status / 100, status / 10 % 10, status % 10];
+    let skip = if status >= 100 { 0 } else if status >= 10 { 1 } else { 2 };
+    for &digit in &digits[skip..] {
+        buf[len] = b'0' + digit;
+        len += 1;
+    }
+    buf[len] = b'\n';
+    &buf[..=len]
+}
+
+/// Reads back a status line, for the host side: `Some(status)` for exactly
+/// `flint-status <0-255>` (with or without the newline, and a `\r` a tty may add).
+pub fn parse_line(line: &[u8]) -> Option<u8> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let digits = line.strip_prefix(LINE_PREFIX.as_bytes())?;
+    if digits.is_empty() || digits.len() > 3 || (digits.len() > 1 && digits[0] == b'0') {
+        return None;
+    }
+    let mut value: u16 = 0;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u16::from(digit - b'0');
+    }
+    u8::try_from(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_statuses_follow_the_shell() {
+        assert_eq!(from_wait(Some(0), None), 0);
+        assert_eq!(from_wait(Some(3), None), 3);
+        assert_eq!(from_wait(Some(255), None), 255);
+        assert_eq!(from_wait(None, Some(9)), 137);
+        assert_eq!(from_wait(None, Some(15)), 143);
+    }
+
+    #[test]
+    fn status_lines_round_trip() {
+        for status in 0..=255u8 {
+            let mut buf = [0; 17];
+            let line = line(status, &mut buf);
+            assert_eq!(line, format!("flint-status {status}\n").as_bytes());
+            assert_eq!(parse_line(line), Some(status));
+        }
+    }
+
+    #[test]
+    fn status_lines_reject_anything_else() {
+        for bad in ["flint-status 256", "flint-status -1", "flint-status 01", "flint-status ", "flint-status 1x", "status 1", "flint-status 1000"] {
+            assert_eq!(parse_line(bad.as_bytes()), None, "{bad}");
+        }
+        assert_eq!(parse_line(b"flint-status 42\r\n"), Some(42));
+    }
+}

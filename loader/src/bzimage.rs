@@ -1,0 +1,255 @@
+//! Validates a bzImage's real-mode setup part against Linux Documentation/arch/x86/boot.rst
+//! and keeps what the planner and the zero page need.
+//!
+//! The input is QEMU's FW_CFG_SETUP_DATA: the file's first (setup_sects + 1) * 512 bytes,
+//! with some header fields (cmd_line_ptr, type_of_loader, ramdisk_*) already patched.
+
+use crate::layout::*;
+use crate::le;
+use core::fmt;
+
+/// Protocol 2.12 added xloadflags, the only way a kernel advertises its 64-bit entry.
+const MIN_PROTOCOL: u16 = 0x020C;
+const XLF_KERNEL_64: u16 = 1 << 0;
+const BOOT_FLAG_MAGIC: u16 = 0xAA55;
+const MAGIC: &[u8] = b"HdrS";
+/// The 64-bit entry sits this far past the protected-mode kernel's load address.
+const ENTRY64_OFFSET: u64 = 0x200;
+/// The header must reach through init_size, the last field read here.
+const MIN_HEADER_END: usize = INIT_SIZE + 4;
+const HEADER_BYTES: usize = HEADER_LIMIT - SETUP_SECTS;
+
+/// A validated 64-bit, relocatable kernel; only [`BzImage::parse`] makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BzImage {
+    pub protocol: u16,
+    /// Real-mode sectors after the boot sector, with boot.rst's "0 means 4" applied.
+    pub setup_sects: u8,
+    pub loadflags: u8,
+    pub xloadflags: u16,
+    pub kernel_alignment: u32,
+    /// log2 of the smallest alignment the kernel tolerates.
+    pub min_alignment: u8,
+    pub relocatable: bool,
+    pub pref_address: u64,
+    pub init_size: u32,
+    pub initrd_addr_max: u32,
+    /// Longest command line the kernel accepts, without its terminating NUL.
+    pub cmdline_size: u32,
+    /// Offset just past the setup header, capped at 0x290 where boot_params' room ends.
+    pub header_end: usize,
+    /// Head of the setup_data chain as QEMU left it, in QEMU's addresses (see setup_data).
+    pub setup_data: u64,
+    header: [u8; HEADER_BYTES],
+}
+
+/// Whether `bytes` (at least the first 0x206 bytes of a file) carry Linux's "HdrS" header.
+pub fn is_linux_kernel(bytes: &[u8]) -> bool {
+    bytes.get(HEADER_MAGIC..HEADER_MAGIC + MAGIC.len()) == Some(MAGIC)
+}
+
+impl BzImage {
+    pub fn parse(setup: &[u8]) -> Result<Self, KernelError> {
+        if !is_linux_kernel(setup) {
+            return Err(KernelError::NotLinux);
+        }
+        let truncated = |need: usize| KernelError::Truncated {
+            len: setup.len(),
+            need,
+        };
+        let u8_at = |off: usize| setup.get(off).copied().ok_or_else(|| truncated(off + 1));
+        let u16_at = |off: usize| le::u16_at(setup, off).ok_or_else(|| truncated(off + 2));
+        let u32_at = |off: usize| le::u32_at(setup, off).ok_or_else(|| truncated(off + 4));
+        let u64_at = |off: usize| le::u64_at(setup, off).ok_or_else(|| truncated(off + 8));
+
+        if u16_at(BOOT_FLAG)? != BOOT_FLAG_MAGIC {
+            return Err(KernelError::Damaged("boot flag at 0x1FE is not 0xAA55"));
+        }
+        let protocol = u16_at(VERSION)?;
+        if protocol < MIN_PROTOCOL {
+            return Err(KernelError::OldProtocol { version: protocol });
+        }
+        let setup_sects = match u8_at(SETUP_SECTS)? {
+            0 => 4,
+            n => n,
+        };
+        let need = (usize::from(setup_sects) + 1) * 512;
+        if setup.len() < need {
+            return Err(truncated(need));
+        }
+        let header_end = HEADER_MAGIC + usize::from(u8_at(JUMP + 1)?);
+        if header_end < MIN_HEADER_END {
+            return Err(KernelError::Damaged("setup header ends before init_size"));
+        }
+        let header_end = header_end.min(HEADER_LIMIT);
+        let xloadflags = u16_at(XLOADFLAGS)?;
+        if xloadflags & XLF_KERNEL_64 == 0 {
+            return Err(KernelError::No64BitEntry);
+        }
+        if u8_at(RELOCATABLE_KERNEL)? == 0 {
+            return Err(KernelError::NotRelocatable);
+        }
+        let kernel_alignment = u32_at(KERNEL_ALIGNMENT)?;
+        if !kernel_alignment.is_power_of_two() {
+            return Err(KernelError::Damaged(
+                "kernel_alignment is not a power of two",
+            ));
+        }
+        let init_size = u32_at(INIT_SIZE)?;
+        if init_size == 0 {
+            return Err(KernelError::Damaged("init_size is zero"));
+        }
+        let mut header = [0; HEADER_BYTES];
+        let src = setup
+            .get(SETUP_SECTS..header_end)
+            .ok_or_else(|| truncated(header_end))?;
+        le::put(&mut header, 0, src).ok_or_else(|| truncated(header_end))?;
+        Ok(Self {
+            protocol,
+            setup_sects,
+            loadflags: u8_at(LOADFLAGS)?,
+            xloadflags,
+            kernel_alignment,
+            min_alignment: u8_at(MIN_ALIGNMENT)?,
+            relocatable: true,
+            pref_address: u64_at(PREF_ADDRESS)?,
+            init_size,
+            initrd_addr_max: u32_at(INITRD_ADDR_MAX)?,
+            cmdline_size: u32_at(CMDLINE_SIZE)?,
+            header_end,
+            setup_data: u64_at(SETUP_DATA)?,
+            header,
+        })
+    }
+
+    pub const fn entry64_offset(&self) -> u64 {
+        ENTRY64_OFFSET
+    }
+
+    /// The setup header bytes [0x1F1, header_end), as the zero page must receive them.
+    pub fn header(&self) -> &[u8] {
+        self.header
+            .get(..self.header_end.saturating_sub(SETUP_SECTS))
+            .unwrap_or(&[])
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelError {
+    NotLinux,
+    Truncated { len: usize, need: usize },
+    Damaged(&'static str),
+    OldProtocol { version: u16 },
+    No64BitEntry,
+    NotRelocatable,
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::NotLinux => f.write_str("not a Linux kernel (no HdrS header): pass a bzImage with -kernel"),
+            Self::Truncated { len, need } => write!(
+                f,
+                "kernel setup part is {len} bytes but its header needs {need}: pass the whole bzImage with -kernel"
+            ),
+            Self::Damaged(what) => {
+                write!(f, "kernel header is damaged ({what}): pass an intact bzImage with -kernel")
+            }
+            Self::OldProtocol { version } => write!(
+                f,
+                "kernel boot protocol {}.{} is older than 2.12: use Linux 3.8 or newer",
+                version >> 8,
+                version & 0xFF
+            ),
+            Self::No64BitEntry => {
+                f.write_str("kernel has no 64-bit entry (XLF_KERNEL_64 unset): pass an x86_64 bzImage")
+            }
+            Self::NotRelocatable => f.write_str("kernel is not relocatable: rebuild it with CONFIG_RELOCATABLE=y"),
+        }
+    }
+}
+
+impl core::error::Error for KernelError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{assert_one_line, setup_blob, write};
+
+    #[test]
+    fn parses_a_valid_header() {
+        let k = BzImage::parse(&setup_blob()).unwrap();
+        assert_eq!(
+            (k.protocol, k.setup_sects, k.loadflags, k.xloadflags),
+            (0x20F, 1, 1, 3)
+        );
+        assert_eq!(
+            (k.kernel_alignment, k.min_alignment, k.relocatable),
+            (0x20_0000, 21, true)
+        );
+        assert_eq!((k.pref_address, k.init_size), (0x100_0000, 0x200_0000));
+        assert_eq!((k.initrd_addr_max, k.cmdline_size), (0x7FFF_FFFF, 2047));
+        assert_eq!(
+            (k.header_end, k.setup_data, k.entry64_offset()),
+            (0x26C, 0, 0x200)
+        );
+        assert_eq!(k.header(), &setup_blob()[0x1F1..0x26C]);
+    }
+
+    #[test]
+    fn rejects_malformed_headers() {
+        use KernelError::*;
+        let check = |mutate: fn(&mut Vec<u8>), want: KernelError| {
+            let mut b = setup_blob();
+            mutate(&mut b);
+            assert_eq!(BzImage::parse(&b), Err(want));
+            assert_one_line(&want);
+        };
+        check(|b| b.truncate(0x100), NotLinux);
+        check(
+            |b| b.truncate(0x240),
+            Truncated {
+                len: 0x240,
+                need: 1024,
+            },
+        );
+        check(
+            |b| b[SETUP_SECTS] = 0,
+            Truncated {
+                len: 1024,
+                need: 2560,
+            },
+        );
+        check(|b| b[HEADER_MAGIC] = b'h', NotLinux);
+        check(
+            |b| b[BOOT_FLAG] = 0,
+            Damaged("boot flag at 0x1FE is not 0xAA55"),
+        );
+        check(|b| b[VERSION] = 0x0B, OldProtocol { version: 0x20B });
+        check(
+            |b| b[JUMP + 1] = 0x20,
+            Damaged("setup header ends before init_size"),
+        );
+        check(|b| b[XLOADFLAGS] = 2, No64BitEntry);
+        check(|b| b[RELOCATABLE_KERNEL] = 0, NotRelocatable);
+        check(
+            |b| b[KERNEL_ALIGNMENT] = 3,
+            Damaged("kernel_alignment is not a power of two"),
+        );
+        check(
+            |b| write(b, INIT_SIZE, &[0; 4]),
+            Damaged("init_size is zero"),
+        );
+    }
+
+    #[test]
+    fn caps_the_header_at_boot_params_room() {
+        let mut b = setup_blob();
+        b[JUMP + 1] = 0xFF;
+        assert_eq!(
+            BzImage::parse(&b).unwrap().header().len(),
+            HEADER_LIMIT - SETUP_SECTS
+        );
+        assert!(is_linux_kernel(&b) && !is_linux_kernel(&b[..0x205]));
+    }
+}

@@ -1,0 +1,206 @@
+//! Decides where the kernel and the initrd go in guest RAM.
+
+use crate::bzimage::BzImage;
+use crate::e820::MemoryMap;
+use crate::range::{self, FOUR_GIB, MIB};
+use core::fmt;
+
+/// Initrds start on a page boundary.
+const PAGE: u64 = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadPlan {
+    /// Where the protected-mode kernel (fw_cfg FW_CFG_KERNEL_DATA) is copied.
+    pub kernel_addr: u64,
+    /// Where to jump in 64-bit mode, with %rsi pointing at boot_params.
+    pub entry64: u64,
+    /// Bytes from kernel_addr the kernel may use while it decompresses itself.
+    pub kernel_extent: u64,
+    /// Where the initrd is copied; 0 when there is none.
+    pub initrd_addr: u64,
+}
+
+/// `kernel_size` is the protected-mode kernel's size, `reserved` lists `(start, size)`
+/// ranges the firmware keeps for itself (zero page, command line, setup_data, page tables).
+pub fn plan(
+    kernel: &BzImage,
+    map: &MemoryMap,
+    kernel_size: u64,
+    initrd_size: u64,
+    cmdline_len: usize,
+    reserved: &[(u64, u64)],
+) -> Result<LoadPlan, PlanError> {
+    let max = kernel.cmdline_size;
+    if cmdline_len > max as usize {
+        return Err(PlanError::CmdlineTooLong {
+            len: cmdline_len,
+            max,
+        });
+    }
+    let extent = u64::from(kernel.init_size).max(kernel_size);
+    let too_big = PlanError::KernelDoesNotFit {
+        need: extent,
+        ram: map.total_ram(),
+    };
+    let kernel_addr = place_kernel(kernel, map, extent, reserved).ok_or(too_big)?;
+    let entry64 = kernel_addr
+        .checked_add(kernel.entry64_offset())
+        .ok_or(too_big)?;
+    let initrd_addr = match initrd_size {
+        0 => 0,
+        size => place_initrd(kernel, map, (kernel_addr, extent), size, reserved)
+            .ok_or(PlanError::InitrdDoesNotFit { size })?,
+    };
+    Ok(LoadPlan {
+        kernel_addr,
+        entry64,
+        kernel_extent: extent,
+        initrd_addr,
+    })
+}
+
+/// The kernel's preferred address avoids relocating it; otherwise the lowest aligned spot.
+fn place_kernel(
+    kernel: &BzImage,
+    map: &MemoryMap,
+    extent: u64,
+    reserved: &[(u64, u64)],
+) -> Option<u64> {
+    let pref = kernel.pref_address;
+    let free = !reserved.iter().any(|&r| range::overlaps(r, (pref, extent)));
+    if pref >= MIB && free && map.is_ram(pref, extent) {
+        return Some(pref);
+    }
+    map.lowest_fit(extent, u64::from(kernel.kernel_alignment), MIB, reserved)
+}
+
+/// As high as the kernel allows, like other boot loaders, to keep low memory free.
+fn place_initrd(
+    kernel: &BzImage,
+    map: &MemoryMap,
+    kernel_range: (u64, u64),
+    size: u64,
+    reserved: &[(u64, u64)],
+) -> Option<u64> {
+    let limit = (u64::from(kernel.initrd_addr_max) + 1).min(FOUR_GIB);
+    let best = map.highest_fit(size, PAGE, limit, reserved)?;
+    if !range::overlaps((best, size), kernel_range) {
+        return Some(best);
+    }
+    // The highest spot overlaps the kernel, so none lies above it: look below it.
+    map.highest_fit(size, PAGE, limit.min(kernel_range.0), reserved)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanError {
+    CmdlineTooLong { len: usize, max: u32 },
+    KernelDoesNotFit { need: u64, ram: u64 },
+    InitrdDoesNotFit { size: u64 },
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes.div_ceil(MIB)
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::CmdlineTooLong { len, max } => {
+                write!(f, "command line is {len} bytes, kernel accepts {max}: shorten -append")
+            }
+            Self::KernelDoesNotFit { need, ram } => write!(
+                f,
+                "kernel needs {} MiB of free RAM above 1 MiB but the VM has {} MiB in all: raise -m",
+                mib(need),
+                mib(ram)
+            ),
+            Self::InitrdDoesNotFit { size } => write!(
+                f,
+                "initrd of {} MiB does not fit in free RAM below 4 GiB: raise -m or shrink the initrd",
+                mib(size)
+            ),
+        }
+    }
+}
+
+impl core::error::Error for PlanError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::e820::RESERVED;
+    use crate::layout::PREF_ADDRESS;
+    use crate::testutil::{assert_one_line, ram_map, setup_blob, write};
+
+    fn kernel() -> BzImage {
+        BzImage::parse(&setup_blob()).unwrap()
+    }
+
+    #[test]
+    fn prefers_pref_address_and_puts_the_initrd_high() {
+        let map = ram_map(&[(0, 128 * MIB)]);
+        let p = plan(&kernel(), &map, 10 * MIB, 5 * MIB + 1, 2047, &[]).unwrap();
+        let want = LoadPlan {
+            kernel_addr: 16 * MIB,
+            entry64: 16 * MIB + 0x200,
+            kernel_extent: 32 * MIB,
+            initrd_addr: 123 * MIB - PAGE,
+        };
+        assert_eq!(p, want);
+        assert_eq!(
+            plan(&kernel(), &map, 40 * MIB, 0, 0, &[])
+                .unwrap()
+                .kernel_extent,
+            40 * MIB
+        );
+        assert_eq!(plan(&kernel(), &map, 1, 0, 0, &[]).unwrap().initrd_addr, 0);
+    }
+
+    #[test]
+    fn avoids_reserved_ranges_and_the_kernel() {
+        let mut map = ram_map(&[(0, 6 * 1024 * MIB)]);
+        map.mark(3 * 1024 * MIB, 1024 * MIB, RESERVED).unwrap();
+        let reserved = [(20 * MIB, PAGE), (2047 * MIB, MIB)];
+        let p = plan(&kernel(), &map, MIB, 100 * MIB, 0, &reserved).unwrap();
+        // Pref (16 MiB) collides, so the next 2 MiB boundary past the reservation wins.
+        assert_eq!(p.kernel_addr, 22 * MIB);
+        // initrd_addr_max is 2 GiB - 1, and the top MiB below it is reserved.
+        assert_eq!(p.initrd_addr, 1947 * MIB);
+        // A kernel at the top of RAM pushes the initrd below it.
+        let mut b = setup_blob();
+        write(&mut b, PREF_ADDRESS, &(32 * MIB).to_le_bytes());
+        let high = BzImage::parse(&b).unwrap();
+        let p = plan(&high, &ram_map(&[(0, 64 * MIB)]), MIB, 8 * MIB, 0, &[]).unwrap();
+        assert_eq!((p.kernel_addr, p.initrd_addr), (32 * MIB, 24 * MIB));
+    }
+
+    #[test]
+    fn fails_with_actionable_errors() {
+        let map = ram_map(&[(0, 40 * MIB)]);
+        let k = kernel();
+        let e = plan(&k, &map, MIB, 0, 2048, &[]).unwrap_err();
+        assert_eq!(
+            e,
+            PlanError::CmdlineTooLong {
+                len: 2048,
+                max: 2047
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "command line is 2048 bytes, kernel accepts 2047: shorten -append"
+        );
+        let e = plan(&k, &ram_map(&[(0, 32 * MIB)]), MIB, 0, 0, &[]).unwrap_err();
+        assert_eq!(
+            e,
+            PlanError::KernelDoesNotFit {
+                need: 32 * MIB,
+                ram: 32 * MIB
+            }
+        );
+        assert_one_line(&e);
+        let e = plan(&k, &map, MIB, 7 * MIB, 0, &[]).unwrap_err();
+        assert_eq!(e, PlanError::InitrdDoesNotFit { size: 7 * MIB });
+        assert_one_line(&e);
+    }
+}

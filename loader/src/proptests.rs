@@ -1,0 +1,157 @@
+//! Property tests: no input, however malformed, makes any entry point panic, and whatever
+//! succeeds keeps its promises.
+
+use crate::bzimage::BzImage;
+use crate::e820::{MemoryMap, RAM};
+use crate::layout::{INITRD_ADDR_MAX, INIT_SIZE, KERNEL_ALIGNMENT, PREF_ADDRESS};
+use crate::plan::plan;
+use crate::range::{self, FOUR_GIB, MIB};
+use crate::setup_data::{relocate_chain, Blob, MAX_NODES};
+use crate::testutil::{e820_bytes, node, setup_blob, write};
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+/// Mostly small MiB-granular values so ranges collide, sometimes anything at all.
+fn addr() -> impl Strategy<Value = u64> {
+    prop_oneof![4 => (0u64..96).prop_map(|m| m * MIB), 1 => any::<u64>()]
+}
+
+/// Mostly RAM.
+fn kind() -> impl Strategy<Value = u32> {
+    prop_oneof![2 => Just(RAM), 1 => 0u32..7]
+}
+
+/// Map edits as (start, size, kind).
+fn edits(max: usize) -> impl Strategy<Value = Vec<(u64, u64, u32)>> {
+    vec((addr(), addr(), kind()), 0..max)
+}
+
+/// The table stays sorted, disjoint, non-empty and merged.
+fn assert_normal(map: &MemoryMap) {
+    let e = map.entries();
+    assert!(e.iter().all(|e| e.size > 0));
+    assert!(e.windows(2).all(|w| {
+        let (a, b) = (w[0], w[1]);
+        a.addr + a.size < b.addr || (a.addr + a.size == b.addr && a.kind != b.kind)
+    }));
+}
+
+/// Kind 6 punches a hole; a failed edit must leave the map as it was.
+fn apply(map: &mut MemoryMap, edits: &[(u64, u64, u32)]) {
+    for &(start, size, kind) in edits {
+        let before = map.clone();
+        let result = if kind == 6 {
+            map.set(start, size, None)
+        } else {
+            map.mark(start, size, kind)
+        };
+        if result.is_err() {
+            assert_eq!(*map, before);
+        }
+        assert_normal(map);
+    }
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 2000,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn parse_never_panics(noise in vec(any::<u8>(), 0..1200), edits in vec((0x1F0usize..0x270, any::<u8>()), 0..8),
+                       len in prop_oneof![0usize..1024, Just(1024)]) {
+        let _ = BzImage::parse(&noise);
+        let mut b = setup_blob();
+        for (off, v) in edits {
+            b[off] = v;
+        }
+        b.truncate(len);
+        if let Ok(k) = BzImage::parse(&b) {
+            prop_assert_eq!(k.header().len(), k.header_end - 0x1F1);
+        }
+    }
+
+    #[test]
+    fn map_edits_keep_the_table_normal(raw in vec(any::<u8>(), 0..100), entries in edits(20),
+                                       edits in edits(40), size in 0..16 * MIB, align in addr(), limit in addr(),
+                                       avoid in vec((addr(), addr()), 0..4)) {
+        let _ = MemoryMap::from_qemu(&raw);
+        let Ok(mut map) = MemoryMap::from_qemu(&e820_bytes(&entries)) else { return Ok(()) };
+        assert_normal(&map);
+        apply(&mut map, &edits);
+        if let Ok(legacy) = map.clone().with_legacy_low_memory() {
+            map = legacy;
+        }
+        prop_assert!(map.ram_top_below_4g() <= FOUR_GIB);
+        prop_assert!(map.total_ram() >= size || map.highest_fit(size, 1, u64::MAX, &[]).is_none());
+        let clear = |s: u64| map.is_ram(s, size) && s.is_multiple_of(align.max(1)) && !avoid.iter().any(|&a| range::overlaps(a, (s, size)));
+        if let Some(s) = map.highest_fit(size, align, limit, &avoid) {
+            prop_assert!(clear(s) && s + size <= limit);
+        }
+        if let Some(s) = map.lowest_fit(size, align, limit, &avoid) {
+            prop_assert!(clear(s) && s >= limit);
+        }
+    }
+
+    #[test]
+    fn relocation_never_panics(nodes in vec((0usize..10, 0u32..24), 1..8), cut in 0usize..400, base in addr(),
+                               dest_len in 0usize..400, dest_addr in addr(), noise in vec(any::<u8>(), 0..64)) {
+        // Nodes back to back; each `next` names a node by index, the end, or the noise blob.
+        let mut offsets = vec![];
+        let mut at = 0u64;
+        for &(_, len) in &nodes {
+            offsets.push(at);
+            at += 16 + u64::from(len);
+        }
+        let mut blob = vec![];
+        for &(next, len) in &nodes {
+            let next = match offsets.get(next) {
+                Some(o) => base.wrapping_add(*o),
+                None if next == 9 => 0x1000,
+                None => 0,
+            };
+            blob.extend(node(next, 9, &vec![0x5A; len as usize]));
+        }
+        blob.truncate(cut);
+        let blobs = [Blob { qemu_addr: base, bytes: &blob }, Blob { qemu_addr: 0x1000, bytes: &noise }];
+        let mut dest = vec![0; dest_len];
+        if let Ok(mut addr) = relocate_chain(base, &blobs, &mut dest, dest_addr) {
+            let mut walked = 0;
+            while addr != 0 {
+                prop_assert!(addr.is_multiple_of(8) && walked < MAX_NODES);
+                addr = crate::le::u64_at(&dest, (addr - dest_addr) as usize).unwrap();
+                walked += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn plans_are_sound(pref in addr(), init_size in 1u32..64 << 20, align_log in 0u32..32, initrd_max in any::<u32>(),
+                       edits in edits(6), kernel_size in 0..40 * MIB, initrd_size in 0..40 * MIB, cmdline_len in 0usize..2100,
+                       reserved in vec((addr(), addr()), 0..4)) {
+        let mut b = setup_blob();
+        write(&mut b, PREF_ADDRESS, &pref.to_le_bytes());
+        write(&mut b, INIT_SIZE, &init_size.to_le_bytes());
+        write(&mut b, KERNEL_ALIGNMENT, &(1u32 << align_log).to_le_bytes());
+        write(&mut b, INITRD_ADDR_MAX, &initrd_max.to_le_bytes());
+        let kernel = BzImage::parse(&b).unwrap();
+        let mut map = MemoryMap::new();
+        map.mark(0, 96 * MIB, RAM).unwrap();
+        apply(&mut map, &edits);
+        let free = |r| !reserved.iter().any(|&a| range::overlaps(a, r));
+        if let Ok(p) = plan(&kernel, &map, kernel_size, initrd_size, cmdline_len, &reserved) {
+            let k = (p.kernel_addr, p.kernel_extent);
+            prop_assert!(map.is_ram(k.0, k.1) && free(k) && p.kernel_addr >= MIB);
+            if initrd_size > 0 {
+                let i = (p.initrd_addr, initrd_size);
+                prop_assert!(map.is_ram(i.0, i.1) && free(i) && !range::overlaps(i, k));
+                prop_assert!(i.0.is_multiple_of(4096) && i.0 + i.1 <= FOUR_GIB.min(u64::from(initrd_max) + 1));
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Boots Debian's 6.1 cloud kernel through fw.bin and checks what the guest sees.
+
+use flint::qemu::{Drive, Machine, Vm};
+use flint_tests::*;
+use std::io::Write;
+
+fn vm_with_initramfs(machine: Machine, memory: &str, cpus: u32, modules: &[&str], script: &str) -> (Vm, tempfile::NamedTempFile) {
+    let kernel = debian_kernel();
+    let mut initrd = tempfile::NamedTempFile::new().unwrap();
+    initrd.write_all(&test_initramfs(&kernel, modules, script)).unwrap();
+    let mut vm = Vm::new(firmware());
+    vm.machine = machine;
+    vm.memory = memory.into();
+    vm.cpus = cpus;
+    vm.kernel = Some(kernel.image());
+    vm.initrd = Some(initrd.path().to_path_buf());
+    vm.append = Some("console=ttyS0 quiet panic=-1".into());
+    (vm, initrd)
+}
+
+fn boots_and_reports(machine: Machine, memory: &str, cpus: u32) -> String {
+    let (vm, _initrd) = vm_with_initramfs(machine, memory, cpus, &[], "");
+    let (outcome, console) = boot(&vm);
+    assert!(console.contains("@@done"), "init did not finish; console:\n{console}");
+    assert_eq!(outcome.exit_code(), Some(0), "poweroff -f must end QEMU through ACPI S5; console:\n{console}");
+    assert_eq!(fact(&console, "cpus").as_deref(), Some(cpus.to_string().as_str()), "console:\n{console}");
+    console
+}
+
+#[test]
+fn pc_one_cpu_128m() {
+    boots_and_reports(Machine::Pc, "128M", 1);
+}
+
+#[test]
+fn q35_one_cpu_128m() {
+    boots_and_reports(Machine::Q35, "128M", 1);
+}
+
+#[test]
+fn pc_two_cpus() {
+    boots_and_reports(Machine::Pc, "256M", 2);
+}
+
+#[test]
+fn q35_two_cpus() {
+    boots_and_reports(Machine::Q35, "256M", 2);
+}
+
+fn memory_above_4g_is_visible(machine: Machine) {
+    let console = boots_and_reports(machine, "6G", 1);
+    let kib: u64 = fact(&console, "memtotal_kb").expect("MemTotal reported").parse().unwrap();
+    // 6 GiB minus the PCI hole and the kernel's own reservations: well above 4 GiB.
+    assert!(kib > 5 * 1024 * 1024, "MemTotal {kib} kB does not include memory above 4 GiB");
+}
+
+#[test]
+fn pc_6g_memory_above_4g() {
+    memory_above_4g_is_visible(Machine::Pc);
+}
+
+#[test]
+fn q35_6g_memory_above_4g() {
+    memory_above_4g_is_visible(Machine::Q35);
+}
+
+/// 2047 bytes, the most Debian's kernel accepts (`cmdline_size`), with both kinds of quotes.
+fn long_command_line() -> String {
+    let mut cmdline = String::from("console=ttyS0 quiet panic=-1 flint.test.quoted=\"a b 'c' d\" flint.test.single='x\"y' flint.test.fill=");
+    while cmdline.len() < 2047 {
+        cmdline.push(char::from(b'a' + (cmdline.len() % 26) as u8));
+    }
+    cmdline
+}
+
+#[test]
+fn long_command_line_arrives_byte_exact() {
+    let (mut vm, _initrd) = vm_with_initramfs(Machine::Pc, "128M", 1, &[], "");
+    let cmdline = long_command_line();
+    vm.append = Some(cmdline.clone());
+    let (_, console) = boot(&vm);
+    assert_eq!(proc_cmdline(&console).as_deref(), Some(cmdline.as_str()), "console:\n{console}");
+}
+
+fn virtio_blk_disk_is_readable(machine: Machine) {
+    let mut disk = tempfile::NamedTempFile::new().unwrap();
+    let marker = format!("flint-disk-marker-{machine:?}");
+    let mut content = marker.clone().into_bytes();
+    content.resize(1 << 20, 0);
+    disk.write_all(&content).unwrap();
+    let script = format!("echo \"@@disk=$(head -c {} /dev/vda)\"", marker.len());
+    let (mut vm, _initrd) = vm_with_initramfs(machine, "256M", 1, &VIRTIO_BLK_MODULES, &script);
+    vm.drives.push(Drive { path: disk.path().to_path_buf(), read_only: true });
+    let (_, console) = boot(&vm);
+    assert_eq!(fact(&console, "disk"), Some(marker), "console:\n{console}");
+}
+
+#[test]
+fn pc_virtio_blk_disk_is_readable() {
+    virtio_blk_disk_is_readable(Machine::Pc);
+}
+
+#[test]
+fn q35_virtio_blk_disk_is_readable() {
+    virtio_blk_disk_is_readable(Machine::Q35);
+}
