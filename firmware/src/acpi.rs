@@ -82,7 +82,8 @@ impl fmt::Display for AcpiError {
         match self {
             AcpiError::ScriptSize { len } => write!(
                 f,
-                "{LOADER_FILE} is {len} bytes, not whole 128-byte commands; this QEMU's linker/loader format is unsupported"
+                "{LOADER_FILE} is {len} bytes, not whole 128-byte commands; \
+                 this QEMU's linker/loader format is unsupported"
             ),
             AcpiError::UnterminatedName => {
                 write!(f, "{LOADER_FILE} has a file name without NUL in its 56 bytes; the script is corrupt")
@@ -146,7 +147,7 @@ pub fn install_tables<T: Transport>(
         return Ok(None);
     };
     let script_len = loader_file.size as usize;
-    if script_len % command::LEN != 0 {
+    if !script_len.is_multiple_of(command::LEN) {
         return Err(AcpiError::ScriptSize { len: script_len });
     }
     if script_len > arena.len() {

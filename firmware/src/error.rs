@@ -1,6 +1,8 @@
 //! Every way the boot can fail, with the one-line message and the status the VM ends with.
 //! The status is written to isa-debug-exit, so QEMU exits with `2 * status + 1`.
 
+use crate::acpi::AcpiError;
+use crate::pci::PciError;
 use core::fmt;
 use loader::bzimage::KernelError;
 use loader::e820::MapError;
@@ -16,6 +18,8 @@ pub enum BootError {
     Map(MapError),
     SetupData(SetupDataError),
     TooLittleRam { ram_mib: u64 },
+    Pci(PciError),
+    Acpi(AcpiError),
 }
 
 /// Documented in README.md ("Firmware exit statuses"); keep the two in step.
@@ -45,7 +49,7 @@ impl BootError {
             BootError::Plan(PlanError::InitrdDoesNotFit { .. }) => status::INITRD_TOO_BIG,
             BootError::Plan(PlanError::CmdlineTooLong { .. }) => status::CMDLINE_TOO_LONG,
             BootError::TooLittleRam { .. } => status::TOO_LITTLE_RAM,
-            BootError::Map(_) | BootError::SetupData(_) => status::PLATFORM,
+            BootError::Map(_) | BootError::SetupData(_) | BootError::Pci(_) | BootError::Acpi(_) => status::PLATFORM,
         }
     }
 }
@@ -60,6 +64,8 @@ impl fmt::Display for BootError {
             BootError::Plan(e) => e.fmt(f),
             BootError::Map(e) => e.fmt(f),
             BootError::SetupData(e) => e.fmt(f),
+            BootError::Pci(e) => e.fmt(f),
+            BootError::Acpi(e) => e.fmt(f),
             BootError::TooLittleRam { ram_mib } => {
                 write!(f, "the VM has {ram_mib} MiB of RAM, flint needs at least 16 MiB: raise -m")
             }

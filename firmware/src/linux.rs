@@ -18,6 +18,35 @@ pub struct Platform {
     pub acpi_rsdp: u64,
 }
 
+/// flint's guest init as a newc archive (empty when the image was built without one).
+static EMBEDDED_INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/init.cpio"));
+
+/// With this fw_cfg file present, the embedded init is put in front of the user's initrd.
+const ADD_INIT_SWITCH: &str = "opt/flint/add-init";
+
+/// The initrd the kernel gets: the embedded init alone when the user gave none, the user's
+/// unchanged, or (on request) both concatenated, which Linux unpacks in order.
+struct InitrdParts {
+    embedded: usize,
+    user: u64,
+}
+
+impl InitrdParts {
+    fn choose(user: u64, add_init: bool) -> Self {
+        let embedded = if user == 0 || add_init { EMBEDDED_INIT.len() } else { 0 };
+        InitrdParts { embedded, user }
+    }
+
+    /// The user's archive starts 4-byte aligned, as the cpio unpacker expects.
+    fn user_offset(&self) -> u64 {
+        (self.embedded as u64).next_multiple_of(4)
+    }
+
+    fn total(&self) -> u64 {
+        if self.user == 0 { self.embedded as u64 } else { self.user_offset() + self.user }
+    }
+}
+
 /// Everything is in place: the address to jump to, with RSI = boot_params.
 pub struct Handoff {
     pub entry64: u64,
@@ -48,7 +77,9 @@ pub fn prepare<T: Transport>(fw_cfg: &mut FwCfg<T>, platform: &Platform) -> Resu
     }
     let cmdline_len = cmdline.iter().position(|&b| b == 0).unwrap_or(cmdline.len());
 
-    let initrd_size = u64::from(fw_cfg.read_u32(key::INITRD_SIZE));
+    let add_init = fw_cfg.find(ADD_INIT_SWITCH).is_some();
+    let initrd = InitrdParts::choose(u64::from(fw_cfg.read_u32(key::INITRD_SIZE)), add_init);
+    let initrd_size = initrd.total();
     let load = plan(&kernel, &platform.map, kernel_size, initrd_size, cmdline_len, &[]).map_err(BootError::Plan)?;
     log!("kernel {kernel_size} bytes at {:#x}, initrd {initrd_size} bytes at {:#x}", load.kernel_addr, load.initrd_addr);
 
@@ -58,7 +89,12 @@ pub fn prepare<T: Transport>(fw_cfg: &mut FwCfg<T>, platform: &Platform) -> Resu
     if initrd_size > 0 {
         // SAFETY: likewise for the initrd.
         let initrd_dest = unsafe { phys_mut(load.initrd_addr, initrd_size as usize) };
-        fw_cfg.read(key::INITRD_DATA, initrd_dest);
+        let (embedded, user) = initrd_dest.split_at_mut(initrd.user_offset().min(initrd_size) as usize);
+        embedded[..initrd.embedded].copy_from_slice(&EMBEDDED_INIT[..initrd.embedded]);
+        embedded[initrd.embedded..].fill(0);
+        if initrd.user > 0 {
+            fw_cfg.read(key::INITRD_DATA, user);
+        }
     }
 
     let blobs = [

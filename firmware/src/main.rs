@@ -4,12 +4,14 @@
 
 mod runtime;
 
-use firmware::arch::{self, fw_cfg_io::PortTransport};
+use firmware::arch::{self, elcr::PortElcr, fw_cfg_io::PortTransport, pci_io::PortConfigSpace};
 use firmware::error::{status, BootError};
-use firmware::fw_cfg::FwCfg;
+use firmware::fw_cfg::{FwCfg, Transport};
 use firmware::linux::{self, Handoff, Platform};
-use firmware::{console, exit, log};
-use loader::e820::MemoryMap;
+use firmware::memory::phys_mut;
+use firmware::pci::{self, Windows};
+use firmware::{acpi, chipset, console, exit, layout, log};
+use loader::e820::{self, MemoryMap};
 
 core::arch::global_asm!(include_str!("arch/reset.s"), options(att_syntax));
 
@@ -27,20 +29,65 @@ pub extern "C" fn firmware_main(reset_tsc: u64) -> ! {
     }
 }
 
+/// Less than this and the kernel cannot even decompress; say so plainly.
+const MIN_RAM: u64 = 16 << 20;
+/// PCI memory BARs go above RAM and above q35's MMCONFIG window (0xB000_0000-0xBFFF_FFFF),
+/// below the IO-APIC; I/O BARs above the legacy ports.
+const PCI_MEM_FLOOR: u64 = 0xC000_0000;
+const PCI_MEM_END: u64 = 0xFEC0_0000;
+const PCI_IO: (u64, u64) = (0xC000, 0x10000);
+
 fn boot() -> Result<Handoff, BootError> {
+    let mut pci_config = PortConfigSpace;
+    let chipset = chipset::detect(&mut pci_config);
+    // First, so that even early errors can power off through ACPI S5.
+    chipset::enable_power_management(&mut pci_config, chipset);
+
     let mut fw_cfg = FwCfg::probe(PortTransport).ok_or(BootError::NoFwCfg)?;
     console::set_verbose(fw_cfg.find("opt/flint/log").is_some());
-    log!("fw_cfg found, DMA {}", if fw_cfg.has_dma() { "on" } else { "off" });
+    log!("fw_cfg found, DMA {}, chipset {chipset:?}", if fw_cfg.has_dma() { "on" } else { "off" });
 
-    let e820 = fw_cfg.find("etc/e820").ok_or(BootError::NoMemoryMap)?;
-    let mut raw = [0u8; 20 * 32];
-    let raw = &mut raw[..(e820.size as usize).min(20 * 32)];
-    fw_cfg.read_file(&e820, raw);
-    let map = MemoryMap::from_qemu(raw).and_then(MemoryMap::with_legacy_low_memory).map_err(BootError::Map)?;
+    let mut map = read_memory_map(&mut fw_cfg)?;
+    let ram_top = map.ram_top_below_4g();
+    if map.total_ram() < MIN_RAM {
+        return Err(BootError::TooLittleRam { ram_mib: map.total_ram() >> 20 });
+    }
 
-    let handoff = linux::prepare(&mut fw_cfg, &Platform { map, acpi_rsdp: 0 })?;
+    chipset::route_interrupts(&mut pci_config, &mut PortElcr, chipset);
+    let windows = Windows { mem: (ram_top.max(PCI_MEM_FLOOR), PCI_MEM_END), io: PCI_IO };
+    let devices = pci::setup(&mut pci_config, chipset, &windows).map_err(BootError::Pci)?;
+    log!("PCI: {} functions set up", devices.functions().len());
+
+    // After PCI: QEMU builds the ACPI tables when they are first read, from the BARs and PM
+    // base programmed by then.
+    let arena_size = layout::ACPI_ARENA_MAX.min(ram_top / 8);
+    let arena_base = ram_top - arena_size;
+    // SAFETY: the top of RAM below 4 GiB, which nothing else uses yet; whatever the tables
+    // occupy is marked ACPI in the memory map below so no later placement overlaps it.
+    let arena = unsafe { phys_mut(arena_base, arena_size as usize) };
+    let acpi_rsdp = match acpi::install_tables(&mut fw_cfg, arena, arena_base).map_err(BootError::Acpi)? {
+        Some(tables) => {
+            let start = tables.used_start & !0xfff;
+            map.mark(start, ram_top - start, e820::ACPI).map_err(BootError::Map)?;
+            log!("ACPI tables at {:#x}, RSDP at {:#x}", tables.used_start, tables.rsdp);
+            tables.rsdp
+        }
+        None => 0,
+    };
+
+    let handoff = linux::prepare(&mut fw_cfg, &Platform { map, acpi_rsdp })?;
     log!("entering the kernel at {:#x}", handoff.entry64);
     Ok(handoff)
+}
+
+/// QEMU's `etc/e820` (RAM below and above the PCI hole, reserved ranges) plus the legacy
+/// low-memory holes a PC firmware reports.
+fn read_memory_map<T: Transport>(fw_cfg: &mut FwCfg<T>) -> Result<MemoryMap, BootError> {
+    let file = fw_cfg.find("etc/e820").ok_or(BootError::NoMemoryMap)?;
+    let mut raw = [0u8; e820::ENTRY_SIZE * 32];
+    let raw = raw.get_mut(..file.size as usize).ok_or(BootError::NoMemoryMap)?;
+    fw_cfg.read_file(&file, raw);
+    MemoryMap::from_qemu(raw).and_then(MemoryMap::with_legacy_low_memory).map_err(BootError::Map)
 }
 
 #[panic_handler]

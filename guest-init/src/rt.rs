@@ -102,3 +102,14 @@ unsafe extern "C" fn strlen(s: *const u8) -> usize {
     }
     len
 }
+
+// The prebuilt `core` is compiled for unwinding and, without LTO to prune it (debug
+// builds), references these two. With panic = "abort" nothing ever calls them.
+
+#[no_mangle]
+extern "C" fn rust_eh_personality() {}
+
+#[no_mangle]
+extern "C" fn _Unwind_Resume() -> ! {
+    poweroff::end(status::INIT_PANICKED)
+}

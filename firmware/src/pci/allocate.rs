@@ -55,5 +55,5 @@ fn next_in_order(functions: &[Function], previous: Option<Key>) -> Option<Key> {
     let keys = functions.iter().enumerate().flat_map(|(f, function)| {
         function.bars.iter().enumerate().filter_map(move |(b, bar)| Some((Reverse(bar.as_ref()?.size), f, b)))
     });
-    keys.filter(|&key| previous.map_or(true, |previous| key > previous)).min()
+    keys.filter(|&key| previous.is_none_or(|previous| key > previous)).min()
 }
