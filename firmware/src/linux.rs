@@ -18,8 +18,12 @@ pub struct Platform {
     pub acpi_rsdp: u64,
 }
 
-/// flint's guest init as a newc archive (empty when the image was built without one).
-static EMBEDDED_INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/init.cpio"));
+/// flint's guest init as a newc archive (empty when the image was built without one), in a
+/// section of its own so the firmware's code size can be measured without it.
+#[link_section = ".initramfs"]
+static EMBEDDED_INIT: [u8; INIT_CPIO.len()] = *INIT_CPIO;
+const INIT_CPIO: &[u8; include_bytes!(concat!(env!("OUT_DIR"), "/init.cpio")).len()] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/init.cpio"));
 
 /// With this fw_cfg file present, the embedded init is put in front of the user's initrd.
 const ADD_INIT_SWITCH: &str = "opt/flint/add-init";

@@ -104,3 +104,15 @@ fn pc_virtio_blk_disk_is_readable() {
 fn q35_virtio_blk_disk_is_readable() {
     virtio_blk_disk_is_readable(Machine::Q35);
 }
+
+/// Without `-initrd` the kernel gets the init embedded in fw.bin. Given no workload, that
+/// init says so and ends the VM with its "bad parameters" status (120, so QEMU exits 241).
+#[test]
+fn without_initrd_the_embedded_init_runs() {
+    let mut vm = Vm::new(firmware());
+    vm.kernel = Some(debian_kernel().image());
+    vm.append = Some("console=ttyS0 quiet panic=-1".into());
+    let (outcome, console) = boot(&vm);
+    assert!(console.contains("flint-init: no workload given"), "console:\n{console}");
+    assert_eq!(outcome.exit_code(), Some(2 * 120 + 1), "console:\n{console}");
+}
