@@ -8,6 +8,8 @@ pub const BOOT_PARAMS: u64 = 0x20000;
 /// The kernel command line (and any setup_data QEMU appended to it).
 pub const CMDLINE: u64 = 0x21000;
 pub const CMDLINE_MAX: usize = 0x0f000;
+/// flint's timeline node, head of the setup_data chain (`timeline.rs`).
+pub const TIMELINE: u64 = 0x2ff00;
 /// The relocated setup_data chain (RNG seed and friends).
 pub const SETUP_DATA: u64 = 0x30000;
 pub const SETUP_DATA_MAX: usize = 0x10000;

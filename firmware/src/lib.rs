@@ -14,3 +14,4 @@ pub mod layout;
 pub mod linux;
 pub mod memory;
 pub mod pci;
+pub mod timeline;

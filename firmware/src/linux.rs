@@ -51,10 +51,13 @@ impl InitrdParts {
     }
 }
 
-/// Everything is in place: the address to jump to, with RSI = boot_params.
+/// Everything is in place: the address to jump to, with RSI = boot_params. The zero page
+/// names `layout::TIMELINE` as the head of the setup_data chain; the caller writes the timeline
+/// node there last, linked to `setup_data`, QEMU's relocated chain.
 pub struct Handoff {
     pub entry64: u64,
     pub boot_params: u64,
+    pub setup_data: u64,
 }
 
 pub fn prepare<T: Transport>(fw_cfg: &mut FwCfg<T>, platform: &Platform) -> Result<Handoff, BootError> {
@@ -110,8 +113,8 @@ pub fn prepare<T: Transport>(fw_cfg: &mut FwCfg<T>, platform: &Platform) -> Resu
     let setup_data = setup_data::relocate_chain(kernel.setup_data, &blobs, setup_data_dest, layout::SETUP_DATA)
         .map_err(BootError::SetupData)?;
 
-    write_boot_params(&kernel, &load, initrd_size, platform, setup_data);
-    Ok(Handoff { entry64: load.entry64, boot_params: layout::BOOT_PARAMS })
+    write_boot_params(&kernel, &load, initrd_size, platform, layout::TIMELINE);
+    Ok(Handoff { entry64: load.entry64, boot_params: layout::BOOT_PARAMS, setup_data })
 }
 
 fn write_boot_params(kernel: &BzImage, load: &LoadPlan, initrd_size: u64, platform: &Platform, setup_data: u64) {

@@ -10,6 +10,7 @@ use firmware::fw_cfg::{FwCfg, Transport};
 use firmware::linux::{self, Handoff, Platform};
 use firmware::memory::phys_mut;
 use firmware::pci::{self, Windows};
+use firmware::timeline::{self, Stamps};
 use firmware::{acpi, chipset, console, exit, layout, log};
 use loader::e820::{self, MemoryMap};
 
@@ -18,10 +19,17 @@ core::arch::global_asm!(include_str!("arch/reset.s"), options(att_syntax));
 /// Called by `arch/reset.s` in 64-bit mode with the TSC read at the reset vector.
 #[no_mangle]
 pub extern "C" fn firmware_main(reset_tsc: u64) -> ! {
-    let _ = reset_tsc;
     match boot() {
-        // SAFETY: `prepare` loaded the kernel and built its zero page.
-        Ok(handoff) => unsafe { arch::enter_linux64(handoff.entry64, handoff.boot_params) },
+        Ok(handoff) => {
+            let mut stamps = Stamps { reset: reset_tsc, loaded: arch::tsc(), handoff: 0 };
+            stamps.handoff = arch::tsc();
+            let node = timeline::node(handoff.setup_data, &stamps);
+            // SAFETY: the timeline slot of layout.rs, which the zero page names as head of
+            // the setup_data chain.
+            unsafe { phys_mut(layout::TIMELINE, node.len()) }.copy_from_slice(&node);
+            // SAFETY: `prepare` loaded the kernel and built its zero page.
+            unsafe { arch::enter_linux64(handoff.entry64, handoff.boot_params) }
+        }
         Err(error) => {
             console::error(format_args!("{error}"));
             exit::power_off(error.status())
