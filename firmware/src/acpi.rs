@@ -98,10 +98,9 @@ impl fmt::Display for AcpiError {
             AcpiError::TooManyFiles => {
                 write!(f, "{LOADER_FILE} allocates more than {MAX_FILES} files; raise acpi::MAX_FILES")
             }
-            AcpiError::BadAlignment { file, align } => write!(
-                f,
-                "{LOADER_FILE} aligns {file} to {align}, not a power of two; the script is corrupt"
-            ),
+            AcpiError::BadAlignment { file, align } => {
+                write!(f, "{LOADER_FILE} aligns {file} to {align}, not a power of two; the script is corrupt")
+            }
             AcpiError::BadZone { file, zone } => write!(
                 f,
                 "{LOADER_FILE} puts {file} in unknown zone {zone}; this QEMU's linker/loader format is unsupported"
@@ -146,6 +145,13 @@ pub fn install_tables<T: Transport>(
     let Some(loader_file) = fw_cfg.find(LOADER_FILE) else {
         return Ok(None);
     };
+    // The first select of an ACPI file makes QEMU rebuild the tables (with the PCI and PM state
+    // programmed so far), which can change the sizes the directory read at probe time gave.
+    fw_cfg.select_file(&loader_file);
+    fw_cfg.read_directory();
+    let Some(loader_file) = fw_cfg.find(LOADER_FILE) else {
+        return Ok(None);
+    };
     let script_len = loader_file.size as usize;
     if !script_len.is_multiple_of(command::LEN) {
         return Err(AcpiError::ScriptSize { len: script_len });
@@ -160,7 +166,6 @@ pub fn install_tables<T: Transport>(
     }
     let arena_len = arena.len();
     let (script, space) = arena.split_at_mut(script_len);
-    // This first select of an ACPI file makes QEMU rebuild the tables.
     fw_cfg.read_file(&loader_file, script);
     let mut loader = Loader {
         top: space.len(),

@@ -39,9 +39,13 @@ const PIIX4_PM_IO_ENABLE: u8 = 1 << 0;
 
 const MCH_PCIEXBAR: u8 = 0x60;
 const MCH_PCIEXBAR_HIGH: u8 = 0x64;
-/// MMCONFIG where QEMU's q35 expects it, 256 MiB (length field 0) for buses 0-255, enabled.
-/// The caller's PCI memory window starts above it, at 0xC000_0000.
-const MMCONFIG_BASE: u32 = 0xb000_0000;
+/// q35's MMCONFIG (ECAM) window, where QEMU expects it: buses 0-255 in 256 MiB. The PCI
+/// memory window starts above it; the E820 map should reserve it, as SeaBIOS does, or Linux
+/// only trusts it once ACPI has been parsed.
+pub const MMCONFIG_BASE: u64 = 0xb000_0000;
+pub const MMCONFIG_SIZE: u64 = 256 << 20;
+/// PCIEXBAR length field 0 selects 256 MiB.
+const PCIEXBAR_256_MIB: u32 = 0 << 1;
 const PCIEXBAR_ENABLE: u32 = 1 << 0;
 
 const ICH9_LPC: Bdf = Bdf::new(0, 0x1f, 0);
@@ -88,7 +92,7 @@ pub fn enable_power_management<C: ConfigSpace>(cfg: &mut C, chipset: Chipset) {
         }
         Chipset::Q35 => {
             cfg.write32(HOST_BRIDGE, MCH_PCIEXBAR_HIGH, 0);
-            cfg.write32(HOST_BRIDGE, MCH_PCIEXBAR, MMCONFIG_BASE | PCIEXBAR_ENABLE);
+            cfg.write32(HOST_BRIDGE, MCH_PCIEXBAR, MMCONFIG_BASE as u32 | PCIEXBAR_256_MIB | PCIEXBAR_ENABLE);
             if is_present(cfg, ICH9_LPC, ICH9_LPC_ID) {
                 cfg.write32(ICH9_LPC, ICH9_PMBASE, u32::from(PM_BASE) | IO_SPACE);
                 cfg.write8(ICH9_LPC, ICH9_ACPI_CONTROL, ICH9_ACPI_ENABLE_SCI_IRQ9);

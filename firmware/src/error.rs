@@ -7,6 +7,7 @@ use core::fmt;
 use loader::bzimage::KernelError;
 use loader::e820::MapError;
 use loader::plan::PlanError;
+use loader::pvh::PvhError;
 use loader::setup_data::SetupDataError;
 
 pub enum BootError {
@@ -15,6 +16,7 @@ pub enum BootError {
     NoKernel,
     Kernel(KernelError),
     Plan(PlanError),
+    Pvh(PvhError),
     Map(MapError),
     SetupData(SetupDataError),
     TooLittleRam { ram_mib: u64 },
@@ -48,6 +50,9 @@ impl BootError {
             BootError::Plan(PlanError::KernelDoesNotFit { .. }) => status::KERNEL_TOO_BIG,
             BootError::Plan(PlanError::InitrdDoesNotFit { .. }) => status::INITRD_TOO_BIG,
             BootError::Plan(PlanError::CmdlineTooLong { .. }) => status::CMDLINE_TOO_LONG,
+            BootError::Pvh(PvhError::InitrdDoesNotFit { .. }) => status::INITRD_TOO_BIG,
+            BootError::Pvh(PvhError::NotElf | PvhError::Truncated) => status::NOT_A_KERNEL,
+            BootError::Pvh(_) => status::UNSUPPORTED_KERNEL,
             BootError::TooLittleRam { .. } => status::TOO_LITTLE_RAM,
             BootError::Map(_) | BootError::SetupData(_) | BootError::Pci(_) | BootError::Acpi(_) => status::PLATFORM,
         }
@@ -62,6 +67,7 @@ impl fmt::Display for BootError {
             BootError::NoKernel => f.write_str("no kernel to boot: pass one with -kernel"),
             BootError::Kernel(e) => e.fmt(f),
             BootError::Plan(e) => e.fmt(f),
+            BootError::Pvh(e) => e.fmt(f),
             BootError::Map(e) => e.fmt(f),
             BootError::SetupData(e) => e.fmt(f),
             BootError::Pci(e) => e.fmt(f),

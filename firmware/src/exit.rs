@@ -5,8 +5,8 @@
 use crate::arch::{halt_forever, outb, outw};
 
 const ISA_DEBUG_EXIT: u16 = 0x501;
-/// PM1a control: the chipset module programs the PM base to 0x600 on both `pc` and `q35`.
-const PM1A_CONTROL: u16 = 0x604;
+/// PM1a control, in the ACPI PM block the chipset module places on both `pc` and `q35`.
+const PM1A_CONTROL: u16 = crate::chipset::PM_BASE + 4;
 /// SLP_EN with SLP_TYP 0, which QEMU's DSDT declares as S5 (`_S5`).
 const SLEEP_S5: u16 = 1 << 13;
 

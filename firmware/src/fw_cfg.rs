@@ -8,6 +8,7 @@ pub mod key {
     pub const ID: u16 = 0x01;
     pub const KERNEL_ADDR: u16 = 0x07;
     pub const KERNEL_SIZE: u16 = 0x08;
+    pub const KERNEL_ENTRY: u16 = 0x10;
     pub const INITRD_SIZE: u16 = 0x0b;
     pub const KERNEL_DATA: u16 = 0x11;
     pub const INITRD_DATA: u16 = 0x12;
@@ -83,7 +84,8 @@ impl<T: Transport> FwCfg<T> {
         Some(cfg)
     }
 
-    fn read_directory(&mut self) {
+    /// Re-reads the file directory: selecting some files makes QEMU regenerate and resize them.
+    pub fn read_directory(&mut self) {
         let mut count = [0u8; 4];
         self.transport.select(key::FILE_DIR);
         self.transport.read(&mut count);
@@ -120,6 +122,11 @@ impl<T: Transport> FwCfg<T> {
         let mut value = [0u8; 4];
         self.read(key, &mut value);
         u32::from_le_bytes(value)
+    }
+
+    /// Selects a file without reading it, which runs QEMU's callbacks for it.
+    pub fn select_file(&mut self, file: &File) {
+        self.transport.select(file.select);
     }
 
     pub fn read_file(&mut self, file: &File, dest: &mut [u8]) {

@@ -16,5 +16,7 @@ pub const SETUP_DATA_MAX: usize = 0x10000;
 /// Scratch copy of the kernel's real-mode setup blob, read to parse its header.
 pub const SETUP_BLOB: u64 = 0x40000;
 pub const SETUP_BLOB_MAX: usize = 0x10000;
+/// `hvm_start_info`, its module list and memory map, for PVH boots.
+pub const PVH_START_INFO: u64 = 0x50000;
 /// ACPI tables are placed downward from the top of RAM below 4 GiB, in at most this much.
 pub const ACPI_ARENA_MAX: u64 = 0x100000;

@@ -13,5 +13,7 @@ pub mod fw_cfg;
 pub mod layout;
 pub mod linux;
 pub mod memory;
+pub mod payload;
 pub mod pci;
+pub mod pvh;
 pub mod timeline;

@@ -9,6 +9,7 @@ use firmware::error::{status, BootError};
 use firmware::fw_cfg::{FwCfg, Transport};
 use firmware::linux::{self, Handoff, Platform};
 use firmware::memory::phys_mut;
+use firmware::chipset::Chipset;
 use firmware::pci::{self, Windows};
 use firmware::timeline::{self, Stamps};
 use firmware::{acpi, chipset, console, exit, layout, log};
@@ -20,16 +21,18 @@ core::arch::global_asm!(include_str!("arch/reset.s"), options(att_syntax));
 #[no_mangle]
 pub extern "C" fn firmware_main(reset_tsc: u64) -> ! {
     match boot() {
-        Ok(handoff) => {
+        Ok(Handoff::Linux64 { entry, boot_params, setup_data }) => {
             let mut stamps = Stamps { reset: reset_tsc, loaded: arch::tsc(), handoff: 0 };
             stamps.handoff = arch::tsc();
-            let node = timeline::node(handoff.setup_data, &stamps);
+            let node = timeline::node(setup_data, &stamps);
             // SAFETY: the timeline slot of layout.rs, which the zero page names as head of
             // the setup_data chain.
             unsafe { phys_mut(layout::TIMELINE, node.len()) }.copy_from_slice(&node);
             // SAFETY: `prepare` loaded the kernel and built its zero page.
-            unsafe { arch::enter_linux64(handoff.entry64, handoff.boot_params) }
+            unsafe { arch::enter_linux64(entry, boot_params) }
         }
+        // SAFETY: `prepare` placed the initrd and built hvm_start_info; QEMU loaded the kernel.
+        Ok(Handoff::Pvh32 { entry, start_info }) => unsafe { arch::enter_pvh(entry, start_info) },
         Err(error) => {
             console::error(format_args!("{error}"));
             exit::power_off(error.status())
@@ -61,6 +64,10 @@ fn boot() -> Result<Handoff, BootError> {
         return Err(BootError::TooLittleRam { ram_mib: map.total_ram() >> 20 });
     }
 
+    if chipset == Chipset::Q35 {
+        // As SeaBIOS does, so Linux trusts the MCFG table at once.
+        map.mark(chipset::MMCONFIG_BASE, chipset::MMCONFIG_SIZE, e820::RESERVED).map_err(BootError::Map)?;
+    }
     chipset::route_interrupts(&mut pci_config, &mut PortElcr, chipset);
     let windows = Windows { mem: (ram_top.max(PCI_MEM_FLOOR), PCI_MEM_END), io: PCI_IO };
     let devices = pci::setup(&mut pci_config, chipset, &windows).map_err(BootError::Pci)?;
@@ -84,7 +91,7 @@ fn boot() -> Result<Handoff, BootError> {
     };
 
     let handoff = linux::prepare(&mut fw_cfg, &Platform { map, acpi_rsdp })?;
-    log!("entering the kernel at {:#x}", handoff.entry64);
+    log!("entering the kernel");
     Ok(handoff)
 }
 

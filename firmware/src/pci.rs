@@ -386,6 +386,16 @@ mod tests {
     }
 
     #[test]
+    fn sizes_64_bit_bars_beyond_4_gib() {
+        let mut cfg = FakeConfigSpace::default();
+        let bdf = Bdf::new(0, 6, 0);
+        cfg.add(bdf, 0x1b36, 0x0010, 0);
+        cfg.bar(bdf, 2, BarSpec::Mem64(8 << 30));
+        let err = setup(&mut cfg, Chipset::Q35, &WINDOWS).err().unwrap();
+        assert!(matches!(err, PciError::WindowExhausted { bar: 2, kind: BarKind::Mem64, size: 0x2_0000_0000, .. }));
+    }
+
+    #[test]
     fn leaves_bridges_alone() {
         let mut cfg = FakeConfigSpace::default();
         let bridge = Bdf::new(0, 0x1e, 0);

@@ -8,6 +8,7 @@ pub mod boot_params;
 pub mod bzimage;
 pub mod e820;
 pub mod plan;
+pub mod pvh;
 pub mod setup_data;
 
 mod layout;

@@ -155,3 +155,20 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// ELF parsing of arbitrary bytes, and of a valid kernel with bytes overwritten, never panics.
+    #[test]
+    fn pvh_parsing_never_panics(bytes in vec(any::<u8>(), 0..512), at in 0usize..512, patch in vec(any::<u8>(), 0..16)) {
+        let _ = crate::pvh::KernelImage::parse(&bytes);
+        let _ = crate::pvh::entry_point(&bytes);
+        let mut elf = crate::pvh::tests::tiny_vmlinux(true);
+        for (i, b) in patch.iter().enumerate() {
+            if let Some(slot) = elf.get_mut(at + i) { *slot = *b; }
+        }
+        let _ = crate::pvh::KernelImage::parse(&elf);
+        let _ = crate::pvh::entry_point(&elf);
+    }
+}

@@ -69,3 +69,28 @@ pub unsafe fn enter_linux64(entry: u64, boot_params: u64) -> ! {
         core::arch::asm!("cli", "cld", "jmp {entry}", entry = in(reg) entry, in("rsi") boot_params, options(noreturn, nostack));
     }
 }
+
+extern "C" {
+    /// In `reset.s`: switches to 32-bit protected mode, paging off, and jumps to `entry` with
+    /// EBX = `start_info`.
+    fn enter_pvh32(entry: u32, start_info: u32) -> !;
+}
+
+/// Enters a vmlinux at its PVH entry as the x86/HVM direct boot ABI asks.
+///
+/// # Safety
+/// `entry` must be a loaded kernel's PVH entry and `start_info` a complete `hvm_start_info`.
+pub unsafe fn enter_pvh(entry: u32, start_info: u32) -> ! {
+    // SAFETY: forwarded to the caller. The routine sits in the identity-mapped boot section,
+    // below 4 GiB, so it is called through its absolute address.
+    unsafe {
+        core::arch::asm!(
+            "movabs rax, offset {target}",
+            "jmp rax",
+            target = sym enter_pvh32,
+            in("edi") entry,
+            in("esi") start_info,
+            options(noreturn),
+        );
+    }
+}

@@ -115,3 +115,34 @@ gdt_end:
 gdt_pointer:
     .word gdt_end - gdt - 1
     .long gdt
+
+# enter_pvh32(entry: edi, start_info: esi): leave long mode for the PVH ABI's 32-bit protected
+# mode with paging off and EBX = start_info. Runs here, at its physical address, because
+# paging is switched off under it.
+.section .boot, "ax"
+.code64
+.global enter_pvh32
+enter_pvh32:
+    cli
+    movl %esi, %ebx
+    movl %edi, %esi
+    pushq $CODE32
+    movabsq $pvh_compat_mode, %rax
+    pushq %rax
+    lretq
+.code32
+pvh_compat_mode:
+    movl %cr0, %eax
+    andl $~(1 << 31), %eax       # paging off, which also leaves long mode
+    movl %eax, %cr0
+    movl $0xc0000080, %ecx       # EFER.LME off
+    rdmsr
+    andl $~(1 << 8), %eax
+    wrmsr
+    xorl %eax, %eax
+    movl %eax, %cr4
+    movw $DATA, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    jmp *%esi

@@ -1,0 +1,41 @@
+//! The PVH hand-off for `-kernel vmlinux`: QEMU has already loaded the ELF segments; put the
+//! initrd clear of them, describe everything in `hvm_start_info` and enter at 32 bits.
+
+use crate::error::BootError;
+use crate::fw_cfg::{FwCfg, Transport};
+use crate::layout;
+use crate::linux::{Handoff, Platform};
+use crate::log;
+use crate::memory::phys_mut;
+use crate::payload::{self, Initrd};
+use loader::pvh::{self, KernelImage, StartInfoInput, START_INFO_BLOCK};
+
+/// `elf_start` is the vmlinux file's beginning (ELF and program headers), as QEMU serves it.
+pub fn prepare<T: Transport>(
+    fw_cfg: &mut FwCfg<T>,
+    platform: &Platform,
+    entry: u32,
+    elf_start: &[u8],
+) -> Result<Handoff, BootError> {
+    let kernel = KernelImage::parse(elf_start).map_err(BootError::Pvh)?;
+    let (_, cmdline_len) = payload::read_cmdline(fw_cfg);
+    let initrd = Initrd::choose(fw_cfg);
+    let initrd_range = match initrd.size() {
+        0 => None,
+        size => Some((kernel.place_initrd(&platform.map, size).map_err(BootError::Pvh)?, size)),
+    };
+    if let Some((addr, _)) = initrd_range {
+        // SAFETY: `place_initrd` chose RAM clear of the kernel and of firmware areas.
+        unsafe { initrd.load(fw_cfg, addr) };
+    }
+    log!("PVH entry {entry:#x}, command line {cmdline_len} bytes, initrd {initrd_range:x?}");
+
+    // SAFETY: the start_info area of layout.rs.
+    let block = unsafe { phys_mut(layout::PVH_START_INFO, START_INFO_BLOCK) };
+    let start_info = pvh::build_start_info(
+        block.try_into().expect("exact size"),
+        layout::PVH_START_INFO,
+        &StartInfoInput { cmdline_addr: layout::CMDLINE, rsdp_addr: platform.acpi_rsdp, initrd: initrd_range, map: &platform.map },
+    );
+    Ok(Handoff::Pvh32 { entry, start_info: start_info as u32 })
+}

@@ -1,0 +1,282 @@
+//! PVH boot: the x86/HVM direct boot ABI (Xen's `arch-x86/hvm/start_info.h`, also used by
+//! QEMU, Firecracker and cloud-hypervisor). An uncompressed ELF vmlinux with a
+//! `XEN_ELFNOTE_PHYS32_ENTRY` note is entered in 32-bit protected mode, paging off, with EBX
+//! pointing at `hvm_start_info`, which names the command line, the initrd (as module 0), the
+//! RSDP and the memory map. No decompression, no relocation: the fastest way into Linux.
+//!
+//! For `-kernel vmlinux`, QEMU loads the ELF's segments into guest RAM itself and publishes the
+//! entry (FW_CFG_KERNEL_ENTRY) and the file's first bytes (FW_CFG_SETUP_DATA), from which
+//! [`KernelImage::parse`] learns where the segments lie so nothing is placed on top of them.
+
+use crate::e820::MemoryMap;
+use crate::le;
+use crate::range::FOUR_GIB;
+use core::fmt;
+use goblin::elf64::header::{Header, EM_X86_64, SIZEOF_EHDR};
+use goblin::elf64::program_header::{ProgramHeader, PT_LOAD, PT_NOTE, SIZEOF_PHDR};
+
+/// `XEN_ELFNOTE_PHYS32_ENTRY`, in a note named "Xen".
+const NOTE_PHYS32_ENTRY: u32 = 18;
+const START_INFO_MAGIC: u32 = 0x336e_c578;
+const START_INFO_VERSION: u32 = 1;
+const START_INFO_LEN: usize = 56;
+const MODLIST_ENTRY_LEN: usize = 32;
+const MEMMAP_ENTRY_LEN: usize = 24;
+/// Kernels have a handful of PT_LOAD segments.
+pub const MAX_SEGMENTS: usize = 8;
+const PAGE: u64 = 4096;
+
+/// Offsets inside the block [`build_start_info`] fills: start_info, one module, memory map.
+const MODLIST_OFFSET: usize = 64;
+const MEMMAP_OFFSET: usize = MODLIST_OFFSET + MODLIST_ENTRY_LEN;
+pub const START_INFO_BLOCK: usize = MEMMAP_OFFSET + MEMMAP_ENTRY_LEN * crate::e820::MAX_ENTRIES;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PvhError {
+    NotElf,
+    NotX86_64,
+    Truncated,
+    NoLoadSegments,
+    TooManySegments,
+    NoPvhNote,
+    InitrdDoesNotFit { size: u64 },
+}
+
+impl fmt::Display for PvhError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotElf => f.write_str("not a 64-bit ELF kernel: pass a vmlinux or a bzImage with -kernel"),
+            Self::NotX86_64 => f.write_str("the ELF kernel is not for x86-64: pass an x86-64 vmlinux"),
+            Self::Truncated => f.write_str("the ELF kernel is truncated: pass the whole vmlinux"),
+            Self::NoLoadSegments => f.write_str("the ELF kernel has no loadable segment: pass a real vmlinux"),
+            Self::TooManySegments => f.write_str("the ELF kernel has more than 8 loadable segments: pass a Linux vmlinux"),
+            Self::NoPvhNote => {
+                f.write_str("the vmlinux has no PVH entry note: build it with CONFIG_PVH=y or boot the bzImage")
+            }
+            Self::InitrdDoesNotFit { size } => write!(
+                f,
+                "initrd of {} MiB does not fit in RAM beside the kernel: raise -m or shrink the initrd",
+                size.div_ceil(1 << 20)
+            ),
+        }
+    }
+}
+
+impl core::error::Error for PvhError {}
+
+/// Where an ELF kernel's segments lie in physical memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelImage {
+    segments: [(u64, u64); MAX_SEGMENTS],
+    count: usize,
+}
+
+fn read_plain<T: plain::Plain + Default>(bytes: &[u8], offset: usize, len: usize) -> Result<T, PvhError> {
+    let raw = offset.checked_add(len).and_then(|end| bytes.get(offset..end)).ok_or(PvhError::Truncated)?;
+    let mut value = T::default();
+    // Copies rather than casts, so the input's alignment does not matter.
+    plain::copy_from_bytes(&mut value, raw).map_err(|_| PvhError::Truncated)?;
+    Ok(value)
+}
+
+fn header(elf: &[u8]) -> Result<Header, PvhError> {
+    if elf.get(..4) != Some(b"\x7fELF".as_slice()) || elf.get(4) != Some(&2) {
+        return Err(PvhError::NotElf);
+    }
+    let header: Header = read_plain(elf, 0, SIZEOF_EHDR)?;
+    if header.e_machine != EM_X86_64 {
+        return Err(PvhError::NotX86_64);
+    }
+    Ok(header)
+}
+
+fn program_headers(elf: &[u8]) -> Result<impl Iterator<Item = Result<ProgramHeader, PvhError>> + '_, PvhError> {
+    let header = header(elf)?;
+    let start = usize::try_from(header.e_phoff).map_err(|_| PvhError::Truncated)?;
+    Ok((0..usize::from(header.e_phnum)).map(move |i| {
+        let offset = i.checked_mul(SIZEOF_PHDR).and_then(|o| o.checked_add(start)).ok_or(PvhError::Truncated)?;
+        read_plain(elf, offset, SIZEOF_PHDR)
+    }))
+}
+
+impl KernelImage {
+    /// Reads the load segments from the ELF file's first bytes (header and program headers).
+    pub fn parse(elf_start: &[u8]) -> Result<Self, PvhError> {
+        let mut image = KernelImage::default();
+        for phdr in program_headers(elf_start)? {
+            let phdr = phdr?;
+            if phdr.p_type != PT_LOAD || phdr.p_memsz == 0 {
+                continue;
+            }
+            let slot = image.segments.get_mut(image.count).ok_or(PvhError::TooManySegments)?;
+            *slot = (phdr.p_paddr, phdr.p_memsz);
+            image.count += 1;
+        }
+        if image.count == 0 {
+            return Err(PvhError::NoLoadSegments);
+        }
+        Ok(image)
+    }
+
+    /// `(start, size)` of each segment in physical memory.
+    pub fn segments(&self) -> &[(u64, u64)] {
+        &self.segments[..self.count]
+    }
+
+    /// Highest page-aligned place below 4 GiB for an initrd, clear of the kernel.
+    pub fn place_initrd(&self, map: &MemoryMap, size: u64) -> Result<u64, PvhError> {
+        map.highest_fit(size, PAGE, FOUR_GIB, self.segments()).ok_or(PvhError::InitrdDoesNotFit { size })
+    }
+}
+
+/// The 32-bit PVH entry of a whole vmlinux file, from its `XEN_ELFNOTE_PHYS32_ENTRY` note.
+pub fn entry_point(elf: &[u8]) -> Result<u32, PvhError> {
+    for phdr in program_headers(elf)? {
+        let phdr = phdr?;
+        if phdr.p_type != PT_NOTE {
+            continue;
+        }
+        let start = usize::try_from(phdr.p_offset).map_err(|_| PvhError::Truncated)?;
+        let len = usize::try_from(phdr.p_filesz).map_err(|_| PvhError::Truncated)?;
+        let notes = start.checked_add(len).and_then(|end| elf.get(start..end)).ok_or(PvhError::Truncated)?;
+        if let Some(entry) = find_entry_note(notes) {
+            return Ok(entry);
+        }
+    }
+    Err(PvhError::NoPvhNote)
+}
+
+/// Walks `namesz, descsz, type, name, desc` records, each part padded to 4 bytes.
+fn find_entry_note(mut notes: &[u8]) -> Option<u32> {
+    let pad = |n: u32| usize::try_from(n).ok()?.checked_next_multiple_of(4);
+    while notes.len() >= 12 {
+        let (namesz, descsz, kind) = (le::u32_at(notes, 0)?, le::u32_at(notes, 4)?, le::u32_at(notes, 8)?);
+        let name_end = 12usize.checked_add(pad(namesz)?)?;
+        let desc_end = name_end.checked_add(pad(descsz)?)?;
+        let name = notes.get(12..12 + usize::try_from(namesz).ok()?)?;
+        if kind == NOTE_PHYS32_ENTRY && name.strip_suffix(b"\0").unwrap_or(name) == b"Xen" {
+            // The descriptor is the entry as a 32- or 64-bit value; the low half is the address.
+            return le::u32_at(notes, name_end);
+        }
+        notes = notes.get(desc_end..)?;
+    }
+    None
+}
+
+/// What goes into `hvm_start_info`.
+pub struct StartInfoInput<'a> {
+    pub cmdline_addr: u64,
+    pub rsdp_addr: u64,
+    /// `(address, size)` of the initrd, passed as module 0.
+    pub initrd: Option<(u64, u64)>,
+    pub map: &'a MemoryMap,
+}
+
+/// Fills `block` (at physical `block_addr`) with `hvm_start_info` at its start, followed by
+/// the module list and the memory map it points to. Returns the start_info address for EBX.
+pub fn build_start_info(block: &mut [u8; START_INFO_BLOCK], block_addr: u64, input: &StartInfoInput) -> u64 {
+    block.fill(0);
+    let entries = input.map.entries();
+    let fields: [(usize, &[u8]); 8] = [
+        (0, &START_INFO_MAGIC.to_le_bytes()),
+        (4, &START_INFO_VERSION.to_le_bytes()),
+        (12, &u32::from(input.initrd.is_some()).to_le_bytes()),
+        (16, &(block_addr + MODLIST_OFFSET as u64).to_le_bytes()),
+        (24, &input.cmdline_addr.to_le_bytes()),
+        (32, &input.rsdp_addr.to_le_bytes()),
+        (40, &(block_addr + MEMMAP_OFFSET as u64).to_le_bytes()),
+        (48, &(entries.len() as u32).to_le_bytes()),
+    ];
+    for (offset, bytes) in fields {
+        block[offset..offset + bytes.len()].copy_from_slice(bytes);
+    }
+    debug_assert!(START_INFO_LEN <= MODLIST_OFFSET);
+    if let Some((addr, size)) = input.initrd {
+        block[MODLIST_OFFSET..MODLIST_OFFSET + 8].copy_from_slice(&addr.to_le_bytes());
+        block[MODLIST_OFFSET + 8..MODLIST_OFFSET + 16].copy_from_slice(&size.to_le_bytes());
+    }
+    for (i, entry) in entries.iter().enumerate() {
+        let at = MEMMAP_OFFSET + i * MEMMAP_ENTRY_LEN;
+        let (addr, size, kind) = (entry.addr, entry.size, entry.kind);
+        block[at..at + 8].copy_from_slice(&addr.to_le_bytes());
+        block[at + 8..at + 16].copy_from_slice(&size.to_le_bytes());
+        block[at + 16..at + 20].copy_from_slice(&kind.to_le_bytes());
+    }
+    block_addr
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::testutil::ram_map;
+
+    /// A minimal ELF64 x86-64 file: one PT_LOAD at 16 MiB and one PT_NOTE with a PVH entry.
+    pub fn tiny_vmlinux(entry_note: bool) -> Vec<u8> {
+        let mut elf = vec![0u8; 0x200];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 2; // 64-bit
+        elf[5] = 1; // little-endian
+        elf[6] = 1;
+        elf[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+        elf[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
+        elf[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        elf[54..56].copy_from_slice(&(SIZEOF_PHDR as u16).to_le_bytes());
+        elf[56..58].copy_from_slice(&2u16.to_le_bytes()); // e_phnum
+        let phdr = |elf: &mut Vec<u8>, at: usize, kind: u32, offset: u64, paddr: u64, size: u64| {
+            elf[at..at + 4].copy_from_slice(&kind.to_le_bytes());
+            elf[at + 8..at + 16].copy_from_slice(&offset.to_le_bytes());
+            elf[at + 24..at + 32].copy_from_slice(&paddr.to_le_bytes());
+            elf[at + 32..at + 40].copy_from_slice(&size.to_le_bytes());
+            elf[at + 40..at + 48].copy_from_slice(&size.to_le_bytes());
+        };
+        phdr(&mut elf, 64, PT_LOAD, 0, 0x100_0000, 0x20_0000);
+        phdr(&mut elf, 64 + SIZEOF_PHDR, PT_NOTE, 0x100, 0, 20);
+        let kind = if entry_note { NOTE_PHYS32_ENTRY } else { 5 };
+        let note = [4u32, 4, kind, u32::from_le_bytes(*b"Xen\0"), 0x0100_0ab0];
+        for (i, word) in note.iter().enumerate() {
+            elf[0x100 + 4 * i..0x104 + 4 * i].copy_from_slice(&word.to_le_bytes());
+        }
+        elf
+    }
+
+    #[test]
+    fn finds_segments_and_entry() {
+        let elf = tiny_vmlinux(true);
+        let image = KernelImage::parse(&elf).unwrap();
+        assert_eq!(image.segments(), &[(0x100_0000, 0x20_0000)]);
+        assert_eq!(entry_point(&elf), Ok(0x0100_0ab0));
+        assert_eq!(entry_point(&tiny_vmlinux(false)), Err(PvhError::NoPvhNote));
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_x86_64_elf() {
+        assert_eq!(KernelImage::parse(b"MZ\0\0"), Err(PvhError::NotElf));
+        let mut elf = tiny_vmlinux(true);
+        elf[18] = 183; // EM_AARCH64
+        assert_eq!(KernelImage::parse(&elf), Err(PvhError::NotX86_64));
+        assert_eq!(KernelImage::parse(&tiny_vmlinux(true)[..100]), Err(PvhError::Truncated));
+    }
+
+    #[test]
+    fn initrd_goes_high_and_clear_of_the_kernel() {
+        let map = ram_map(&[(0x10_0000, 0x200_0000 - 0x10_0000)]);
+        let image = KernelImage::parse(&tiny_vmlinux(true)).unwrap();
+        assert_eq!(image.place_initrd(&map, 0x10_0000), Ok(0x1f0_0000));
+        assert_eq!(image.place_initrd(&map, 0x1f0_0000), Err(PvhError::InitrdDoesNotFit { size: 0x1f0_0000 }));
+    }
+
+    #[test]
+    fn start_info_layout() {
+        let map = ram_map(&[(0x10_0000, 0x700_0000)]);
+        let mut block = [0u8; START_INFO_BLOCK];
+        let input = StartInfoInput { cmdline_addr: 0x2_1000, rsdp_addr: 0xf_fff0, initrd: Some((0x600_0000, 0x1234)), map: &map };
+        assert_eq!(build_start_info(&mut block, 0x5_0000, &input), 0x5_0000);
+        assert_eq!(le::u32_at(&block, 0), Some(START_INFO_MAGIC));
+        assert_eq!(le::u32_at(&block, 12), Some(1));
+        assert_eq!(le::u64_at(&block, 16), Some(0x5_0000 + MODLIST_OFFSET as u64));
+        assert_eq!(le::u64_at(&block, MODLIST_OFFSET + 8), Some(0x1234));
+        assert_eq!(le::u32_at(&block, 48), Some(map.entries().len() as u32));
+        assert_eq!(le::u64_at(&block, MEMMAP_OFFSET + 8), Some(0x700_0000));
+        assert_eq!(le::u32_at(&block, MEMMAP_OFFSET + 16), Some(1));
+    }
+}
