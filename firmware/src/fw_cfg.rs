@@ -87,13 +87,13 @@ impl<T: Transport> FwCfg<T> {
     /// Re-reads the file directory: selecting some files makes QEMU regenerate and resize them.
     pub fn read_directory(&mut self) {
         let mut count = [0u8; 4];
-        self.transport.select(key::FILE_DIR);
-        self.transport.read(&mut count);
+        self.read(key::FILE_DIR, &mut count);
         let count = (u32::from_be_bytes(count) as usize).min(MAX_FILES);
-        // The data register keeps its offset: entries follow the count.
-        for file in self.files.iter_mut().take(count) {
-            let mut entry = [0u8; DIR_ENTRY_LEN];
-            self.transport.read(&mut entry);
+        // One transfer for the whole directory: by DMA that is one exit instead of thousands.
+        let mut raw = [0u8; 4 + DIR_ENTRY_LEN * MAX_FILES];
+        let raw = &mut raw[..4 + DIR_ENTRY_LEN * count];
+        self.read(key::FILE_DIR, raw);
+        for (file, entry) in self.files.iter_mut().zip(raw[4..].chunks_exact(DIR_ENTRY_LEN)) {
             file.size = u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]);
             file.select = u16::from_be_bytes([entry[4], entry[5]]);
             file.name.copy_from_slice(&entry[8..8 + NAME_LEN]);

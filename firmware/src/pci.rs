@@ -198,8 +198,15 @@ pub fn setup<C: ConfigSpace>(cfg: &mut C, chipset: Chipset, windows: &Windows) -
         if let Some(irq) = function.irq {
             cfg.write8(bdf, reg::INTERRUPT_LINE, irq);
         }
-        let command = cfg.read16(bdf, reg::COMMAND);
-        cfg.write16(bdf, reg::COMMAND, command | COMMAND_IO | COMMAND_MEMORY | COMMAND_BUS_MASTER);
+        // Each command write makes QEMU rebuild its memory map (about 1 ms under TCG), so
+        // functions without BARs (host bridge, ISA bridge, PM) are left as they are.
+        if function.bars.iter().any(Option::is_some) {
+            let command = cfg.read16(bdf, reg::COMMAND);
+            let enabled = command | COMMAND_IO | COMMAND_MEMORY | COMMAND_BUS_MASTER;
+            if enabled != command {
+                cfg.write16(bdf, reg::COMMAND, enabled);
+            }
+        }
     }
     Ok(summary)
 }
@@ -244,7 +251,9 @@ fn discover<C: ConfigSpace>(cfg: &mut C) -> Result<Summary, PciError> {
             if slot.header == Header::Device {
                 // A BAR being sized briefly decodes all-ones addresses: keep decoding off.
                 let command = cfg.read16(bdf, reg::COMMAND);
-                cfg.write16(bdf, reg::COMMAND, command & !(COMMAND_IO | COMMAND_MEMORY));
+                if command & (COMMAND_IO | COMMAND_MEMORY) != 0 {
+                    cfg.write16(bdf, reg::COMMAND, command & !(COMMAND_IO | COMMAND_MEMORY));
+                }
                 slot.bars = bar::size_all(cfg, bdf);
             }
             if function == 0 && header_type & HEADER_MULTIFUNCTION == 0 {
