@@ -1,10 +1,14 @@
-//! Deadlines on the monotonic clock, for waiting on the root device and the workload.
+//! Deadlines on the monotonic clock, for waiting on devices and the workload.
 
 use rustix::thread::nanosleep;
 use rustix::time::{clock_gettime, ClockId, Timespec};
 
 const NS_PER_MS: u64 = 1_000_000;
 const NS_PER_S: u64 = 1_000_000_000;
+/// Polling for a device starts fast (it usually shows up within milliseconds of its driver
+/// loading) and backs off so a slow one does not keep the CPU busy.
+const FIRST_PAUSE_NS: u64 = NS_PER_MS;
+const LONGEST_PAUSE_NS: u64 = 32 * NS_PER_MS;
 
 #[derive(Clone, Copy)]
 pub struct Deadline {
@@ -13,7 +17,9 @@ pub struct Deadline {
 
 impl Deadline {
     pub fn after_ms(ms: u64) -> Deadline {
-        Deadline { at_ns: now_ns().saturating_add(ms.saturating_mul(NS_PER_MS)) }
+        Deadline {
+            at_ns: now_ns().saturating_add(ms.saturating_mul(NS_PER_MS)),
+        }
     }
 
     /// Time left, 0 once the deadline has passed.
@@ -22,9 +28,28 @@ impl Deadline {
     }
 }
 
+/// Waits until `path` exists; false if it did not before `deadline`. Device nodes appear
+/// asynchronously: drivers probe, then devtmpfs adds the nodes.
+pub fn wait_for_path(path: &[u8], deadline: Deadline) -> bool {
+    let mut pause_ns = FIRST_PAUSE_NS;
+    // Checked once more after the deadline, so a zero wait still looks once.
+    while rustix::fs::stat(path).is_err() {
+        let left = deadline.remaining_ns();
+        if left == 0 {
+            return false;
+        }
+        sleep_ns(pause_ns.min(left));
+        pause_ns = (pause_ns * 2).min(LONGEST_PAUSE_NS);
+    }
+    true
+}
+
 pub fn timespec(ns: u64) -> Timespec {
     // Both parts fit i64: seconds are at most u64::MAX / 10^9.
-    Timespec { tv_sec: (ns / NS_PER_S) as i64, tv_nsec: (ns % NS_PER_S) as i64 }
+    Timespec {
+        tv_sec: (ns / NS_PER_S) as i64,
+        tv_nsec: (ns % NS_PER_S) as i64,
+    }
 }
 
 /// Sleeps up to `ns`; a signal may cut it short, which callers tolerate by re-checking.
@@ -35,5 +60,7 @@ pub fn sleep_ns(ns: u64) {
 fn now_ns() -> u64 {
     let now = clock_gettime(ClockId::Monotonic);
     // The monotonic clock starts near 0 at boot and is never negative.
-    (now.tv_sec as u64).saturating_mul(NS_PER_S).saturating_add(now.tv_nsec as u64)
+    (now.tv_sec as u64)
+        .saturating_mul(NS_PER_S)
+        .saturating_add(now.tv_nsec as u64)
 }

@@ -21,7 +21,7 @@ const PATH_MAX: usize = 4096;
 
 /// Room for the decoded lists. Every item costs at least its `,` on the command line and
 /// decodes to fewer bytes than it takes there, so whatever fits the command line fits here:
-/// strings with their NULs in `strings`, and argv, envp and their null ends in `pointers`.
+/// the strings with their NULs in `strings`, and argv, envp and their null ends in `pointers`.
 pub struct Space {
     strings: [u8; CMDLINE_MAX],
     pointers: [*const u8; CMDLINE_MAX + 2],
@@ -29,92 +29,118 @@ pub struct Space {
 
 impl Default for Space {
     fn default() -> Space {
-        Space { strings: [0; CMDLINE_MAX], pointers: [ptr::null(); CMDLINE_MAX + 2] }
+        Space {
+            strings: [0; CMDLINE_MAX],
+            pointers: [ptr::null(); CMDLINE_MAX + 2],
+        }
     }
 }
 
 impl Space {
     /// Decodes `flint.argv` and `flint.env` into this space.
     pub fn command<'s>(&'s mut self, params: &Params<'s>) -> Result<Command<'s>, Failure> {
-        // Pass 1 decodes the strings and records each item's offset in `strings` as an
-        // address-less pointer; pass 2 turns offsets into real pointers once `strings` is no
-        // longer written.
-        let (mut used, mut count) = (0, 0);
-        let argc = self.decode(params.argv, "flint.argv", &mut used, &mut count, |_| true)?;
+        let Space { strings, pointers } = self;
+        let mut used = 0;
+        let no_nul = |item: &[u8]| !item.contains(&0);
+        let argc = decode(params.argv, "flint.argv", strings, &mut used, no_nul)?;
         if argc == 0 {
-            return Err(bad("flint.argv", "is an empty list: give at least the program"));
+            return Err(bad(
+                "flint.argv",
+                "is an empty list: give at least the program",
+            ));
         }
-        if self.strings[0] == 0 {
-            return Err(bad("flint.argv", "starts with an empty program name: fix its first item"));
+        if strings[0] == 0 {
+            return Err(bad(
+                "flint.argv",
+                "starts with an empty program name: fix its first item",
+            ));
         }
-        let envp_start = argc + 1;
-        count = envp_start;
-        if let Some(env) = params.env {
-            let is_variable = |item: &[u8]| item.iter().position(|&byte| byte == b'=').is_some_and(|equals| equals > 0);
-            self.decode(env, "flint.env", &mut used, &mut count, is_variable)?;
-        }
-        let base = self.strings.as_ptr();
-        let (argv, envp) = self.pointers.split_at_mut(envp_start);
-        for pointer in argv[..argc].iter_mut().chain(&mut envp[..count - envp_start]) {
-            *pointer = base.wrapping_add(pointer.addr());
-        }
-        if params.env.is_none() {
-            self.pointers[count] = DEFAULT_ENV.as_ptr().cast();
-            count += 1;
-        }
-        self.pointers[argc] = ptr::null();
-        self.pointers[count] = ptr::null();
+        let variable = |item: &[u8]| {
+            no_nul(item)
+                && item
+                    .iter()
+                    .position(|&byte| byte == b'=')
+                    .is_some_and(|equals| equals > 0)
+        };
+        let envc = match params.env {
+            Some(env) => decode(env, "flint.env", strings, &mut used, variable)?,
+            None => 0,
+        };
 
-        let (strings, pointers) = (&self.strings, &self.pointers);
-        let search_path = params.env.and_then(|_| {
-            pointers[envp_start..count].iter().find_map(|&variable| {
-                // SAFETY: each decoded envp entry points at a NUL-terminated string in `strings`.
-                unsafe { CStr::from_ptr(variable.cast()) }.to_bytes().strip_prefix(b"PATH=")
-            })
-        });
-        let program_len = strings.iter().position(|&byte| byte == 0).unwrap_or_default();
+        // Decoding is done; from here on the strings are only pointed at. Every item ends
+        // with a NUL and holds none, so splitting at NULs gives the items back in order.
+        let strings: &'s [u8] = &strings[..used];
+        let items = || strings.split(|&byte| byte == 0);
+        let env_items = || items().skip(argc).take(envc);
+        // Each item took at least its NUL in `strings`, so argc + envc <= CMDLINE_MAX and both
+        // arrays with their null ends (and the default environment) fit in `pointers`.
+        let (argv, envp) = pointers.split_at_mut(argc + 1);
+        for (pointer, item) in argv[..argc].iter_mut().zip(items()) {
+            *pointer = item.as_ptr();
+        }
+        argv[argc] = ptr::null();
+        for (pointer, item) in envp.iter_mut().zip(env_items()) {
+            *pointer = item.as_ptr();
+        }
+        let envp_len = match params.env {
+            Some(_) => envc,
+            None => {
+                envp[0] = DEFAULT_ENV.as_ptr().cast();
+                1
+            }
+        };
+        envp[envp_len] = ptr::null();
+        let search_path = env_items().find_map(|variable| variable.strip_prefix(b"PATH="));
         Ok(Command {
-            program: &strings[..program_len],
-            argv: &pointers[..=argc],
-            envp: &pointers[envp_start..=count],
+            program: items().next().unwrap_or_default(),
+            argv,
+            envp: &envp[..=envp_len],
             search_path: search_path.unwrap_or(DEFAULT_PATH),
             cwd: params.cwd,
             uid: params.uid,
             gid: params.gid,
         })
     }
+}
 
-    /// Decodes one list into `strings` from `*used` and its item offsets into `pointers`
-    /// from `*count`; returns how many items it had.
-    fn decode(&mut self, encoded: &[u8], key: &'static str, used: &mut usize, count: &mut usize, valid: impl Fn(&[u8]) -> bool) -> Result<usize, Failure> {
-        let mut decoder = Decoder::new(encoded).map_err(|error| decode_failure(key, error))?;
-        let mut items = 0;
-        while let Some(len) = decoder.next_into(&mut self.strings[*used..]) {
-            let len = len.map_err(|error| decode_failure(key, error))?;
-            let item = &self.strings[*used..*used + len];
-            if item.contains(&0) || !valid(item) {
-                return Err(bad(key, "has an item that is not valid here (NUL byte, or a variable without NAME=): fix the list"));
-            }
-            // Room for the NUL, and for the null pointer ending this list.
-            if *used + len >= CMDLINE_MAX || *count + 1 >= self.pointers.len() {
-                return Err(decode_failure(key, DecodeError::TooLong));
-            }
-            self.strings[*used + len] = 0;
-            self.pointers[*count] = ptr::without_provenance(*used);
-            *used += len + 1;
-            *count += 1;
-            items += 1;
+/// Decodes one list into `strings` from `*used`, each item followed by a NUL; returns how
+/// many items it had.
+fn decode(
+    encoded: &[u8],
+    key: &'static str,
+    strings: &mut [u8],
+    used: &mut usize,
+    valid: impl Fn(&[u8]) -> bool,
+) -> Result<usize, Failure> {
+    let mut decoder = Decoder::new(encoded).map_err(|error| decode_failure(key, error))?;
+    let mut items = 0;
+    while let Some(len) = decoder.next_into(&mut strings[*used..]) {
+        let len = len.map_err(|error| decode_failure(key, error))?;
+        if !valid(&strings[*used..*used + len]) {
+            return Err(bad(key, "has an item with a NUL byte (or, in flint.env, one that is not NAME=value): fix the list"));
         }
-        Ok(items)
+        // Room for the NUL.
+        if *used + len == strings.len() {
+            return Err(decode_failure(key, DecodeError::TooLong));
+        }
+        strings[*used + len] = 0;
+        *used += len + 1;
+        items += 1;
     }
+    Ok(items)
 }
 
 fn bad(key: &str, problem: &str) -> Failure {
-    Failure::new(status::BAD_PARAMETERS).text(key).text(" ").text(problem)
+    Failure::new(status::BAD_PARAMETERS)
+        .text(key)
+        .text(" ")
+        .text(problem)
 }
 
 fn decode_failure(key: &str, error: DecodeError) -> Failure {
-    bad(key, "cannot be decoded: ").text(error.describe()).text(": encode it as in guest-init/README.md (argv::encode)")
+    bad(key, "cannot be decoded: ")
+        .text(error.describe())
+        .text(": encode it as in guest-init/README.md (argv::encode)")
 }
 
 /// A decoded, ready-to-run workload.
@@ -170,7 +196,9 @@ fn prepare(command: &Command<'_>, stdio: &Stdio) -> Result<(), Failure> {
     let credentials = rustix::thread::set_thread_groups(&[])
         .and_then(|()| rustix::thread::set_thread_gid(Gid::from_raw(command.gid)))
         .and_then(|()| rustix::thread::set_thread_uid(Uid::from_raw(command.uid)));
-    credentials.map_err(|errno| setup("cannot switch to flint.uid/flint.gid: ", errno).text(": use ids the kernel accepts"))
+    credentials.map_err(|errno| {
+        setup("cannot switch to flint.uid/flint.gid: ", errno).text(": use ids the kernel accepts")
+    })
 }
 
 /// Executes the program, searching `PATH` like `execvp` when its name has no `/`; returns
@@ -179,7 +207,13 @@ fn exec(command: &Command<'_>) -> Failure {
     let errno = if command.program.contains(&b'/') {
         // SAFETY: argv[0] is `program`, NUL-terminated in `strings`; the arrays are
         // null-terminated lists of NUL-terminated strings that live as long as `command`.
-        unsafe { sys::execve(command.argv[0], command.argv.as_ptr(), command.envp.as_ptr()) }
+        unsafe {
+            sys::execve(
+                command.argv[0],
+                command.argv.as_ptr(),
+                command.envp.as_ptr(),
+            )
+        }
     } else {
         search(command)
     };
@@ -216,11 +250,118 @@ fn search(command: &Command<'_>) -> Errno {
         candidate[dir.len() + 1..len].copy_from_slice(command.program);
         candidate[len] = 0;
         // SAFETY: `candidate` is NUL-terminated; argv and envp as in `exec`.
-        match unsafe { sys::execve(candidate.as_ptr(), command.argv.as_ptr(), command.envp.as_ptr()) } {
+        match unsafe {
+            sys::execve(
+                candidate.as_ptr(),
+                command.argv.as_ptr(),
+                command.envp.as_ptr(),
+            )
+        } {
             Errno::NOENT | Errno::NOTDIR => {}
             Errno::ACCESS => result = Errno::ACCESS,
             other => return other,
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::argv::encode;
+
+    fn params<'a>(argv: &'a str, env: Option<&'a str>) -> Params<'a> {
+        let mut params = Params::parse(b"flint.argv=,").unwrap();
+        params.argv = argv.as_bytes();
+        params.env = env.map(str::as_bytes);
+        params
+    }
+
+    fn strings(pointers: &[*const u8]) -> Vec<Vec<u8>> {
+        let (last, items) = pointers.split_last().unwrap();
+        assert!(last.is_null(), "arrays end with a null pointer");
+        // SAFETY: `command` fills the arrays with pointers to NUL-terminated strings.
+        items
+            .iter()
+            .map(|&item| unsafe { CStr::from_ptr(item.cast()) }.to_bytes().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn lists_become_execve_arrays() {
+        let argv = encode(&["sh", "-c", "echo \"$0\"", "", "a b"]).to_string();
+        let env = encode(&["A=1", "PATH=/opt/bin:/bin", "EMPTY="]).to_string();
+        let params = params(&argv, Some(&env));
+        let mut space = Space::default();
+        let command = space.command(&params).unwrap();
+        assert_eq!(
+            strings(command.argv),
+            [&b"sh"[..], b"-c", b"echo \"$0\"", b"", b"a b"]
+        );
+        assert_eq!(
+            strings(command.envp),
+            [&b"A=1"[..], b"PATH=/opt/bin:/bin", b"EMPTY="]
+        );
+        assert_eq!(
+            (command.program, command.search_path),
+            (&b"sh"[..], &b"/opt/bin:/bin"[..])
+        );
+    }
+
+    #[test]
+    fn environment_defaults() {
+        let argv = encode(&["/bin/true"]).to_string();
+        let mut space = Space::default();
+        let command = space.command(&params(&argv, None)).unwrap();
+        assert_eq!(strings(command.envp), [DEFAULT_ENV.to_bytes()]);
+        assert_eq!(command.search_path, DEFAULT_PATH);
+        let mut space = Space::default();
+        let command = space.command(&params(&argv, Some(""))).unwrap();
+        assert_eq!(strings(command.envp), Vec::<Vec<u8>>::new());
+        assert_eq!(command.search_path, DEFAULT_PATH);
+    }
+
+    #[test]
+    fn unusable_lists_are_bad_parameters() {
+        let cases = [
+            (String::new(), None),
+            (encode(&[""]).to_string(), None),
+            (encode(&["a\0b"]).to_string(), None),
+            ("c2g".to_string(), None),
+            (
+                encode(&["sh"]).to_string(),
+                Some(encode(&["NOEQUALS"]).to_string()),
+            ),
+            (
+                encode(&["sh"]).to_string(),
+                Some(encode(&["=value"]).to_string()),
+            ),
+            (
+                encode(&["sh"]).to_string(),
+                Some(encode(&["A=\0"]).to_string()),
+            ),
+        ];
+        for (argv, env) in &cases {
+            let mut space = Space::default();
+            let failure = space.command(&params(argv, env.as_deref())).err().unwrap();
+            assert_eq!(failure.status, status::BAD_PARAMETERS, "{argv} {env:?}");
+        }
+    }
+
+    #[test]
+    fn the_largest_lists_fit() {
+        // As many one-byte items as a command line could hold.
+        let argv = "YQ,".repeat(CMDLINE_MAX / 3);
+        let mut space = Space::default();
+        assert_eq!(
+            space.command(&params(&argv, None)).unwrap().argv.len(),
+            CMDLINE_MAX / 3 + 1
+        );
+        let empties = format!("YQ,{}", ",".repeat(CMDLINE_MAX - 3));
+        let mut space = Space::default();
+        assert!(space.command(&params(&empties, Some(""))).is_ok());
+        let too_many = format!("YQ,{}", ",".repeat(CMDLINE_MAX));
+        let mut space = Space::default();
+        assert!(space.command(&params(&too_many, None)).is_err());
+    }
 }

@@ -8,31 +8,38 @@
 
 mod rt;
 
-use flint_guest_init::params::{self, Params, ParamError};
+use flint_guest_init::params::{self, ParamError, Params};
 use flint_guest_init::report::{self, Failure};
 use flint_guest_init::{exec, modules, mounts, poweroff, root, run, stdio};
 
 /// Called by `_start` (in `rt`).
 fn main() -> ! {
-    let status = boot().unwrap_or_else(|failure| {
+    let mut cmdline = [0; params::CMDLINE_MAX];
+    let status = boot(&mut cmdline).unwrap_or_else(|failure| {
         report::print(&failure);
+        // The host reads exact statuses from the status device. If the failure came before
+        // it was opened (a module may provide it), try now, if `flint.status` alone is usable.
+        let len = cmdline
+            .iter()
+            .position(|&byte| byte == 0)
+            .unwrap_or(cmdline.len());
+        let _ = poweroff::open_status_device(params::status_device(&cmdline[..len]), 0);
         failure.status
     });
     poweroff::power_off(status)
 }
 
-fn boot() -> Result<u8, Failure> {
+fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
     mounts::mount_all(&mounts::BASIC)?;
-    let mut cmdline = [0; params::CMDLINE_MAX];
-    let params = Params::parse(params::read_cmdline(&mut cmdline)?).map_err(ParamError::failure)?;
-    // Early, so every later failure reaches the status device.
-    poweroff::open_status_device(params.status)?;
+    let params = Params::parse(params::read_cmdline(cmdline)?).map_err(ParamError::failure)?;
     // Decoded before the slow steps so a bad list fails fast.
     let mut space = exec::Space::default();
     let command = space.command(&params)?;
     modules::load(params.modules)?;
+    // As early as it can exist, so later failures are reported through it.
+    poweroff::open_status_device(params.status, params.device_wait_ms)?;
     if let Some(root) = &params.root {
-        root::switch_to(root)?;
+        root::switch_to(root, params.device_wait_ms)?;
         mounts::mount_all(&mounts::BASIC)?;
     }
     mounts::mount_all(&mounts::EXTRA)?;

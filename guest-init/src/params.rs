@@ -38,6 +38,9 @@ pub struct Params<'a> {
     pub stderr: &'a [u8],
     /// Device that gets the final `flint-status <n>` line.
     pub status: Option<&'a [u8]>,
+    /// How long to wait for the root, stdio and status devices to appear: drivers (modules
+    /// above all) create device nodes asynchronously.
+    pub device_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +48,6 @@ pub struct Root<'a> {
     pub device: &'a [u8],
     pub fstype: &'a [u8],
     pub mode: RootMode,
-    /// How long to wait for `device` to appear.
-    pub wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +64,9 @@ pub struct Modules<'a>(&'a [u8]);
 
 impl<'a> Modules<'a> {
     pub fn iter(self) -> impl Iterator<Item = &'a [u8]> {
-        self.0.split(|&byte| byte == b',').filter(|name| !name.is_empty())
+        self.0
+            .split(|&byte| byte == b',')
+            .filter(|name| !name.is_empty())
     }
 }
 
@@ -92,15 +95,28 @@ impl ParamError<'_> {
                 .bytes(key)
                 .text(": check the spelling against the flint.* list in guest-init/README.md"),
             ParamError::Duplicate(key) => failure.text(key).text(" given twice: keep only one"),
-            ParamError::MissingValue(key) => failure.text(key).text(" needs a value: write ").text(key).text("=..."),
-            ParamError::UnexpectedValue(key) => {
-                failure.text(key).text(" takes no value: write just ").text(key)
-            }
-            ParamError::Invalid(key, expected) => {
-                failure.text("bad value for ").text(key).text(": expected ").text(expected)
-            }
-            ParamError::Conflict(a, b) => failure.text(a).text(" conflicts with ").text(b).text(": drop one"),
-            ParamError::NeedsRoot(key) => failure.text(key).text(" without flint.root: add flint.root=<device> or drop it"),
+            ParamError::MissingValue(key) => failure
+                .text(key)
+                .text(" needs a value: write ")
+                .text(key)
+                .text("=..."),
+            ParamError::UnexpectedValue(key) => failure
+                .text(key)
+                .text(" takes no value: write just ")
+                .text(key),
+            ParamError::Invalid(key, expected) => failure
+                .text("bad value for ")
+                .text(key)
+                .text(": expected ")
+                .text(expected),
+            ParamError::Conflict(a, b) => failure
+                .text(a)
+                .text(" conflicts with ")
+                .text(b)
+                .text(": drop one"),
+            ParamError::NeedsRoot(key) => failure
+                .text(key)
+                .text(" without flint.root: add flint.root=<device> or drop it"),
             ParamError::MissingArgv => {
                 failure.text("no workload given: add flint.argv=<list> (see guest-init/README.md)")
             }
@@ -116,8 +132,12 @@ pub fn read_cmdline(buf: &mut [u8; CMDLINE_MAX]) -> Result<&[u8], Failure> {
             .errno(errno)
             .text(": /proc must be mounted and readable")
     };
-    let fd = rustix::fs::open("/proc/cmdline", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-        .map_err(|errno| failure("cannot open /proc/cmdline: ", errno))?;
+    let fd = rustix::fs::open(
+        "/proc/cmdline",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|errno| failure("cannot open /proc/cmdline: ", errno))?;
     let mut len = 0;
     loop {
         match rustix::io::read(&fd, &mut buf[len..]) {
@@ -159,7 +179,7 @@ const KEYS: [&str; 17] = [
 const FLAGS: [&str; 3] = ["flint.ro", "flint.rw", "flint.overlay"];
 
 const DEFAULT_FSTYPE: &[u8] = b"ext4";
-const DEFAULT_ROOTWAIT_MS: u64 = 5000;
+const DEFAULT_DEVICE_WAIT_MS: u64 = 5000;
 const CONSOLE: &[u8] = b"/dev/console";
 
 impl<'a> Params<'a> {
@@ -170,7 +190,10 @@ impl<'a> Params<'a> {
             if !key.starts_with(b"flint.") {
                 continue;
             }
-            let index = KEYS.iter().position(|known| known.as_bytes() == key).ok_or(ParamError::Unknown(key))?;
+            let index = KEYS
+                .iter()
+                .position(|known| known.as_bytes() == key)
+                .ok_or(ParamError::Unknown(key))?;
             let name = KEYS[index];
             if raw[index].is_some() {
                 return Err(ParamError::Duplicate(name));
@@ -201,10 +224,14 @@ impl<'a> Params<'a> {
                 } else {
                     RootMode::ReadOnly
                 },
-                wait_ms: rootwait.map_or(Ok(DEFAULT_ROOTWAIT_MS), |value| duration_ms("flint.rootwait", value))?,
             }),
             None => {
-                let given = [(rootfstype.is_some(), "flint.rootfstype"), (rootwait.is_some(), "flint.rootwait"), (ro, "flint.ro"), (rw, "flint.rw"), (overlay, "flint.overlay")];
+                let given = [
+                    (rootfstype.is_some(), "flint.rootfstype"),
+                    (ro, "flint.ro"),
+                    (rw, "flint.rw"),
+                    (overlay, "flint.overlay"),
+                ];
                 if let Some(&(_, key)) = given.iter().find(|(given, _)| *given) {
                     return Err(ParamError::NeedsRoot(key));
                 }
@@ -215,7 +242,8 @@ impl<'a> Params<'a> {
             Some(value) => Some(duration_ms("flint.timeout", value)?).filter(|&ms| ms > 0),
             None => None,
         };
-        let device = |key, value: Option<&'a [u8]>| value.map_or(Ok(CONSOLE), |value| path(key, value));
+        let device =
+            |key, value: Option<&'a [u8]>| value.map_or(Ok(CONSOLE), |value| path(key, value));
         Ok(Params {
             root,
             modules: modules.map_or(Ok(Modules(b"")), module_list)?,
@@ -228,9 +256,21 @@ impl<'a> Params<'a> {
             stdin: device("flint.stdin", stdin)?,
             stdout: device("flint.stdout", stdout)?,
             stderr: device("flint.stderr", stderr)?,
-            status: status.map(|value| path("flint.status", value)).transpose()?,
+            status: status
+                .map(|value| path("flint.status", value))
+                .transpose()?,
+            device_wait_ms: rootwait.map_or(Ok(DEFAULT_DEVICE_WAIT_MS), |value| {
+                duration_ms("flint.rootwait", value)
+            })?,
         })
     }
+}
+
+/// `flint.status=` alone, for reporting a parameter error on the status device too: found
+/// even when other parameters are wrong, as long as this one is a usable path.
+pub fn status_device(cmdline: &[u8]) -> Option<&[u8]> {
+    let (_, value) = Tokens(cmdline).find(|(key, _)| *key == b"flint.status")?;
+    path("flint.status", value?).ok()
 }
 
 /// The command line's words as (key, value) pairs, split and unquoted like the kernel's
@@ -273,7 +313,14 @@ impl<'a> Iterator for Tokens<'a> {
         let (key, value) = match equals {
             Some(i) => {
                 let value = word.get(i + 1..).unwrap_or_default();
-                (&word[..i], Some(if value_quoted { value.get(1..).unwrap_or_default() } else { value }))
+                (
+                    &word[..i],
+                    Some(if value_quoted {
+                        value.get(1..).unwrap_or_default()
+                    } else {
+                        value
+                    }),
+                )
             }
             None => (word, None),
         };
@@ -295,7 +342,10 @@ fn path<'a>(key: &'static str, value: &'a [u8]) -> Result<&'a [u8], ParamError<'
     if value.first() == Some(&b'/') && value.len() < PATH_MAX && !value.contains(&0) {
         Ok(value)
     } else {
-        Err(ParamError::Invalid(key, "an absolute path shorter than 4096 bytes"))
+        Err(ParamError::Invalid(
+            key,
+            "an absolute path shorter than 4096 bytes",
+        ))
     }
 }
 
@@ -304,25 +354,36 @@ fn fstype(value: &[u8]) -> Result<&[u8], ParamError<'static>> {
     if (1..=32).contains(&value.len()) && value.iter().all(valid) {
         Ok(value)
     } else {
-        Err(ParamError::Invalid("flint.rootfstype", "a filesystem type such as ext4 or erofs"))
+        Err(ParamError::Invalid(
+            "flint.rootfstype",
+            "a filesystem type such as ext4 or erofs",
+        ))
     }
 }
 
 fn module_list(value: &[u8]) -> Result<Modules<'_>, ParamError<'static>> {
     let valid = |name: &[u8]| {
         (1..=MODULE_NAME_MAX).contains(&name.len())
-            && name.iter().all(|byte| byte.is_ascii_alphanumeric() || b"_-".contains(byte))
+            && name
+                .iter()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"_-".contains(byte))
     };
     if value.is_empty() || value.split(|&byte| byte == b',').all(valid) {
         Ok(Modules(value))
     } else {
-        Err(ParamError::Invalid("flint.modules", "module names (letters, digits, _ and -) separated by ','"))
+        Err(ParamError::Invalid(
+            "flint.modules",
+            "module names (letters, digits, _ and -) separated by ','",
+        ))
     }
 }
 
 fn id(key: &'static str, value: &[u8]) -> Result<u32, ParamError<'static>> {
     // u32::MAX is (uid_t)-1, which the kernel reads as "leave unchanged".
-    decimal(value).and_then(|id| u32::try_from(id).ok()).filter(|&id| id != u32::MAX).ok_or(ParamError::Invalid(key, "a number from 0 to 4294967294"))
+    decimal(value)
+        .and_then(|id| u32::try_from(id).ok())
+        .filter(|&id| id != u32::MAX)
+        .ok_or(ParamError::Invalid(key, "a number from 0 to 4294967294"))
 }
 
 /// Seconds with up to millisecond precision: `5`, `0.25`, `1.5`.
@@ -338,7 +399,10 @@ fn duration_ms(key: &'static str, value: &[u8]) -> Result<u64, ParamError<'stati
     let scale = 10u64.pow(3 - fraction.len() as u32);
     let whole = decimal(whole).ok_or(invalid)?;
     let fraction = decimal(fraction).ok_or(invalid)?;
-    whole.checked_mul(1000).and_then(|ms| ms.checked_add(fraction * scale)).ok_or(invalid)
+    whole
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(fraction * scale))
+        .ok_or(invalid)
 }
 
 /// Plain decimal digits only: no sign, no spaces, no overflow.
@@ -365,7 +429,9 @@ mod tests {
 
     fn tokens(cmdline: &str) -> Vec<(String, Option<String>)> {
         let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).unwrap();
-        Tokens(cmdline.as_bytes()).map(|(key, value)| (text(key), value.map(text))).collect()
+        Tokens(cmdline.as_bytes())
+            .map(|(key, value)| (text(key), value.map(text)))
+            .collect()
     }
 
     #[test]
@@ -386,10 +452,18 @@ mod tests {
                 stdout: b"/dev/console",
                 stderr: b"/dev/console",
                 status: None,
+                device_wait_ms: 5000,
             }
         );
         let params = parse("flint.root=/dev/vda flint.argv=,").unwrap();
-        assert_eq!(params.root, Some(Root { device: b"/dev/vda", fstype: b"ext4", mode: RootMode::ReadOnly, wait_ms: 5000 }));
+        assert_eq!(
+            params.root,
+            Some(Root {
+                device: b"/dev/vda",
+                fstype: b"ext4",
+                mode: RootMode::ReadOnly,
+            })
+        );
     }
 
     #[test]
@@ -401,11 +475,36 @@ mod tests {
              flint.stderr=/dev/ttyS2 flint.status=/dev/hvc0",
         )
         .unwrap();
-        assert_eq!(params.root, Some(Root { device: b"/dev/vdb", fstype: b"erofs", mode: RootMode::Overlay, wait_ms: 500 }));
-        assert_eq!(params.modules.iter().collect::<Vec<_>>(), [b"virtio_ring".as_slice(), b"virtio", b"virtio_blk"]);
-        assert_eq!((params.argv, params.env), (b"c2g,LWM,".as_slice(), Some(b"QT1i,".as_slice())));
-        assert_eq!((params.cwd, params.uid, params.gid, params.timeout_ms), (b"/work".as_slice(), 1000, 100, Some(2250)));
-        assert_eq!([params.stdin, params.stdout, params.stderr], [b"/dev/null".as_slice(), b"/dev/ttyS1", b"/dev/ttyS2"]);
+        assert_eq!(
+            params.root,
+            Some(Root {
+                device: b"/dev/vdb",
+                fstype: b"erofs",
+                mode: RootMode::Overlay,
+            })
+        );
+        assert_eq!(
+            params.modules.iter().collect::<Vec<_>>(),
+            [b"virtio_ring".as_slice(), b"virtio", b"virtio_blk"]
+        );
+        assert_eq!(
+            (params.argv, params.env),
+            (b"c2g,LWM,".as_slice(), Some(b"QT1i,".as_slice()))
+        );
+        assert_eq!(
+            (
+                params.cwd,
+                params.uid,
+                params.gid,
+                params.timeout_ms,
+                params.device_wait_ms
+            ),
+            (b"/work".as_slice(), 1000, 100, Some(2250), 500)
+        );
+        assert_eq!(
+            [params.stdin, params.stdout, params.stderr],
+            [b"/dev/null".as_slice(), b"/dev/ttyS1", b"/dev/ttyS2"]
+        );
         assert_eq!(params.status, Some(b"/dev/hvc0".as_slice()));
         let rw = parse("flint.root=/dev/vda flint.rw flint.argv=,").unwrap();
         assert_eq!(rw.root.unwrap().mode, RootMode::ReadWrite);
@@ -427,34 +526,88 @@ mod tests {
                 ("l".into(), Some(" --x".into())),
             ]
         );
-        assert_eq!(tokens("l=\" m=\t\x0bn\r\n"), [("l".into(), Some(" m=\t\x0bn\r\n".into()))]);
-        assert_eq!(tokens("l=\"\"\tm=\x0bn\r\n"), [("l".into(), Some("".into())), ("m".into(), Some("".into())), ("n".into(), None)]);
-        assert_eq!(tokens("=a b= \"\" \""), [("=a".into(), None), ("b".into(), Some("".into())), ("".into(), None), ("".into(), None)]);
-        assert_eq!(parse(r#"flint.cwd="/my dir" flint.argv=c2g,"#).unwrap().cwd, b"/my dir");
-        assert_eq!(parse(r#""flint.cwd=/my dir" flint.argv=c2g,"#).unwrap().cwd, b"/my dir");
+        assert_eq!(
+            tokens("l=\" m=\t\x0bn\r\n"),
+            [("l".into(), Some(" m=\t\x0bn\r\n".into()))]
+        );
+        assert_eq!(
+            tokens("l=\"\"\tm=\x0bn\r\n"),
+            [
+                ("l".into(), Some("".into())),
+                ("m".into(), Some("".into())),
+                ("n".into(), None)
+            ]
+        );
+        assert_eq!(
+            tokens("=a b= \"\" \""),
+            [
+                ("=a".into(), None),
+                ("b".into(), Some("".into())),
+                ("".into(), None),
+                ("".into(), None)
+            ]
+        );
+        assert_eq!(
+            parse(r#"flint.cwd="/my dir" flint.argv=c2g,"#).unwrap().cwd,
+            b"/my dir"
+        );
+        assert_eq!(
+            parse(r#""flint.cwd=/my dir" flint.argv=c2g,"#).unwrap().cwd,
+            b"/my dir"
+        );
     }
 
     #[test]
     fn words_after_double_dash_belong_to_init() {
         assert_eq!(tokens("a -- flint.bogus b"), [("a".into(), None)]);
         assert_eq!(parse("flint.argv=, -- flint.bogus").unwrap().argv, b",");
-        assert_eq!(parse("flint.argv=, --=x flint.bogus"), Err(ParamError::Unknown(b"flint.bogus")));
+        assert_eq!(
+            parse("flint.argv=, --=x flint.bogus"),
+            Err(ParamError::Unknown(b"flint.bogus"))
+        );
     }
 
     #[test]
     fn hostile_input_is_a_clear_error() {
         let cases: &[(&str, ParamError)] = &[
-            ("flint.argv=, flint.bogus=1", ParamError::Unknown(b"flint.bogus")),
+            (
+                "flint.argv=, flint.bogus=1",
+                ParamError::Unknown(b"flint.bogus"),
+            ),
             ("flint.argv=, flint.", ParamError::Unknown(b"flint.")),
-            ("flint.argv=, flint.argv=,", ParamError::Duplicate("flint.argv")),
-            ("flint.argv=, flint.ro flint.ro flint.root=/dev/vda", ParamError::Duplicate("flint.ro")),
+            (
+                "flint.argv=, flint.argv=,",
+                ParamError::Duplicate("flint.argv"),
+            ),
+            (
+                "flint.argv=, flint.ro flint.ro flint.root=/dev/vda",
+                ParamError::Duplicate("flint.ro"),
+            ),
             ("flint.argv", ParamError::MissingValue("flint.argv")),
-            ("flint.argv=, flint.root", ParamError::MissingValue("flint.root")),
-            ("flint.argv=, flint.root=/dev/vda flint.rw=1", ParamError::UnexpectedValue("flint.rw")),
-            ("flint.argv=, flint.root=/dev/vda flint.ro flint.rw", ParamError::Conflict("flint.ro", "flint.rw")),
-            ("flint.argv=, flint.root=/dev/vda flint.overlay flint.rw", ParamError::Conflict("flint.overlay", "flint.rw")),
-            ("flint.argv=, flint.overlay", ParamError::NeedsRoot("flint.overlay")),
-            ("flint.argv=, flint.rootfstype=ext4", ParamError::NeedsRoot("flint.rootfstype")),
+            (
+                "flint.argv=, flint.root",
+                ParamError::MissingValue("flint.root"),
+            ),
+            (
+                "flint.argv=, flint.root=/dev/vda flint.rw=1",
+                ParamError::UnexpectedValue("flint.rw"),
+            ),
+            (
+                "flint.argv=, flint.root=/dev/vda flint.ro flint.rw",
+                ParamError::Conflict("flint.ro", "flint.rw"),
+            ),
+            (
+                "flint.argv=, flint.root=/dev/vda flint.overlay flint.rw",
+                ParamError::Conflict("flint.overlay", "flint.rw"),
+            ),
+            (
+                "flint.argv=, flint.overlay",
+                ParamError::NeedsRoot("flint.overlay"),
+            ),
+            (
+                "flint.argv=, flint.rootfstype=ext4",
+                ParamError::NeedsRoot("flint.rootfstype"),
+            ),
             ("flint.root=/dev/vda", ParamError::MissingArgv),
             ("", ParamError::MissingArgv),
         ];
@@ -476,15 +629,37 @@ mod tests {
             invalid(&format!("flint.stdout={bad}"), "flint.stdout");
             invalid(&format!("flint.status={bad}"), "flint.status");
         }
-        for bad in ["", "-1", "+1", "1.0", "0x10", "4294967295", "99999999999999999999999", " 1"] {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.0",
+            "0x10",
+            "4294967295",
+            "99999999999999999999999",
+            " 1",
+        ] {
             invalid(&format!("\"flint.uid={bad}\""), "flint.uid");
         }
-        for bad in ["", ".", "1.", ".5", "1.2345", "-1", "1e3", "18446744073709551615", "1,5"] {
+        for bad in [
+            "",
+            ".",
+            "1.",
+            ".5",
+            "1.2345",
+            "-1",
+            "1e3",
+            "18446744073709551615",
+            "1,5",
+        ] {
             invalid(&format!("flint.timeout={bad}"), "flint.timeout");
-            invalid(&format!("flint.root=/dev/vda flint.rootwait={bad}"), "flint.rootwait");
+            invalid(&format!("flint.rootwait={bad}"), "flint.rootwait");
         }
         for bad in ["", "ext4 ", "a/b", "abcdefghijklmnopqrstuvwxyz0123456789"] {
-            invalid(&format!("flint.root=/dev/vda \"flint.rootfstype={bad}\""), "flint.rootfstype");
+            invalid(
+                &format!("flint.root=/dev/vda \"flint.rootfstype={bad}\""),
+                "flint.rootfstype",
+            );
         }
         let long_name = "m".repeat(MODULE_NAME_MAX + 1);
         for bad in [",", "a,,b", "a,", "../x", "a b", long_name.as_str()] {
@@ -498,11 +673,35 @@ mod tests {
         assert_eq!(duration_ms("k", b"1.5"), Ok(1500));
         assert_eq!(duration_ms("k", b"0.001"), Ok(1));
         assert_eq!(duration_ms("k", b"0.25"), Ok(250));
-        assert_eq!(duration_ms("k", b"18446744073709551"), Ok(18446744073709551000));
+        assert_eq!(
+            duration_ms("k", b"18446744073709551"),
+            Ok(18446744073709551000)
+        );
         assert!(duration_ms("k", b"18446744073709552").is_err());
         assert_eq!(id("k", b"4294967294"), Ok(4294967294));
-        assert_eq!(parse("flint.argv=, flint.timeout=0").unwrap().timeout_ms, None);
-        assert_eq!(parse("flint.argv=, flint.modules=").unwrap().modules.iter().count(), 0);
+        assert_eq!(
+            parse("flint.argv=, flint.timeout=0").unwrap().timeout_ms,
+            None
+        );
+        assert_eq!(
+            parse("flint.argv=, flint.modules=")
+                .unwrap()
+                .modules
+                .iter()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn status_device_survives_other_errors() {
+        assert_eq!(
+            status_device(b"flint.bogus flint.status=/dev/ttyS1 flint.ro=1"),
+            Some(&b"/dev/ttyS1"[..])
+        );
+        assert_eq!(status_device(b"flint.argv=, flint.status"), None);
+        assert_eq!(status_device(b"flint.status=ttyS1"), None);
+        assert_eq!(status_device(b"flint.argv=,"), None);
     }
 
     #[test]
@@ -514,7 +713,10 @@ mod tests {
             b"unknown parameter flint.bogus\\x1b: check the spelling against the flint.* list in guest-init/README.md"
         );
         let message = ParamError::Conflict("flint.ro", "flint.rw").failure();
-        assert_eq!(message.message(), b"flint.ro conflicts with flint.rw: drop one");
+        assert_eq!(
+            message.message(),
+            b"flint.ro conflicts with flint.rw: drop one"
+        );
     }
 
     proptest! {

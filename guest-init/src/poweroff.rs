@@ -27,11 +27,16 @@ const REAP_MS: u64 = 1000;
 /// The open `flint.status` device, or -1. A static so the panic handler can use it too.
 static STATUS_FD: AtomicI32 = AtomicI32::new(-1);
 
-/// Opens the status device early, while /dev is the initramfs's and before anything can
-/// fail in a way that should be reported through it.
-pub fn open_status_device(path: Option<&[u8]>) -> Result<(), Failure> {
-    if let Some(path) = path {
-        let fd = stdio::open(path, OFlags::WRONLY, "flint.status")?;
+/// Opens the status device, once it exists or `wait_ms` passed, unless it is open already.
+/// Early, so later failures are reported through it too.
+pub fn open_status_device(path: Option<&[u8]>, wait_ms: u64) -> Result<(), Failure> {
+    if let Some(path) = path.filter(|_| STATUS_FD.load(Ordering::Relaxed) < 0) {
+        let fd = stdio::open(
+            path,
+            OFlags::WRONLY,
+            "flint.status",
+            Deadline::after_ms(wait_ms),
+        )?;
         // The fd stays open for the life of the VM.
         STATUS_FD.store(fd.into_raw_fd(), Ordering::Relaxed);
     }
@@ -76,7 +81,7 @@ fn stop_leftovers() {
     }
     let deadline = Deadline::after_ms(REAP_MS);
     loop {
-        match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+        match rustix::process::wait(WaitOptions::NOHANG) {
             Ok(Some(_)) => {}
             Ok(None) if deadline.remaining_ns() > 0 => clock::sleep_ns(1_000_000),
             // ECHILD: all gone; or out of time.

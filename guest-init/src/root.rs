@@ -24,37 +24,19 @@ const UPPER: &CStr = c"/layer/upper";
 const WORK: &CStr = c"/layer/work";
 const OVERLAY_OPTIONS: &CStr = c"lowerdir=/lower,upperdir=/layer/upper,workdir=/layer/work";
 
-/// Polling starts fast (the disk usually shows up within milliseconds of its driver
-/// loading) and backs off so a slow device does not keep the CPU busy.
-const FIRST_PAUSE_NS: u64 = 1_000_000;
-const LONGEST_PAUSE_NS: u64 = 32_000_000;
-
 /// Mounts `root` and makes it `/`, with the initramfs's /dev, /proc and /sys let go.
-pub fn switch_to(root: &Root<'_>) -> Result<(), Failure> {
-    wait_for(root)?;
+pub fn switch_to(root: &Root<'_>, wait_ms: u64) -> Result<(), Failure> {
+    if !clock::wait_for_path(root.device, Deadline::after_ms(wait_ms)) {
+        return Err(Failure::new(status::ROOT_NOT_FOUND)
+            .text("root device ")
+            .bytes(root.device)
+            .text(" did not appear within ")
+            .number(wait_ms)
+            .text(" ms: attach the disk and list its driver modules in flint.modules (or raise flint.rootwait)"));
+    }
     mount(root)?;
     mounts::detach_all(&mounts::BASIC);
     switch()
-}
-
-fn wait_for(root: &Root<'_>) -> Result<(), Failure> {
-    let deadline = Deadline::after_ms(root.wait_ms);
-    let mut pause_ns = FIRST_PAUSE_NS;
-    // Checked once more after the deadline, so a zero wait still looks once.
-    while rustix::fs::stat(root.device).is_err() {
-        let left = deadline.remaining_ns();
-        if left == 0 {
-            return Err(Failure::new(status::ROOT_NOT_FOUND)
-                .text("root device ")
-                .bytes(root.device)
-                .text(" did not appear within ")
-                .number(root.wait_ms)
-                .text(" ms: attach the disk and list its driver modules in flint.modules (or raise flint.rootwait)"));
-        }
-        clock::sleep_ns(pause_ns.min(left));
-        pause_ns = (pause_ns * 2).min(LONGEST_PAUSE_NS);
-    }
-    Ok(())
 }
 
 fn mount(root: &Root<'_>) -> Result<(), Failure> {
@@ -87,10 +69,20 @@ fn mount(root: &Root<'_>) -> Result<(), Failure> {
                 rustix::fs::mkdir(dir, mode).map_err(|errno| failure("layer", errno))?;
             }
             rustix::fs::chmod(UPPER, mode).map_err(|errno| failure("layer", errno))?;
-            let owner = (rustix::fs::Uid::from_raw(image_root.st_uid), rustix::fs::Gid::from_raw(image_root.st_gid));
-            rustix::fs::chown(UPPER, Some(owner.0), Some(owner.1)).map_err(|errno| failure("layer", errno))?;
-            rustix::mount::mount(c"overlay", NEW_ROOT, c"overlay", MountFlags::empty(), OVERLAY_OPTIONS)
-                .map_err(|errno| failure("mount", errno))
+            let owner = (
+                rustix::fs::Uid::from_raw(image_root.st_uid),
+                rustix::fs::Gid::from_raw(image_root.st_gid),
+            );
+            rustix::fs::chown(UPPER, Some(owner.0), Some(owner.1))
+                .map_err(|errno| failure("layer", errno))?;
+            rustix::mount::mount(
+                c"overlay",
+                NEW_ROOT,
+                c"overlay",
+                MountFlags::empty(),
+                OVERLAY_OPTIONS,
+            )
+            .map_err(|errno| failure("mount", errno))
         }
     }
 }
@@ -102,12 +94,20 @@ fn mount_device(root: &Root<'_>, target: &CStr, flags: MountFlags) -> Result<(),
             .bytes(root.device)
             .text(" as ")
             .bytes(root.fstype)
-            .text(if flags.contains(MountFlags::RDONLY) { " read-only: " } else { " read-write: " })
+            .text(if flags.contains(MountFlags::RDONLY) {
+                " read-only: "
+            } else {
+                " read-write: "
+            })
             .errno(errno)
             .text(match errno {
-                Errno::NODEV => ": the kernel lacks this filesystem: list its module in flint.modules",
+                Errno::NODEV => {
+                    ": the kernel lacks this filesystem: list its module in flint.modules"
+                }
                 Errno::INVAL => ": check that flint.rootfstype matches the image",
-                Errno::ROFS | Errno::ACCESS => ": the device is read-only: use flint.ro or flint.overlay",
+                Errno::ROFS | Errno::ACCESS => {
+                    ": the device is read-only: use flint.ro or flint.overlay"
+                }
                 _ => ": check the root image and its filesystem type (see dmesg)",
             })
     })
@@ -122,9 +122,15 @@ fn switch() -> Result<(), Failure> {
             .errno(errno)
             .text(": this needs an initramfs (rootfs) as the first root")
     };
-    let initramfs = rustix::fs::open(c"/", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|errno| failure("open /", errno))?;
-    let device = rustix::fs::fstat(&initramfs).map_err(|errno| failure("stat /", errno))?.st_dev;
+    let initramfs = rustix::fs::open(
+        c"/",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| failure("open /", errno))?;
+    let device = rustix::fs::fstat(&initramfs)
+        .map_err(|errno| failure("stat /", errno))?
+        .st_dev;
     rustix::process::chdir(NEW_ROOT).map_err(|errno| failure("chdir", errno))?;
     delete_contents(initramfs.as_fd(), device);
     rustix::mount::mount_move(c".", c"/").map_err(|errno| failure("move mount", errno))?;
@@ -147,8 +153,12 @@ fn delete_contents(dir: BorrowedFd<'_>, device: u64) {
         if rustix::fs::unlinkat(dir, name, AtFlags::empty()) != Err(Errno::ISDIR) {
             continue;
         }
-        let Ok(subdir) = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-        else {
+        let Ok(subdir) = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
             continue;
         };
         if rustix::fs::fstat(&subdir).is_ok_and(|stat| stat.st_dev == device) {

@@ -45,7 +45,13 @@ pub fn line(status: u8, buf: &mut [u8; 17]) -> &[u8] {
     buf[..prefix.len()].copy_from_slice(prefix);
     let mut len = prefix.len();
     let digits = [status / 100, status / 10 % 10, status % 10];
-    let skip = if status >= 100 { 0 } else if status >= 10 { 1 } else { 2 };
+    let skip = if status >= 100 {
+        0
+    } else if status >= 10 {
+        1
+    } else {
+        2
+    };
     for &digit in &digits[skip..] {
         buf[len] = b'0' + digit;
         len += 1;
@@ -98,7 +104,15 @@ mod tests {
 
     #[test]
     fn status_lines_reject_anything_else() {
-        for bad in ["flint-status 256", "flint-status -1", "flint-status 01", "flint-status ", "flint-status 1x", "status 1", "flint-status 1000"] {
+        for bad in [
+            "flint-status 256",
+            "flint-status -1",
+            "flint-status 01",
+            "flint-status ",
+            "flint-status 1x",
+            "status 1",
+            "flint-status 1000",
+        ] {
             assert_eq!(parse_line(bad.as_bytes()), None, "{bad}");
         }
         assert_eq!(parse_line(b"flint-status 42\r\n"), Some(42));
