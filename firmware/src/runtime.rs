@@ -1,5 +1,6 @@
 //! What the prebuilt `core` expects from a C runtime: memory primitives and unwinding stubs.
-//! `rep movsb`/`rep stosb` keep the compiler from turning these into calls to themselves.
+//! String instructions keep the compiler from turning these into calls to themselves; the
+//! bulk moves 8 bytes per iteration because TCG runs each iteration of a `rep` separately.
 
 use core::arch::asm;
 
@@ -7,7 +8,10 @@ use core::arch::asm;
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     // SAFETY: the caller guarantees both ranges are valid and do not overlap.
     unsafe {
-        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _, options(nostack, preserves_flags));
+        asm!("rep movsq", "mov rcx, {tail}", "rep movsb",
+            tail = in(reg) n % 8,
+            inout("rcx") n / 8 => _, inout("rdi") dest => _, inout("rsi") src => _,
+            options(nostack, preserves_flags));
     }
     dest
 }
@@ -29,9 +33,13 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
 
 #[no_mangle]
 pub unsafe extern "C" fn memset(dest: *mut u8, value: i32, n: usize) -> *mut u8 {
+    let byte = u64::from(value as u8);
     // SAFETY: the caller guarantees the range is valid.
     unsafe {
-        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dest => _, in("al") value as u8, options(nostack, preserves_flags));
+        asm!("rep stosq", "mov rcx, {tail}", "rep stosb",
+            tail = in(reg) n % 8,
+            inout("rcx") n / 8 => _, inout("rdi") dest => _, in("rax") byte * 0x0101_0101_0101_0101,
+            options(nostack, preserves_flags));
     }
     dest
 }

@@ -57,7 +57,7 @@ pub fn sleep_ns(ns: u64) {
     let _ = nanosleep(&timespec(ns));
 }
 
-fn now_ns() -> u64 {
+pub fn now_ns() -> u64 {
     let now = clock_gettime(ClockId::Monotonic);
     // The monotonic clock starts near 0 at boot and is never negative.
     (now.tv_sec as u64)

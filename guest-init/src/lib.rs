@@ -12,6 +12,7 @@
 
 pub mod argv;
 mod clock;
+mod decimal;
 pub mod exec;
 pub mod modules;
 pub mod mounts;
@@ -23,3 +24,4 @@ pub mod run;
 pub mod status;
 pub mod stdio;
 mod sys;
+pub mod timeline;

@@ -10,10 +10,12 @@ mod rt;
 
 use flint_guest_init::params::{self, ParamError, Params};
 use flint_guest_init::report::{self, Failure};
+use flint_guest_init::timeline::{self, Stamp};
 use flint_guest_init::{exec, modules, mounts, poweroff, root, run, stdio};
 
 /// Called by `_start` (in `rt`).
 fn main() -> ! {
+    timeline::mark(Stamp::Init);
     let mut cmdline = [0; params::CMDLINE_MAX];
     let status = boot(&mut cmdline).unwrap_or_else(|failure| {
         report::print(&failure);
@@ -31,6 +33,7 @@ fn main() -> ! {
 
 fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
     mounts::mount_all(&mounts::BASIC)?;
+    timeline::read_firmware_stamps();
     let params = Params::parse(params::read_cmdline(cmdline)?).map_err(ParamError::failure)?;
     // Decoded before the slow steps so a bad list fails fast.
     let mut space = exec::Space::default();
@@ -43,8 +46,11 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
         mounts::mount_all(&mounts::BASIC)?;
     }
     mounts::mount_all(&mounts::EXTRA)?;
+    timeline::mark(Stamp::Root);
     let stdio = stdio::Stdio::open(&params)?;
+    timeline::mark(Stamp::Exec);
     let status = run::run(&command, &stdio, params.timeout_ms);
+    timeline::mark(Stamp::Exit);
     stdio.flush();
     status
 }

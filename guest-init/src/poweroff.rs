@@ -11,6 +11,7 @@ use crate::report::Failure;
 use crate::status;
 use crate::stdio;
 use crate::sys;
+use crate::timeline;
 use core::sync::atomic::{AtomicI32, Ordering};
 use rustix::fd::{BorrowedFd, IntoRawFd};
 use rustix::fs::OFlags;
@@ -97,6 +98,7 @@ fn write_status(status: u8) {
     }
     // SAFETY: `open_status_device` stored an fd it gave up ownership of; nothing closes it.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let _ = rustix::io::write(fd, timeline::line(&mut [0; 320]));
     let mut buf = [0; 17];
     let line = status::line(status, &mut buf);
     let _ = rustix::io::write(fd, line);

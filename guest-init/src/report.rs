@@ -55,18 +55,8 @@ impl Failure {
         self
     }
 
-    pub fn number(mut self, mut value: u64) -> Self {
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (value % 10) as u8;
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        for &digit in &digits[start..] {
+    pub fn number(mut self, value: u64) -> Self {
+        for &digit in crate::decimal::decimal(value, &mut [0; 20]) {
             self.push(digit);
         }
         self

@@ -1,0 +1,133 @@
+//! The boot timeline: TSC stamps from the firmware (first instruction, kernel loaded, kernel
+//! entered), which it hands over as a `setup_data` node Linux shows in sysfs, and the init's
+//! own (start, root mounted, workload started, workload ended). The init writes them with the
+//! TSC rate it measured as one line on the status device, before the status line:
+//!
+//! `flint-timeline tsc_hz=<n> fw_reset=<tsc> fw_loaded=<tsc> fw_handoff=<tsc> init=<tsc>
+//! root=<tsc> exec=<tsc> exit=<tsc>` (one line; a stamp that was not taken is 0).
+//!
+//! Under QEMU the guest TSC counts from the VM's start, so every stamp is also the time since
+//! then.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+pub const LINE_PREFIX: &str = "flint-timeline ";
+/// flint's `setup_data` type ("FLNT"), as sysfs prints it.
+const SETUP_TYPE: &[u8] = b"0x464c4e54\n";
+const SETUP_DATA_DIR: &str = "/sys/kernel/boot_params/setup_data/";
+
+/// The stamps, in boot order; the names are the line's keys.
+#[derive(Clone, Copy)]
+pub enum Stamp {
+    FwReset,
+    FwLoaded,
+    FwHandoff,
+    Init,
+    Root,
+    Exec,
+    Exit,
+}
+
+pub const NAMES: [&str; 7] = ["fw_reset", "fw_loaded", "fw_handoff", "init", "root", "exec", "exit"];
+
+static STAMPS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+static INIT_MONOTONIC_NS: AtomicU64 = AtomicU64::new(0);
+
+fn tsc() -> u64 {
+    // SAFETY: rdtsc only reads the time-stamp counter, which Linux lets user space read.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+pub fn mark(stamp: Stamp) {
+    STAMPS[stamp as usize].store(tsc(), Ordering::Relaxed);
+    if let Stamp::Init = stamp {
+        INIT_MONOTONIC_NS.store(crate::clock::now_ns(), Ordering::Relaxed);
+    }
+}
+
+/// Reads the firmware's node from sysfs; absent under other firmwares, which is fine.
+pub fn read_firmware_stamps() {
+    let mut path = [0u8; 64];
+    for index in 0..16u8 {
+        let mut digits = [0; 20];
+        let dir = [SETUP_DATA_DIR.as_bytes(), crate::decimal::decimal(u64::from(index), &mut digits)];
+        let mut kind = [0u8; 16];
+        let Some(read) = read_file(&dir, b"/type", &mut path, &mut kind) else { return };
+        if &kind[..read] != SETUP_TYPE {
+            continue;
+        }
+        let mut data = [0u8; 24];
+        if read_file(&dir, b"/data", &mut path, &mut data) == Some(data.len()) {
+            for (i, chunk) in data.chunks_exact(8).enumerate() {
+                STAMPS[i].store(u64::from_le_bytes(chunk.try_into().unwrap_or_default()), Ordering::Relaxed);
+            }
+        }
+        return;
+    }
+}
+
+/// Reads `dir` + `name` into `buf`; the number of bytes read, `None` when it cannot be opened.
+fn read_file(dir: &[&[u8]; 2], name: &[u8], path: &mut [u8; 64], buf: &mut [u8]) -> Option<usize> {
+    let mut len = 0;
+    for part in [dir[0], dir[1], name] {
+        path.get_mut(len..len + part.len())?.copy_from_slice(part);
+        len += part.len();
+    }
+    *path.get_mut(len)? = 0;
+    let path = core::ffi::CStr::from_bytes_until_nul(&path[..=len]).ok()?;
+    let fd = rustix::fs::open(path, rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty()).ok()?;
+    rustix::io::read(&fd, buf).ok()
+}
+
+/// The timeline line, with the TSC rate measured from the init's start until now.
+pub fn line(buf: &mut [u8; 320]) -> &[u8] {
+    let elapsed_ns = crate::clock::now_ns().saturating_sub(INIT_MONOTONIC_NS.load(Ordering::Relaxed));
+    let ticks = tsc().saturating_sub(STAMPS[Stamp::Init as usize].load(Ordering::Relaxed));
+    let tsc_hz = if elapsed_ns == 0 { 0 } else { (u128::from(ticks) * 1_000_000_000 / u128::from(elapsed_ns)) as u64 };
+    let mut len = 0;
+    let mut push = |bytes: &[u8]| {
+        buf[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
+    let mut digits = [0; 20];
+    push(LINE_PREFIX.as_bytes());
+    push(b"tsc_hz=");
+    push(crate::decimal::decimal(tsc_hz, &mut digits));
+    for (name, stamp) in NAMES.iter().zip(&STAMPS) {
+        push(b" ");
+        push(name.as_bytes());
+        push(b"=");
+        push(crate::decimal::decimal(stamp.load(Ordering::Relaxed), &mut digits));
+    }
+    push(b"\n");
+    &buf[..len]
+}
+
+/// The host's side: the TSC rate and the stamps, in [`NAMES`] order, from a timeline line.
+pub fn parse_line(line: &[u8]) -> Option<(u64, [u64; 7])> {
+    let text = core::str::from_utf8(line).ok()?.trim_end();
+    let mut fields = text.strip_prefix(LINE_PREFIX)?.split(' ');
+    let tsc_hz = fields.next()?.strip_prefix("tsc_hz=")?.parse().ok()?;
+    let mut stamps = [0; 7];
+    for (slot, name) in stamps.iter_mut().zip(NAMES) {
+        let (key, value) = fields.next()?.split_once('=')?;
+        if key != name {
+            return None;
+        }
+        *slot = value.parse().ok()?;
+    }
+    fields.next().is_none().then_some((tsc_hz, stamps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip() {
+        let line = b"flint-timeline tsc_hz=2000000000 fw_reset=1 fw_loaded=2 fw_handoff=3 init=4 root=5 exec=6 exit=7\n";
+        assert_eq!(parse_line(line), Some((2_000_000_000, [1, 2, 3, 4, 5, 6, 7])));
+        assert_eq!(parse_line(b"flint-timeline tsc_hz=1 fw_reset=1"), None);
+        assert_eq!(parse_line(b"flint-status 0\n"), None);
+    }
+}
