@@ -11,6 +11,15 @@ want mkfs.ext4 e2fsprogs
 want mkfs.erofs erofs-utils
 want debugfs e2fsprogs
 want objcopy binutils
+want dpkg-deb dpkg
+# For `flint kernel minimal`, which compiles Linux.
+want make make
+want gcc gcc
+want bc bc
+want xz xz-utils
+want bison bison
+want flex flex
+[ -e /usr/include/gelf.h ] || need_pkgs+=(libelf-dev)
 [ -e /usr/share/qemu/qboot.rom ] || need_pkgs+=(qemu-system-x86)
 [ -e /usr/share/seabios/bios-256k.bin ] || need_pkgs+=(seabios)
 

@@ -1,5 +1,14 @@
-//! The host side of flint: building initramfs archives, describing and running QEMU VMs.
+//! The host side of flint: building the firmware image, getting kernels, making root
+//! filesystems, and running one workload in a fresh VM (`flint run`).
 //! The `flint` binary and the integration tests in `tests/` are both built on this library.
 
+pub mod bench;
+pub mod cli;
+pub mod env;
+pub mod fwbuild;
 pub mod initramfs;
+pub mod kernel;
+pub mod modules;
 pub mod qemu;
+pub mod rootfs;
+pub mod run;

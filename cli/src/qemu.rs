@@ -31,6 +31,39 @@ pub struct Drive {
     pub read_only: bool,
 }
 
+/// Where COM1 (the kernel console) goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Serial {
+    /// QEMU's stdio (`-serial stdio`), so `Vm::run` captures it.
+    Stdio,
+    /// Appended to a file; `/dev/stderr` works too.
+    File(PathBuf),
+    None,
+}
+
+/// What backs one virtio-serial port on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortBackend {
+    /// A Unix socket that someone already listens on (QEMU connects to it as a client).
+    Socket(PathBuf),
+    /// Output written to a file (e.g. `/dev/stdout`); never has input.
+    File(PathBuf),
+    /// QEMU's own stdin and stdout (only one port may use it); the guest sees stdin's EOF as
+    /// the host side closing.
+    Stdio,
+    /// Discards output and never has input.
+    Null,
+}
+
+/// A `virtserialport` on the VM's one `virtio-serial-pci` controller. In the guest, ports are
+/// `/dev/vport<N>p1`, `p2`, ... in the order they are listed, and `name` is in
+/// `/sys/class/virtio-ports/*/name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtioPort {
+    pub name: String,
+    pub backend: PortBackend,
+}
+
 #[derive(Clone, Debug)]
 pub struct Vm {
     pub machine: Machine,
@@ -46,6 +79,10 @@ pub struct Vm {
     pub fw_cfg_strings: Vec<(String, String)>,
     /// isa-debug-exit at 0x501, so guest code can end QEMU with a status.
     pub debug_exit: bool,
+    /// `-cpu` model; `None` leaves QEMU's default (right for TCG; KVM wants `host`).
+    pub cpu: Option<String>,
+    pub serial: Serial,
+    pub virtio_ports: Vec<VirtioPort>,
     pub extra_args: Vec<String>,
 }
 
@@ -63,12 +100,15 @@ impl Vm {
             drives: Vec::new(),
             fw_cfg_strings: Vec::new(),
             debug_exit: true,
+            cpu: None,
+            serial: Serial::Stdio,
+            virtio_ports: Vec::new(),
             extra_args: Vec::new(),
         }
     }
 
     /// The arguments after the program name. `-nodefaults` drops the VGA card, NIC and
-    /// floppy/CD-ROM that a one-shot VM never uses; COM1 goes to QEMU's stdio.
+    /// floppy/CD-ROM that a one-shot VM never uses; COM1 goes where `serial` says.
     pub fn args(&self) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "-M".into(),
@@ -85,10 +125,22 @@ impl Vm {
             "-no-user-config".into(),
             "-display".into(),
             "none".into(),
-            "-serial".into(),
-            "stdio".into(),
             "-no-reboot".into(),
         ];
+        match &self.serial {
+            Serial::Stdio => args.extend(["-serial".into(), "stdio".into()]),
+            // Appending, so that /dev/stderr redirected to a file is not truncated.
+            Serial::File(path) => args.extend([
+                "-chardev".into(),
+                format!("file,id=flint-com1,path={},append=on", option_value(path)),
+                "-serial".into(),
+                "chardev:flint-com1".into(),
+            ]),
+            Serial::None => args.extend(["-serial".into(), "none".into()]),
+        }
+        if let Some(cpu) = &self.cpu {
+            args.extend(["-cpu".into(), cpu.clone()]);
+        }
         if let Some(kernel) = &self.kernel {
             args.extend(["-kernel".into(), kernel.display().to_string()]);
         }
@@ -108,11 +160,37 @@ impl Vm {
         for (name, value) in &self.fw_cfg_strings {
             args.extend(["-fw_cfg".into(), format!("name={name},string={value}")]);
         }
+        if !self.virtio_ports.is_empty() {
+            // Without ioeventfd, QEMU handles the guest's "data queued" notification before the
+            // guest's write() returns, so data written just before the guest ends the VM
+            // (the workload's last output, the status line) has reached the host already.
+            args.extend(["-device".into(), "virtio-serial-pci,id=flint-vser,ioeventfd=off".into()]);
+        }
+        for (index, port) in self.virtio_ports.iter().enumerate() {
+            let id = format!("flint-port{index}");
+            let chardev = match &port.backend {
+                PortBackend::Socket(path) => format!("socket,id={id},path={}", option_value(path)),
+                PortBackend::File(path) => format!("file,id={id},path={},append=on", option_value(path)),
+                PortBackend::Stdio => format!("stdio,id={id},signal=off"),
+                PortBackend::Null => format!("null,id={id}"),
+            };
+            args.extend([
+                "-chardev".into(),
+                chardev,
+                "-device".into(),
+                format!("virtserialport,bus=flint-vser.0,nr={},chardev={id},name={}", index + 1, port.name),
+            ]);
+        }
         if self.debug_exit {
             args.extend(["-device".into(), "isa-debug-exit,iobase=0x501,iosize=1".into()]);
         }
         args.extend(self.extra_args.iter().cloned());
         args
+    }
+
+    /// The whole command as one line a POSIX shell runs unchanged (for `flint run --print-cmd`).
+    pub fn shell_command(&self) -> String {
+        std::iter::once(QEMU.to_string()).chain(self.args()).map(|arg| shell_quote(&arg)).collect::<Vec<_>>().join(" ")
     }
 
     pub fn command(&self) -> Command {
@@ -151,6 +229,21 @@ impl Vm {
     }
 }
 
+/// A path as a QEMU option value: commas are doubled, as QEMU's option parser wants.
+fn option_value(path: &std::path::Path) -> String {
+    path.display().to_string().replace(',', ",,")
+}
+
+/// Quotes `arg` for a POSIX shell, leaving plainly safe words alone.
+pub fn shell_quote(arg: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./,:=+@%".contains(c);
+    if !arg.is_empty() && arg.chars().all(safe) {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
 fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<io::Result<Vec<u8>>> {
     thread::spawn(move || {
         let mut data = Vec::new();
@@ -179,5 +272,41 @@ impl Outcome {
 
     pub fn console_text(&self) -> String {
         String::from_utf8_lossy(&self.console).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_round_trips_through_sh() {
+        for arg in ["plain-word_1.2/x:y=z,w", "", "a b", "it's", "$HOME `x` \"q\" \\", "line\nbreak"] {
+            let out = std::process::Command::new("sh").arg("-c").arg(format!("printf %s {}", shell_quote(arg))).output().unwrap();
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), arg);
+        }
+        assert_eq!(shell_quote("-append"), "-append");
+    }
+
+    #[test]
+    fn ports_and_serial_become_chardevs() {
+        let mut vm = Vm::new("/fw.bin");
+        vm.serial = Serial::File("/tmp/a,b/console.log".into());
+        vm.virtio_ports = vec![
+            VirtioPort { name: "flint.stdin".into(), backend: PortBackend::Stdio },
+            VirtioPort { name: "flint.stdout".into(), backend: PortBackend::Socket("/run/x/out.sock".into()) },
+            VirtioPort { name: "flint.status".into(), backend: PortBackend::Null },
+        ];
+        let args = vm.args().join(" ");
+        for expected in [
+            "-chardev file,id=flint-com1,path=/tmp/a,,b/console.log,append=on -serial chardev:flint-com1",
+            "-device virtio-serial-pci,id=flint-vser,ioeventfd=off",
+            "-chardev stdio,id=flint-port0,signal=off -device virtserialport,bus=flint-vser.0,nr=1,chardev=flint-port0,name=flint.stdin",
+            "-chardev socket,id=flint-port1,path=/run/x/out.sock -device virtserialport,bus=flint-vser.0,nr=2,chardev=flint-port1,name=flint.stdout",
+            "-chardev null,id=flint-port2 -device virtserialport,bus=flint-vser.0,nr=3,chardev=flint-port2,name=flint.status",
+        ] {
+            assert!(args.contains(expected), "{expected:?} not in {args}");
+        }
+        assert!(Vm::new("/fw.bin").args().join(" ").contains("-serial stdio"));
     }
 }

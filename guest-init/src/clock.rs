@@ -1,5 +1,6 @@
 //! Deadlines on the monotonic clock, for waiting on devices and the workload.
 
+use rustix::io::Errno;
 use rustix::thread::nanosleep;
 use rustix::time::{clock_gettime, ClockId, Timespec};
 
@@ -31,17 +32,26 @@ impl Deadline {
 /// Waits until `path` exists; false if it did not before `deadline`. Device nodes appear
 /// asynchronously: drivers probe, then devtmpfs adds the nodes.
 pub fn wait_for_path(path: &[u8], deadline: Deadline) -> bool {
+    retry(deadline, || rustix::fs::stat(path), |_| true).is_ok()
+}
+
+/// Calls `attempt` until it succeeds, fails in a way `transient` rejects, or `deadline`
+/// passes (it always runs at least once), sleeping with backoff in between.
+pub fn retry<T>(
+    deadline: Deadline,
+    mut attempt: impl FnMut() -> Result<T, Errno>,
+    transient: impl Fn(Errno) -> bool,
+) -> Result<T, Errno> {
     let mut pause_ns = FIRST_PAUSE_NS;
-    // Checked once more after the deadline, so a zero wait still looks once.
-    while rustix::fs::stat(path).is_err() {
-        let left = deadline.remaining_ns();
-        if left == 0 {
-            return false;
+    loop {
+        match attempt() {
+            Err(errno) if transient(errno) && deadline.remaining_ns() > 0 => {
+                sleep_ns(pause_ns.min(deadline.remaining_ns()));
+                pause_ns = (pause_ns * 2).min(LONGEST_PAUSE_NS);
+            }
+            result => return result,
         }
-        sleep_ns(pause_ns.min(left));
-        pause_ns = (pause_ns * 2).min(LONGEST_PAUSE_NS);
     }
-    true
 }
 
 pub fn timespec(ns: u64) -> Timespec {

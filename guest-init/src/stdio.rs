@@ -7,6 +7,7 @@ use crate::report::Failure;
 use crate::status;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 use rustix::termios::{tcdrain, tcgetattr, tcsetattr, OptionalActions};
 
 pub struct Stdio {
@@ -52,13 +53,13 @@ pub fn open(
     key: &str,
     deadline: Deadline,
 ) -> Result<OwnedFd, Failure> {
-    // Opening reports the problem if it never appears.
-    clock::wait_for_path(path, deadline);
+    // A device node can appear (ENOENT until then) a moment before its driver accepts opens
+    // (ENXIO until then): both mean "not yet" until the deadline.
     // NOCTTY: PID 1 must not acquire a controlling terminal (the workload's session gets it).
-    let fd = rustix::fs::open(
-        path,
-        access | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
+    let fd = clock::retry(
+        deadline,
+        || rustix::fs::open(path, access | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty()),
+        |errno| errno == Errno::NOENT || errno == Errno::NXIO,
     )
     .map_err(|errno| device_failure(key, path, errno))?;
     if let Ok(mut termios) = tcgetattr(&fd) {

@@ -1,0 +1,119 @@
+//! What the kernel scenarios boot: one kernel and one read-only ext4 root (busybox-static),
+//! reached two ways:
+//!  - flint: its embedded guest init, with the kernel's virtio modules in a small `-initrd`
+//!    (`opt/flint/add-init` puts the init in front of it) and `flint.*` parameters;
+//!  - qboot, SeaBIOS, OVMF: as a user would, a busybox initramfs whose `/init` loads the
+//!    same modules, mounts the disk, chroots to run `true` and powers off.
+
+use super::write_input;
+use crate::initramfs::Initramfs;
+use crate::kernel::{Kernel, Provided};
+use crate::modules::{Module, ModuleTree};
+use crate::rootfs::DefaultRoot;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The workload, run from the root filesystem.
+const WORKLOAD: &str = "/bin/true";
+/// What the busybox init prints once the workload succeeded.
+pub const BUSYBOX_DONE: &str = "flint-bench: workload exited 0";
+/// The same for every firmware: console on COM1, kernel messages off, reboot (so QEMU exits
+/// at once under -no-reboot) rather than hang on a panic.
+const KERNEL_ARGS: &str = "console=ttyS0 quiet panic=-1";
+
+/// The files and command lines of one kernel scenario.
+pub struct KernelInputs {
+    pub kernel: Kernel,
+    pub root_image: PathBuf,
+    /// flint's `-initrd` of modules; `None` when the kernel has its drivers built in.
+    pub flint_initrd: Option<PathBuf>,
+    pub flint_cmdline: String,
+    pub busybox_initrd: PathBuf,
+    pub busybox_cmdline: String,
+}
+
+/// Writes the initrds of `kernel` into `dir`.
+pub fn prepare(kernel: Kernel, root: &DefaultRoot, dir: &Path) -> Result<KernelInputs> {
+    let modules = root_modules(&kernel)?;
+    let names: Vec<&str> = modules.iter().map(|module| module.name.as_str()).collect();
+
+    let mut module_archive = Initramfs::new();
+    for module in &modules {
+        module_archive.file(&format!("/lib/modules/{}.ko", module.name), 0o644, module.data.clone());
+    }
+    let stem = kernel.label.replace('/', "_");
+    let flint_initrd = if modules.is_empty() { None } else { Some(write_input(dir, &format!("{stem}-modules.cpio"), &module_archive.to_bytes())?) };
+    let mut flint_cmdline = format!("{KERNEL_ARGS} flint.root=/dev/vda flint.rootfstype=ext4 flint.ro");
+    if !names.is_empty() {
+        flint_cmdline.push_str(&format!(" flint.modules={}", names.join(",")));
+    }
+    flint_cmdline.push_str(&format!(" flint.argv={}", flint_guest_init::argv::encode(&[WORKLOAD])));
+
+    // The busybox initramfs is the module archive plus busybox and its script.
+    let busybox = root.tree.join("bin/busybox");
+    let mut busybox_archive = module_archive;
+    busybox_archive
+        .file_from("/bin/busybox", 0o755, &busybox)
+        .with_context(|| format!("cannot read busybox from the root tree {}", root.tree.display()))?;
+    busybox_archive.dir("/dev").dir("/mnt").file("/init", 0o755, busybox_init(&names));
+    let busybox_initrd = write_input(dir, &format!("{stem}-busybox.cpio"), &busybox_archive.to_bytes())?;
+
+    Ok(KernelInputs {
+        kernel,
+        root_image: root.image.clone(),
+        flint_initrd,
+        flint_cmdline,
+        busybox_initrd,
+        busybox_cmdline: KERNEL_ARGS.to_string(),
+    })
+}
+
+/// The usual hand-written initramfs script: every step a user needs, nothing more.
+fn busybox_init(modules: &[&str]) -> String {
+    let mut script = String::from("#!/bin/busybox sh\n/bin/busybox mount -t devtmpfs dev /dev\n");
+    for name in modules {
+        script.push_str(&format!("/bin/busybox insmod /lib/modules/{name}.ko\n"));
+    }
+    script.push_str(&format!(
+        "while [ ! -b /dev/vda ]; do /bin/busybox sleep 0.01; done\n\
+         /bin/busybox mount -t ext4 -o ro /dev/vda /mnt\n\
+         /bin/busybox chroot /mnt {WORKLOAD}\n\
+         echo \"flint-bench: workload exited $?\"\n\
+         /bin/busybox poweroff -f\n"
+    ));
+    script
+}
+
+/// The modules needed for an ext4 root on virtio-blk that `kernel` builds as modules,
+/// dependencies first.
+// TODO(cli): the same choice as run.rs's private `modules_for` (without virtio_console: the
+// bench has no virtio-serial ports); share one function once it is public.
+fn root_modules(kernel: &Kernel) -> Result<Vec<Module>> {
+    let tree = kernel.modules.as_deref().map(ModuleTree::open).transpose()?;
+    let needed = [("CONFIG_VIRTIO_PCI", "virtio_pci"), ("CONFIG_VIRTIO_BLK", "virtio_blk"), ("CONFIG_EXT4_FS", "ext4")];
+    let wanted: Vec<&str> = needed
+        .into_iter()
+        .filter(|(option, module)| kernel.provides(option, module, tree.as_ref()) == Provided::Module)
+        .map(|(_, module)| module)
+        .collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tree = tree.with_context(|| format!("kernel {} needs modules ({}) but has no modules/ directory: put its module tree next to vmlinuz", kernel.label, wanted.join(", ")))?;
+    tree.load_order(&wanted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busybox_init_loads_modules_in_order_then_runs_the_workload() {
+        let script = busybox_init(&["virtio", "virtio_blk"]);
+        let virtio = script.find("insmod /lib/modules/virtio.ko").unwrap();
+        let blk = script.find("insmod /lib/modules/virtio_blk.ko").unwrap();
+        let chroot = script.find("chroot /mnt /bin/true").unwrap();
+        assert!(virtio < blk && blk < chroot);
+        assert!(script.trim_end().ends_with("poweroff -f"));
+    }
+}

@@ -1,0 +1,157 @@
+//! `flint bench`: flint against qboot, SeaBIOS and OVMF, booting the same kernels with the same
+//! QEMU on the same machine in one run. Repetitions are interleaved (flint, qboot, SeaBIOS,
+//! OVMF, flint, ...) so that changes in the machine's load hit every firmware alike.
+//!
+//! Every QEMU process is timed on the host from spawn to exit. A run is only counted if it
+//! ended the way its case demands (the expected entry's exit status, or the workload's
+//! success); a case that fails once is reported as failed, with no figures.
+//!
+//! The inputs are made here, at run time: the floor ROM and the null kernels (`floor_rom`,
+//! `null_bzimage`, `null_pvh`), and the initrds of the kernel scenarios (`guest`).
+
+mod chart;
+mod exit_stub;
+mod firmware;
+mod floor_rom;
+mod guest;
+mod host;
+mod null_bzimage;
+mod null_pvh;
+mod report;
+mod scenario;
+mod stats;
+
+pub use firmware::Firmware;
+pub use report::{Report, Status};
+pub use scenario::ScenarioName;
+
+use crate::env::{self, progress};
+use crate::qemu::QEMU;
+use anyhow::{Context, Result};
+use report::{CaseReport, ScenarioReport};
+use scenario::{Case, Plan, Prepared, Setup};
+use stats::Stats;
+use std::path::{Path, PathBuf};
+
+/// `flint bench` options.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchOptions {
+    /// Timed runs of each case, interleaved across firmwares.
+    #[arg(short = 'n', long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repetitions: u32,
+    /// Scenarios to run, comma-separated (minimal is skipped until `flint kernel minimal`).
+    #[arg(long = "scenario", value_enum, value_delimiter = ',', default_values_t = ScenarioName::ALL)]
+    pub scenarios: Vec<ScenarioName>,
+    /// Firmwares to compare, comma-separated (one not installed is reported as unavailable).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Firmware::ALL)]
+    pub compare: Vec<Firmware>,
+    /// Directory for report.json, report.svg and the generated inputs.
+    #[arg(short, long, value_name = "DIR", default_value = "out/bench")]
+    pub output: PathBuf,
+    /// flint's firmware image, with the guest init embedded (default: $FLINT_FW, else
+    /// out/fw.bin of the source tree).
+    #[arg(long, value_name = "PATH")]
+    pub firmware: Option<PathBuf>,
+    /// QEMU accelerator, the same for every firmware.
+    #[arg(long, default_value = "tcg", value_parser = ["tcg", "kvm"])]
+    pub accel: String,
+}
+
+/// Runs the bench, writes `report.json` and `report.svg` into the output directory and prints
+/// the table on stdout. Failed cases are in the report: call [`Report::check`] to fail on them.
+pub fn run(options: &BenchOptions) -> Result<Report> {
+    env::require_tool(QEMU, "qemu-system-x86")?;
+    let flint = env::firmware(options.firmware.as_deref())?;
+    let inputs = options.output.join("inputs");
+    std::fs::create_dir_all(&inputs).with_context(|| format!("cannot create {}: pass a writable --output", inputs.display()))?;
+    let host = host::describe(&options.accel)?;
+    let mut firmwares = options.compare.clone();
+    firmwares.sort();
+    firmwares.dedup();
+    let setup = Setup { flint: &flint, firmwares: &firmwares, accel: &options.accel, inputs: &inputs };
+
+    let mut scenarios = Vec::new();
+    for &name in &options.scenarios {
+        let mut report = ScenarioReport { name: name.name().into(), description: name.description().into(), skipped: None, results: Vec::new() };
+        match scenario::prepare(name, &setup)? {
+            Prepared::Cases(cases) => report.results = measure(name, &cases, options.repetitions),
+            Prepared::Skipped(reason) => {
+                progress(format!("bench: skipping {}: {reason}", name.name()));
+                report.skipped = Some(reason);
+            }
+        }
+        report.compare();
+        scenarios.push(report);
+    }
+    let mut report = Report { host, repetitions: options.repetitions, scenarios };
+    report.host.load_after = host::load_average();
+
+    let json = options.output.join("report.json");
+    let text = serde_json::to_string_pretty(&report).context("cannot encode the report")?;
+    std::fs::write(&json, text + "\n").with_context(|| format!("cannot write {}", json.display()))?;
+    let svg = options.output.join("report.svg");
+    std::fs::write(&svg, chart::svg(&report)?).with_context(|| format!("cannot write {}", svg.display()))?;
+    print!("{}", report.table());
+    progress(format!("bench: wrote {} and {}", json.display(), svg.display()));
+    Ok(report)
+}
+
+/// Writes one generated input (null kernel, ROM, initrd) into the inputs directory.
+fn write_input(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).with_context(|| format!("cannot write {}: pass a writable --output", path.display()))?;
+    Ok(path)
+}
+
+/// Runs every case `repetitions` times, case after case within each repetition.
+fn measure(name: ScenarioName, cases: &[Case], repetitions: u32) -> Vec<CaseReport> {
+    let mut rows: Vec<CaseReport> = cases
+        .iter()
+        .map(|case| {
+            let (status, command) = match &case.plan {
+                Plan::Run(run) => (Status::Ok, Some(run.vm.shell_command())),
+                Plan::NotRun(status) => (status.clone(), None),
+            };
+            CaseReport {
+                firmware: case.firmware.into(),
+                kernel: case.kernel.clone(),
+                init: case.init.map(Into::into),
+                status,
+                command,
+                samples_ms: Vec::new(),
+                stats: None,
+                ratio_to_flint: None,
+                over_floor_ms: None,
+                phases: Vec::new(),
+            }
+        })
+        .collect();
+    for repetition in 1..=repetitions {
+        for (case, row) in cases.iter().zip(&mut rows) {
+            let Plan::Run(run) = &case.plan else { continue };
+            if row.status != Status::Ok {
+                continue;
+            }
+            row.status = match run.vm.run(run.deadline) {
+                Ok(outcome) => {
+                    let status = run.judge(&outcome);
+                    if status == Status::Ok {
+                        // Rounded to the microsecond: finer digits are noise.
+                        row.samples_ms.push((outcome.elapsed.as_secs_f64() * 1e6).round() / 1e3);
+                    }
+                    status
+                }
+                Err(error) => Status::Failed { reason: format!("cannot run QEMU: {error}") },
+            };
+            let result = match &row.status {
+                Status::Ok => report::duration(*row.samples_ms.last().expect("just pushed")),
+                other => other.describe(),
+            };
+            progress(format!("bench {} {repetition}/{repetitions}: {} {} {result}", name.name(), row.firmware, row.kernel));
+        }
+    }
+    for row in &mut rows {
+        row.stats = Stats::of(&row.samples_ms).filter(|_| row.status == Status::Ok);
+    }
+    rows
+}

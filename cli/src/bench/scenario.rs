@@ -1,0 +1,275 @@
+//! The scenarios and, for each, the cases to time: one QEMU command per (firmware, kernel),
+//! and what its ending must look like for the run to count.
+
+use super::exit_stub::Entry;
+use super::firmware::{Firmware, KernelForm};
+use super::guest::{self, KernelInputs};
+use super::report::Status;
+use super::{floor_rom, null_bzimage, null_pvh, write_input};
+use crate::env;
+use crate::kernel::Kernel;
+use crate::qemu::{Drive, Outcome, Vm};
+use crate::rootfs;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioName {
+    /// Null kernels that exit at their entry point, and the floor: firmware overhead alone.
+    Null,
+    /// Debian's cloud kernel runs `true` from an ext4 root on virtio-blk.
+    Debian,
+    /// The same with flint's minimal kernel (`flint kernel minimal`).
+    Minimal,
+}
+
+impl ScenarioName {
+    pub const ALL: [ScenarioName; 3] = [ScenarioName::Null, ScenarioName::Debian, ScenarioName::Minimal];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ScenarioName::Null => "null",
+            ScenarioName::Debian => "debian",
+            ScenarioName::Minimal => "minimal",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            ScenarioName::Null => "null kernels that exit at their entry point; the floor is a ROM that exits at the reset vector",
+            ScenarioName::Debian => "Debian's cloud kernel runs `true` from an ext4 root on virtio-blk, then powers off",
+            ScenarioName::Minimal => "flint's minimal kernel runs `true` from an ext4 root on virtio-blk, then powers off",
+        }
+    }
+}
+
+/// The same virtual machine for every firmware.
+const MEMORY: &str = "256M";
+/// Generous: OVMF alone takes seconds under TCG, and the machine may be busy.
+const NULL_DEADLINE: Duration = Duration::from_secs(60);
+const KERNEL_DEADLINE: Duration = Duration::from_secs(180);
+/// The status flint's firmware ends with for a kernel without a bzImage header.
+const FLINT_NOT_A_KERNEL: i32 = 2 * 18 + 1;
+/// flint's guest init ends the VM through isa-debug-exit with the workload's status, 0.
+const FLINT_INIT_SUCCESS: i32 = 1;
+
+/// The row label of the floor ROM, which is no firmware.
+pub const FLOOR: &str = "floor";
+
+pub struct Case {
+    pub firmware: &'static str,
+    pub kernel: String,
+    /// Who runs the workload, in the kernel scenarios.
+    pub init: Option<&'static str>,
+    pub plan: Plan,
+}
+
+pub enum Plan {
+    Run(Box<Run>),
+    /// Decided without booting: unsupported, not installed, or bound to fail.
+    NotRun(Status),
+}
+
+pub struct Run {
+    pub vm: Vm,
+    pub deadline: Duration,
+    expect: Expect,
+    /// A QEMU exit status that means "this firmware cannot boot this kernel", and why.
+    unsupported_when: Option<(i32, &'static str)>,
+}
+
+enum Expect {
+    /// The entry (or the floor's reset vector) whose exit code ends QEMU.
+    Entry(Entry),
+    /// flint's guest init ran the workload and passed on its status 0.
+    FlintInit,
+    /// The busybox init printed its line and powered off (QEMU then exits 0).
+    BusyboxInit,
+}
+
+pub enum Prepared {
+    Cases(Vec<Case>),
+    /// The scenario cannot run here, and why.
+    Skipped(String),
+}
+
+pub struct Setup<'a> {
+    pub flint: &'a Path,
+    pub firmwares: &'a [Firmware],
+    pub accel: &'a str,
+    /// Where generated kernels, ROMs and initrds are written.
+    pub inputs: &'a Path,
+}
+
+pub fn prepare(name: ScenarioName, setup: &Setup) -> Result<Prepared> {
+    match name {
+        ScenarioName::Null => null_cases(setup).map(Prepared::Cases),
+        ScenarioName::Debian => kernel_cases(setup, Kernel::resolve(Some("debian-cloud"))?).map(Prepared::Cases),
+        ScenarioName::Minimal => {
+            if !env::cache_dir()?.join("kernels/minimal/vmlinuz").is_file() {
+                return Ok(Prepared::Skipped("the minimal kernel is not built: run `flint kernel minimal` (compiles Linux, several minutes)".into()));
+            }
+            kernel_cases(setup, Kernel::resolve(Some("minimal"))?).map(Prepared::Cases)
+        }
+    }
+}
+
+fn null_cases(setup: &Setup) -> Result<Vec<Case>> {
+    let floor = write_input(setup.inputs, "floor.rom", &floor_rom::image())?;
+    let bzimage = write_input(setup.inputs, "null.bzImage", &null_bzimage::image())?;
+    let pvh = write_input(setup.inputs, "null-pvh.elf", &null_pvh::image())?;
+
+    let mut cases = vec![Case {
+        firmware: FLOOR,
+        kernel: "none".into(),
+        init: None,
+        plan: Plan::Run(Box::new(Run { vm: vm(&floor, setup.accel), deadline: NULL_DEADLINE, expect: Expect::Entry(Entry::ResetVector), unsupported_when: None })),
+    }];
+    for (form, kernel) in [(KernelForm::BzImage, &bzimage), (KernelForm::Pvh, &pvh)] {
+        for &firmware in setup.firmwares {
+            let plan = match (available(firmware, setup.flint), firmware.null_entry(form)) {
+                (Err(missing), _) => Plan::NotRun(missing),
+                (Ok(_), Err(reason)) => Plan::NotRun(Status::Unsupported { reason: reason.into() }),
+                (Ok(image), Ok(entry)) => {
+                    let mut vm = vm(&image, setup.accel);
+                    vm.kernel = Some(kernel.clone());
+                    // flint's PVH support is new: an older image rejects the ELF.
+                    let unsupported_when = (firmware == Firmware::Flint && form == KernelForm::Pvh)
+                        .then_some((FLINT_NOT_A_KERNEL, "this fw.bin has no PVH support: it rejects the ELF as not a Linux kernel"));
+                    Plan::Run(Box::new(Run { vm, deadline: NULL_DEADLINE, expect: Expect::Entry(entry), unsupported_when }))
+                }
+            };
+            cases.push(Case { firmware: firmware.name(), kernel: form.name().into(), init: None, plan });
+        }
+    }
+    Ok(cases)
+}
+
+fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
+    let root = rootfs::busybox_root()?;
+    let inputs = guest::prepare(kernel, &root, setup.inputs)?;
+    let cases = setup
+        .firmwares
+        .iter()
+        .map(|&firmware| {
+            let flint = firmware == Firmware::Flint;
+            let plan = match available(firmware, setup.flint) {
+                Err(missing) => Plan::NotRun(missing),
+                Ok(image) if flint => flint_plan(&image, &inputs, setup.accel)?,
+                Ok(image) => {
+                    let mut vm = kernel_vm(&image, &inputs, setup.accel);
+                    vm.initrd = Some(inputs.busybox_initrd.clone());
+                    vm.append = Some(inputs.busybox_cmdline.clone());
+                    Plan::Run(Box::new(Run { vm, deadline: KERNEL_DEADLINE, expect: Expect::BusyboxInit, unsupported_when: None }))
+                }
+            };
+            Ok(Case { firmware: firmware.name(), kernel: inputs.kernel.label.clone(), init: Some(if flint { "flint-init" } else { "busybox" }), plan })
+        })
+        .collect::<Result<_>>()?;
+    Ok(cases)
+}
+
+fn flint_plan(image: &Path, inputs: &KernelInputs, accel: &str) -> Result<Plan> {
+    let bytes = std::fs::read(image).with_context(|| format!("cannot read {}", image.display()))?;
+    if !embeds_init(&bytes) {
+        let reason = format!("{} has no embedded guest init: build it with `flint build`", image.display());
+        return Ok(Plan::NotRun(Status::Failed { reason }));
+    }
+    let mut vm = kernel_vm(image, inputs, accel);
+    if let Some(initrd) = &inputs.flint_initrd {
+        vm.initrd = Some(initrd.clone());
+        vm.fw_cfg_strings.push(("opt/flint/add-init".into(), "1".into()));
+    }
+    vm.append = Some(inputs.flint_cmdline.clone());
+    Ok(Plan::Run(Box::new(Run { vm, deadline: KERNEL_DEADLINE, expect: Expect::FlintInit, unsupported_when: None })))
+}
+
+/// Whether a firmware image carries the guest init: the newc entry named `init` that
+/// firmware/build.rs packs (a 110-byte header starting "070701", then the name).
+fn embeds_init(image: &[u8]) -> bool {
+    image.windows(6).enumerate().any(|(at, magic)| magic == b"070701" && image.get(at + 110..at + 115) == Some(b"init\0"))
+}
+
+/// The firmware's image, or why it cannot run here.
+fn available(firmware: Firmware, flint: &Path) -> Result<PathBuf, Status> {
+    let image = firmware.image(flint);
+    if image.is_file() {
+        Ok(image)
+    } else {
+        Err(Status::Unavailable { reason: format!("{} is missing: {}", image.display(), firmware.install_hint()) })
+    }
+}
+
+fn vm(firmware: &Path, accel: &str) -> Vm {
+    let mut vm = Vm::new(firmware);
+    vm.accel = accel.into();
+    vm.cpu = (accel == "kvm").then(|| "host".into());
+    vm.memory = MEMORY.into();
+    vm
+}
+
+fn kernel_vm(firmware: &Path, inputs: &KernelInputs, accel: &str) -> Vm {
+    let mut vm = vm(firmware, accel);
+    vm.kernel = Some(inputs.kernel.image.clone());
+    // Read-only: the image is flint's cached root, shared by every run.
+    vm.drives.push(Drive { path: inputs.root_image.clone(), read_only: true });
+    vm
+}
+
+impl Run {
+    /// Whether `outcome` is the ending this run must have.
+    pub fn judge(&self, outcome: &Outcome) -> Status {
+        let Some(code) = outcome.exit_code() else {
+            let what = if outcome.timed_out() { format!("did not end within {:?}", self.deadline) } else { "was killed by a signal".into() };
+            return failed(format!("QEMU {what}"), outcome);
+        };
+        if let Some((status, reason)) = self.unsupported_when {
+            if code == status {
+                return Status::Unsupported { reason: reason.into() };
+            }
+        }
+        match &self.expect {
+            Expect::Entry(entry) if code == entry.qemu_status() => Status::Ok,
+            Expect::Entry(entry) => {
+                let took = Entry::from_qemu_status(code).map_or_else(|| "no null kernel entry".to_string(), |other| other.describe().to_string());
+                failed(format!("QEMU exited {code} ({took}) where {} ({}) was expected", entry.describe(), entry.qemu_status()), outcome)
+            }
+            Expect::FlintInit if code == FLINT_INIT_SUCCESS => Status::Ok,
+            Expect::FlintInit => failed(format!("QEMU exited {code}, not {FLINT_INIT_SUCCESS} (flint-init's status 0)"), outcome),
+            Expect::BusyboxInit if code == 0 && outcome.console_text().contains(guest::BUSYBOX_DONE) => Status::Ok,
+            Expect::BusyboxInit => failed(format!("QEMU exited {code} without the init's \"{}\" line", guest::BUSYBOX_DONE), outcome),
+        }
+    }
+}
+
+/// A failure with the end of the console, where the guest says what went wrong.
+fn failed(problem: String, outcome: &Outcome) -> Status {
+    let console = outcome.console_text().replace('\r', "");
+    let lines: Vec<&str> = console.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(4)..].join(" | ");
+    let stderr = String::from_utf8_lossy(&outcome.qemu_stderr);
+    let mut reason = format!("{problem}; console ends: {tail:?}");
+    if !stderr.trim().is_empty() {
+        reason.push_str(&format!("; QEMU said: {}", stderr.trim()));
+    }
+    Status::Failed { reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_embedded_init_entry() {
+        let mut archive = crate::initramfs::Initramfs::new();
+        archive.dir("/dev").file("/init", 0o755, b"\x7fELF".to_vec());
+        let mut image = vec![0xFF; 4096];
+        image.extend(archive.to_bytes());
+        assert!(embeds_init(&image));
+        let mut other = crate::initramfs::Initramfs::new();
+        other.file("/initrd.img", 0o644, Vec::new());
+        assert!(!embeds_init(&other.to_bytes()));
+        assert!(!embeds_init(&[0xFF; 4096]));
+    }
+}

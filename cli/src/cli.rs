@@ -1,0 +1,274 @@
+//! The command line: `flint build | kernel | rootfs | run`.
+
+use crate::env::{self, EXIT_FAILURE};
+use crate::qemu::Machine;
+use crate::rootfs::FsType;
+use crate::run::{self, Accel, RootMode, RunArgs};
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const AFTER_HELP: &str = "\
+Exit status of `flint run`: the workload's own (0-255; 128+N when a signal N killed it).
+flint's own failures print `flint: error: ...` on stderr and exit 125; 124 means --timeout
+expired; 126 and 127 mean the program cannot be executed or was not found. See cli/README.md.";
+
+#[derive(Parser, Debug)]
+#[command(name = "flint", version, about = "Run one job in a throwaway QEMU VM, as fast as possible", after_help = AFTER_HELP)]
+pub struct Cli {
+    /// No progress lines on stderr (errors are still shown).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build the guest init and the firmware with it embedded into out/fw.bin.
+    Build,
+    /// Get a kernel into the cache (downloading or building it), or list the cached ones.
+    Kernel(KernelArgs),
+    /// Make a filesystem image from a directory.
+    Rootfs(RootfsArgs),
+    /// Run a command in a fresh VM: flint run [OPTIONS] -- CMD [ARGS...]
+    Run(Box<RunCli>),
+}
+
+#[derive(Args, Debug)]
+struct KernelArgs {
+    /// Which kernel.
+    #[arg(value_enum, default_value_t = KernelName::DebianCloud)]
+    name: KernelName,
+    /// List the cached kernels and those flint can get, and do nothing else.
+    #[arg(long)]
+    list: bool,
+    /// Download or build it again even if it is cached.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum KernelName {
+    /// Debian 12's cloud kernel, downloaded (virtio drivers are modules).
+    DebianCloud,
+    /// Built from Debian's linux-source-6.1 with scripts/kernel/minimal.config (takes minutes).
+    Minimal,
+}
+
+#[derive(Args, Debug)]
+struct RootfsArgs {
+    /// The directory whose contents become the filesystem.
+    dir: PathBuf,
+    /// The image file to write.
+    #[arg(short, long, value_name = "IMAGE")]
+    output: PathBuf,
+    #[arg(long, value_enum, default_value_t = FsType::Ext4)]
+    fs: FsType,
+    /// Image size for ext4, e.g. 512M or 2G (default: the content plus room to spare).
+    #[arg(long, value_parser = parse_size)]
+    size: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct RunCli {
+    /// Kernel: a cached name (debian-cloud, minimal) or a path to a bzImage or kernel directory.
+    #[arg(long, value_name = "NAME|PATH")]
+    kernel: Option<String>,
+    /// Root filesystem from a directory (turned into an ext4 image, cached by content).
+    #[arg(long, value_name = "DIR", conflicts_with = "root_image")]
+    root: Option<PathBuf>,
+    /// Root filesystem image (ext4 or erofs).
+    #[arg(long, value_name = "IMAGE")]
+    root_image: Option<PathBuf>,
+    /// Read-only root.
+    #[arg(long, conflicts_with_all = ["overlay", "rw"])]
+    ro: bool,
+    /// Writable root whose writes are thrown away (tmpfs over the image) [default].
+    #[arg(long, conflicts_with = "rw")]
+    overlay: bool,
+    /// Writable root: writes go to the image (a private copy for flint's cached images).
+    #[arg(long)]
+    rw: bool,
+    #[arg(long, value_enum, default_value_t = MachineName::Pc)]
+    machine: MachineName,
+    /// Guest memory, in QEMU's syntax (512M, 2G).
+    #[arg(short, long, default_value = "512M")]
+    memory: String,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=255))]
+    cpus: u32,
+    /// Set a variable for the command (repeatable); NAME alone passes the host's value.
+    #[arg(short, long, value_name = "NAME=VALUE")]
+    env: Vec<OsString>,
+    /// Working directory of the command in the guest.
+    #[arg(short = 'w', long, value_name = "DIR")]
+    cwd: Option<String>,
+    /// Run the command as this user and group (numbers).
+    #[arg(short, long, value_name = "UID[:GID]", value_parser = run::parse_user)]
+    user: Option<(u32, u32)>,
+    /// Kill the command after this many seconds (flint then exits 124).
+    #[arg(short, long, value_name = "SECS", value_parser = run::parse_timeout)]
+    timeout: Option<Duration>,
+    /// CPU acceleration; auto uses KVM only when a quick probe VM really runs under it.
+    #[arg(long, value_enum, default_value_t = Accel::Auto, env = "FLINT_ACCEL")]
+    accel: Accel,
+    /// The firmware image (default: $FLINT_FW, else out/fw.bin of the source tree).
+    #[arg(long, value_name = "PATH")]
+    firmware: Option<PathBuf>,
+    /// Print the equivalent qemu-system-x86_64 command (stdio wired to the ports) and exit.
+    #[arg(long)]
+    print_cmd: bool,
+    /// Show the QEMU command, the firmware's and kernel's console, and timings on stderr.
+    #[arg(short, long)]
+    verbose: bool,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum MachineName {
+    Pc,
+    Q35,
+}
+
+/// `512M`, `2G`, `1048576` (bytes).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let invalid = || "expected a size such as 512M, 2G or a number of bytes".to_string();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&text[..i], 10),
+        Some((i, 'M' | 'm')) => (&text[..i], 20),
+        Some((i, 'G' | 'g')) => (&text[..i], 30),
+        Some((i, 'T' | 't')) => (&text[..i], 40),
+        _ => (text, 0),
+    };
+    let value: u64 = digits.parse().map_err(|_| invalid())?;
+    value.checked_mul(1 << shift).filter(|&v| v > 0).ok_or_else(invalid)
+}
+
+/// Runs flint with `args` (including the program name); returns the exit status.
+pub fn main_with(args: impl IntoIterator<Item = OsString>) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let text = error.render().to_string();
+            if !error.use_stderr() {
+                // --help, --version
+                print!("{text}");
+                return 0;
+            }
+            // One line: clap's first (the problem) and where to look (the fix).
+            let problem = text.lines().next().unwrap_or_default();
+            let problem = problem.strip_prefix("error: ").unwrap_or(problem);
+            let command = text
+                .lines()
+                .find_map(|line| line.strip_prefix("Usage: "))
+                .map(|usage| usage.split(' ').take_while(|word| !word.starts_with(['[', '<'])).collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|| "flint".into());
+            let values = text.lines().map(str::trim).find(|line| line.starts_with("[possible values:")).map(|v| format!(" {v}")).unwrap_or_default();
+            eprintln!("flint: error: {problem}{values}: see `{command} --help`");
+            return EXIT_FAILURE;
+        }
+    };
+    env::set_quiet(cli.quiet);
+    match execute(cli.command) {
+        Ok(status) => status,
+        Err(error) => {
+            eprintln!("flint: error: {error:#}");
+            env::exit_status(&error)
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<u8> {
+    match command {
+        Command::Build => {
+            println!("{}", crate::fwbuild::build()?.display());
+            Ok(0)
+        }
+        Command::Kernel(args) => {
+            if args.list {
+                print!("{}", crate::kernel::list()?);
+                return Ok(0);
+            }
+            let name = match args.name {
+                KernelName::DebianCloud => "debian-cloud",
+                KernelName::Minimal => "minimal",
+            };
+            println!("{}", crate::kernel::fetch(name, args.force)?.display());
+            Ok(0)
+        }
+        Command::Rootfs(args) => {
+            crate::rootfs::rootfs(&args.dir, &args.output, args.fs, args.size)?;
+            println!("{}", args.output.display());
+            Ok(0)
+        }
+        Command::Run(args) => {
+            let args = *args;
+            let mode = if args.ro {
+                RootMode::Ro
+            } else if args.rw {
+                RootMode::Rw
+            } else {
+                RootMode::Overlay
+            };
+            run::run(&RunArgs {
+                firmware: args.firmware,
+                kernel: args.kernel,
+                root: args.root,
+                root_image: args.root_image,
+                machine: match args.machine {
+                    MachineName::Pc => Machine::Pc,
+                    MachineName::Q35 => Machine::Q35,
+                },
+                memory: args.memory,
+                cpus: args.cpus,
+                env: args.env,
+                cwd: args.cwd,
+                user: args.user,
+                timeout: args.timeout,
+                mode,
+                accel: args.accel,
+                print_cmd: args.print_cmd,
+                verbose: args.verbose,
+                command: args.command,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_the_command_after_its_options() {
+        let cli = Cli::try_parse_from(["flint", "run", "--ro", "-e", "A=1", "--", "sh", "-c", "exit 3"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!() };
+        assert!(run.ro);
+        assert_eq!(run.command, ["sh", "-c", "exit 3"]);
+        let cli = Cli::try_parse_from(["flint", "run", "ls", "-l", "--ro"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!() };
+        assert_eq!(run.command, ["ls", "-l", "--ro"]);
+        assert!(Cli::try_parse_from(["flint", "run", "--bogus", "--", "true"]).is_err());
+        assert!(Cli::try_parse_from(["flint", "run", "--ro", "--rw", "--", "true"]).is_err());
+        assert!(Cli::try_parse_from(["flint", "run"]).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("0").is_err());
+    }
+}

@@ -1,0 +1,468 @@
+//! Kernels: the cached ones (`debian-cloud`, downloaded; `minimal`, built from Debian's
+//! kernel source) and any bzImage given by path, with what each has built in.
+//!
+//! A cached kernel is a directory `kernels/<name>/` in the cache holding `vmlinuz`, its
+//! `config`, a `version` file and, when it uses modules, a `modules/` tree.
+
+use crate::env::{self, progress, Fix};
+use crate::modules::ModuleTree;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const DEFAULT: &str = "debian-cloud";
+/// The kernels `flint kernel` knows how to get.
+pub const KNOWN: [(&str, &str); 2] = [
+    ("debian-cloud", "Debian 12's cloud kernel (linux-image-cloud-amd64), downloaded; virtio drivers are modules"),
+    ("minimal", "built from Debian's linux-source-6.1 with scripts/kernel/minimal.config; everything built in"),
+];
+
+/// The config fragment of the `minimal` kernel (the file in the source tree is the original).
+pub const MINIMAL_CONFIG: &str = include_str!("../../scripts/kernel/minimal.config");
+const DEBIAN_CLOUD_META: &str = "linux-image-cloud-amd64";
+const MINIMAL_SOURCE_PACKAGE: &str = "linux-source-6.1";
+
+/// A bzImage and what is known about it.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    /// How the user named it: a cache name or a path.
+    pub label: String,
+    pub image: PathBuf,
+    pub modules: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub version: Option<String>,
+}
+
+/// Whether a kernel has a feature, from its config (or its module tree when it has no config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provided {
+    BuiltIn,
+    Module,
+    Absent,
+}
+
+impl Kernel {
+    /// `--kernel` as given: a cached name (the default fetched on first use) or a path to a
+    /// bzImage or to a directory holding `vmlinuz`.
+    pub fn resolve(spec: Option<&str>) -> Result<Kernel> {
+        let spec = spec.unwrap_or(DEFAULT);
+        let is_path = spec.contains('/') || Path::new(spec).exists();
+        let kernel = if is_path {
+            Kernel::from_path(Path::new(spec))?
+        } else {
+            let dir = env::cache_dir()?.join("kernels").join(spec);
+            if !dir.join("vmlinuz").is_file() {
+                match spec {
+                    "debian-cloud" => {
+                        fetch_debian_cloud(false)?;
+                    }
+                    "minimal" => bail!("kernel minimal is not built yet: run `flint kernel minimal` (it compiles Linux, which takes several minutes)"),
+                    _ => bail!("no kernel named {spec:?}: pass a path to a bzImage, or one of {} (see `flint kernel --list`)", names()),
+                }
+            }
+            if spec == "minimal" && std::fs::read_to_string(dir.join("fragment.sha256")).map(|h| h.trim().to_string()).ok() != Some(fragment_hash()) {
+                progress("note: the cached minimal kernel was built from another scripts/kernel/minimal.config: run `flint kernel minimal` to rebuild it");
+            }
+            let mut kernel = Kernel::from_dir(&dir)?;
+            kernel.label = spec.to_string();
+            kernel
+        };
+        kernel.check_image()?;
+        Ok(kernel)
+    }
+
+    fn from_dir(dir: &Path) -> Result<Kernel> {
+        let image = dir.join("vmlinuz");
+        if !image.is_file() {
+            bail!("{} has no vmlinuz: pass the bzImage itself with --kernel PATH", dir.display());
+        }
+        Ok(Kernel {
+            label: dir.display().to_string(),
+            image,
+            modules: Some(dir.join("modules")).filter(|m| m.is_dir()),
+            config: Some(dir.join("config")).filter(|c| c.is_file()),
+            version: std::fs::read_to_string(dir.join("version")).ok().map(|v| v.trim().to_string()),
+        })
+    }
+
+    fn from_path(path: &Path) -> Result<Kernel> {
+        let meta = std::fs::metadata(path)
+            .fix(format_args!("kernel {}", path.display()), &format!("pass an existing bzImage with --kernel PATH, or a cached name ({})", names()))?;
+        if meta.is_dir() {
+            return Kernel::from_dir(path);
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut kernel = Kernel {
+            label: path.display().to_string(),
+            image: path.to_path_buf(),
+            modules: Some(dir.join("modules")).filter(|m| m.is_dir()),
+            config: Some(dir.join("config")).filter(|c| c.is_file()),
+            version: None,
+        };
+        // A distribution layout: /boot/vmlinuz-<version> with /boot/config-<version> and
+        // /lib/modules/<version>.
+        if let Some(version) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("vmlinuz-")) {
+            kernel.version = Some(version.to_string());
+            if kernel.config.is_none() {
+                kernel.config = Some(dir.join(format!("config-{version}"))).filter(|c| c.is_file());
+            }
+            if kernel.modules.is_none() {
+                kernel.modules = Some(PathBuf::from(format!("/lib/modules/{version}"))).filter(|m| m.is_dir());
+            }
+        }
+        Ok(kernel)
+    }
+
+    /// Checks the image is a readable bzImage; a clear error beats a firmware failure.
+    fn check_image(&self) -> Result<()> {
+        let header = read_header(&self.image)?;
+        if header.get(0x202..0x206) != Some(b"HdrS") {
+            bail!("{} is not a Linux bzImage (no HdrS header): pass a kernel built for x86_64 (arch/x86/boot/bzImage)", self.image.display());
+        }
+        Ok(())
+    }
+
+    /// The longest command line the kernel takes (its `cmdline_size`).
+    pub fn cmdline_max(&self) -> usize {
+        let Ok(header) = read_header(&self.image) else { return 2047 };
+        let version = u16::from_le_bytes([header[0x206], header[0x207]]);
+        if version >= 0x206 {
+            u32::from_le_bytes(header[0x238..0x23c].try_into().unwrap()) as usize
+        } else {
+            255
+        }
+    }
+
+    fn config_values(&self) -> Option<BTreeMap<String, String>> {
+        let text = std::fs::read_to_string(self.config.as_ref()?).ok()?;
+        Some(
+            text.lines()
+                .filter_map(|line| line.split_once('='))
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+        )
+    }
+
+    /// Whether the kernel has `option` (e.g. `CONFIG_VIRTIO_BLK`), built in or as `module`.
+    pub fn provides(&self, option: &str, module: &str, tree: Option<&ModuleTree>) -> Provided {
+        if let Some(config) = self.config_values() {
+            return match config.get(option).map(String::as_str) {
+                Some("y") => Provided::BuiltIn,
+                Some("m") => Provided::Module,
+                _ => Provided::Absent,
+            };
+        }
+        match tree {
+            Some(tree) if tree.has(module) && !tree.is_builtin(module) => Provided::Module,
+            // Without a config we cannot know; a kernel without modules has it built in or
+            // the guest says what is missing.
+            _ => Provided::BuiltIn,
+        }
+    }
+}
+
+fn read_header(image: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut header = vec![0u8; 0x240];
+    let mut file = std::fs::File::open(image)
+        .fix(format_args!("kernel {}", image.display()), "make it readable, or pass another with --kernel")?;
+    file.read_exact(&mut header)
+        .fix(format_args!("kernel {}", image.display()), "it is too short to be a kernel: pass a bzImage")?;
+    Ok(header)
+}
+
+fn names() -> String {
+    KNOWN.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+}
+
+/// `flint kernel --list`: every cached kernel, and the names that can be fetched.
+pub fn list() -> Result<String> {
+    let dir = env::cache_dir()?.join("kernels");
+    let mut out = String::new();
+    let mut cached = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !path.join("vmlinuz").is_file() {
+                continue;
+            }
+            let version = std::fs::read_to_string(path.join("version")).map(|v| v.trim().to_string()).unwrap_or_else(|_| "?".into());
+            let modules = if path.join("modules").is_dir() { "modules" } else { "all built in" };
+            cached.push(format!("{name}\t{version}\t{modules}\t{}\n", path.display()));
+        }
+    }
+    cached.sort();
+    out.push_str(&format!("cached kernels in {}:\n", dir.display()));
+    if cached.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for line in cached {
+        out.push_str("  ");
+        out.push_str(&line);
+    }
+    out.push_str("available (flint kernel NAME):\n");
+    for (name, about) in KNOWN {
+        out.push_str(&format!("  {name}\t{about}\n"));
+    }
+    Ok(out)
+}
+
+/// `flint kernel NAME`: makes sure the kernel is in the cache; returns its directory.
+pub fn fetch(name: &str, force: bool) -> Result<PathBuf> {
+    match name {
+        "debian-cloud" => fetch_debian_cloud(force),
+        "minimal" => build_minimal(force),
+        _ => bail!("unknown kernel {name:?}: choose one of {}", names()),
+    }
+}
+
+/// The first `linux-image-<version>` package the cloud meta-package depends on.
+fn debian_cloud_package() -> Result<String> {
+    let find = || -> Result<Option<String>> {
+        let out = env::tool_output(Command::new("apt-cache").args(["depends", DEBIAN_CLOUD_META]))
+            .unwrap_or_default();
+        Ok(out
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("Depends: "))
+            .find(|pkg| pkg.starts_with("linux-image-") && pkg.as_bytes().get(12).is_some_and(u8::is_ascii_digit))
+            .map(str::to_string))
+    };
+    env::require_tool("apt-cache", "apt")?;
+    if let Some(pkg) = find()? {
+        return Ok(pkg);
+    }
+    progress("updating the apt package lists (apt-get update)");
+    env::run_tool(Command::new("apt-get").args(["update", "-qq"]))?;
+    find()?.with_context(|| format!("apt cannot resolve {DEBIAN_CLOUD_META}: add Debian 12 (bookworm) to the apt sources"))
+}
+
+/// Downloads a Debian package into `work` and unpacks it into `work/root`.
+fn download_and_unpack(pkg: &str, work: &Path) -> Result<PathBuf> {
+    env::require_tool("apt-get", "apt")?;
+    env::require_tool("dpkg-deb", "dpkg")?;
+    progress(format!("downloading {pkg}"));
+    env::run_tool(Command::new("apt-get").args(["download", pkg]).current_dir(work))
+        .fix(format_args!("cannot download {pkg}"), "check the network and the apt sources (apt-get update)")?;
+    let deb = std::fs::read_dir(work)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .with_context(|| format!("apt-get download {pkg} left no .deb in {}", work.display()))?;
+    let root = work.join("root");
+    progress(format!("unpacking {}", deb.file_name().unwrap_or_default().to_string_lossy()));
+    env::run_tool(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+    Ok(root)
+}
+
+pub fn fetch_debian_cloud(force: bool) -> Result<PathBuf> {
+    let kernels = env::cache_subdir("kernels")?;
+    let dest = kernels.join("debian-cloud");
+    if !force && dest.join("vmlinuz").is_file() && dest.join("modules").is_dir() {
+        return Ok(dest);
+    }
+    let pkg = debian_cloud_package()?;
+    let version = pkg.strip_prefix("linux-image-").unwrap_or(&pkg).to_string();
+    let work = env::temp_sibling(&kernels.join("debian-cloud-download"));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let result = (|| -> Result<()> {
+        let root = download_and_unpack(&pkg, &work)?;
+        let tmp = work.join("kernel");
+        std::fs::create_dir_all(&tmp)?;
+        std::fs::copy(root.join(format!("boot/vmlinuz-{version}")), tmp.join("vmlinuz")).context("the package has no boot/vmlinuz")?;
+        std::fs::copy(root.join(format!("boot/config-{version}")), tmp.join("config")).context("the package has no boot/config")?;
+        let modules = [root.join(format!("lib/modules/{version}")), root.join(format!("usr/lib/modules/{version}"))]
+            .into_iter()
+            .find(|m| m.is_dir())
+            .context("the package has no lib/modules tree")?;
+        std::fs::rename(modules, tmp.join("modules"))?;
+        std::fs::write(tmp.join("version"), format!("{version}\n"))?;
+        // Keep a complete kernel that a concurrent flint put there meanwhile (it may be in use).
+        let complete = dest.join("vmlinuz").is_file() && dest.join("modules").is_dir();
+        env::publish(&tmp, &dest, force || !complete)
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result?;
+    progress(format!("kernel debian-cloud {version} is in {}", dest.display()));
+    Ok(dest)
+}
+
+/// What building Linux needs on the host, as (program or header, Debian package).
+const BUILD_NEEDS: [(&str, &str); 8] = [
+    ("make", "make"),
+    ("gcc", "gcc"),
+    ("bc", "bc"),
+    ("bison", "bison"),
+    ("flex", "flex"),
+    ("perl", "perl"),
+    ("xz", "xz-utils"),
+    ("/usr/include/gelf.h", "libelf-dev"),
+];
+
+fn check_build_tools() -> Result<()> {
+    let missing: Vec<&str> = BUILD_NEEDS
+        .iter()
+        .filter(|(what, _)| if what.starts_with('/') { !Path::new(what).exists() } else { env::find_program(what).is_none() })
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if !missing.is_empty() {
+        bail!("building the minimal kernel needs {}: run scripts/setup.sh (or apt-get install {})", missing.join(", "), missing.join(" "));
+    }
+    Ok(())
+}
+
+fn source_version() -> Result<String> {
+    let show = || env::tool_output(Command::new("apt-cache").args(["show", "--no-all-versions", MINIMAL_SOURCE_PACKAGE])).ok();
+    let version = |text: String| text.lines().find_map(|l| l.strip_prefix("Version: ")).map(str::to_string);
+    if let Some(v) = show().and_then(version) {
+        return Ok(v);
+    }
+    progress("updating the apt package lists (apt-get update)");
+    env::run_tool(Command::new("apt-get").args(["update", "-qq"]))?;
+    show().and_then(version).with_context(|| format!("apt cannot find {MINIMAL_SOURCE_PACKAGE}: add Debian 12 (bookworm) to the apt sources"))
+}
+
+fn fragment_hash() -> String {
+    env::sha256_hex(MINIMAL_CONFIG.as_bytes())
+}
+
+/// The `minimal` kernel: Debian's kernel source with `allnoconfig` plus the fragment, cached
+/// by the hash of the fragment and the source package version.
+pub fn build_minimal(force: bool) -> Result<PathBuf> {
+    let kernels = env::cache_subdir("kernels")?;
+    let dest = kernels.join("minimal");
+    env::require_tool("apt-get", "apt")?;
+    let source = source_version()?;
+    let key = env::sha256_hex(format!("{MINIMAL_SOURCE_PACKAGE} {source}\n{MINIMAL_CONFIG}").as_bytes())[..16].to_string();
+    if !force && dest.join("vmlinuz").is_file() && std::fs::read_to_string(dest.join("key")).is_ok_and(|k| k.trim() == key) {
+        return Ok(dest);
+    }
+    check_build_tools()?;
+    // Named by the source version only: after a failure the unpacked source is reused.
+    let work = kernels.join(format!(".minimal-build-{}", &env::sha256_hex(source.as_bytes())[..12]));
+    std::fs::create_dir_all(&work)?;
+    let started = Instant::now();
+    let result = build_minimal_in(&work, &source, &key).and_then(|tmp| env::publish(&tmp, &dest, true));
+    if let Err(error) = result {
+        bail!("building the minimal kernel failed: {error:#} (the unpacked source stays in {} for the next try; delete it to free its space)", work.display());
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    progress(format!("kernel minimal built in {:.0?}: {}", started.elapsed(), dest.display()));
+    Ok(dest)
+}
+
+fn build_minimal_in(work: &Path, source: &str, key: &str) -> Result<PathBuf> {
+    let src = work.join("src");
+    // `.unpacked` is written last, so a half-extracted tree is never taken for a whole one.
+    if !work.join(".unpacked").is_file() {
+        for leftover in ["src", "root", "kernel"] {
+            let _ = std::fs::remove_dir_all(work.join(leftover));
+        }
+        for entry in std::fs::read_dir(work)?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        let root = download_and_unpack(MINIMAL_SOURCE_PACKAGE, work)?;
+        let tarball = std::fs::read_dir(root.join("usr/src"))?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".tar.xz"))
+            .context("linux-source has no usr/src/*.tar.xz")?;
+        std::fs::create_dir_all(&src)?;
+        progress(format!("extracting {} (about a minute)", tarball.file_name().unwrap_or_default().to_string_lossy()));
+        env::run_tool(Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(&src).arg("--strip-components=1"))?;
+        std::fs::remove_dir_all(&root)?;
+        for deb in std::fs::read_dir(work)?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "deb")) {
+            let _ = std::fs::remove_file(deb);
+        }
+        std::fs::write(work.join(".unpacked"), format!("{source}\n"))?;
+    }
+
+    let obj = work.join("obj");
+    let _ = std::fs::remove_dir_all(&obj);
+    let _ = std::fs::remove_dir_all(work.join("kernel"));
+    std::fs::create_dir_all(&obj)?;
+    let fragment = work.join("minimal.config");
+    std::fs::write(&fragment, MINIMAL_CONFIG)?;
+    let make = |args: &[&str]| {
+        let mut command = Command::new("make");
+        command.arg("-C").arg(&src).arg(format!("O={}", obj.display())).arg("ARCH=x86_64").args(args);
+        command
+    };
+    progress("configuring: allnoconfig + scripts/kernel/minimal.config");
+    env::run_tool(&mut make(&["-s", "allnoconfig", &format!("KCONFIG_ALLCONFIG={}", fragment.display())]))?;
+    check_config(&std::fs::read_to_string(obj.join(".config"))?)?;
+
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    progress(format!("compiling Linux with {jobs} jobs (6+ minutes on 2 cores)"));
+    let mut command = make(&[&format!("-j{jobs}"), "bzImage"]);
+    compile_with_progress(&mut command)?;
+
+    let release = env::tool_output(&mut make(&["-s", "kernelrelease"]))?.trim().to_string();
+    let tmp = work.join("kernel");
+    std::fs::create_dir_all(&tmp)?;
+    std::fs::copy(obj.join("arch/x86/boot/bzImage"), tmp.join("vmlinuz"))?;
+    std::fs::copy(obj.join(".config"), tmp.join("config"))?;
+    std::fs::write(tmp.join("version"), format!("{release} (from {MINIMAL_SOURCE_PACKAGE} {source})\n"))?;
+    std::fs::write(tmp.join("key"), format!("{key}\n"))?;
+    std::fs::write(tmp.join("fragment.sha256"), format!("{}\n", fragment_hash()))?;
+    Ok(tmp)
+}
+
+/// Every `CONFIG_X=y` of the fragment must survive `allnoconfig` (an option whose
+/// dependencies are off is silently dropped, so the fragment must list them too).
+fn check_config(config: &str) -> Result<()> {
+    let set: BTreeMap<&str, &str> = config.lines().filter_map(|l| l.split_once('=')).collect();
+    let dropped: Vec<&str> = MINIMAL_CONFIG
+        .lines()
+        .filter(|l| l.starts_with("CONFIG_"))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(key, value)| set.get(key) != Some(value))
+        .map(|(key, _)| key)
+        .collect();
+    if !dropped.is_empty() {
+        bail!("the kernel config dropped {} (unmet dependencies): add what they depend on to scripts/kernel/minimal.config", dropped.join(", "));
+    }
+    Ok(())
+}
+
+/// Runs the kernel build, printing a progress line every few seconds instead of make's
+/// thousands of lines; the tail of the output is shown if it fails.
+fn compile_with_progress(command: &mut Command) -> Result<()> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start make")?;
+    let stderr = child.stderr.take().expect("piped");
+    let errors = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let mut compiled = 0usize;
+    let mut tail = std::collections::VecDeque::new();
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(Result::ok) {
+        if line.trim_start().starts_with("CC") {
+            compiled += 1;
+        }
+        if last.elapsed() >= Duration::from_secs(10) {
+            progress(format!("compiling Linux: {compiled} files so far ({:.0?})", started.elapsed()));
+            last = Instant::now();
+        }
+        tail.push_back(line);
+        if tail.len() > 20 {
+            tail.pop_front();
+        }
+    }
+    let status = child.wait()?;
+    let errors = errors.join().unwrap_or_default();
+    if !status.success() {
+        for line in tail.iter().chain(errors.iter().rev().take(40).collect::<Vec<_>>().into_iter().rev()) {
+            eprintln!("  {line}");
+        }
+        bail!("make bzImage failed ({status}); its last lines are above");
+    }
+    Ok(())
+}

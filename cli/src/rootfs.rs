@@ -1,0 +1,469 @@
+//! Root filesystems: images made from directories (`mkfs.ext4 -d`, `mkfs.erofs`), cached by
+//! the content of the directory; the default busybox root; looking programs up in a root.
+
+use crate::env::{self, progress, Fix};
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsType {
+    Ext4,
+    Erofs,
+}
+
+impl FsType {
+    pub fn name(self) -> &'static str {
+        match self {
+            FsType::Ext4 => "ext4",
+            FsType::Erofs => "erofs",
+        }
+    }
+
+    /// The filesystem in an image, from its superblock magic.
+    pub fn detect(image: &Path) -> Result<FsType> {
+        let mut header = [0u8; 2048];
+        let mut file = std::fs::File::open(image).fix(format_args!("root image {}", image.display()), "pass a readable image file")?;
+        if !file.metadata()?.is_file() && !file.metadata()?.file_type().is_block_device() {
+            bail!("root image {} is not a file: pass an image (make one with `flint rootfs DIR -o IMAGE`), or use --root DIR", image.display());
+        }
+        file.read_exact(&mut header)
+            .fix(format_args!("root image {} is too small to hold a filesystem", image.display()), "make one with `flint rootfs DIR -o IMAGE`")?;
+        if header[1080..1082] == [0x53, 0xef] {
+            Ok(FsType::Ext4)
+        } else if header[1024..1028] == 0xe0f5_e1e2u32.to_le_bytes() {
+            Ok(FsType::Erofs)
+        } else {
+            bail!("root image {} is neither ext4 nor erofs: make one with `flint rootfs DIR -o IMAGE`", image.display())
+        }
+    }
+}
+
+/// What a directory holds, for sizing an image and naming it in the cache.
+pub struct Scan {
+    /// Bytes the content needs in 4 KiB blocks.
+    pub bytes: u64,
+    pub entries: u64,
+    /// SHA-256 of every path, type, mode, owner and content; empty unless asked for.
+    pub hash: String,
+    /// Standard mount points the directory lacks (the init mounts filesystems there).
+    pub missing_mount_points: Vec<&'static str>,
+}
+
+const MOUNT_POINTS: [&str; 4] = ["dev", "proc", "sys", "tmp"];
+const BLOCK: u64 = 4096;
+
+/// Walks `dir` in a fixed order; reads every file when `hash` is set.
+pub fn scan(dir: &Path, hash: bool) -> Result<Scan> {
+    let meta = std::fs::metadata(dir).fix(format_args!("root directory {}", dir.display()), "pass an existing directory")?;
+    if !meta.is_dir() {
+        bail!("{} is not a directory: pass a directory with --root, or an image with --root-image", dir.display());
+    }
+    let mut scan = Scan { bytes: 0, entries: 0, hash: String::new(), missing_mount_points: Vec::new() };
+    let mut hasher = hash.then(Sha256::new);
+    if let Some(h) = hasher.as_mut() {
+        h.update(b"flint-root-v1\0");
+    }
+    walk(dir, Path::new(""), &mut scan, &mut hasher)?;
+    scan.missing_mount_points = MOUNT_POINTS.into_iter().filter(|m| !dir.join(m).is_dir()).collect();
+    if let Some(h) = hasher {
+        scan.hash = env::hex(&h.finalize());
+    }
+    Ok(scan)
+}
+
+fn walk(dir: &Path, rel: &Path, scan: &mut Scan, hasher: &mut Option<Sha256>) -> Result<()> {
+    let unreadable = |path: &Path, e: std::io::Error| {
+        anyhow::anyhow!("cannot read {}: {e}: make it readable by this user, or leave it out of the root", path.display())
+    };
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| unreadable(dir, e))?
+        .map(|entry| entry.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| unreadable(dir, e))?;
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let rel = rel.join(&name);
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| unreadable(&path, e))?;
+        scan.entries += 1;
+        let kind = meta.file_type();
+        if let Some(h) = hasher.as_mut() {
+            hash_entry(h, &rel, &meta);
+        }
+        if kind.is_dir() {
+            scan.bytes += BLOCK;
+            walk(&path, &rel, scan, hasher)?;
+        } else if kind.is_file() {
+            scan.bytes += meta.len().div_ceil(BLOCK) * BLOCK;
+            if let Some(h) = hasher.as_mut() {
+                let mut file = std::fs::File::open(&path).map_err(|e| unreadable(&path, e))?;
+                std::io::copy(&mut file, h).map_err(|e| unreadable(&path, e))?;
+            } else if let Err(e) = std::fs::File::open(&path) {
+                return Err(unreadable(&path, e));
+            }
+        } else if kind.is_symlink() {
+            let target = std::fs::read_link(&path).map_err(|e| unreadable(&path, e))?;
+            if target.as_os_str().len() >= 60 {
+                scan.bytes += BLOCK;
+            }
+            if let Some(h) = hasher.as_mut() {
+                h.update(target.as_os_str().as_bytes());
+                h.update(b"\0");
+            }
+        } else if kind.is_socket() {
+            bail!("{} is a socket, which a filesystem image cannot hold: leave it out of the root", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn hash_entry(h: &mut Sha256, rel: &Path, meta: &Metadata) {
+    h.update(rel.as_os_str().as_bytes());
+    h.update(b"\0");
+    let fields = [meta.mode() as u64, meta.uid() as u64, meta.gid() as u64, meta.rdev(), meta.len()];
+    for field in fields {
+        h.update(field.to_le_bytes());
+    }
+}
+
+/// The image size for `scan`: content, inode tables and journal with room to spare (the file
+/// is sparse, so spare room costs no disk space).
+fn auto_size(scan: &Scan) -> u64 {
+    let size = scan.bytes + scan.bytes / 8 + inodes(scan) * 256 + (64 << 20);
+    size.div_ceil(1 << 20) << 20
+}
+
+fn inodes(scan: &Scan) -> u64 {
+    scan.entries + scan.entries / 4 + 1024
+}
+
+/// Makes an image of `dir` at `out`. `size` is for ext4 only (default: from the content).
+pub fn make_image(dir: &Path, out: &Path, fs: FsType, size: Option<u64>) -> Result<Scan> {
+    let scan = scan(dir, false)?;
+    match fs {
+        FsType::Ext4 => make_ext4(dir, out, &scan, size)?,
+        FsType::Erofs => {
+            if size.is_some() {
+                bail!("--size applies to ext4 only: erofs images are exactly as big as their content");
+            }
+            env::require_tool("mkfs.erofs", "erofs-utils")?;
+            let _ = std::fs::remove_file(out);
+            env::run_tool(Command::new("mkfs.erofs").arg("--quiet").arg(out).arg(dir))
+                .with_context(|| format!("cannot make an erofs image of {}", dir.display()))?;
+        }
+    }
+    Ok(scan)
+}
+
+fn make_ext4(dir: &Path, out: &Path, scan: &Scan, size: Option<u64>) -> Result<()> {
+    env::require_tool("mkfs.ext4", "e2fsprogs")?;
+    let mut size = size.unwrap_or_else(|| auto_size(scan));
+    let mut attempt = 0;
+    loop {
+        let file = std::fs::File::create(out).fix(format_args!("cannot create {}", out.display()), "pass a writable output path")?;
+        file.set_len(size).with_context(|| format!("cannot size {}", out.display()))?;
+        drop(file);
+        let output = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-L", "flint-root"])
+            .arg("-N")
+            .arg(inodes(scan).to_string())
+            .arg("-d")
+            .arg(dir)
+            .arg(out)
+            .output()
+            .context("cannot start mkfs.ext4")?;
+        if output.status.success() {
+            break;
+        }
+        let message = String::from_utf8_lossy(&output.stderr).trim().replace('\n', "; ");
+        let full = message.contains("Could not allocate") || message.contains("No space") || message.contains("too small");
+        if full && attempt < 2 {
+            attempt += 1;
+            size *= 2;
+            continue;
+        }
+        let _ = std::fs::remove_file(out);
+        bail!("mkfs.ext4 cannot make an image of {} ({}): {message}", dir.display(), output.status);
+    }
+    if !scan.missing_mount_points.is_empty() {
+        // The init mounts /dev, /proc, /sys and /tmp; on a read-only root it cannot create
+        // the directories itself.
+        let commands: String = scan.missing_mount_points.iter().map(|m| format!("mkdir /{m}\n")).collect();
+        let script = env::temp_sibling(out);
+        std::fs::write(&script, commands)?;
+        let result = env::tool_output(Command::new("debugfs").arg("-w").arg("-f").arg(&script).arg(out));
+        let _ = std::fs::remove_file(&script);
+        result.context("cannot add the mount points /dev, /proc, /sys, /tmp to the image")?;
+    }
+    Ok(())
+}
+
+/// `flint rootfs`: an image of `dir` at `out`.
+pub fn rootfs(dir: &Path, out: &Path, fs: FsType, size: Option<u64>) -> Result<()> {
+    if !std::fs::metadata(dir).fix(format_args!("directory {}", dir.display()), "pass an existing directory")?.is_dir() {
+        bail!("{} is not a directory: pass the directory whose contents become the image", dir.display());
+    }
+    progress(format!("making an {} image of {}", fs.name(), dir.display()));
+    let tmp = env::temp_sibling(out);
+    let scan = make_image(dir, &tmp, fs, size).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    if fs == FsType::Erofs && !scan.missing_mount_points.is_empty() {
+        progress(format!(
+            "note: {} has no /{}: erofs is read-only, so run it with --overlay (the default), or add them to the directory",
+            dir.display(),
+            scan.missing_mount_points.join(", /")
+        ));
+    }
+    Ok(())
+}
+
+/// The ext4 image of `dir` in the cache, made on first use; named by the content's hash.
+pub fn cached_ext4(dir: &Path) -> Result<PathBuf> {
+    let scan = scan(dir, true)?;
+    let images = env::cache_subdir("images")?;
+    let image = images.join(format!("{}.ext4", &scan.hash[..32]));
+    if image.is_file() {
+        return Ok(image);
+    }
+    progress(format!("making an ext4 image of {} ({} MiB, cached by content)", dir.display(), scan.bytes.div_ceil(1 << 20)));
+    let tmp = env::temp_sibling(&image);
+    let result = make_ext4(dir, &tmp, &scan, None).and_then(|()| Ok(std::fs::rename(&tmp, &image)?));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    Ok(image)
+}
+
+/// The default root: Debian's static busybox with a symlink per applet, plus the usual
+/// directories; its tree is kept next to the image so programs can be checked on the host.
+pub struct DefaultRoot {
+    pub image: PathBuf,
+    pub tree: PathBuf,
+}
+
+pub fn busybox_root() -> Result<DefaultRoot> {
+    let roots = env::cache_subdir("roots")?;
+    let (busybox, _download) = busybox_binary(&roots)?;
+    let bytes = std::fs::read(&busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
+    let dir = roots.join(format!("busybox-{}", &env::sha256_hex(&bytes)[..16]));
+    let root = DefaultRoot { image: dir.join("root.ext4"), tree: dir.join("tree") };
+    if root.image.is_file() && root.tree.is_dir() {
+        return Ok(root);
+    }
+    progress("making the default root filesystem from busybox-static (once)");
+    let tmp = env::temp_sibling(&dir);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = (|| -> Result<()> {
+        let tree = tmp.join("tree");
+        std::fs::create_dir_all(tree.join("bin"))?;
+        std::fs::write(tree.join("bin/busybox"), &bytes)?;
+        std::fs::set_permissions(tree.join("bin/busybox"), std::fs::Permissions::from_mode(0o755))?;
+        let applets = env::tool_output(Command::new(tree.join("bin/busybox")).arg("--list-full"))
+            .context("cannot list busybox's applets")?;
+        for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "bin/busybox") {
+            let link = tree.join(applet);
+            if let Some(parent) = link.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            if link.symlink_metadata().is_err() {
+                std::os::unix::fs::symlink("/bin/busybox", &link)?;
+            }
+        }
+        for (dir, mode) in [("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("tmp", 0o1777), ("root", 0o700), ("etc", 0o755), ("run", 0o755), ("var/tmp", 0o1777)] {
+            std::fs::create_dir_all(tree.join(dir))?;
+            std::fs::set_permissions(tree.join(dir), std::fs::Permissions::from_mode(mode))?;
+        }
+        std::fs::write(tree.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")?;
+        std::fs::write(tree.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+        let scan = scan(&tree, false)?;
+        make_ext4(&tree, &tmp.join("root.ext4"), &scan, None)?;
+        env::publish(&tmp, &dir, false)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result.context("cannot make the default busybox root")?;
+    Ok(root)
+}
+
+/// Debian's static busybox: the installed one if `busybox-static` is installed, else
+/// downloaded with apt-get. Returns its path and the download directory to remove.
+fn busybox_binary(roots: &Path) -> Result<(PathBuf, Option<env::TempDir>)> {
+    let installed = Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", "busybox-static"])
+        .output()
+        .is_ok_and(|out| out.status.success() && out.stdout.ends_with(b" installed"));
+    if installed && Path::new("/bin/busybox").is_file() {
+        return Ok((PathBuf::from("/bin/busybox"), None));
+    }
+    let cached = roots.join("busybox-static.bin");
+    if cached.is_file() {
+        return Ok((cached, None));
+    }
+    env::require_tool("apt-get", "apt")?;
+    let work = env::TempDir::new("flint-busybox")?;
+    progress("downloading busybox-static");
+    env::run_tool(Command::new("apt-get").args(["download", "busybox-static"]).current_dir(work.path()))
+        .fix("cannot download busybox-static", "check the network and the apt sources (apt-get update), or install it (apt-get install busybox-static)")?;
+    let deb = std::fs::read_dir(work.path())?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "deb"));
+    let deb = deb.context("apt-get download busybox-static left no .deb")?;
+    env::run_tool(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(work.path().join("root")))?;
+    let tmp = env::temp_sibling(&cached);
+    std::fs::copy(work.path().join("root/bin/busybox"), &tmp).context("busybox-static has no bin/busybox")?;
+    std::fs::rename(&tmp, &cached)?;
+    Ok((cached, Some(work)))
+}
+
+/// Where a program would be found, as the guest's `execvp` looks for it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    Found(PathBuf),
+    NotExecutable(PathBuf),
+    NotFound,
+}
+
+/// Looks `program` up in the root directory `root` the way the guest init does: a name
+/// with a `/` is a path (relative to `cwd`), anything else is searched in `search_path`.
+/// Symlinks are followed inside the root.
+pub fn find_in_root(root: &Path, program: &[u8], search_path: &[u8], cwd: &[u8]) -> Lookup {
+    let check = |guest_path: &[u8]| -> Option<Lookup> {
+        let host = resolve_in_root(root, guest_path)?;
+        let meta = std::fs::metadata(&host).ok()?;
+        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+            Some(Lookup::Found(host))
+        } else {
+            Some(Lookup::NotExecutable(host))
+        }
+    };
+    let join = |dir: &[u8], name: &[u8]| -> Vec<u8> {
+        let mut path = dir.to_vec();
+        path.push(b'/');
+        path.extend_from_slice(name);
+        path
+    };
+    if program.contains(&b'/') {
+        let path = if program.starts_with(b"/") { program.to_vec() } else { join(cwd, program) };
+        return check(&path).unwrap_or(Lookup::NotFound);
+    }
+    let mut result = Lookup::NotFound;
+    for dir in search_path.split(|&b| b == b':') {
+        let dir = if dir.is_empty() { cwd } else { dir };
+        let dir = if dir.starts_with(b"/") { dir.to_vec() } else { join(cwd, dir) };
+        match check(&join(&dir, program)) {
+            Some(Lookup::Found(path)) => return Lookup::Found(path),
+            Some(Lookup::NotExecutable(path)) if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) => result = Lookup::NotExecutable(path),
+            _ => {}
+        }
+    }
+    result
+}
+
+/// The host path of `guest_path` inside `root`, following symlinks as the guest would
+/// (absolute targets start again from `root`). `None` if it does not exist.
+pub fn resolve_in_root(root: &Path, guest_path: &[u8]) -> Option<PathBuf> {
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    push_components(&mut pending, guest_path);
+    let mut current: Vec<Vec<u8>> = Vec::new();
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        match part.as_slice() {
+            b"." => continue,
+            b".." => {
+                current.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let host = host_path(root, &current).join(OsStr::from_bytes(&part));
+        let meta = std::fs::symlink_metadata(&host).ok()?;
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                return None;
+            }
+            let target = std::fs::read_link(&host).ok()?;
+            let target = target.as_os_str().as_bytes();
+            if target.starts_with(b"/") {
+                current.clear();
+            }
+            push_components(&mut pending, target);
+        } else {
+            current.push(part);
+        }
+    }
+    Some(host_path(root, &current))
+}
+
+/// Pushes the components of `path` so that popping yields them in order.
+fn push_components(pending: &mut Vec<Vec<u8>>, path: &[u8]) {
+    for component in Path::new(OsStr::from_bytes(path)).components().rev() {
+        if let Component::Normal(name) = component {
+            pending.push(name.as_bytes().to_vec());
+        } else if component == Component::ParentDir {
+            pending.push(b"..".to_vec());
+        }
+    }
+}
+
+fn host_path(root: &Path, parts: &[Vec<u8>]) -> PathBuf {
+    let mut path = root.to_path_buf();
+    for part in parts {
+        path.push(OsStr::from_bytes(part));
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn finds_programs_through_symlinks_inside_the_root() {
+        let root = env::TempDir::new("flint-rootfs-test").unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("bin")).unwrap();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::write(r.join("bin/busybox"), b"x").unwrap();
+        std::fs::set_permissions(r.join("bin/busybox"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(r.join("bin/data"), b"x").unwrap();
+        symlink("/bin/busybox", r.join("bin/cat")).unwrap();
+        symlink("../../bin/busybox", r.join("usr/bin/head")).unwrap();
+        // An absolute link must stay inside the root, not point at the host's /etc.
+        symlink("/etc/hostname", r.join("bin/escape")).unwrap();
+        let path = b"/usr/bin:/bin";
+        assert_eq!(find_in_root(r, b"cat", path, b"/"), Lookup::Found(r.join("bin/busybox")));
+        assert_eq!(find_in_root(r, b"head", path, b"/"), Lookup::Found(r.join("bin/busybox")));
+        assert_eq!(find_in_root(r, b"/bin/cat", path, b"/"), Lookup::Found(r.join("bin/busybox")));
+        assert_eq!(find_in_root(r, b"bin/cat", path, b"/"), Lookup::Found(r.join("bin/busybox")));
+        assert_eq!(find_in_root(r, b"./cat", path, b"/bin"), Lookup::Found(r.join("bin/busybox")));
+        assert_eq!(find_in_root(r, b"nope", path, b"/"), Lookup::NotFound);
+        assert_eq!(find_in_root(r, b"escape", path, b"/"), Lookup::NotFound);
+        assert_eq!(find_in_root(r, b"data", path, b"/"), Lookup::NotExecutable(r.join("bin/data")));
+        assert_eq!(find_in_root(r, b"/bin", path, b"/"), Lookup::NotExecutable(r.join("bin")));
+    }
+
+    #[test]
+    fn content_hash_follows_content() {
+        let root = env::TempDir::new("flint-rootfs-hash").unwrap();
+        let r = root.path();
+        std::fs::write(r.join("a"), b"one").unwrap();
+        let first = scan(r, true).unwrap();
+        std::fs::write(r.join("a"), b"two").unwrap();
+        let second = scan(r, true).unwrap();
+        assert_ne!(first.hash, second.hash);
+        assert_eq!(second.hash, scan(r, true).unwrap().hash);
+        assert_eq!(second.missing_mount_points, ["dev", "proc", "sys", "tmp"]);
+        assert!(scan(&r.join("a"), false).is_err());
+    }
+}

@@ -1,0 +1,267 @@
+//! `flint run` end to end, through the binary: real VMs (TCG on CI) with the firmware from
+//! `flint build`, Debian's cloud kernel and the default busybox root from the cache.
+//! scripts/test.sh installs and builds all of it first.
+//!
+//! Each boot takes a few seconds under TCG, so boots are few and each checks several things;
+//! the bad-input tests fail before any VM starts.
+
+use std::io::Write;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn flint() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flint"));
+    command.arg("--quiet");
+    command
+}
+
+/// Runs flint with `stdin` as its input, returning everything it did.
+fn run_with_input(command: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("flint starts");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
+
+fn run(args: &[&str]) -> Output {
+    run_with_input(flint().args(args), b"")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn assert_status(output: &Output, status: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(status),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&output.stdout[..output.stdout.len().min(2000)]),
+        text(&output.stderr)
+    );
+}
+
+/// Deterministic bytes covering every value (xorshift64).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// A scratch directory under the target dir, fresh for each test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("flint-cli-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A small root directory: Debian's static busybox (installed by scripts/setup.sh) with a
+/// few applets, and `/data.bin`.
+fn busybox_tree(dir: &Path, data: &[u8]) {
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("busybox-static is installed (scripts/setup.sh)");
+    std::fs::set_permissions(dir.join("bin/busybox"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for applet in ["sh", "cat", "echo", "test"] {
+        symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(dir.join("data.bin"), data).unwrap();
+}
+
+#[test]
+fn stdin_reaches_the_workload_and_eof_ends_it() {
+    let output = run_with_input(flint().args(["run", "--", "cat"]), b"data\n");
+    assert_status(&output, 0);
+    assert_eq!(text(&output.stdout), "data\n");
+    assert_eq!(text(&output.stderr), "", "nothing but the workload's stderr reaches stderr");
+}
+
+#[test]
+fn stdout_and_stderr_stay_apart_and_the_status_comes_back() {
+    let output = run(&["run", "--", "sh", "-c", "echo out; echo err >&2; echo more; exit 3"]);
+    assert_status(&output, 3);
+    assert_eq!(text(&output.stdout), "out\nmore\n");
+    assert_eq!(text(&output.stderr), "err\n");
+}
+
+#[test]
+fn status_255_comes_back_exactly() {
+    // 255 does not survive QEMU's isa-debug-exit encoding ((255 << 1) | 1 wraps): it must
+    // come from the status port.
+    assert_status(&run(&["run", "--", "sh", "-c", "exit 255"]), 255);
+}
+
+#[test]
+fn death_by_signal_is_128_plus_the_signal() {
+    assert_status(&run(&["run", "--", "sh", "-c", "kill -9 $$"]), 137);
+}
+
+#[test]
+fn binary_data_crosses_byte_exact_both_ways() {
+    let dir = scratch("binary");
+    let tree = dir.join("root");
+    let file = noise(1 << 20, 0x9e37_79b9_7f4a_7c15);
+    busybox_tree(&tree, &file);
+    let input = noise(1 << 20, 42);
+    let output = run_with_input(
+        flint().args(["run", "--root"]).arg(&tree).args(["--", "sh", "-c", "cat /data.bin; cat"]),
+        &input,
+    );
+    assert_status(&output, 0);
+    assert_eq!(output.stdout.len(), 2 << 20, "stderr:\n{}", text(&output.stderr));
+    assert!(output.stdout[..1 << 20] == file[..], "the file arrived altered");
+    assert!(output.stdout[1 << 20..] == input[..], "stdin came back altered");
+}
+
+#[test]
+fn timeout_kills_the_workload_with_status_124() {
+    let started = Instant::now();
+    let output = run(&["run", "--timeout", "2", "--", "sleep", "60"]);
+    assert_status(&output, 124);
+    assert!(text(&output.stderr).contains("--timeout"), "{}", text(&output.stderr));
+    assert!(started.elapsed() < Duration::from_secs(55), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn environment_directory_user_and_q35() {
+    let output = run(&[
+        "run", "--machine", "q35", "--env", "GREETING=hello there", "--cwd", "/tmp", "--user", "1000:100", "--",
+        "sh", "-c", "echo \"$GREETING|$(pwd)|$(id -u):$(id -g)|$HOME\"",
+    ]);
+    assert_status(&output, 0);
+    assert_eq!(text(&output.stdout), "hello there|/tmp|1000:100|/root\n");
+}
+
+#[test]
+fn rw_writes_the_image_and_ro_refuses_writes() {
+    let dir = scratch("rw");
+    busybox_tree(&dir.join("root"), b"");
+    let image = dir.join("root.ext4");
+    let made = run(&["rootfs", dir.join("root").to_str().unwrap(), "-o", image.to_str().unwrap()]);
+    assert_status(&made, 0);
+    let image = image.to_str().unwrap();
+    assert_status(&run(&["run", "--root-image", image, "--rw", "--", "sh", "-c", "echo kept > /kept"]), 0);
+    let output = run(&["run", "--root-image", image, "--ro", "--", "sh", "-c", "cat /kept; echo x > /new 2>/dev/null || echo read-only"]);
+    assert_status(&output, 0);
+    assert_eq!(text(&output.stdout), "kept\nread-only\n");
+}
+
+#[test]
+fn erofs_root_with_overlay_and_a_missing_program() {
+    let dir = scratch("erofs");
+    busybox_tree(&dir.join("root"), b"payload");
+    let image = dir.join("root.erofs");
+    let made = run(&["rootfs", dir.join("root").to_str().unwrap(), "-o", image.to_str().unwrap(), "--fs", "erofs"]);
+    assert_status(&made, 0);
+    let image = image.to_str().unwrap();
+    let output = run(&["run", "--root-image", image, "--", "sh", "-c", "echo written > /new && cat /new /data.bin"]);
+    assert_status(&output, 0);
+    assert_eq!(text(&output.stdout), "written\npayload");
+    // No directory to check on the host: the guest init reports it.
+    let missing = run(&["run", "--root-image", image, "--", "/bin/nope"]);
+    assert_status(&missing, 127);
+    assert!(text(&missing.stderr).contains("flint: error: in the guest: cannot execute /bin/nope"), "{}", text(&missing.stderr));
+}
+
+// Bad input: each fails before a VM starts, with one `flint: error:` line and status 125
+// (126/127 for a program that cannot run).
+
+#[track_caller]
+fn assert_fails(output: &Output, status: i32, needle: &str) {
+    assert_status(output, status);
+    let stderr = text(&output.stderr);
+    assert!(stderr.starts_with("flint: error: "), "{stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in:\n{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn unknown_flags_are_flint_errors() {
+    assert_fails(&run(&["run", "--bogus", "--", "true"]), 125, "unexpected argument '--bogus'");
+    assert_fails(&run(&["run", "--ro", "--rw", "--", "true"]), 125, "cannot be used with");
+    assert_fails(&run(&["run", "--timeout", "soon", "--", "true"]), 125, "expected seconds");
+    assert_fails(&run(&["frobnicate"]), 125, "unrecognized subcommand");
+}
+
+#[test]
+fn a_missing_kernel_is_named() {
+    assert_fails(&run(&["run", "--kernel", "/nonexistent/vmlinuz", "--", "true"]), 125, "kernel /nonexistent/vmlinuz");
+    assert_fails(&run(&["run", "--kernel", "no-such-kernel", "--", "true"]), 125, "no kernel named \"no-such-kernel\"");
+    let dir = scratch("not-a-kernel");
+    std::fs::write(dir.join("vmlinuz"), vec![0u8; 4096]).unwrap();
+    assert_fails(&run(&["run", "--kernel", dir.join("vmlinuz").to_str().unwrap(), "--", "true"]), 125, "is not a Linux bzImage");
+}
+
+#[test]
+fn a_missing_or_unusable_root_is_named() {
+    assert_fails(&run(&["run", "--root-image", "/nonexistent.img", "--", "true"]), 125, "root image /nonexistent.img");
+    assert_fails(&run(&["run", "--root", "/nonexistent-dir", "--", "true"]), 125, "root directory /nonexistent-dir");
+    let dir = scratch("bad-root");
+    std::fs::write(dir.join("file"), b"not a filesystem").unwrap();
+    let file = dir.join("file");
+    assert_fails(&run(&["run", "--root", file.to_str().unwrap(), "--", "true"]), 125, "is not a directory");
+    let mut junk = vec![0u8; 8192];
+    junk[..4].copy_from_slice(b"junk");
+    std::fs::write(&file, junk).unwrap();
+    assert_fails(&run(&["run", "--root-image", file.to_str().unwrap(), "--", "true"]), 125, "neither ext4 nor erofs");
+    // A directory that cannot become an image.
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(tree.join("socket")).unwrap();
+    assert_fails(&run(&["rootfs", tree.to_str().unwrap(), "-o", dir.join("x.img").to_str().unwrap()]), 125, "is a socket");
+    assert_fails(&run(&["run", "--root", tree.to_str().unwrap(), "--", "true"]), 125, "is a socket");
+}
+
+#[test]
+fn a_program_missing_from_the_root_is_127_before_booting() {
+    let started = Instant::now();
+    assert_fails(&run(&["run", "--", "no-such-program", "x"]), 127, "no-such-program: command not found in the root filesystem");
+    assert_fails(&run(&["run", "--", "/bin/nope"]), 127, "/bin/nope: no such file in the root filesystem");
+    assert_fails(&run(&["run", "--", "/etc/passwd"]), 126, "is not an executable file");
+    assert_fails(&run(&["run", "--cwd", "/nowhere", "--", "true"]), 125, "--cwd /nowhere: no such directory");
+    assert!(started.elapsed() < Duration::from_secs(30), "no VM should have started");
+}
+
+#[test]
+fn missing_qemu_is_named() {
+    let output = run_with_input(flint().env("PATH", "/nonexistent").args(["run", "--", "true"]), b"");
+    assert_fails(&output, 125, "qemu-system-x86_64 not found in PATH: install QEMU");
+}
+
+#[test]
+fn bad_environment_entries_are_named() {
+    assert_fails(&run(&["run", "--env", "=x", "--", "true"]), 125, "--env =x");
+    assert_fails(&run(&["run", "--env", "FLINT_TEST_SURELY_UNSET", "--", "true"]), 125, "no such variable on the host");
+}
+
+#[test]
+fn print_cmd_prints_a_runnable_qemu_command() {
+    let output = run(&["run", "--accel", "tcg", "--print-cmd", "--", "sh", "-c", "echo 'a b'"]);
+    assert_status(&output, 0);
+    let command = text(&output.stdout);
+    assert!(command.starts_with("qemu-system-x86_64 "), "{command}");
+    for needle in ["-bios ", "-kernel ", "-initrd ", "opt/flint/add-init", "virtserialport", "flint.argv=c2g,LWM,ZWNobyAnYSBiJw,", "flint.status=/dev/vport0p4"] {
+        assert!(command.contains(needle), "{needle} missing from {command}");
+    }
+}
+
+#[test]
+fn kernel_list_shows_the_cache() {
+    let output = run(&["kernel", "--list"]);
+    assert_status(&output, 0);
+    assert!(text(&output.stdout).contains("debian-cloud"), "{}", text(&output.stdout));
+}
