@@ -123,6 +123,12 @@ struct RunCli {
     /// Show the QEMU command, the firmware's and kernel's console, and timings on stderr.
     #[arg(short, long)]
     verbose: bool,
+    /// Print where the time went (QEMU start, firmware, kernel, init, workload, shutdown) on stderr.
+    #[arg(long)]
+    timeline: bool,
+    /// Also write the timeline as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    timeline_json: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -232,6 +238,8 @@ fn execute(command: Command) -> Result<u8> {
                 mode,
                 accel: args.accel,
                 print_cmd: args.print_cmd,
+                timeline: args.timeline,
+                timeline_json: args.timeline_json,
                 verbose: args.verbose,
                 command: args.command,
             })

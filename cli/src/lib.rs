@@ -12,3 +12,4 @@ pub mod modules;
 pub mod qemu;
 pub mod rootfs;
 pub mod run;
+pub mod timeline;

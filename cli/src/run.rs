@@ -16,6 +16,7 @@ use crate::kernel::{Kernel, Provided};
 use crate::modules::ModuleTree;
 use crate::qemu::{Drive, Machine, PortBackend, Serial, VirtioPort, Vm, QEMU};
 use crate::rootfs::{self, FsType, Lookup};
+use crate::timeline::{HostTimes, Timeline};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -65,6 +66,10 @@ pub struct RunArgs {
     pub accel: Accel,
     pub print_cmd: bool,
     pub verbose: bool,
+    /// Print the per-phase timeline on stderr.
+    pub timeline: bool,
+    /// Write the timeline as JSON here.
+    pub timeline_json: Option<PathBuf>,
     pub command: Vec<OsString>,
 }
 
@@ -185,6 +190,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     for line in &verdict.messages {
         eprintln!("{line}");
     }
+    if args.timeline || args.timeline_json.is_some() {
+        report_timeline(&end, args)?;
+    }
     if args.verbose {
         // The status port may carry more than the status line (the init's timeline).
         for line in String::from_utf8_lossy(&end.status_port).lines() {
@@ -193,6 +201,21 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         eprintln!("flint: the VM ran for {:.3?}, workload status {}", end.elapsed, verdict.status);
     }
     Ok(verdict.status)
+}
+
+fn report_timeline(end: &Ending, args: &RunArgs) -> Result<()> {
+    let host = HostTimes { line_arrived: end.status_arrived, qemu_exited: end.elapsed };
+    let Some(timeline) = Timeline::from_status_port(&end.status_port, &host) else {
+        eprintln!("flint: no timeline: the guest did not report one (is the firmware flint's, built with `flint build`?)");
+        return Ok(());
+    };
+    if args.timeline {
+        timeline.print();
+    }
+    if let Some(path) = &args.timeline_json {
+        std::fs::write(path, serde_json::to_vec_pretty(&timeline)?).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn prepare_root(args: &RunArgs) -> Result<Root> {
@@ -463,6 +486,8 @@ pub struct Ending {
     pub console: String,
     pub qemu_stderr: Vec<u8>,
     pub elapsed: Duration,
+    /// When the status port's last bytes arrived, after spawning QEMU.
+    pub status_arrived: Duration,
 }
 
 /// The process-wide signal that asked flint to stop, or 0.
@@ -523,7 +548,7 @@ fn boot(vm: &Vm, listeners: Vec<UnixListener>, console_log: &Path, deadline: Opt
     let stdout_fd = std::io::stdout().as_fd().try_clone_to_owned()?;
     let stderr_fd = std::io::stderr().as_fd().try_clone_to_owned()?;
     let outputs = [pump(stdout_port, std::fs::File::from(stdout_fd)), pump(stderr_port, std::fs::File::from(stderr_fd))];
-    let status = drain(status_port);
+    let status = drain_timed(status_port, started);
     let tail = verbose.then(|| tail_console(console_log.to_path_buf()));
 
     let qemu = wait(&mut child, deadline, started)?;
@@ -532,7 +557,7 @@ fn boot(vm: &Vm, listeners: Vec<UnixListener>, console_log: &Path, deadline: Opt
         let _ = reader.join();
         let _ = writer.join();
     }
-    let status_port = status.join().unwrap_or_default();
+    let (status_port, status_arrived) = status.join().unwrap_or_default();
     if let Some((stop, handle)) = tail {
         let _ = stop.send(());
         let _ = handle.join();
@@ -543,6 +568,7 @@ fn boot(vm: &Vm, listeners: Vec<UnixListener>, console_log: &Path, deadline: Opt
         console: String::from_utf8_lossy(&std::fs::read(console_log).unwrap_or_default()).replace('\r', ""),
         qemu_stderr: qemu_stderr.join().unwrap_or_default(),
         elapsed,
+        status_arrived,
     })
 }
 
@@ -628,6 +654,19 @@ fn pump(mut port: UnixStream, mut out: std::fs::File) -> (JoinHandle<()>, JoinHa
         }
     });
     (reader, writer)
+}
+
+/// Like [`drain`], also noting when (after `start`) the last bytes arrived.
+fn drain_timed(mut from: impl Read + Send + 'static, start: Instant) -> JoinHandle<(Vec<u8>, Duration)> {
+    thread::spawn(move || {
+        let (mut data, mut arrived) = (Vec::new(), Duration::ZERO);
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = from.read(&mut chunk) {
+            data.extend_from_slice(&chunk[..n]);
+            arrived = start.elapsed();
+        }
+        (data, arrived)
+    })
 }
 
 fn drain(mut from: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
@@ -854,12 +893,14 @@ mod tests {
             accel: Accel::Tcg,
             print_cmd: false,
             verbose: false,
+            timeline: false,
+            timeline_json: None,
             command: vec!["true".into()],
         }
     }
 
     fn end(qemu: QemuEnd, status_port: &str, console: &str) -> Ending {
-        Ending { qemu, status_port: status_port.into(), console: console.into(), qemu_stderr: b"qemu: oops\n".to_vec(), elapsed: Duration::ZERO }
+        Ending { qemu, status_port: status_port.into(), console: console.into(), qemu_stderr: b"qemu: oops\n".to_vec(), elapsed: Duration::ZERO, status_arrived: Duration::ZERO }
     }
 
     #[test]

@@ -265,3 +265,28 @@ fn kernel_list_shows_the_cache() {
     assert_status(&output, 0);
     assert!(text(&output.stdout).contains("debian-cloud"), "{}", text(&output.stdout));
 }
+
+/// `--timeline`: every phase is there, in order, none negative, and together they make up the
+/// QEMU run the host measured (by construction, up to float rounding; a wrong TSC rate or a
+/// missing stamp shows up as a negative or absent phase).
+#[test]
+fn timeline_phases_cover_the_run() {
+    let json = scratch("timeline").join("timeline.json");
+    let output = run(&["run", "--timeline", "--timeline-json", json.to_str().unwrap(), "--", "true"]);
+    assert_status(&output, 0);
+    let stderr = text(&output.stderr);
+    for phase in ["qemu start", "firmware", "kernel", "init", "workload", "shutdown", "total"] {
+        assert!(stderr.contains(phase), "table lacks {phase}: {stderr}");
+    }
+    let timeline: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let phases = timeline["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["qemu start", "firmware", "kernel", "init", "workload", "shutdown"]);
+    for phase in phases {
+        assert!(phase["ms"].as_f64().unwrap() >= 0.0, "negative phase: {phase}");
+    }
+    let sum: f64 = phases.iter().map(|p| p["ms"].as_f64().unwrap()).sum();
+    let total = timeline["total_ms"].as_f64().unwrap();
+    assert!((sum - total).abs() < 0.01, "phases add up to {sum} ms, the host measured {total} ms");
+    assert!(timeline["tsc_hz"].as_u64().unwrap() > 100_000_000, "implausible TSC rate: {timeline}");
+}

@@ -4,7 +4,8 @@
 //! TSC rate it measured as one line on the status device, before the status line:
 //!
 //! `flint-timeline tsc_hz=<n> fw_reset=<tsc> fw_loaded=<tsc> fw_handoff=<tsc> init=<tsc>
-//! root=<tsc> exec=<tsc> exit=<tsc>` (one line; a stamp that was not taken is 0).
+//! root=<tsc> exec=<tsc> exit=<tsc> poweroff=<tsc>` (one line; a stamp that was not taken
+//! is 0; `poweroff` is when the line itself was written, after syncing and unmounting).
 //!
 //! Under QEMU the guest TSC counts from the VM's start, so every stamp is also the time since
 //! then.
@@ -26,11 +27,14 @@ pub enum Stamp {
     Root,
     Exec,
     Exit,
+    Poweroff,
 }
 
-pub const NAMES: [&str; 7] = ["fw_reset", "fw_loaded", "fw_handoff", "init", "root", "exec", "exit"];
+pub const NAMES: [&str; STAMPS_LEN] =
+    ["fw_reset", "fw_loaded", "fw_handoff", "init", "root", "exec", "exit", "poweroff"];
+const STAMPS_LEN: usize = 8;
 
-static STAMPS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+static STAMPS: [AtomicU64; STAMPS_LEN] = [const { AtomicU64::new(0) }; STAMPS_LEN];
 static INIT_MONOTONIC_NS: AtomicU64 = AtomicU64::new(0);
 
 fn tsc() -> u64 {
@@ -81,6 +85,7 @@ fn read_file(dir: &[&[u8]; 2], name: &[u8], path: &mut [u8; 64], buf: &mut [u8])
 
 /// The timeline line, with the TSC rate measured from the init's start until now.
 pub fn line(buf: &mut [u8; 320]) -> &[u8] {
+    mark(Stamp::Poweroff);
     let elapsed_ns = crate::clock::now_ns().saturating_sub(INIT_MONOTONIC_NS.load(Ordering::Relaxed));
     let ticks = tsc().saturating_sub(STAMPS[Stamp::Init as usize].load(Ordering::Relaxed));
     let tsc_hz = if elapsed_ns == 0 { 0 } else { (u128::from(ticks) * 1_000_000_000 / u128::from(elapsed_ns)) as u64 };
@@ -104,11 +109,11 @@ pub fn line(buf: &mut [u8; 320]) -> &[u8] {
 }
 
 /// The host's side: the TSC rate and the stamps, in [`NAMES`] order, from a timeline line.
-pub fn parse_line(line: &[u8]) -> Option<(u64, [u64; 7])> {
+pub fn parse_line(line: &[u8]) -> Option<(u64, [u64; STAMPS_LEN])> {
     let text = core::str::from_utf8(line).ok()?.trim_end();
     let mut fields = text.strip_prefix(LINE_PREFIX)?.split(' ');
     let tsc_hz = fields.next()?.strip_prefix("tsc_hz=")?.parse().ok()?;
-    let mut stamps = [0; 7];
+    let mut stamps = [0; STAMPS_LEN];
     for (slot, name) in stamps.iter_mut().zip(NAMES) {
         let (key, value) = fields.next()?.split_once('=')?;
         if key != name {
@@ -125,8 +130,8 @@ mod tests {
 
     #[test]
     fn lines_round_trip() {
-        let line = b"flint-timeline tsc_hz=2000000000 fw_reset=1 fw_loaded=2 fw_handoff=3 init=4 root=5 exec=6 exit=7\n";
-        assert_eq!(parse_line(line), Some((2_000_000_000, [1, 2, 3, 4, 5, 6, 7])));
+        let line = b"flint-timeline tsc_hz=2000000000 fw_reset=1 fw_loaded=2 fw_handoff=3 init=4 root=5 exec=6 exit=7 poweroff=8\n";
+        assert_eq!(parse_line(line), Some((2_000_000_000, [1, 2, 3, 4, 5, 6, 7, 8])));
         assert_eq!(parse_line(b"flint-timeline tsc_hz=1 fw_reset=1"), None);
         assert_eq!(parse_line(b"flint-status 0\n"), None);
     }

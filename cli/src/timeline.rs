@@ -1,0 +1,101 @@
+//! `flint run --timeline`: where the time of one run went, per phase.
+//!
+//! The guest's stamps (firmware and init, see guest-init's `timeline` module) count TSC ticks
+//! from the VM's start. The host knows when it spawned QEMU, when the init's timeline line
+//! arrived (written right after the init's shutdown work) and when QEMU exited. Together:
+//!
+//! | phase | from | to |
+//! | --- | --- | --- |
+//! | qemu start | QEMU spawned | firmware's first instruction |
+//! | firmware | first instruction | jump to the kernel |
+//! | kernel | jump to the kernel | init started |
+//! | init | init started | workload started (modules, root mounted, ports opened) |
+//! | workload | workload started | workload ended |
+//! | shutdown | workload ended | QEMU exited (sync, unmount, power-off, QEMU teardown) |
+//!
+//! The QEMU start is the host-measured time to the line's arrival minus the guest's own time
+//! to writing it, so the phases add up to the host-measured total.
+
+use flint_guest_init::timeline::{parse_line, NAMES};
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, Serialize)]
+pub struct Phase {
+    pub name: &'static str,
+    pub ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Timeline {
+    pub phases: Vec<Phase>,
+    /// QEMU's whole run, measured on the host.
+    pub total_ms: f64,
+    /// The guest's TSC rate, as the init measured it.
+    pub tsc_hz: u64,
+}
+
+/// When the host saw things happen, relative to spawning QEMU.
+pub struct HostTimes {
+    pub line_arrived: Duration,
+    pub qemu_exited: Duration,
+}
+
+impl Timeline {
+    /// From what arrived on the status port; `None` without a complete timeline line (another
+    /// firmware, or an init that failed before writing it).
+    pub fn from_status_port(status_port: &[u8], host: &HostTimes) -> Option<Timeline> {
+        let text = String::from_utf8_lossy(status_port);
+        let (tsc_hz, stamps) = text.lines().find_map(|line| parse_line(line.as_bytes()))?;
+        if tsc_hz == 0 || stamps.contains(&0) {
+            return None;
+        }
+        let ms = |ticks: u64| ticks as f64 * 1000.0 / tsc_hz as f64;
+        let at = |name: &str| ms(stamps[NAMES.iter().position(|n| *n == name).expect("known stamp")]);
+        let host_ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let before_vm = host_ms(host.line_arrived) - at("poweroff");
+        let phases = vec![
+            Phase { name: "qemu start", ms: before_vm + at("fw_reset") },
+            Phase { name: "firmware", ms: at("fw_handoff") - at("fw_reset") },
+            Phase { name: "kernel", ms: at("init") - at("fw_handoff") },
+            Phase { name: "init", ms: at("exec") - at("init") },
+            Phase { name: "workload", ms: at("exit") - at("exec") },
+            Phase { name: "shutdown", ms: at("poweroff") - at("exit") + host_ms(host.qemu_exited - host.line_arrived) },
+        ];
+        Some(Timeline { phases, total_ms: host_ms(host.qemu_exited), tsc_hz })
+    }
+
+    /// A table for people, on stderr (stdout belongs to the workload).
+    pub fn print(&self) {
+        eprintln!("{:<12} {:>10} {:>6}", "phase", "ms", "%");
+        for phase in &self.phases {
+            eprintln!("{:<12} {:>10.1} {:>6.1}", phase.name, phase.ms, 100.0 * phase.ms / self.total_ms);
+        }
+        eprintln!("{:<12} {:>10.1}", "total", self.total_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_add_up_to_the_host_total() {
+        // 1 GHz: ticks are nanoseconds.
+        let line = b"flint-status 0\nflint-timeline tsc_hz=1000000000 fw_reset=1000000 fw_loaded=5000000 \
+                     fw_handoff=6000000 init=900000000 root=950000000 exec=960000000 exit=980000000 poweroff=990000000\n";
+        let host = HostTimes { line_arrived: Duration::from_millis(1030), qemu_exited: Duration::from_millis(1050) };
+        let timeline = Timeline::from_status_port(line, &host).unwrap();
+        let ms: Vec<f64> = timeline.phases.iter().map(|p| (p.ms * 1000.0).round() / 1000.0).collect();
+        assert_eq!(ms, [41.0, 5.0, 894.0, 60.0, 20.0, 30.0]);
+        assert!((timeline.phases.iter().map(|p| p.ms).sum::<f64>() - 1050.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn needs_a_complete_line() {
+        let host = HostTimes { line_arrived: Duration::from_millis(1), qemu_exited: Duration::from_millis(2) };
+        assert!(Timeline::from_status_port(b"flint-status 0\n", &host).is_none());
+        let partial = b"flint-timeline tsc_hz=1 fw_reset=0 fw_loaded=0 fw_handoff=0 init=1 root=2 exec=3 exit=4 poweroff=5\n";
+        assert!(Timeline::from_status_port(partial, &host).is_none(), "no firmware stamps: not flint's firmware");
+    }
+}
