@@ -1,4 +1,4 @@
-//! The command line: `flint build | kernel | rootfs | run`.
+//! The command line: `flint build | kernel | rootfs | run | bench`.
 
 use crate::env::{self, EXIT_FAILURE};
 use crate::qemu::Machine;
@@ -35,6 +35,8 @@ enum Command {
     Rootfs(RootfsArgs),
     /// Run a command in a fresh VM: flint run [OPTIONS] -- CMD [ARGS...]
     Run(Box<RunCli>),
+    /// Time flint against qboot, SeaBIOS and OVMF side by side (interleaved runs, same QEMU).
+    Bench(crate::bench::BenchOptions),
 }
 
 #[derive(Args, Debug)]
@@ -204,6 +206,10 @@ fn execute(command: Command) -> Result<u8> {
                 KernelName::Minimal => "minimal",
             };
             println!("{}", crate::kernel::fetch(name, args.force)?.display());
+            Ok(0)
+        }
+        Command::Bench(options) => {
+            crate::bench::run(&options)?.check()?;
             Ok(0)
         }
         Command::Rootfs(args) => {

@@ -4,6 +4,7 @@
 //! The guest init has no modprobe: it loads `flint.modules=` in the order given from
 //! `/lib/modules/<name>.ko`, so the host works the order out here.
 
+use crate::kernel::{Kernel, Provided};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -184,6 +185,40 @@ fn read_module(path: &Path) -> Result<Vec<u8>> {
             Ok(output.stdout)
         }
     }
+}
+
+/// A driver or filesystem the guest needs: the kernel option that provides it, the module
+/// that holds it when it is not built in, and what it is for (named in errors).
+pub struct Need {
+    pub option: &'static str,
+    pub module: &'static str,
+    pub purpose: &'static str,
+}
+
+/// The modules among `needs` that `kernel` has as modules (built-in ones need nothing), with
+/// their dependencies, in load order; an error names anything the kernel lacks.
+pub fn load_list(kernel: &Kernel, needs: &[Need]) -> Result<Vec<Module>> {
+    let tree = kernel.modules.as_deref().map(ModuleTree::open).transpose()?;
+    let mut wanted = Vec::new();
+    for need in needs {
+        match kernel.provides(need.option, need.module, tree.as_ref()) {
+            Provided::BuiltIn => {}
+            Provided::Module => wanted.push(need.module),
+            Provided::Absent => bail!(
+                "kernel {} lacks {}, which flint needs for {}: use a kernel that has it (built in or as a module)",
+                kernel.label,
+                need.option,
+                need.purpose
+            ),
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tree = tree.with_context(|| {
+        format!("kernel {} needs modules ({}) but has no modules/ directory next to it: put its module tree there", kernel.label, wanted.join(", "))
+    })?;
+    tree.load_order(&wanted)
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@
 
 use crate::env::{self, Exit, Fix, EXIT_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT};
 use crate::initramfs::Initramfs;
-use crate::kernel::{Kernel, Provided};
-use crate::modules::ModuleTree;
+use crate::kernel::Kernel;
+use crate::modules::Need;
 use crate::qemu::{Drive, Machine, PortBackend, Serial, VirtioPort, Vm, QEMU};
 use crate::rootfs::{self, FsType, Lookup};
 use crate::timeline::{HostTimes, Timeline};
@@ -313,41 +313,25 @@ fn check_in_root(tree: &Path, command: &[OsString], environment: &[Vec<u8>], cwd
 /// The modules the guest must load, dependencies first: the virtio drivers and the root's
 /// filesystem, when the kernel has them as modules rather than built in.
 fn modules_for(kernel: &Kernel, root: &Root, mode: RootMode) -> Result<Vec<crate::modules::Module>> {
-    let tree = match &kernel.modules {
-        Some(dir) => Some(ModuleTree::open(dir)?),
-        None => None,
-    };
     // virtio_console before virtio_blk: its ports are created asynchronously, so they get the
     // time the other modules take to load before the init opens them.
-    let mut needed: Vec<(&str, &str, &str)> = vec![
-        ("CONFIG_VIRTIO_PCI", "virtio_pci", "virtio-pci devices"),
-        ("CONFIG_VIRTIO_CONSOLE", "virtio_console", "the workload's stdin/stdout/stderr (virtio-serial)"),
-        ("CONFIG_VIRTIO_BLK", "virtio_blk", "the root disk (virtio-blk)"),
+    let mut needs = vec![
+        Need { option: "CONFIG_VIRTIO_PCI", module: "virtio_pci", purpose: "virtio-pci devices" },
+        Need { option: "CONFIG_VIRTIO_CONSOLE", module: "virtio_console", purpose: "the workload's stdin/stdout/stderr (virtio-serial)" },
+        Need { option: "CONFIG_VIRTIO_BLK", module: "virtio_blk", purpose: "the root disk (virtio-blk)" },
     ];
-    needed.push(match root.fs {
-        FsType::Ext4 => ("CONFIG_EXT4_FS", "ext4", "the ext4 root"),
-        FsType::Erofs => ("CONFIG_EROFS_FS", "erofs", "the erofs root"),
+    needs.push(match root.fs {
+        FsType::Ext4 => Need { option: "CONFIG_EXT4_FS", module: "ext4", purpose: "the ext4 root" },
+        FsType::Erofs => Need { option: "CONFIG_EROFS_FS", module: "erofs", purpose: "the erofs root" },
     });
     if mode == RootMode::Overlay {
-        needed.push(("CONFIG_OVERLAY_FS", "overlay", "--overlay"));
+        needs.push(Need { option: "CONFIG_OVERLAY_FS", module: "overlay", purpose: "--overlay" });
     }
-    let mut wanted = Vec::new();
-    for (option, module, purpose) in needed {
-        match kernel.provides(option, module, tree.as_ref()) {
-            Provided::BuiltIn => {}
-            Provided::Module => wanted.push(module),
-            Provided::Absent => bail!("kernel {} lacks {option}, which flint needs for {purpose}: use a kernel that has it (built in or as a module)", kernel.label),
-        }
-    }
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let tree = tree.with_context(|| format!("kernel {} needs modules ({}) but has no modules/ directory next to it: put its module tree there", kernel.label, wanted.join(", ")))?;
-    tree.load_order(&wanted)
+    crate::modules::load_list(kernel, &needs)
 }
 
 /// An initramfs with the modules at `/lib/modules/<name>.ko`, kept in the cache by content.
-fn module_initrd(modules: &[crate::modules::Module]) -> Result<PathBuf> {
+pub(crate) fn module_initrd(modules: &[crate::modules::Module]) -> Result<PathBuf> {
     let mut archive = Initramfs::new();
     for module in modules {
         archive.file(&format!("/lib/modules/{}.ko", module.name), 0o644, module.data.clone());

@@ -7,8 +7,8 @@
 
 use super::write_input;
 use crate::initramfs::Initramfs;
-use crate::kernel::{Kernel, Provided};
-use crate::modules::{Module, ModuleTree};
+use crate::kernel::Kernel;
+use crate::modules::{load_list, Module, Need};
 use crate::rootfs::DefaultRoot;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -85,22 +85,14 @@ fn busybox_init(modules: &[&str]) -> String {
 }
 
 /// The modules needed for an ext4 root on virtio-blk that `kernel` builds as modules,
-/// dependencies first.
-// TODO(cli): the same choice as run.rs's private `modules_for` (without virtio_console: the
-// bench has no virtio-serial ports); share one function once it is public.
+/// dependencies first (no virtio_console: the bench uses no virtio-serial ports).
 fn root_modules(kernel: &Kernel) -> Result<Vec<Module>> {
-    let tree = kernel.modules.as_deref().map(ModuleTree::open).transpose()?;
-    let needed = [("CONFIG_VIRTIO_PCI", "virtio_pci"), ("CONFIG_VIRTIO_BLK", "virtio_blk"), ("CONFIG_EXT4_FS", "ext4")];
-    let wanted: Vec<&str> = needed
-        .into_iter()
-        .filter(|(option, module)| kernel.provides(option, module, tree.as_ref()) == Provided::Module)
-        .map(|(_, module)| module)
-        .collect();
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let tree = tree.with_context(|| format!("kernel {} needs modules ({}) but has no modules/ directory: put its module tree next to vmlinuz", kernel.label, wanted.join(", ")))?;
-    tree.load_order(&wanted)
+    let needs = [
+        Need { option: "CONFIG_VIRTIO_PCI", module: "virtio_pci", purpose: "virtio-pci devices" },
+        Need { option: "CONFIG_VIRTIO_BLK", module: "virtio_blk", purpose: "the root disk (virtio-blk)" },
+        Need { option: "CONFIG_EXT4_FS", module: "ext4", purpose: "the ext4 root" },
+    ];
+    load_list(kernel, &needs)
 }
 
 #[cfg(test)]

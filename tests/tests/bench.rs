@@ -1,0 +1,60 @@
+//! `flint bench` in reduced mode: one repetition of the null-kernel and Debian scenarios with
+//! every firmware. Checks that each case booted the way it must, that report.json has the
+//! documented keys and that report.svg is a whole SVG document; never the timings, which
+//! depend on the machine.
+
+use flint::bench::{BenchOptions, Firmware, ScenarioName};
+use flint_tests::*;
+use serde_json::Value;
+
+#[test]
+fn reduced_bench_reports_every_case() {
+    let output = tempfile::tempdir().unwrap();
+    let options = BenchOptions {
+        repetitions: 1,
+        scenarios: vec![ScenarioName::Null, ScenarioName::Debian],
+        compare: Firmware::ALL.to_vec(),
+        output: output.path().to_path_buf(),
+        firmware: Some(firmware()),
+        accel: "tcg".into(),
+    };
+    let report = flint::bench::run(&options).expect("the bench runs");
+    // Unsupported and not-installed firmwares are reported as such; nothing may fail.
+    report.check().expect("every case ends the way it must");
+
+    let json: Value = serde_json::from_slice(&std::fs::read(output.path().join("report.json")).unwrap()).unwrap();
+    for key in ["date", "cpu_model", "cpus", "qemu", "accel", "load_before", "load_after"] {
+        assert!(!json["host"][key].is_null(), "host.{key} missing in {json:#}");
+    }
+    assert_eq!(json["repetitions"], 1);
+    let scenarios = json["scenarios"].as_array().unwrap();
+    let names: Vec<&str> = scenarios.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["null", "debian"]);
+    for scenario in scenarios {
+        for row in scenario["results"].as_array().unwrap() {
+            for key in ["firmware", "kernel", "init", "status", "command", "samples_ms", "stats", "ratio_to_flint", "over_floor_ms", "phases"] {
+                assert!(row.get(key).is_some(), "{key} missing in {row:#}");
+            }
+            let status = row["status"].as_str().unwrap();
+            assert!(["ok", "unsupported", "unavailable"].contains(&status), "{row:#}");
+            if status == "ok" {
+                assert_eq!(row["stats"]["n"], 1, "{row:#}");
+                for key in ["median_ms", "min_ms", "max_ms"] {
+                    assert!(row["stats"][key].as_f64().unwrap() > 0.0, "{row:#}");
+                }
+            } else {
+                assert!(row["reason"].is_string(), "{row:#}");
+            }
+        }
+    }
+    // The floor and flint itself always run, and flint's rows are the reference.
+    let ok = |scenario: usize, firmware: &str, kernel: &str| {
+        scenarios[scenario]["results"].as_array().unwrap().iter().any(|row| row["firmware"] == firmware && row["kernel"] == kernel && row["status"] == "ok")
+    };
+    assert!(ok(0, "floor", "none") && ok(0, "flint", "bzImage") && ok(1, "flint", "debian-cloud"), "{json:#}");
+
+    let svg = std::fs::read_to_string(output.path().join("report.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "not a whole SVG document:\n{svg}");
+    assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
+    assert!(svg.contains("flint / bzImage") && svg.contains("flint (flint-init)"), "bars are labelled");
+}
