@@ -3,7 +3,7 @@
 use crate::env::{self, EXIT_FAILURE};
 use crate::qemu::Machine;
 use crate::rootfs::FsType;
-use crate::run::{self, Accel, RootMode, RunArgs};
+use crate::run::{self, Accel, Boot, RootMode, RunArgs};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -116,6 +116,10 @@ struct RunCli {
     /// CPU acceleration; auto uses KVM only when a quick probe VM really runs under it.
     #[arg(long, value_enum, default_value_t = Accel::Auto, env = "FLINT_ACCEL")]
     accel: Accel,
+    /// How the firmware enters the kernel: PVH (the uncompressed vmlinux, extracted once and
+    /// cached) skips the kernel's own decompression; auto uses it when the kernel supports it.
+    #[arg(long, value_enum, default_value_t = Boot::Auto)]
+    boot: Boot,
     /// The firmware image (default: $FLINT_FW, else out/fw.bin of the source tree).
     #[arg(long, value_name = "PATH")]
     firmware: Option<PathBuf>,
@@ -243,6 +247,7 @@ fn execute(command: Command) -> Result<u8> {
                 timeout: args.timeout,
                 mode,
                 accel: args.accel,
+                boot: args.boot,
                 print_cmd: args.print_cmd,
                 timeline: args.timeline,
                 timeline_json: args.timeline_json,

@@ -13,3 +13,4 @@ pub mod qemu;
 pub mod rootfs;
 pub mod run;
 pub mod timeline;
+pub mod vmlinux;

@@ -49,6 +49,18 @@ pub enum Accel {
     Auto,
 }
 
+/// How the firmware enters the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Boot {
+    /// The bzImage's 64-bit entry; the kernel decompresses itself.
+    Bzimage,
+    /// The uncompressed vmlinux's PVH entry (extracted from the bzImage once, cached): no
+    /// decompression, no relocation.
+    Pvh,
+    /// PVH when the kernel has a PVH entry (CONFIG_PVH), else the bzImage.
+    Auto,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunArgs {
     pub firmware: Option<PathBuf>,
@@ -64,6 +76,7 @@ pub struct RunArgs {
     pub timeout: Option<Duration>,
     pub mode: RootMode,
     pub accel: Accel,
+    pub boot: Boot,
     pub print_cmd: bool,
     pub verbose: bool,
     /// Print the per-phase timeline on stderr.
@@ -128,7 +141,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     vm.cpu = (accel == "kvm").then(|| "host".to_string());
     vm.memory = args.memory.clone();
     vm.cpus = args.cpus;
-    vm.kernel = Some(kernel.image.clone());
+    vm.kernel = Some(boot_image(&kernel, args.boot)?);
     vm.append = Some(cmdline);
     if let Some(initrd) = initrd {
         vm.initrd = Some(initrd);
@@ -201,6 +214,17 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         eprintln!("flint: the VM ran for {:.3?}, workload status {}", end.elapsed, verdict.status);
     }
     Ok(verdict.status)
+}
+
+/// The file `-kernel` gets: the bzImage, or its PVH vmlinux.
+fn boot_image(kernel: &Kernel, boot: Boot) -> Result<PathBuf> {
+    Ok(match boot {
+        Boot::Bzimage => kernel.image.clone(),
+        Boot::Pvh => crate::vmlinux::pvh_image(kernel)?.with_context(|| {
+            format!("kernel {} has no PVH entry (built without CONFIG_PVH): use --boot bzimage", kernel.label)
+        })?,
+        Boot::Auto => crate::vmlinux::pvh_image(kernel)?.unwrap_or_else(|| kernel.image.clone()),
+    })
 }
 
 fn report_timeline(end: &Ending, args: &RunArgs) -> Result<()> {
@@ -875,6 +899,7 @@ mod tests {
             timeout: Some(Duration::from_secs(5)),
             mode: RootMode::Overlay,
             accel: Accel::Tcg,
+            boot: Boot::Auto,
             print_cmd: false,
             verbose: false,
             timeline: false,

@@ -26,8 +26,9 @@ pub enum Handoff {
     /// `layout::TIMELINE` as the head of the setup_data chain; the caller writes the timeline
     /// node there last, linked to `setup_data`, QEMU's relocated chain.
     Linux64 { entry: u64, boot_params: u64, setup_data: u64 },
-    /// A vmlinux's 32-bit PVH entry, with EBX = hvm_start_info.
-    Pvh32 { entry: u32, start_info: u32 },
+    /// A vmlinux's 32-bit PVH entry, with EBX = hvm_start_info. The command line at
+    /// `layout::CMDLINE` is `cmdline_len` bytes; the caller appends the timeline to it.
+    Pvh32 { entry: u32, start_info: u32, cmdline_len: usize },
 }
 
 /// QEMU hands a bzImage over as setup and kernel blobs; for an ELF vmlinux with a PVH note it

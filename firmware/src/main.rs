@@ -31,8 +31,15 @@ pub extern "C" fn firmware_main(reset_tsc: u64) -> ! {
             // SAFETY: `prepare` loaded the kernel and built its zero page.
             unsafe { arch::enter_linux64(entry, boot_params) }
         }
-        // SAFETY: `prepare` placed the initrd and built hvm_start_info; QEMU loaded the kernel.
-        Ok(Handoff::Pvh32 { entry, start_info }) => unsafe { arch::enter_pvh(entry, start_info) },
+        Ok(Handoff::Pvh32 { entry, start_info, cmdline_len }) => {
+            let mut stamps = Stamps { reset: reset_tsc, loaded: arch::tsc(), handoff: 0 };
+            stamps.handoff = arch::tsc();
+            // SAFETY: the command-line area of layout.rs, which hvm_start_info points at.
+            let cmdline = unsafe { phys_mut(layout::CMDLINE, layout::CMDLINE_MAX) };
+            timeline::append_to_cmdline(cmdline, cmdline_len, &stamps);
+            // SAFETY: `prepare` placed the initrd and built hvm_start_info; QEMU loaded the kernel.
+            unsafe { arch::enter_pvh(entry, start_info) }
+        }
         Err(error) => {
             console::error(format_args!("{error}"));
             exit::power_off(error.status())

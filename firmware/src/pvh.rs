@@ -37,5 +37,5 @@ pub fn prepare<T: Transport>(
         layout::PVH_START_INFO,
         &StartInfoInput { cmdline_addr: layout::CMDLINE, rsdp_addr: platform.acpi_rsdp, initrd: initrd_range, map: &platform.map },
     );
-    Ok(Handoff::Pvh32 { entry, start_info: start_info as u32 })
+    Ok(Handoff::Pvh32 { entry, start_info: start_info as u32, cmdline_len })
 }

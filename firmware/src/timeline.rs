@@ -4,6 +4,9 @@
 //! chain. Linux ignores unknown types and shows every node under
 //! `/sys/kernel/boot_params/setup_data/<n>/{type,data}`, where flint's init finds it, so
 //! `/proc/cmdline` stays exactly what the user wrote.
+//!
+//! A PVH boot has no setup_data: there the stamps are appended to the command line as
+//! `flint.fwtsc=<reset>,<loaded>,<handoff>` (documented in guest-init/README.md).
 
 /// "FLNT"; bit 31 clear (Linux reserves it for SETUP_INDIRECT).
 pub const SETUP_FLINT_TIMELINE: u32 = 0x464c_4e54;
@@ -29,6 +32,45 @@ pub fn node(next: u64, stamps: &Stamps) -> [u8; NODE_LEN] {
     bytes
 }
 
+/// Linux's COMMAND_LINE_SIZE on x86, NUL included.
+const LINUX_CMDLINE_MAX: usize = 2048;
+
+/// Appends ` flint.fwtsc=...` to the NUL-terminated command line of `len` bytes in `cmdline`
+/// when it fits (in the buffer and within Linux's limit); returns the new length.
+pub fn append_to_cmdline(cmdline: &mut [u8], len: usize, stamps: &Stamps) -> usize {
+    struct Cursor<'a> {
+        buf: &'a mut [u8],
+        at: usize,
+    }
+    impl core::fmt::Write for Cursor<'_> {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let end = self.at.checked_add(s.len()).filter(|&end| end < self.buf.len()).ok_or(core::fmt::Error)?;
+            self.buf[self.at..end].copy_from_slice(s.as_bytes());
+            self.at = end;
+            Ok(())
+        }
+    }
+    let limit = cmdline.len().min(LINUX_CMDLINE_MAX);
+    let Some(room) = cmdline.get_mut(..limit) else { return len };
+    let mut cursor = Cursor { buf: room, at: len };
+    let written = core::fmt::write(
+        &mut cursor,
+        format_args!(" flint.fwtsc={},{},{}", stamps.reset, stamps.loaded, stamps.handoff),
+    );
+    match written {
+        Ok(()) => {
+            let end = cursor.at;
+            cmdline[end] = 0;
+            end
+        }
+        // Too long: leave the user's command line untouched; the timeline just lacks them.
+        Err(_) => {
+            cmdline[len] = 0;
+            len
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +82,18 @@ mod tests {
         assert_eq!(&bytes[8..12], b"TNLF");
         assert_eq!(u32::from_le_bytes(bytes[12..16].try_into().unwrap()), 24);
         assert_eq!(u64::from_le_bytes(bytes[32..40].try_into().unwrap()), 3);
+    }
+
+    #[test]
+    fn stamps_are_appended_only_when_they_fit() {
+        let stamps = Stamps { reset: 1, loaded: 22, handoff: 333 };
+        let mut buf = [0u8; 64];
+        buf[..5].copy_from_slice(b"quiet");
+        let len = append_to_cmdline(&mut buf, 5, &stamps);
+        assert_eq!(&buf[..=len], b"quiet flint.fwtsc=1,22,333\0");
+        let mut small = [0u8; 12];
+        small[..5].copy_from_slice(b"quiet");
+        assert_eq!(append_to_cmdline(&mut small, 5, &stamps), 5);
+        assert_eq!(&small[..6], b"quiet\0");
     }
 }

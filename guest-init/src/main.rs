@@ -35,6 +35,9 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
     mounts::mount_all(&mounts::BASIC)?;
     timeline::read_firmware_stamps();
     let params = Params::parse(params::read_cmdline(cmdline)?).map_err(ParamError::failure)?;
+    if let Some(stamps) = params.firmware_tsc {
+        timeline::set_firmware_stamps(stamps);
+    }
     // Decoded before the slow steps so a bad list fails fast.
     let mut space = exec::Space::default();
     let command = space.command(&params)?;

@@ -41,6 +41,9 @@ pub struct Params<'a> {
     /// How long to wait for the root, stdio and status devices to appear: drivers (modules
     /// above all) create device nodes asynchronously.
     pub device_wait_ms: u64,
+    /// The firmware's timeline stamps, which flint's firmware appends as `flint.fwtsc=` for a
+    /// PVH boot (a bzImage boot gets them through setup_data instead); see `timeline`.
+    pub firmware_tsc: Option<&'a [u8]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +159,7 @@ pub fn read_cmdline(buf: &mut [u8; CMDLINE_MAX]) -> Result<&[u8], Failure> {
 }
 
 /// Every key, in the order of the `raw` slots in `Params::parse`.
-const KEYS: [&str; 17] = [
+const KEYS: [&str; 18] = [
     "flint.root",
     "flint.rootfstype",
     "flint.rootwait",
@@ -174,6 +177,7 @@ const KEYS: [&str; 17] = [
     "flint.stdout",
     "flint.stderr",
     "flint.status",
+    "flint.fwtsc",
 ];
 /// Keys that are flags: present or not, never with a value.
 const FLAGS: [&str; 3] = ["flint.ro", "flint.rw", "flint.overlay"];
@@ -204,7 +208,7 @@ impl<'a> Params<'a> {
                 _ => raw[index] = Some(value),
             }
         }
-        let [root, rootfstype, rootwait, ro, rw, overlay, modules, argv, env, cwd, uid, gid, timeout, stdin, stdout, stderr, status] =
+        let [root, rootfstype, rootwait, ro, rw, overlay, modules, argv, env, cwd, uid, gid, timeout, stdin, stdout, stderr, status, firmware_tsc] =
             raw.map(|slot| slot.map(Option::unwrap_or_default));
         let (ro, rw, overlay) = (ro.is_some(), rw.is_some(), overlay.is_some());
         if ro && rw {
@@ -262,6 +266,7 @@ impl<'a> Params<'a> {
             device_wait_ms: rootwait.map_or(Ok(DEFAULT_DEVICE_WAIT_MS), |value| {
                 duration_ms("flint.rootwait", value)
             })?,
+            firmware_tsc,
         })
     }
 }
@@ -453,6 +458,7 @@ mod tests {
                 stderr: b"/dev/console",
                 status: None,
                 device_wait_ms: 5000,
+                firmware_tsc: None,
             }
         );
         let params = parse("flint.root=/dev/vda flint.argv=,").unwrap();

@@ -70,6 +70,25 @@ pub fn read_firmware_stamps() {
     }
 }
 
+/// Takes the firmware's stamps from `flint.fwtsc=<reset>,<loaded>,<handoff>` (decimal TSC
+/// values), which flint's firmware appends to a PVH kernel's command line; a malformed value
+/// leaves the stamps unset, since the timeline is only a diagnostic.
+pub fn set_firmware_stamps(value: &[u8]) {
+    let mut stamps = [0u64; 3];
+    let mut fields = value.split(|&b| b == b',');
+    for slot in &mut stamps {
+        match fields.next().and_then(|field| core::str::from_utf8(field).ok()?.parse().ok()) {
+            Some(stamp) => *slot = stamp,
+            None => return,
+        }
+    }
+    if fields.next().is_none() {
+        for (slot, stamp) in STAMPS.iter().zip(stamps) {
+            slot.store(stamp, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Reads `dir` + `name` into `buf`; the number of bytes read, `None` when it cannot be opened.
 fn read_file(dir: &[&[u8]; 2], name: &[u8], path: &mut [u8; 64], buf: &mut [u8]) -> Option<usize> {
     let mut len = 0;
