@@ -19,7 +19,8 @@ fn main() {
     let archive = match std::env::var_os("FLINT_INIT") {
         Some(path) => {
             println!("cargo:rerun-if-changed={}", PathBuf::from(&path).display());
-            let init = std::fs::read(&path).unwrap_or_else(|e| panic!("FLINT_INIT={}: {e}", PathBuf::from(&path).display()));
+            let init =
+                std::fs::read(&path).unwrap_or_else(|e| panic!("FLINT_INIT={}: {e}", PathBuf::from(&path).display()));
             init_archive(&init)
         }
         None => Vec::new(),

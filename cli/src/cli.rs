@@ -177,9 +177,16 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> u8 {
             let command = text
                 .lines()
                 .find_map(|line| line.strip_prefix("Usage: "))
-                .map(|usage| usage.split(' ').take_while(|word| !word.starts_with(['[', '<'])).collect::<Vec<_>>().join(" "))
+                .map(|usage| {
+                    usage.split(' ').take_while(|word| !word.starts_with(['[', '<'])).collect::<Vec<_>>().join(" ")
+                })
                 .unwrap_or_else(|| "flint".into());
-            let values = text.lines().map(str::trim).find(|line| line.starts_with("[possible values:")).map(|v| format!(" {v}")).unwrap_or_default();
+            let values = text
+                .lines()
+                .map(str::trim)
+                .find(|line| line.starts_with("[possible values:"))
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default();
             eprintln!("flint: error: {problem}{values}: see `{command} --help`");
             return EXIT_FAILURE;
         }

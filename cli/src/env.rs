@@ -68,7 +68,10 @@ pub fn cache_dir() -> Result<PathBuf> {
     }
     let base = match std::env::var_os("XDG_CACHE_HOME").filter(|dir| !dir.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").ok_or_else(|| anyhow!("neither FLINT_CACHE nor HOME is set: set FLINT_CACHE to a directory flint may use as its cache"))?).join(".cache"),
+        None => PathBuf::from(std::env::var_os("HOME").ok_or_else(|| {
+            anyhow!("neither FLINT_CACHE nor HOME is set: set FLINT_CACHE to a directory flint may use as its cache")
+        })?)
+        .join(".cache"),
     };
     Ok(base.join("flint"))
 }
@@ -76,7 +79,10 @@ pub fn cache_dir() -> Result<PathBuf> {
 /// A directory under the cache, created if missing.
 pub fn cache_subdir(name: &str) -> Result<PathBuf> {
     let dir = cache_dir()?.join(name);
-    std::fs::create_dir_all(&dir).fix(format_args!("cannot create the cache directory {}", dir.display()), "set FLINT_CACHE to a writable directory")?;
+    std::fs::create_dir_all(&dir).fix(
+        format_args!("cannot create the cache directory {}", dir.display()),
+        "set FLINT_CACHE to a writable directory",
+    )?;
     Ok(dir)
 }
 
@@ -105,15 +111,20 @@ pub fn firmware(given: Option<&Path>) -> Result<PathBuf> {
     };
     match std::fs::metadata(&path) {
         Ok(meta) if meta.is_file() => Ok(path),
-        Ok(_) => bail!("firmware {} (from {origin}) is not a file: pass the fw.bin that `flint build` makes", path.display()),
-        Err(e) => bail!("firmware {} (from {origin}): {e}: run `flint build` first, or pass --firmware PATH", path.display()),
+        Ok(_) => {
+            bail!("firmware {} (from {origin}) is not a file: pass the fw.bin that `flint build` makes", path.display())
+        }
+        Err(e) => {
+            bail!("firmware {} (from {origin}): {e}: run `flint build` first, or pass --firmware PATH", path.display())
+        }
     }
 }
 
 /// Whether `program` is found in PATH (or is a path to an executable file).
 pub fn find_program(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let executable = |path: &Path| path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0);
+    let executable =
+        |path: &Path| path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0);
     if program.contains('/') {
         return executable(Path::new(program)).then(|| PathBuf::from(program));
     }
@@ -133,10 +144,7 @@ pub fn require_tool(program: &str, package: &str) -> Result<()> {
 /// for results), and a failure names the command.
 pub fn run_tool(command: &mut Command) -> Result<()> {
     let name = describe(command);
-    let status = command
-        .stdout(std::io::stderr())
-        .status()
-        .with_context(|| format!("cannot start {name}"))?;
+    let status = command.stdout(std::io::stderr()).status().with_context(|| format!("cannot start {name}"))?;
     if !status.success() {
         bail!("{name} failed ({status})");
     }
@@ -174,13 +182,17 @@ impl TempDir {
             .map(PathBuf::from)
             .filter(|dir| dir.is_dir())
             .unwrap_or_else(std::env::temp_dir);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         for attempt in 0..100u32 {
             let path = base.join(format!("{prefix}-{}-{:x}", std::process::id(), nanos.wrapping_add(attempt)));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => return Ok(TempDir { path }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => bail!("cannot create a temporary directory in {}: {e}: set TMPDIR to a writable directory", base.display()),
+                Err(e) => bail!(
+                    "cannot create a temporary directory in {}: {e}: set TMPDIR to a writable directory",
+                    base.display()
+                ),
             }
         }
         bail!("cannot create a temporary directory in {}: set TMPDIR to a writable directory", base.display())

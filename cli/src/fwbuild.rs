@@ -39,7 +39,12 @@ pub fn build() -> Result<PathBuf> {
     env::run_tool(Command::new("objcopy").args(["-O", "binary"]).arg(release.join("flint-fw")).arg(&tmp))?;
     std::fs::rename(&tmp, &image)?;
     let size = std::fs::metadata(&image)?.len();
-    progress(format!("firmware image {} ({} KiB, init {} KiB)", image.display(), size / 1024, std::fs::metadata(&stripped)?.len() / 1024));
+    progress(format!(
+        "firmware image {} ({} KiB, init {} KiB)",
+        image.display(),
+        size / 1024,
+        std::fs::metadata(&stripped)?.len() / 1024
+    ));
     Ok(image)
 }
 

@@ -45,8 +45,7 @@ impl Initramfs {
     }
 
     pub fn file_from(&mut self, path: &str, mode: u32, source: &Path) -> io::Result<&mut Self> {
-        let data = std::fs::read(source)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", source.display())))?;
+        let data = std::fs::read(source).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", source.display())))?;
         Ok(self.file(path, mode, data))
     }
 
@@ -98,9 +97,6 @@ mod tests {
             names.push((reader.entry().name().to_string(), reader.entry().file_size()));
             rest = reader.finish().unwrap();
         }
-        assert_eq!(
-            names,
-            [("bin".into(), 0), ("bin/tool".into(), 7), ("sbin".into(), 0), ("sbin/tool".into(), 11)]
-        );
+        assert_eq!(names, [("bin".into(), 0), ("bin/tool".into(), 7), ("sbin".into(), 0), ("sbin/tool".into(), 11)]);
     }
 }

@@ -63,7 +63,10 @@ impl Kernel {
                     _ => bail!("no kernel named {spec:?}: pass a path to a bzImage, or one of {} (see `flint kernel --list`)", names()),
                 }
             }
-            if spec == "minimal" && std::fs::read_to_string(dir.join("fragment.sha256")).map(|h| h.trim().to_string()).ok() != Some(fragment_hash()) {
+            if spec == "minimal"
+                && std::fs::read_to_string(dir.join("fragment.sha256")).map(|h| h.trim().to_string()).ok()
+                    != Some(fragment_hash())
+            {
                 progress("note: the cached minimal kernel was built from another scripts/kernel/minimal.config: run `flint kernel minimal` to rebuild it");
             }
             let mut kernel = Kernel::from_dir(&dir)?;
@@ -89,8 +92,10 @@ impl Kernel {
     }
 
     fn from_path(path: &Path) -> Result<Kernel> {
-        let meta = std::fs::metadata(path)
-            .fix(format_args!("kernel {}", path.display()), &format!("pass an existing bzImage with --kernel PATH, or a cached name ({})", names()))?;
+        let meta = std::fs::metadata(path).fix(
+            format_args!("kernel {}", path.display()),
+            &format!("pass an existing bzImage with --kernel PATH, or a cached name ({})", names()),
+        )?;
         if meta.is_dir() {
             return Kernel::from_dir(path);
         }
@@ -120,7 +125,10 @@ impl Kernel {
     fn check_image(&self) -> Result<()> {
         let header = read_header(&self.image)?;
         if header.get(0x202..0x206) != Some(b"HdrS") {
-            bail!("{} is not a Linux bzImage (no HdrS header): pass a kernel built for x86_64 (arch/x86/boot/bzImage)", self.image.display());
+            bail!(
+                "{} is not a Linux bzImage (no HdrS header): pass a kernel built for x86_64 (arch/x86/boot/bzImage)",
+                self.image.display()
+            );
         }
         Ok(())
     }
@@ -190,7 +198,9 @@ pub fn list() -> Result<String> {
             if name.starts_with('.') || !path.join("vmlinuz").is_file() {
                 continue;
             }
-            let version = std::fs::read_to_string(path.join("version")).map(|v| v.trim().to_string()).unwrap_or_else(|_| "?".into());
+            let version = std::fs::read_to_string(path.join("version"))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|_| "?".into());
             let modules = if path.join("modules").is_dir() { "modules" } else { "all built in" };
             cached.push(format!("{name}\t{version}\t{modules}\t{}\n", path.display()));
         }
@@ -223,8 +233,7 @@ pub fn fetch(name: &str, force: bool) -> Result<PathBuf> {
 /// The first `linux-image-<version>` package the cloud meta-package depends on.
 fn debian_cloud_package() -> Result<String> {
     let find = || -> Result<Option<String>> {
-        let out = env::tool_output(Command::new("apt-cache").args(["depends", DEBIAN_CLOUD_META]))
-            .unwrap_or_default();
+        let out = env::tool_output(Command::new("apt-cache").args(["depends", DEBIAN_CLOUD_META])).unwrap_or_default();
         Ok(out
             .lines()
             .filter_map(|line| line.trim().strip_prefix("Depends: "))
@@ -237,7 +246,8 @@ fn debian_cloud_package() -> Result<String> {
     }
     progress("updating the apt package lists (apt-get update)");
     env::run_tool(Command::new("apt-get").args(["update", "-qq"]))?;
-    find()?.with_context(|| format!("apt cannot resolve {DEBIAN_CLOUD_META}: add Debian 12 (bookworm) to the apt sources"))
+    find()?
+        .with_context(|| format!("apt cannot resolve {DEBIAN_CLOUD_META}: add Debian 12 (bookworm) to the apt sources"))
 }
 
 /// Downloads a Debian package into `work` and unpacks it into `work/root`.
@@ -273,8 +283,10 @@ pub fn fetch_debian_cloud(force: bool) -> Result<PathBuf> {
         let root = download_and_unpack(&pkg, &work)?;
         let tmp = work.join("kernel");
         std::fs::create_dir_all(&tmp)?;
-        std::fs::copy(root.join(format!("boot/vmlinuz-{version}")), tmp.join("vmlinuz")).context("the package has no boot/vmlinuz")?;
-        std::fs::copy(root.join(format!("boot/config-{version}")), tmp.join("config")).context("the package has no boot/config")?;
+        std::fs::copy(root.join(format!("boot/vmlinuz-{version}")), tmp.join("vmlinuz"))
+            .context("the package has no boot/vmlinuz")?;
+        std::fs::copy(root.join(format!("boot/config-{version}")), tmp.join("config"))
+            .context("the package has no boot/config")?;
         let modules = [root.join(format!("lib/modules/{version}")), root.join(format!("usr/lib/modules/{version}"))]
             .into_iter()
             .find(|m| m.is_dir())
@@ -306,24 +318,39 @@ const BUILD_NEEDS: [(&str, &str); 8] = [
 fn check_build_tools() -> Result<()> {
     let missing: Vec<&str> = BUILD_NEEDS
         .iter()
-        .filter(|(what, _)| if what.starts_with('/') { !Path::new(what).exists() } else { env::find_program(what).is_none() })
+        .filter(
+            |(what, _)| {
+                if what.starts_with('/') {
+                    !Path::new(what).exists()
+                } else {
+                    env::find_program(what).is_none()
+                }
+            },
+        )
         .map(|(_, pkg)| *pkg)
         .collect();
     if !missing.is_empty() {
-        bail!("building the minimal kernel needs {}: run scripts/setup.sh (or apt-get install {})", missing.join(", "), missing.join(" "));
+        bail!(
+            "building the minimal kernel needs {}: run scripts/setup.sh (or apt-get install {})",
+            missing.join(", "),
+            missing.join(" ")
+        );
     }
     Ok(())
 }
 
 fn source_version() -> Result<String> {
-    let show = || env::tool_output(Command::new("apt-cache").args(["show", "--no-all-versions", MINIMAL_SOURCE_PACKAGE])).ok();
+    let show =
+        || env::tool_output(Command::new("apt-cache").args(["show", "--no-all-versions", MINIMAL_SOURCE_PACKAGE])).ok();
     let version = |text: String| text.lines().find_map(|l| l.strip_prefix("Version: ")).map(str::to_string);
     if let Some(v) = show().and_then(version) {
         return Ok(v);
     }
     progress("updating the apt package lists (apt-get update)");
     env::run_tool(Command::new("apt-get").args(["update", "-qq"]))?;
-    show().and_then(version).with_context(|| format!("apt cannot find {MINIMAL_SOURCE_PACKAGE}: add Debian 12 (bookworm) to the apt sources"))
+    show().and_then(version).with_context(|| {
+        format!("apt cannot find {MINIMAL_SOURCE_PACKAGE}: add Debian 12 (bookworm) to the apt sources")
+    })
 }
 
 fn fragment_hash() -> String {
@@ -337,8 +364,12 @@ pub fn build_minimal(force: bool) -> Result<PathBuf> {
     let dest = kernels.join("minimal");
     env::require_tool("apt-get", "apt")?;
     let source = source_version()?;
-    let key = env::sha256_hex(format!("{MINIMAL_SOURCE_PACKAGE} {source}\n{MINIMAL_CONFIG}").as_bytes())[..16].to_string();
-    if !force && dest.join("vmlinuz").is_file() && std::fs::read_to_string(dest.join("key")).is_ok_and(|k| k.trim() == key) {
+    let key =
+        env::sha256_hex(format!("{MINIMAL_SOURCE_PACKAGE} {source}\n{MINIMAL_CONFIG}").as_bytes())[..16].to_string();
+    if !force
+        && dest.join("vmlinuz").is_file()
+        && std::fs::read_to_string(dest.join("key")).is_ok_and(|k| k.trim() == key)
+    {
         return Ok(dest);
     }
     check_build_tools()?;
@@ -375,7 +406,9 @@ fn build_minimal_in(work: &Path, source: &str, key: &str) -> Result<PathBuf> {
         progress(format!("extracting {} (about a minute)", tarball.file_name().unwrap_or_default().to_string_lossy()));
         env::run_tool(Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(&src).arg("--strip-components=1"))?;
         std::fs::remove_dir_all(&root)?;
-        for deb in std::fs::read_dir(work)?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "deb")) {
+        for deb in
+            std::fs::read_dir(work)?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        {
             let _ = std::fs::remove_file(deb);
         }
         std::fs::write(work.join(".unpacked"), format!("{source}\n"))?;
@@ -432,11 +465,7 @@ fn check_config(config: &str) -> Result<()> {
 /// Runs the kernel build, printing a progress line every few seconds instead of make's
 /// thousands of lines; the tail of the output is shown if it fails.
 fn compile_with_progress(command: &mut Command) -> Result<()> {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start make")?;
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("cannot start make")?;
     let stderr = child.stderr.take().expect("piped");
     let errors = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
     let started = Instant::now();

@@ -112,7 +112,13 @@ impl ModuleTree {
         Ok(order)
     }
 
-    fn visit(&self, name: &str, state: &mut BTreeMap<String, bool>, order: &mut Vec<Module>, path: &mut Vec<String>) -> Result<()> {
+    fn visit(
+        &self,
+        name: &str,
+        state: &mut BTreeMap<String, bool>,
+        order: &mut Vec<Module>,
+        path: &mut Vec<String>,
+    ) -> Result<()> {
         match state.get(name) {
             Some(true) => return Ok(()),
             Some(false) => bail!("modules depend on each other in a cycle: {} -> {name}", path.join(" -> ")),
@@ -180,7 +186,11 @@ fn read_module(path: &Path) -> Result<Vec<u8>> {
                 .output()
                 .with_context(|| format!("cannot run {tool} to decompress {}: install it", path.display()))?;
             if !output.status.success() {
-                bail!("{tool} cannot decompress {}: {}", path.display(), String::from_utf8_lossy(&output.stderr).trim());
+                bail!(
+                    "{tool} cannot decompress {}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
             }
             Ok(output.stdout)
         }
@@ -216,7 +226,11 @@ pub fn load_list(kernel: &Kernel, needs: &[Need]) -> Result<Vec<Module>> {
         return Ok(Vec::new());
     }
     let tree = tree.with_context(|| {
-        format!("kernel {} needs modules ({}) but has no modules/ directory next to it: put its module tree there", kernel.label, wanted.join(", "))
+        format!(
+            "kernel {} needs modules ({}) but has no modules/ directory next to it: put its module tree there",
+            kernel.label,
+            wanted.join(", ")
+        )
     })?;
     tree.load_order(&wanted)
 }
@@ -267,7 +281,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("kernel/a")).unwrap();
         let write = |name: &str, depends: &str| {
-            std::fs::write(dir.join(format!("kernel/a/{name}.ko")), fake_module(format!("depends={depends}\0").as_bytes())).unwrap()
+            std::fs::write(
+                dir.join(format!("kernel/a/{name}.ko")),
+                fake_module(format!("depends={depends}\0").as_bytes()),
+            )
+            .unwrap()
         };
         write("top", "mid,base");
         write("mid", "base,core");

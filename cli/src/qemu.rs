@@ -152,10 +152,7 @@ impl Vm {
         }
         for drive in &self.drives {
             let ro = if drive.read_only { ",readonly=on" } else { "" };
-            args.extend([
-                "-drive".into(),
-                format!("file={},if=virtio,format=raw{ro}", drive.path.display()),
-            ]);
+            args.extend(["-drive".into(), format!("file={},if=virtio,format=raw{ro}", drive.path.display())]);
         }
         for (name, value) in &self.fw_cfg_strings {
             args.extend(["-fw_cfg".into(), format!("name={name},string={value}")]);
@@ -282,7 +279,11 @@ mod tests {
     #[test]
     fn shell_quoting_round_trips_through_sh() {
         for arg in ["plain-word_1.2/x:y=z,w", "", "a b", "it's", "$HOME `x` \"q\" \\", "line\nbreak"] {
-            let out = std::process::Command::new("sh").arg("-c").arg(format!("printf %s {}", shell_quote(arg))).output().unwrap();
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(arg)))
+                .output()
+                .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), arg);
         }
         assert_eq!(shell_quote("-append"), "-append");

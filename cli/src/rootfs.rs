@@ -29,12 +29,15 @@ impl FsType {
     /// The filesystem in an image, from its superblock magic.
     pub fn detect(image: &Path) -> Result<FsType> {
         let mut header = [0u8; 2048];
-        let mut file = std::fs::File::open(image).fix(format_args!("root image {}", image.display()), "pass a readable image file")?;
+        let mut file = std::fs::File::open(image)
+            .fix(format_args!("root image {}", image.display()), "pass a readable image file")?;
         if !file.metadata()?.is_file() && !file.metadata()?.file_type().is_block_device() {
             bail!("root image {} is not a file: pass an image (make one with `flint rootfs DIR -o IMAGE`), or use --root DIR", image.display());
         }
-        file.read_exact(&mut header)
-            .fix(format_args!("root image {} is too small to hold a filesystem", image.display()), "make one with `flint rootfs DIR -o IMAGE`")?;
+        file.read_exact(&mut header).fix(
+            format_args!("root image {} is too small to hold a filesystem", image.display()),
+            "make one with `flint rootfs DIR -o IMAGE`",
+        )?;
         if header[1080..1082] == [0x53, 0xef] {
             Ok(FsType::Ext4)
         } else if header[1024..1028] == 0xe0f5_e1e2u32.to_le_bytes() {
@@ -61,7 +64,8 @@ const BLOCK: u64 = 4096;
 
 /// Walks `dir` in a fixed order; reads every file when `hash` is set.
 pub fn scan(dir: &Path, hash: bool) -> Result<Scan> {
-    let meta = std::fs::metadata(dir).fix(format_args!("root directory {}", dir.display()), "pass an existing directory")?;
+    let meta =
+        std::fs::metadata(dir).fix(format_args!("root directory {}", dir.display()), "pass an existing directory")?;
     if !meta.is_dir() {
         bail!("{} is not a directory: pass a directory with --root, or an image with --root-image", dir.display());
     }
@@ -80,7 +84,10 @@ pub fn scan(dir: &Path, hash: bool) -> Result<Scan> {
 
 fn walk(dir: &Path, rel: &Path, scan: &mut Scan, hasher: &mut Option<Sha256>) -> Result<()> {
     let unreadable = |path: &Path, e: std::io::Error| {
-        anyhow::anyhow!("cannot read {}: {e}: make it readable by this user, or leave it out of the root", path.display())
+        anyhow::anyhow!(
+            "cannot read {}: {e}: make it readable by this user, or leave it out of the root",
+            path.display()
+        )
     };
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| unreadable(dir, e))?
@@ -167,7 +174,8 @@ fn make_ext4(dir: &Path, out: &Path, scan: &Scan, size: Option<u64>) -> Result<(
     let mut size = size.unwrap_or_else(|| auto_size(scan));
     let mut attempt = 0;
     loop {
-        let file = std::fs::File::create(out).fix(format_args!("cannot create {}", out.display()), "pass a writable output path")?;
+        let file = std::fs::File::create(out)
+            .fix(format_args!("cannot create {}", out.display()), "pass a writable output path")?;
         file.set_len(size).with_context(|| format!("cannot size {}", out.display()))?;
         drop(file);
         let output = Command::new("mkfs.ext4")
@@ -183,7 +191,8 @@ fn make_ext4(dir: &Path, out: &Path, scan: &Scan, size: Option<u64>) -> Result<(
             break;
         }
         let message = String::from_utf8_lossy(&output.stderr).trim().replace('\n', "; ");
-        let full = message.contains("Could not allocate") || message.contains("No space") || message.contains("too small");
+        let full =
+            message.contains("Could not allocate") || message.contains("No space") || message.contains("too small");
         if full && attempt < 2 {
             attempt += 1;
             size *= 2;
@@ -207,7 +216,8 @@ fn make_ext4(dir: &Path, out: &Path, scan: &Scan, size: Option<u64>) -> Result<(
 
 /// `flint rootfs`: an image of `dir` at `out`.
 pub fn rootfs(dir: &Path, out: &Path, fs: FsType, size: Option<u64>) -> Result<()> {
-    if !std::fs::metadata(dir).fix(format_args!("directory {}", dir.display()), "pass an existing directory")?.is_dir() {
+    if !std::fs::metadata(dir).fix(format_args!("directory {}", dir.display()), "pass an existing directory")?.is_dir()
+    {
         bail!("{} is not a directory: pass the directory whose contents become the image", dir.display());
     }
     progress(format!("making an {} image of {}", fs.name(), dir.display()));
@@ -234,7 +244,11 @@ pub fn cached_ext4(dir: &Path) -> Result<PathBuf> {
     if image.is_file() {
         return Ok(image);
     }
-    progress(format!("making an ext4 image of {} ({} MiB, cached by content)", dir.display(), scan.bytes.div_ceil(1 << 20)));
+    progress(format!(
+        "making an ext4 image of {} ({} MiB, cached by content)",
+        dir.display(),
+        scan.bytes.div_ceil(1 << 20)
+    ));
     let tmp = env::temp_sibling(&image);
     let result = make_ext4(dir, &tmp, &scan, None).and_then(|()| Ok(std::fs::rename(&tmp, &image)?));
     if result.is_err() {
@@ -279,11 +293,23 @@ pub fn busybox_root() -> Result<DefaultRoot> {
                 std::os::unix::fs::symlink("/bin/busybox", &link)?;
             }
         }
-        for (dir, mode) in [("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("tmp", 0o1777), ("root", 0o700), ("etc", 0o755), ("run", 0o755), ("var/tmp", 0o1777)] {
+        for (dir, mode) in [
+            ("dev", 0o755),
+            ("proc", 0o555),
+            ("sys", 0o555),
+            ("tmp", 0o1777),
+            ("root", 0o700),
+            ("etc", 0o755),
+            ("run", 0o755),
+            ("var/tmp", 0o1777),
+        ] {
             std::fs::create_dir_all(tree.join(dir))?;
             std::fs::set_permissions(tree.join(dir), std::fs::Permissions::from_mode(mode))?;
         }
-        std::fs::write(tree.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")?;
+        std::fs::write(
+            tree.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )?;
         std::fs::write(tree.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
         let scan = scan(&tree, false)?;
         make_ext4(&tree, &tmp.join("root.ext4"), &scan, None)?;
@@ -313,9 +339,12 @@ fn busybox_binary(roots: &Path) -> Result<(PathBuf, Option<env::TempDir>)> {
     env::require_tool("apt-get", "apt")?;
     let work = env::TempDir::new("flint-busybox")?;
     progress("downloading busybox-static");
-    env::run_tool(Command::new("apt-get").args(["download", "busybox-static"]).current_dir(work.path()))
-        .fix("cannot download busybox-static", "check the network and the apt sources (apt-get update), or install it (apt-get install busybox-static)")?;
-    let deb = std::fs::read_dir(work.path())?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "deb"));
+    env::run_tool(Command::new("apt-get").args(["download", "busybox-static"]).current_dir(work.path())).fix(
+        "cannot download busybox-static",
+        "check the network and the apt sources (apt-get update), or install it (apt-get install busybox-static)",
+    )?;
+    let deb =
+        std::fs::read_dir(work.path())?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "deb"));
     let deb = deb.context("apt-get download busybox-static left no .deb")?;
     env::run_tool(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(work.path().join("root")))?;
     let tmp = env::temp_sibling(&cached);
@@ -361,7 +390,9 @@ pub fn find_in_root(root: &Path, program: &[u8], search_path: &[u8], cwd: &[u8])
         let dir = if dir.starts_with(b"/") { dir.to_vec() } else { join(cwd, dir) };
         match check(&join(&dir, program)) {
             Some(Lookup::Found(path)) => return Lookup::Found(path),
-            Some(Lookup::NotExecutable(path)) if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) => result = Lookup::NotExecutable(path),
+            Some(Lookup::NotExecutable(path)) if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) => {
+                result = Lookup::NotExecutable(path)
+            }
             _ => {}
         }
     }

@@ -89,12 +89,8 @@ pub struct RunArgs {
 /// The search path when `--env` gives none, as the guest init uses.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// The guest device names of the ports, in the order of the `virtserialport`s.
-const PORTS: [(&str, &str); 4] = [
-    ("stdin", "/dev/vport0p1"),
-    ("stdout", "/dev/vport0p2"),
-    ("stderr", "/dev/vport0p3"),
-    ("status", "/dev/vport0p4"),
-];
+const PORTS: [(&str, &str); 4] =
+    [("stdin", "/dev/vport0p1"), ("stdout", "/dev/vport0p2"), ("stderr", "/dev/vport0p3"), ("status", "/dev/vport0p4")];
 /// How long the guest waits for the root disk and the ports to appear (`flint.rootwait`).
 const ROOT_WAIT_SECS: u32 = 10;
 
@@ -170,8 +166,10 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let temp = env::TempDir::new("flint")?;
     let image = if args.mode == RootMode::Rw && root.cached {
         let copy = temp.path().join(format!("root.{}", root.fs.name()));
-        env::run_tool(std::process::Command::new("cp").arg("--sparse=always").arg("--reflink=auto").arg(&root.image).arg(&copy))
-            .context("cannot make a private copy of the root image for --rw")?;
+        env::run_tool(
+            std::process::Command::new("cp").arg("--sparse=always").arg("--reflink=auto").arg(&root.image).arg(&copy),
+        )
+        .context("cannot make a private copy of the root image for --rw")?;
         copy
     } else {
         root.image.clone()
@@ -190,7 +188,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     if args.verbose {
         eprintln!("flint: {}", vm.shell_command());
     }
-    let deadline = args.timeout.map(|t| t + if accel == "kvm" { Duration::from_secs(30) } else { Duration::from_secs(120) });
+    let deadline =
+        args.timeout.map(|t| t + if accel == "kvm" { Duration::from_secs(30) } else { Duration::from_secs(120) });
     let end = boot(&vm, listeners, &console_log, deadline, args.verbose)?;
     let verdict = decide(&end, args);
     // With --verbose the console was shown as it came.
@@ -230,14 +229,17 @@ fn boot_image(kernel: &Kernel, boot: Boot) -> Result<PathBuf> {
 fn report_timeline(end: &Ending, args: &RunArgs) -> Result<()> {
     let host = HostTimes { line_arrived: end.status_arrived, qemu_exited: end.elapsed };
     let Some(timeline) = Timeline::from_status_port(&end.status_port, &host) else {
-        eprintln!("flint: no timeline: the guest did not report one (is the firmware flint's, built with `flint build`?)");
+        eprintln!(
+            "flint: no timeline: the guest did not report one (is the firmware flint's, built with `flint build`?)"
+        );
         return Ok(());
     };
     if args.timeline {
         timeline.print();
     }
     if let Some(path) = &args.timeline_json {
-        std::fs::write(path, serde_json::to_vec_pretty(&timeline)?).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&timeline)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
@@ -252,10 +254,13 @@ fn prepare_root(args: &RunArgs) -> Result<Root> {
         (None, Some(image)) => {
             let fs = FsType::detect(image)?;
             if args.mode == RootMode::Rw {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(image)
-                    .fix(format_args!("--rw needs a writable root image, and {} cannot be opened for writing", image.display()), "make it writable, or use --overlay for throwaway writes")?;
+                std::fs::OpenOptions::new().write(true).open(image).fix(
+                    format_args!(
+                        "--rw needs a writable root image, and {} cannot be opened for writing",
+                        image.display()
+                    ),
+                    "make it writable, or use --overlay for throwaway writes",
+                )?;
                 if fs == FsType::Erofs {
                     bail!("--rw with an erofs image: erofs is read-only; use --overlay, or an ext4 image");
                 }
@@ -272,7 +277,8 @@ fn prepare_root(args: &RunArgs) -> Result<Root> {
 /// The workload's environment: PATH and HOME, then `--env` (which overrides them).
 /// `--env NAME` without `=` passes the host's value of NAME.
 fn environment(given: &[OsString]) -> Result<Vec<Vec<u8>>> {
-    let mut vars: Vec<(Vec<u8>, Vec<u8>)> = vec![(b"PATH".to_vec(), DEFAULT_PATH.into()), (b"HOME".to_vec(), b"/root".to_vec())];
+    let mut vars: Vec<(Vec<u8>, Vec<u8>)> =
+        vec![(b"PATH".to_vec(), DEFAULT_PATH.into()), (b"HOME".to_vec(), b"/root".to_vec())];
     for entry in given {
         let bytes = entry.as_bytes();
         let (name, value) = match bytes.iter().position(|&b| b == b'=') {
@@ -306,7 +312,10 @@ fn check_in_root(tree: &Path, command: &[OsString], environment: &[Vec<u8>], cwd
     }
     match rootfs::resolve_in_root(tree, cwd.as_bytes()) {
         Some(dir) if dir.is_dir() => {}
-        _ => bail!("--cwd {cwd}: no such directory in the root filesystem ({}): create it there or pick another", tree.display()),
+        _ => bail!(
+            "--cwd {cwd}: no such directory in the root filesystem ({}): create it there or pick another",
+            tree.display()
+        ),
     }
     let search_path = environment.iter().find_map(|var| var.strip_prefix(b"PATH=")).unwrap_or(DEFAULT_PATH.as_bytes());
     let shown = String::from_utf8_lossy(program);
@@ -341,7 +350,11 @@ fn modules_for(kernel: &Kernel, root: &Root, mode: RootMode) -> Result<Vec<crate
     // time the other modules take to load before the init opens them.
     let mut needs = vec![
         Need { option: "CONFIG_VIRTIO_PCI", module: "virtio_pci", purpose: "virtio-pci devices" },
-        Need { option: "CONFIG_VIRTIO_CONSOLE", module: "virtio_console", purpose: "the workload's stdin/stdout/stderr (virtio-serial)" },
+        Need {
+            option: "CONFIG_VIRTIO_CONSOLE",
+            module: "virtio_console",
+            purpose: "the workload's stdin/stdout/stderr (virtio-serial)",
+        },
         Need { option: "CONFIG_VIRTIO_BLK", module: "virtio_blk", purpose: "the root disk (virtio-blk)" },
     ];
     needs.push(match root.fs {
@@ -371,7 +384,13 @@ pub(crate) fn module_initrd(modules: &[crate::modules::Module]) -> Result<PathBu
     Ok(path)
 }
 
-fn kernel_cmdline(args: &RunArgs, root: &Root, modules: &[crate::modules::Module], environment: &[Vec<u8>], cwd: &str) -> Result<String> {
+fn kernel_cmdline(
+    args: &RunArgs,
+    root: &Root,
+    modules: &[crate::modules::Module],
+    environment: &[Vec<u8>],
+    cwd: &str,
+) -> Result<String> {
     use flint_guest_init::argv::encode;
     let mut words: Vec<String> = ["console=ttyS0", "quiet", "panic=-1"].map(String::from).to_vec();
     words.push("flint.root=/dev/vda".into());
@@ -392,7 +411,11 @@ fn kernel_cmdline(args: &RunArgs, root: &Root, modules: &[crate::modules::Module
     words.push(format!("flint.argv={}", encode(&argv)));
     words.push(format!("flint.env={}", encode(environment)));
     if cwd != "/" {
-        words.push(if cwd.contains(char::is_whitespace) { format!("\"flint.cwd={cwd}\"") } else { format!("flint.cwd={cwd}") });
+        words.push(if cwd.contains(char::is_whitespace) {
+            format!("\"flint.cwd={cwd}\"")
+        } else {
+            format!("flint.cwd={cwd}")
+        });
     }
     if let Some((uid, gid)) = args.user {
         words.push(format!("flint.uid={uid}"));
@@ -413,11 +436,10 @@ fn choose_accel(accel: Accel, firmware: &Path, verbose: bool) -> Result<&'static
     match accel {
         Accel::Tcg => Ok("tcg"),
         Accel::Kvm => {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/kvm")
-                .fix("--accel kvm: cannot open /dev/kvm", "load the kvm module and get access to it (group kvm), or use --accel tcg")?;
+            std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").fix(
+                "--accel kvm: cannot open /dev/kvm",
+                "load the kvm module and get access to it (group kvm), or use --accel tcg",
+            )?;
             Ok("kvm")
         }
         Accel::Auto => {
@@ -525,7 +547,13 @@ fn take_signals() {
 }
 
 /// Starts QEMU, connects the ports, pumps the streams and waits for the end.
-fn boot(vm: &Vm, listeners: Vec<UnixListener>, console_log: &Path, deadline: Option<Duration>, verbose: bool) -> Result<Ending> {
+fn boot(
+    vm: &Vm,
+    listeners: Vec<UnixListener>,
+    console_log: &Path,
+    deadline: Option<Duration>,
+    verbose: bool,
+) -> Result<Ending> {
     take_signals();
     let started = Instant::now();
     let mut child = vm
@@ -543,7 +571,8 @@ fn boot(vm: &Vm, listeners: Vec<UnixListener>, console_log: &Path, deadline: Opt
             let _ = child.wait();
             let stderr = qemu_stderr.join().unwrap_or_default();
             let stderr = String::from_utf8_lossy(&stderr);
-            let reason = stderr.lines().map(str::trim).find(|l| !l.is_empty()).map_or_else(|| error.to_string(), str::to_string);
+            let reason =
+                stderr.lines().map(str::trim).find(|l| !l.is_empty()).map_or_else(|| error.to_string(), str::to_string);
             bail!("QEMU did not start: {reason}: check the options (--memory, --cpus, --machine) and the QEMU installation");
         }
     };
@@ -555,7 +584,8 @@ fn boot(vm: &Vm, listeners: Vec<UnixListener>, console_log: &Path, deadline: Opt
     thread::spawn(move || copy_stdin(stdin_port));
     let stdout_fd = std::io::stdout().as_fd().try_clone_to_owned()?;
     let stderr_fd = std::io::stderr().as_fd().try_clone_to_owned()?;
-    let outputs = [pump(stdout_port, std::fs::File::from(stdout_fd)), pump(stderr_port, std::fs::File::from(stderr_fd))];
+    let outputs =
+        [pump(stdout_port, std::fs::File::from(stdout_fd)), pump(stderr_port, std::fs::File::from(stderr_fd))];
     let status = drain_timed(status_port, started);
     let tail = verbose.then(|| tail_console(console_log.to_path_buf()));
 
@@ -824,7 +854,10 @@ pub fn decide(end: &Ending, args: &RunArgs) -> Verdict {
     match status {
         EXIT_TIMEOUT => Verdict {
             status,
-            messages: vec![format!("flint: error: the workload ran longer than --timeout {}s and was killed", args.timeout.unwrap_or_default().as_secs_f64())],
+            messages: vec![format!(
+                "flint: error: the workload ran longer than --timeout {}s and was killed",
+                args.timeout.unwrap_or_default().as_secs_f64()
+            )],
             show_console: false,
             show_qemu_stderr: false,
         },
@@ -869,7 +902,11 @@ pub fn parse_user(text: &str) -> Result<(u32, u32), String> {
 pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     let invalid = || "expected seconds such as 10 or 2.5 (at most 3 decimals, more than 0)".to_string();
     let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
-    if whole.is_empty() || fraction.is_empty() || fraction.len() > 3 || !(whole.bytes().chain(fraction.bytes())).all(|b| b.is_ascii_digit()) {
+    if whole.is_empty()
+        || fraction.is_empty()
+        || fraction.len() > 3
+        || !(whole.bytes().chain(fraction.bytes())).all(|b| b.is_ascii_digit())
+    {
         return Err(invalid());
     }
     let millis = whole.parse::<u64>().map_err(|_| invalid())?.checked_mul(1000).ok_or_else(invalid)?
@@ -909,13 +946,23 @@ mod tests {
     }
 
     fn end(qemu: QemuEnd, status_port: &str, console: &str) -> Ending {
-        Ending { qemu, status_port: status_port.into(), console: console.into(), qemu_stderr: b"qemu: oops\n".to_vec(), elapsed: Duration::ZERO, status_arrived: Duration::ZERO }
+        Ending {
+            qemu,
+            status_port: status_port.into(),
+            console: console.into(),
+            qemu_stderr: b"qemu: oops\n".to_vec(),
+            elapsed: Duration::ZERO,
+            status_arrived: Duration::ZERO,
+        }
     }
 
     #[test]
     fn the_status_line_wins_and_covers_all_256_statuses() {
         for status in [0u8, 3, 137, 255] {
-            let verdict = decide(&end(QemuEnd::Exited(((status as i32) << 1 | 1) & 0xff), &format!("flint-status {status}\n"), ""), &args());
+            let verdict = decide(
+                &end(QemuEnd::Exited(((status as i32) << 1 | 1) & 0xff), &format!("flint-status {status}\n"), ""),
+                &args(),
+            );
             assert_eq!(verdict, Verdict { status, messages: vec![], show_console: false, show_qemu_stderr: false });
         }
     }
@@ -935,16 +982,30 @@ mod tests {
 
     #[test]
     fn firmware_and_init_failures_are_flints_own() {
-        let firmware = decide(&end(QemuEnd::Exited(35), "", "flint: error: no kernel to boot: pass one with -kernel\n"), &args());
+        let firmware =
+            decide(&end(QemuEnd::Exited(35), "", "flint: error: no kernel to boot: pass one with -kernel\n"), &args());
         assert_eq!(firmware.status, 125);
         assert!(firmware.messages[0].contains("firmware failed (status 17): no kernel to boot"));
-        let root = decide(&end(QemuEnd::Exited(245), "flint-status 122\n", "flint-init: root device /dev/vda did not appear\n"), &args());
+        let root = decide(
+            &end(QemuEnd::Exited(245), "flint-status 122\n", "flint-init: root device /dev/vda did not appear\n"),
+            &args(),
+        );
         assert_eq!((root.status, root.show_console), (125, true));
         assert!(root.messages[0].contains("guest init failed (status 122): root device"));
-        let missing = decide(&end(QemuEnd::Exited(255), "flint-status 127\n", "flint-init: cannot execute nope: ENOENT\n"), &args());
+        let missing = decide(
+            &end(QemuEnd::Exited(255), "flint-status 127\n", "flint-init: cannot execute nope: ENOENT\n"),
+            &args(),
+        );
         assert_eq!(missing.status, 127);
         assert_eq!(missing.messages, ["flint: error: in the guest: cannot execute nope: ENOENT"]);
-        let timeout = decide(&end(QemuEnd::Exited(249), "flint-status 124\n", "flint-init: workload killed after flint.timeout=5000 ms\n"), &args());
+        let timeout = decide(
+            &end(
+                QemuEnd::Exited(249),
+                "flint-status 124\n",
+                "flint-init: workload killed after flint.timeout=5000 ms\n",
+            ),
+            &args(),
+        );
         assert_eq!(timeout.status, 124);
         assert!(timeout.messages[0].contains("longer than --timeout 5s"));
         // A workload exiting 122 by itself is just that.

@@ -95,7 +95,8 @@ mod tests {
     fn needs_a_complete_line() {
         let host = HostTimes { line_arrived: Duration::from_millis(1), qemu_exited: Duration::from_millis(2) };
         assert!(Timeline::from_status_port(b"flint-status 0\n", &host).is_none());
-        let partial = b"flint-timeline tsc_hz=1 fw_reset=0 fw_loaded=0 fw_handoff=0 init=1 root=2 exec=3 exit=4 poweroff=5\n";
+        let partial =
+            b"flint-timeline tsc_hz=1 fw_reset=0 fw_loaded=0 fw_handoff=0 init=1 root=2 exec=3 exit=4 poweroff=5\n";
         assert!(Timeline::from_status_port(partial, &host).is_none(), "no firmware stamps: not flint's firmware");
     }
 }

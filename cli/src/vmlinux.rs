@@ -52,7 +52,8 @@ pub fn decompress(payload: &[u8]) -> Result<Vec<u8>> {
                 .context("zstd payload is corrupt")?;
         }
         [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => {
-            lzma_rs::xz_decompress(&mut &payload[..], &mut out).map_err(|e| anyhow::anyhow!("xz payload is corrupt: {e:?}"))?;
+            lzma_rs::xz_decompress(&mut &payload[..], &mut out)
+                .map_err(|e| anyhow::anyhow!("xz payload is corrupt: {e:?}"))?;
         }
         [a, b, c, d, ..] if [*a, *b, *c, *d] == LZ4_LEGACY_MAGIC => out = lz4_legacy(&payload[4..])?,
         _ => bail!("unknown kernel compression (supported: gzip, zstd, xz, lz4): pass a vmlinux instead"),

@@ -19,7 +19,8 @@ fn flint() -> Command {
 
 /// Runs flint with `stdin` as its input, returning everything it did.
 fn run_with_input(command: &mut Command, stdin: &[u8]) -> Output {
-    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("flint starts");
+    let mut child =
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("flint starts");
     let mut input = child.stdin.take().unwrap();
     let stdin = stdin.to_vec();
     let writer = std::thread::spawn(move || {
@@ -139,8 +140,19 @@ fn timeout_kills_the_workload_with_status_124() {
 #[test]
 fn environment_directory_user_and_q35() {
     let output = run(&[
-        "run", "--machine", "q35", "--env", "GREETING=hello there", "--cwd", "/tmp", "--user", "1000:100", "--",
-        "sh", "-c", "echo \"$GREETING|$(pwd)|$(id -u):$(id -g)|$HOME\"",
+        "run",
+        "--machine",
+        "q35",
+        "--env",
+        "GREETING=hello there",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "1000:100",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$GREETING|$(pwd)|$(id -u):$(id -g)|$HOME\"",
     ]);
     assert_status(&output, 0);
     assert_eq!(text(&output.stdout), "hello there|/tmp|1000:100|/root\n");
@@ -155,7 +167,16 @@ fn rw_writes_the_image_and_ro_refuses_writes() {
     assert_status(&made, 0);
     let image = image.to_str().unwrap();
     assert_status(&run(&["run", "--root-image", image, "--rw", "--", "sh", "-c", "echo kept > /kept"]), 0);
-    let output = run(&["run", "--root-image", image, "--ro", "--", "sh", "-c", "cat /kept; echo x > /new 2>/dev/null || echo read-only"]);
+    let output = run(&[
+        "run",
+        "--root-image",
+        image,
+        "--ro",
+        "--",
+        "sh",
+        "-c",
+        "cat /kept; echo x > /new 2>/dev/null || echo read-only",
+    ]);
     assert_status(&output, 0);
     assert_eq!(text(&output.stdout), "kept\nread-only\n");
 }
@@ -174,7 +195,11 @@ fn erofs_root_with_overlay_and_a_missing_program() {
     // No directory to check on the host: the guest init reports it.
     let missing = run(&["run", "--root-image", image, "--", "/bin/nope"]);
     assert_status(&missing, 127);
-    assert!(text(&missing.stderr).contains("flint: error: in the guest: cannot execute /bin/nope"), "{}", text(&missing.stderr));
+    assert!(
+        text(&missing.stderr).contains("flint: error: in the guest: cannot execute /bin/nope"),
+        "{}",
+        text(&missing.stderr)
+    );
 }
 
 // Bad input: each fails before a VM starts, with one `flint: error:` line and status 125
@@ -203,7 +228,11 @@ fn a_missing_kernel_is_named() {
     assert_fails(&run(&["run", "--kernel", "no-such-kernel", "--", "true"]), 125, "no kernel named \"no-such-kernel\"");
     let dir = scratch("not-a-kernel");
     std::fs::write(dir.join("vmlinuz"), vec![0u8; 4096]).unwrap();
-    assert_fails(&run(&["run", "--kernel", dir.join("vmlinuz").to_str().unwrap(), "--", "true"]), 125, "is not a Linux bzImage");
+    assert_fails(
+        &run(&["run", "--kernel", dir.join("vmlinuz").to_str().unwrap(), "--", "true"]),
+        125,
+        "is not a Linux bzImage",
+    );
 }
 
 #[test]
@@ -222,14 +251,22 @@ fn a_missing_or_unusable_root_is_named() {
     let tree = dir.join("tree");
     std::fs::create_dir_all(&tree).unwrap();
     let _socket = std::os::unix::net::UnixListener::bind(tree.join("socket")).unwrap();
-    assert_fails(&run(&["rootfs", tree.to_str().unwrap(), "-o", dir.join("x.img").to_str().unwrap()]), 125, "is a socket");
+    assert_fails(
+        &run(&["rootfs", tree.to_str().unwrap(), "-o", dir.join("x.img").to_str().unwrap()]),
+        125,
+        "is a socket",
+    );
     assert_fails(&run(&["run", "--root", tree.to_str().unwrap(), "--", "true"]), 125, "is a socket");
 }
 
 #[test]
 fn a_program_missing_from_the_root_is_127_before_booting() {
     let started = Instant::now();
-    assert_fails(&run(&["run", "--", "no-such-program", "x"]), 127, "no-such-program: command not found in the root filesystem");
+    assert_fails(
+        &run(&["run", "--", "no-such-program", "x"]),
+        127,
+        "no-such-program: command not found in the root filesystem",
+    );
     assert_fails(&run(&["run", "--", "/bin/nope"]), 127, "/bin/nope: no such file in the root filesystem");
     assert_fails(&run(&["run", "--", "/etc/passwd"]), 126, "is not an executable file");
     assert_fails(&run(&["run", "--cwd", "/nowhere", "--", "true"]), 125, "--cwd /nowhere: no such directory");
@@ -254,7 +291,15 @@ fn print_cmd_prints_a_runnable_qemu_command() {
     assert_status(&output, 0);
     let command = text(&output.stdout);
     assert!(command.starts_with("qemu-system-x86_64 "), "{command}");
-    for needle in ["-bios ", "-kernel ", "-initrd ", "opt/flint/add-init", "virtserialport", "flint.argv=c2g,LWM,ZWNobyAnYSBiJw,", "flint.status=/dev/vport0p4"] {
+    for needle in [
+        "-bios ",
+        "-kernel ",
+        "-initrd ",
+        "opt/flint/add-init",
+        "virtserialport",
+        "flint.argv=c2g,LWM,ZWNobyAnYSBiJw,",
+        "flint.status=/dev/vport0p4",
+    ] {
         assert!(command.contains(needle), "{needle} missing from {command}");
     }
 }

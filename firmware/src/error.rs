@@ -63,7 +63,9 @@ impl fmt::Display for BootError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BootError::NoFwCfg => f.write_str("no QEMU fw_cfg device: run flint's firmware under QEMU (-bios fw.bin)"),
-            BootError::NoMemoryMap => f.write_str("fw_cfg has no etc/e820 memory map: use a QEMU of version 5.0 or later"),
+            BootError::NoMemoryMap => {
+                f.write_str("fw_cfg has no etc/e820 memory map: use a QEMU of version 5.0 or later")
+            }
             BootError::NoKernel => f.write_str("no kernel to boot: pass one with -kernel"),
             BootError::Kernel(e) => e.fmt(f),
             BootError::Plan(e) => e.fmt(f),

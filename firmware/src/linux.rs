@@ -73,7 +73,11 @@ fn prepare_bzimage<T: Transport>(
     let initrd = Initrd::choose(fw_cfg);
     let initrd_size = initrd.size();
     let load = plan(&kernel, &platform.map, kernel_size, initrd_size, cmdline_len, &[]).map_err(BootError::Plan)?;
-    log!("kernel {kernel_size} bytes at {:#x}, initrd {initrd_size} bytes at {:#x}", load.kernel_addr, load.initrd_addr);
+    log!(
+        "kernel {kernel_size} bytes at {:#x}, initrd {initrd_size} bytes at {:#x}",
+        load.kernel_addr,
+        load.initrd_addr
+    );
 
     // SAFETY: the plan placed the kernel in RAM that nothing else uses.
     let kernel_dest = unsafe { phys_mut(load.kernel_addr, kernel_size as usize) };

@@ -5,11 +5,11 @@
 mod runtime;
 
 use firmware::arch::{self, elcr::PortElcr, fw_cfg_io::PortTransport, pci_io::PortConfigSpace};
+use firmware::chipset::Chipset;
 use firmware::error::{status, BootError};
 use firmware::fw_cfg::{FwCfg, Transport};
 use firmware::linux::{self, Handoff, Platform};
 use firmware::memory::phys_mut;
-use firmware::chipset::Chipset;
 use firmware::pci::{self, Windows};
 use firmware::timeline::{self, Stamps};
 use firmware::{acpi, chipset, console, exit, layout, log};

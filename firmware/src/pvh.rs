@@ -35,7 +35,12 @@ pub fn prepare<T: Transport>(
     let start_info = pvh::build_start_info(
         block.try_into().expect("exact size"),
         layout::PVH_START_INFO,
-        &StartInfoInput { cmdline_addr: layout::CMDLINE, rsdp_addr: platform.acpi_rsdp, initrd: initrd_range, map: &platform.map },
+        &StartInfoInput {
+            cmdline_addr: layout::CMDLINE,
+            rsdp_addr: platform.acpi_rsdp,
+            initrd: initrd_range,
+            map: &platform.map,
+        },
     );
     Ok(Handoff::Pvh32 { entry, start_info: start_info as u32, cmdline_len })
 }

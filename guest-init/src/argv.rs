@@ -29,11 +29,7 @@ pub struct Encoded<'a, T>(&'a [T]);
 impl<T: AsRef<[u8]>> fmt::Display for Encoded<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for item in self.0 {
-            write!(
-                f,
-                "{},",
-                Base64Display::new(item.as_ref(), &URL_SAFE_NO_PAD)
-            )?;
+            write!(f, "{},", Base64Display::new(item.as_ref(), &URL_SAFE_NO_PAD))?;
         }
         Ok(())
     }
@@ -71,10 +67,7 @@ impl<'a> Decoder<'a> {
         if !encoded.is_empty() && encoded.last() != Some(&b',') {
             return Err(DecodeError::Unterminated);
         }
-        Ok(Decoder {
-            rest: encoded,
-            index: 0,
-        })
+        Ok(Decoder { rest: encoded, index: 0 })
     }
 
     /// Decodes the next item into the start of `out` and returns its length, or `None` at the
@@ -86,14 +79,10 @@ impl<'a> Decoder<'a> {
         self.rest = &self.rest[end + 1..];
         let index = self.index;
         self.index += 1;
-        Some(
-            URL_SAFE_NO_PAD
-                .decode_slice(item, out)
-                .map_err(|error| match error {
-                    DecodeSliceError::OutputSliceTooSmall => DecodeError::TooLong,
-                    DecodeSliceError::DecodeError(_) => DecodeError::Invalid { index },
-                }),
-        )
+        Some(URL_SAFE_NO_PAD.decode_slice(item, out).map_err(|error| match error {
+            DecodeSliceError::OutputSliceTooSmall => DecodeError::TooLong,
+            DecodeSliceError::DecodeError(_) => DecodeError::Invalid { index },
+        }))
     }
 }
 
@@ -114,10 +103,7 @@ mod tests {
 
     #[test]
     fn known_spellings() {
-        assert_eq!(
-            encode(&["sh", "-c", "exit 3"]).to_string(),
-            "c2g,LWM,ZXhpdCAz,"
-        );
+        assert_eq!(encode(&["sh", "-c", "exit 3"]).to_string(), "c2g,LWM,ZXhpdCAz,");
         assert_eq!(encode::<&str>(&[]).to_string(), "");
         assert_eq!(encode(&[""]).to_string(), ",");
         assert_eq!(encode(&["a", ""]).to_string(), "YQ,,");
@@ -129,19 +115,9 @@ mod tests {
 
     #[test]
     fn awkward_arguments_round_trip() {
-        let items: [&[u8]; 7] = [
-            b"",
-            b" ",
-            b"a b",
-            b"'\"\\",
-            "héllo ✓".as_bytes(),
-            b"\0\xff\n",
-            b"--",
-        ];
+        let items: [&[u8]; 7] = [b"", b" ", b"a b", b"'\"\\", "héllo ✓".as_bytes(), b"\0\xff\n", b"--"];
         let text = encode(&items).to_string();
-        assert!(text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_,".contains(&b)));
+        assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_,".contains(&b)));
         assert_eq!(decode(text.as_bytes()).unwrap(), items.map(<[u8]>::to_vec));
     }
 
@@ -152,26 +128,16 @@ mod tests {
         assert_eq!(decode(b"YQ==,"), Err(DecodeError::Invalid { index: 0 }));
         assert_eq!(decode(b"YQ,a+b/,"), Err(DecodeError::Invalid { index: 1 }));
         assert_eq!(decode(b"Y,"), Err(DecodeError::Invalid { index: 0 }));
-        assert_eq!(
-            decode(b"YR,"),
-            Err(DecodeError::Invalid { index: 0 }),
-            "non-zero trailing bits"
-        );
+        assert_eq!(decode(b"YR,"), Err(DecodeError::Invalid { index: 0 }), "non-zero trailing bits");
         assert_eq!(decode(b"Y Q,"), Err(DecodeError::Invalid { index: 0 }));
-        assert_eq!(
-            decode("é,".as_bytes()),
-            Err(DecodeError::Invalid { index: 0 })
-        );
+        assert_eq!(decode("é,".as_bytes()), Err(DecodeError::Invalid { index: 0 }));
     }
 
     #[test]
     fn output_space_is_respected() {
         let mut decoder = Decoder::new(b"aGVsbG8,").unwrap();
         let mut small = [0u8; 4];
-        assert_eq!(
-            decoder.next_into(&mut small),
-            Some(Err(DecodeError::TooLong))
-        );
+        assert_eq!(decoder.next_into(&mut small), Some(Err(DecodeError::TooLong)));
     }
 
     proptest! {

@@ -18,9 +18,7 @@ pub struct Deadline {
 
 impl Deadline {
     pub fn after_ms(ms: u64) -> Deadline {
-        Deadline {
-            at_ns: now_ns().saturating_add(ms.saturating_mul(NS_PER_MS)),
-        }
+        Deadline { at_ns: now_ns().saturating_add(ms.saturating_mul(NS_PER_MS)) }
     }
 
     /// Time left, 0 once the deadline has passed.
@@ -56,10 +54,7 @@ pub fn retry<T>(
 
 pub fn timespec(ns: u64) -> Timespec {
     // Both parts fit i64: seconds are at most u64::MAX / 10^9.
-    Timespec {
-        tv_sec: (ns / NS_PER_S) as i64,
-        tv_nsec: (ns % NS_PER_S) as i64,
-    }
+    Timespec { tv_sec: (ns / NS_PER_S) as i64, tv_nsec: (ns % NS_PER_S) as i64 }
 }
 
 /// Sleeps up to `ns`; a signal may cut it short, which callers tolerate by re-checking.
@@ -70,7 +65,5 @@ pub fn sleep_ns(ns: u64) {
 pub fn now_ns() -> u64 {
     let now = clock_gettime(ClockId::Monotonic);
     // The monotonic clock starts near 0 at boot and is never negative.
-    (now.tv_sec as u64)
-        .saturating_mul(NS_PER_S)
-        .saturating_add(now.tv_nsec as u64)
+    (now.tv_sec as u64).saturating_mul(NS_PER_S).saturating_add(now.tv_nsec as u64)
 }

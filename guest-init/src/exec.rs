@@ -29,10 +29,7 @@ pub struct Space {
 
 impl Default for Space {
     fn default() -> Space {
-        Space {
-            strings: [0; CMDLINE_MAX],
-            pointers: [ptr::null(); CMDLINE_MAX + 2],
-        }
+        Space { strings: [0; CMDLINE_MAX], pointers: [ptr::null(); CMDLINE_MAX + 2] }
     }
 }
 
@@ -44,24 +41,13 @@ impl Space {
         let no_nul = |item: &[u8]| !item.contains(&0);
         let argc = decode(params.argv, "flint.argv", strings, &mut used, no_nul)?;
         if argc == 0 {
-            return Err(bad(
-                "flint.argv",
-                "is an empty list: give at least the program",
-            ));
+            return Err(bad("flint.argv", "is an empty list: give at least the program"));
         }
         if strings[0] == 0 {
-            return Err(bad(
-                "flint.argv",
-                "starts with an empty program name: fix its first item",
-            ));
+            return Err(bad("flint.argv", "starts with an empty program name: fix its first item"));
         }
-        let variable = |item: &[u8]| {
-            no_nul(item)
-                && item
-                    .iter()
-                    .position(|&byte| byte == b'=')
-                    .is_some_and(|equals| equals > 0)
-        };
+        let variable =
+            |item: &[u8]| no_nul(item) && item.iter().position(|&byte| byte == b'=').is_some_and(|equals| equals > 0);
         let envc = match params.env {
             Some(env) => decode(env, "flint.env", strings, &mut used, variable)?,
             None => 0,
@@ -117,7 +103,10 @@ fn decode(
     while let Some(len) = decoder.next_into(&mut strings[*used..]) {
         let len = len.map_err(|error| decode_failure(key, error))?;
         if !valid(&strings[*used..*used + len]) {
-            return Err(bad(key, "has an item with a NUL byte (or, in flint.env, one that is not NAME=value): fix the list"));
+            return Err(bad(
+                key,
+                "has an item with a NUL byte (or, in flint.env, one that is not NAME=value): fix the list",
+            ));
         }
         // Room for the NUL.
         if *used + len == strings.len() {
@@ -131,16 +120,11 @@ fn decode(
 }
 
 fn bad(key: &str, problem: &str) -> Failure {
-    Failure::new(status::BAD_PARAMETERS)
-        .text(key)
-        .text(" ")
-        .text(problem)
+    Failure::new(status::BAD_PARAMETERS).text(key).text(" ").text(problem)
 }
 
 fn decode_failure(key: &str, error: DecodeError) -> Failure {
-    bad(key, "cannot be decoded: ")
-        .text(error.describe())
-        .text(": encode it as in guest-init/README.md (argv::encode)")
+    bad(key, "cannot be decoded: ").text(error.describe()).text(": encode it as in guest-init/README.md (argv::encode)")
 }
 
 /// A decoded, ready-to-run workload.
@@ -196,9 +180,8 @@ fn prepare(command: &Command<'_>, stdio: &Stdio) -> Result<(), Failure> {
     let credentials = rustix::thread::set_thread_groups(&[])
         .and_then(|()| rustix::thread::set_thread_gid(Gid::from_raw(command.gid)))
         .and_then(|()| rustix::thread::set_thread_uid(Uid::from_raw(command.uid)));
-    credentials.map_err(|errno| {
-        setup("cannot switch to flint.uid/flint.gid: ", errno).text(": use ids the kernel accepts")
-    })
+    credentials
+        .map_err(|errno| setup("cannot switch to flint.uid/flint.gid: ", errno).text(": use ids the kernel accepts"))
 }
 
 /// Executes the program, searching `PATH` like `execvp` when its name has no `/`; returns
@@ -207,13 +190,7 @@ fn exec(command: &Command<'_>) -> Failure {
     let errno = if command.program.contains(&b'/') {
         // SAFETY: argv[0] is `program`, NUL-terminated in `strings`; the arrays are
         // null-terminated lists of NUL-terminated strings that live as long as `command`.
-        unsafe {
-            sys::execve(
-                command.argv[0],
-                command.argv.as_ptr(),
-                command.envp.as_ptr(),
-            )
-        }
+        unsafe { sys::execve(command.argv[0], command.argv.as_ptr(), command.envp.as_ptr()) }
     } else {
         search(command)
     };
@@ -221,16 +198,13 @@ fn exec(command: &Command<'_>) -> Failure {
         Errno::NOENT | Errno::NOTDIR => status::NOT_FOUND,
         _ => status::NOT_EXECUTABLE,
     };
-    Failure::new(status)
-        .text("cannot execute ")
-        .bytes(command.program)
-        .text(": ")
-        .errno(errno)
-        .text(if status == status::NOT_FOUND {
+    Failure::new(status).text("cannot execute ").bytes(command.program).text(": ").errno(errno).text(
+        if status == status::NOT_FOUND {
             ": check flint.argv's program and the image's PATH"
         } else {
             ": make it an executable for this machine (and its interpreter present)"
-        })
+        },
+    )
 }
 
 fn search(command: &Command<'_>) -> Errno {
@@ -250,13 +224,7 @@ fn search(command: &Command<'_>) -> Errno {
         candidate[dir.len() + 1..len].copy_from_slice(command.program);
         candidate[len] = 0;
         // SAFETY: `candidate` is NUL-terminated; argv and envp as in `exec`.
-        match unsafe {
-            sys::execve(
-                candidate.as_ptr(),
-                command.argv.as_ptr(),
-                command.envp.as_ptr(),
-            )
-        } {
+        match unsafe { sys::execve(candidate.as_ptr(), command.argv.as_ptr(), command.envp.as_ptr()) } {
             Errno::NOENT | Errno::NOTDIR => {}
             Errno::ACCESS => result = Errno::ACCESS,
             other => return other,
@@ -281,10 +249,7 @@ mod tests {
         let (last, items) = pointers.split_last().unwrap();
         assert!(last.is_null(), "arrays end with a null pointer");
         // SAFETY: `command` fills the arrays with pointers to NUL-terminated strings.
-        items
-            .iter()
-            .map(|&item| unsafe { CStr::from_ptr(item.cast()) }.to_bytes().to_vec())
-            .collect()
+        items.iter().map(|&item| unsafe { CStr::from_ptr(item.cast()) }.to_bytes().to_vec()).collect()
     }
 
     #[test]
@@ -294,18 +259,9 @@ mod tests {
         let params = params(&argv, Some(&env));
         let mut space = Space::default();
         let command = space.command(&params).unwrap();
-        assert_eq!(
-            strings(command.argv),
-            [&b"sh"[..], b"-c", b"echo \"$0\"", b"", b"a b"]
-        );
-        assert_eq!(
-            strings(command.envp),
-            [&b"A=1"[..], b"PATH=/opt/bin:/bin", b"EMPTY="]
-        );
-        assert_eq!(
-            (command.program, command.search_path),
-            (&b"sh"[..], &b"/opt/bin:/bin"[..])
-        );
+        assert_eq!(strings(command.argv), [&b"sh"[..], b"-c", b"echo \"$0\"", b"", b"a b"]);
+        assert_eq!(strings(command.envp), [&b"A=1"[..], b"PATH=/opt/bin:/bin", b"EMPTY="]);
+        assert_eq!((command.program, command.search_path), (&b"sh"[..], &b"/opt/bin:/bin"[..]));
     }
 
     #[test]
@@ -328,18 +284,9 @@ mod tests {
             (encode(&[""]).to_string(), None),
             (encode(&["a\0b"]).to_string(), None),
             ("c2g".to_string(), None),
-            (
-                encode(&["sh"]).to_string(),
-                Some(encode(&["NOEQUALS"]).to_string()),
-            ),
-            (
-                encode(&["sh"]).to_string(),
-                Some(encode(&["=value"]).to_string()),
-            ),
-            (
-                encode(&["sh"]).to_string(),
-                Some(encode(&["A=\0"]).to_string()),
-            ),
+            (encode(&["sh"]).to_string(), Some(encode(&["NOEQUALS"]).to_string())),
+            (encode(&["sh"]).to_string(), Some(encode(&["=value"]).to_string())),
+            (encode(&["sh"]).to_string(), Some(encode(&["A=\0"]).to_string())),
         ];
         for (argv, env) in &cases {
             let mut space = Space::default();
@@ -353,10 +300,7 @@ mod tests {
         // As many one-byte items as a command line could hold.
         let argv = "YQ,".repeat(CMDLINE_MAX / 3);
         let mut space = Space::default();
-        assert_eq!(
-            space.command(&params(&argv, None)).unwrap().argv.len(),
-            CMDLINE_MAX / 3 + 1
-        );
+        assert_eq!(space.command(&params(&argv, None)).unwrap().argv.len(), CMDLINE_MAX / 3 + 1);
         let empties = format!("YQ,{}", ",".repeat(CMDLINE_MAX - 3));
         let mut space = Space::default();
         assert!(space.command(&params(&empties, Some(""))).is_ok());

@@ -21,10 +21,7 @@ fn main() -> ! {
         report::print(&failure);
         // The host reads exact statuses from the status device. If the failure came before
         // it was opened (a module may provide it), try now, if `flint.status` alone is usable.
-        let len = cmdline
-            .iter()
-            .position(|&byte| byte == 0)
-            .unwrap_or(cmdline.len());
+        let len = cmdline.iter().position(|&byte| byte == 0).unwrap_or(cmdline.len());
         let _ = poweroff::open_status_device(params::status_device(&cmdline[..len]), 0);
         failure.status
     });

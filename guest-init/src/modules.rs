@@ -29,16 +29,14 @@ fn load_one(name: &[u8]) -> Result<(), Failure> {
     path[len - SUFFIX.len()..len].copy_from_slice(SUFFIX);
     let path = &path[..len];
 
-    let file = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(
-        |errno| {
-            Failure::new(status::MODULE_FAILED)
-                .text("cannot open module ")
-                .bytes(path)
-                .text(": ")
-                .errno(errno)
-                .text(": put it in the initramfs or drop it from flint.modules")
-        },
-    )?;
+    let file = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|errno| {
+        Failure::new(status::MODULE_FAILED)
+            .text("cannot open module ")
+            .bytes(path)
+            .text(": ")
+            .errno(errno)
+            .text(": put it in the initramfs or drop it from flint.modules")
+    })?;
     match rustix::system::finit_module(&file, c"", 0) {
         // Built in or already loaded: what we wanted is there.
         Ok(()) | Err(Errno::EXIST) => Ok(()),

@@ -15,18 +15,8 @@ pub struct Mount {
     data: &'static CStr,
 }
 
-const fn mount(
-    fstype: &'static CStr,
-    target: &'static CStr,
-    flags: MountFlags,
-    data: &'static CStr,
-) -> Mount {
-    Mount {
-        fstype,
-        target,
-        flags,
-        data,
-    }
+const fn mount(fstype: &'static CStr, target: &'static CStr, flags: MountFlags, data: &'static CStr) -> Mount {
+    Mount { fstype, target, flags, data }
 }
 
 const NOSUID_NODEV: MountFlags = MountFlags::NOSUID.union(MountFlags::NODEV);
@@ -42,12 +32,7 @@ pub const BASIC: [Mount; 3] = [
 /// What workloads expect on top: ptys, POSIX shared memory and a writable /tmp even on a
 /// read-only root.
 pub const EXTRA: [Mount; 3] = [
-    mount(
-        c"devpts",
-        c"/dev/pts",
-        MountFlags::NOSUID.union(MountFlags::NOEXEC),
-        c"mode=0620,ptmxmode=0666",
-    ),
+    mount(c"devpts", c"/dev/pts", MountFlags::NOSUID.union(MountFlags::NOEXEC), c"mode=0620,ptmxmode=0666"),
     mount(c"tmpfs", c"/dev/shm", NOSUID_NODEV, c"mode=1777"),
     mount(c"tmpfs", c"/tmp", NOSUID_NODEV, c"mode=1777"),
 ];
@@ -57,14 +42,7 @@ pub fn mount_all(mounts: &[Mount]) -> Result<(), Failure> {
         // The mount point may be missing; creating it fails harmlessly on a read-only root,
         // and then the mount error below explains what to do.
         let _ = rustix::fs::mkdir(mount.target, Mode::from_raw_mode(0o755));
-        rustix::mount::mount(
-            mount.fstype,
-            mount.target,
-            mount.fstype,
-            mount.flags,
-            mount.data,
-        )
-        .map_err(|errno| {
+        rustix::mount::mount(mount.fstype, mount.target, mount.fstype, mount.flags, mount.data).map_err(|errno| {
             Failure::new(status::MOUNT_FAILED)
                 .text("cannot mount ")
                 .bytes(mount.fstype.to_bytes())

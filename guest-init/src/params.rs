@@ -67,9 +67,7 @@ pub struct Modules<'a>(&'a [u8]);
 
 impl<'a> Modules<'a> {
     pub fn iter(self) -> impl Iterator<Item = &'a [u8]> {
-        self.0
-            .split(|&byte| byte == b',')
-            .filter(|name| !name.is_empty())
+        self.0.split(|&byte| byte == b',').filter(|name| !name.is_empty())
     }
 }
 
@@ -98,28 +96,15 @@ impl ParamError<'_> {
                 .bytes(key)
                 .text(": check the spelling against the flint.* list in guest-init/README.md"),
             ParamError::Duplicate(key) => failure.text(key).text(" given twice: keep only one"),
-            ParamError::MissingValue(key) => failure
-                .text(key)
-                .text(" needs a value: write ")
-                .text(key)
-                .text("=..."),
-            ParamError::UnexpectedValue(key) => failure
-                .text(key)
-                .text(" takes no value: write just ")
-                .text(key),
-            ParamError::Invalid(key, expected) => failure
-                .text("bad value for ")
-                .text(key)
-                .text(": expected ")
-                .text(expected),
-            ParamError::Conflict(a, b) => failure
-                .text(a)
-                .text(" conflicts with ")
-                .text(b)
-                .text(": drop one"),
-            ParamError::NeedsRoot(key) => failure
-                .text(key)
-                .text(" without flint.root: add flint.root=<device> or drop it"),
+            ParamError::MissingValue(key) => failure.text(key).text(" needs a value: write ").text(key).text("=..."),
+            ParamError::UnexpectedValue(key) => failure.text(key).text(" takes no value: write just ").text(key),
+            ParamError::Invalid(key, expected) => {
+                failure.text("bad value for ").text(key).text(": expected ").text(expected)
+            }
+            ParamError::Conflict(a, b) => failure.text(a).text(" conflicts with ").text(b).text(": drop one"),
+            ParamError::NeedsRoot(key) => {
+                failure.text(key).text(" without flint.root: add flint.root=<device> or drop it")
+            }
             ParamError::MissingArgv => {
                 failure.text("no workload given: add flint.argv=<list> (see guest-init/README.md)")
             }
@@ -130,10 +115,7 @@ impl ParamError<'_> {
 /// Reads /proc/cmdline (the only I/O in this module) into `buf`.
 pub fn read_cmdline(buf: &mut [u8; CMDLINE_MAX]) -> Result<&[u8], Failure> {
     let failure = |problem: &str, errno| {
-        Failure::new(status::BAD_PARAMETERS)
-            .text(problem)
-            .errno(errno)
-            .text(": /proc must be mounted and readable")
+        Failure::new(status::BAD_PARAMETERS).text(problem).errno(errno).text(": /proc must be mounted and readable")
     };
     let fd = rustix::fs::open(
         "/proc/cmdline",
@@ -194,10 +176,7 @@ impl<'a> Params<'a> {
             if !key.starts_with(b"flint.") {
                 continue;
             }
-            let index = KEYS
-                .iter()
-                .position(|known| known.as_bytes() == key)
-                .ok_or(ParamError::Unknown(key))?;
+            let index = KEYS.iter().position(|known| known.as_bytes() == key).ok_or(ParamError::Unknown(key))?;
             let name = KEYS[index];
             if raw[index].is_some() {
                 return Err(ParamError::Duplicate(name));
@@ -246,8 +225,7 @@ impl<'a> Params<'a> {
             Some(value) => Some(duration_ms("flint.timeout", value)?).filter(|&ms| ms > 0),
             None => None,
         };
-        let device =
-            |key, value: Option<&'a [u8]>| value.map_or(Ok(CONSOLE), |value| path(key, value));
+        let device = |key, value: Option<&'a [u8]>| value.map_or(Ok(CONSOLE), |value| path(key, value));
         Ok(Params {
             root,
             modules: modules.map_or(Ok(Modules(b"")), module_list)?,
@@ -260,12 +238,9 @@ impl<'a> Params<'a> {
             stdin: device("flint.stdin", stdin)?,
             stdout: device("flint.stdout", stdout)?,
             stderr: device("flint.stderr", stderr)?,
-            status: status
-                .map(|value| path("flint.status", value))
-                .transpose()?,
-            device_wait_ms: rootwait.map_or(Ok(DEFAULT_DEVICE_WAIT_MS), |value| {
-                duration_ms("flint.rootwait", value)
-            })?,
+            status: status.map(|value| path("flint.status", value)).transpose()?,
+            device_wait_ms: rootwait
+                .map_or(Ok(DEFAULT_DEVICE_WAIT_MS), |value| duration_ms("flint.rootwait", value))?,
             firmware_tsc,
         })
     }
@@ -318,14 +293,7 @@ impl<'a> Iterator for Tokens<'a> {
         let (key, value) = match equals {
             Some(i) => {
                 let value = word.get(i + 1..).unwrap_or_default();
-                (
-                    &word[..i],
-                    Some(if value_quoted {
-                        value.get(1..).unwrap_or_default()
-                    } else {
-                        value
-                    }),
-                )
+                (&word[..i], Some(if value_quoted { value.get(1..).unwrap_or_default() } else { value }))
             }
             None => (word, None),
         };
@@ -347,10 +315,7 @@ fn path<'a>(key: &'static str, value: &'a [u8]) -> Result<&'a [u8], ParamError<'
     if value.first() == Some(&b'/') && value.len() < PATH_MAX && !value.contains(&0) {
         Ok(value)
     } else {
-        Err(ParamError::Invalid(
-            key,
-            "an absolute path shorter than 4096 bytes",
-        ))
+        Err(ParamError::Invalid(key, "an absolute path shorter than 4096 bytes"))
     }
 }
 
@@ -359,27 +324,19 @@ fn fstype(value: &[u8]) -> Result<&[u8], ParamError<'static>> {
     if (1..=32).contains(&value.len()) && value.iter().all(valid) {
         Ok(value)
     } else {
-        Err(ParamError::Invalid(
-            "flint.rootfstype",
-            "a filesystem type such as ext4 or erofs",
-        ))
+        Err(ParamError::Invalid("flint.rootfstype", "a filesystem type such as ext4 or erofs"))
     }
 }
 
 fn module_list(value: &[u8]) -> Result<Modules<'_>, ParamError<'static>> {
     let valid = |name: &[u8]| {
         (1..=MODULE_NAME_MAX).contains(&name.len())
-            && name
-                .iter()
-                .all(|byte| byte.is_ascii_alphanumeric() || b"_-".contains(byte))
+            && name.iter().all(|byte| byte.is_ascii_alphanumeric() || b"_-".contains(byte))
     };
     if value.is_empty() || value.split(|&byte| byte == b',').all(valid) {
         Ok(Modules(value))
     } else {
-        Err(ParamError::Invalid(
-            "flint.modules",
-            "module names (letters, digits, _ and -) separated by ','",
-        ))
+        Err(ParamError::Invalid("flint.modules", "module names (letters, digits, _ and -) separated by ','"))
     }
 }
 
@@ -404,10 +361,7 @@ fn duration_ms(key: &'static str, value: &[u8]) -> Result<u64, ParamError<'stati
     let scale = 10u64.pow(3 - fraction.len() as u32);
     let whole = decimal(whole).ok_or(invalid)?;
     let fraction = decimal(fraction).ok_or(invalid)?;
-    whole
-        .checked_mul(1000)
-        .and_then(|ms| ms.checked_add(fraction * scale))
-        .ok_or(invalid)
+    whole.checked_mul(1000).and_then(|ms| ms.checked_add(fraction * scale)).ok_or(invalid)
 }
 
 /// Plain decimal digits only: no sign, no spaces, no overflow.
@@ -434,9 +388,7 @@ mod tests {
 
     fn tokens(cmdline: &str) -> Vec<(String, Option<String>)> {
         let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).unwrap();
-        Tokens(cmdline.as_bytes())
-            .map(|(key, value)| (text(key), value.map(text)))
-            .collect()
+        Tokens(cmdline.as_bytes()).map(|(key, value)| (text(key), value.map(text))).collect()
     }
 
     #[test]
@@ -462,14 +414,7 @@ mod tests {
             }
         );
         let params = parse("flint.root=/dev/vda flint.argv=,").unwrap();
-        assert_eq!(
-            params.root,
-            Some(Root {
-                device: b"/dev/vda",
-                fstype: b"ext4",
-                mode: RootMode::ReadOnly,
-            })
-        );
+        assert_eq!(params.root, Some(Root { device: b"/dev/vda", fstype: b"ext4", mode: RootMode::ReadOnly }));
     }
 
     #[test]
@@ -481,30 +426,11 @@ mod tests {
              flint.stderr=/dev/ttyS2 flint.status=/dev/hvc0",
         )
         .unwrap();
+        assert_eq!(params.root, Some(Root { device: b"/dev/vdb", fstype: b"erofs", mode: RootMode::Overlay }));
+        assert_eq!(params.modules.iter().collect::<Vec<_>>(), [b"virtio_ring".as_slice(), b"virtio", b"virtio_blk"]);
+        assert_eq!((params.argv, params.env), (b"c2g,LWM,".as_slice(), Some(b"QT1i,".as_slice())));
         assert_eq!(
-            params.root,
-            Some(Root {
-                device: b"/dev/vdb",
-                fstype: b"erofs",
-                mode: RootMode::Overlay,
-            })
-        );
-        assert_eq!(
-            params.modules.iter().collect::<Vec<_>>(),
-            [b"virtio_ring".as_slice(), b"virtio", b"virtio_blk"]
-        );
-        assert_eq!(
-            (params.argv, params.env),
-            (b"c2g,LWM,".as_slice(), Some(b"QT1i,".as_slice()))
-        );
-        assert_eq!(
-            (
-                params.cwd,
-                params.uid,
-                params.gid,
-                params.timeout_ms,
-                params.device_wait_ms
-            ),
+            (params.cwd, params.uid, params.gid, params.timeout_ms, params.device_wait_ms),
             (b"/work".as_slice(), 1000, 100, Some(2250), 500)
         );
         assert_eq!(
@@ -532,88 +458,43 @@ mod tests {
                 ("l".into(), Some(" --x".into())),
             ]
         );
-        assert_eq!(
-            tokens("l=\" m=\t\x0bn\r\n"),
-            [("l".into(), Some(" m=\t\x0bn\r\n".into()))]
-        );
+        assert_eq!(tokens("l=\" m=\t\x0bn\r\n"), [("l".into(), Some(" m=\t\x0bn\r\n".into()))]);
         assert_eq!(
             tokens("l=\"\"\tm=\x0bn\r\n"),
-            [
-                ("l".into(), Some("".into())),
-                ("m".into(), Some("".into())),
-                ("n".into(), None)
-            ]
+            [("l".into(), Some("".into())), ("m".into(), Some("".into())), ("n".into(), None)]
         );
         assert_eq!(
             tokens("=a b= \"\" \""),
-            [
-                ("=a".into(), None),
-                ("b".into(), Some("".into())),
-                ("".into(), None),
-                ("".into(), None)
-            ]
+            [("=a".into(), None), ("b".into(), Some("".into())), ("".into(), None), ("".into(), None)]
         );
-        assert_eq!(
-            parse(r#"flint.cwd="/my dir" flint.argv=c2g,"#).unwrap().cwd,
-            b"/my dir"
-        );
-        assert_eq!(
-            parse(r#""flint.cwd=/my dir" flint.argv=c2g,"#).unwrap().cwd,
-            b"/my dir"
-        );
+        assert_eq!(parse(r#"flint.cwd="/my dir" flint.argv=c2g,"#).unwrap().cwd, b"/my dir");
+        assert_eq!(parse(r#""flint.cwd=/my dir" flint.argv=c2g,"#).unwrap().cwd, b"/my dir");
     }
 
     #[test]
     fn words_after_double_dash_belong_to_init() {
         assert_eq!(tokens("a -- flint.bogus b"), [("a".into(), None)]);
         assert_eq!(parse("flint.argv=, -- flint.bogus").unwrap().argv, b",");
-        assert_eq!(
-            parse("flint.argv=, --=x flint.bogus"),
-            Err(ParamError::Unknown(b"flint.bogus"))
-        );
+        assert_eq!(parse("flint.argv=, --=x flint.bogus"), Err(ParamError::Unknown(b"flint.bogus")));
     }
 
     #[test]
     fn hostile_input_is_a_clear_error() {
         let cases: &[(&str, ParamError)] = &[
-            (
-                "flint.argv=, flint.bogus=1",
-                ParamError::Unknown(b"flint.bogus"),
-            ),
+            ("flint.argv=, flint.bogus=1", ParamError::Unknown(b"flint.bogus")),
             ("flint.argv=, flint.", ParamError::Unknown(b"flint.")),
-            (
-                "flint.argv=, flint.argv=,",
-                ParamError::Duplicate("flint.argv"),
-            ),
-            (
-                "flint.argv=, flint.ro flint.ro flint.root=/dev/vda",
-                ParamError::Duplicate("flint.ro"),
-            ),
+            ("flint.argv=, flint.argv=,", ParamError::Duplicate("flint.argv")),
+            ("flint.argv=, flint.ro flint.ro flint.root=/dev/vda", ParamError::Duplicate("flint.ro")),
             ("flint.argv", ParamError::MissingValue("flint.argv")),
-            (
-                "flint.argv=, flint.root",
-                ParamError::MissingValue("flint.root"),
-            ),
-            (
-                "flint.argv=, flint.root=/dev/vda flint.rw=1",
-                ParamError::UnexpectedValue("flint.rw"),
-            ),
-            (
-                "flint.argv=, flint.root=/dev/vda flint.ro flint.rw",
-                ParamError::Conflict("flint.ro", "flint.rw"),
-            ),
+            ("flint.argv=, flint.root", ParamError::MissingValue("flint.root")),
+            ("flint.argv=, flint.root=/dev/vda flint.rw=1", ParamError::UnexpectedValue("flint.rw")),
+            ("flint.argv=, flint.root=/dev/vda flint.ro flint.rw", ParamError::Conflict("flint.ro", "flint.rw")),
             (
                 "flint.argv=, flint.root=/dev/vda flint.overlay flint.rw",
                 ParamError::Conflict("flint.overlay", "flint.rw"),
             ),
-            (
-                "flint.argv=, flint.overlay",
-                ParamError::NeedsRoot("flint.overlay"),
-            ),
-            (
-                "flint.argv=, flint.rootfstype=ext4",
-                ParamError::NeedsRoot("flint.rootfstype"),
-            ),
+            ("flint.argv=, flint.overlay", ParamError::NeedsRoot("flint.overlay")),
+            ("flint.argv=, flint.rootfstype=ext4", ParamError::NeedsRoot("flint.rootfstype")),
             ("flint.root=/dev/vda", ParamError::MissingArgv),
             ("", ParamError::MissingArgv),
         ];
@@ -635,37 +516,15 @@ mod tests {
             invalid(&format!("flint.stdout={bad}"), "flint.stdout");
             invalid(&format!("flint.status={bad}"), "flint.status");
         }
-        for bad in [
-            "",
-            "-1",
-            "+1",
-            "1.0",
-            "0x10",
-            "4294967295",
-            "99999999999999999999999",
-            " 1",
-        ] {
+        for bad in ["", "-1", "+1", "1.0", "0x10", "4294967295", "99999999999999999999999", " 1"] {
             invalid(&format!("\"flint.uid={bad}\""), "flint.uid");
         }
-        for bad in [
-            "",
-            ".",
-            "1.",
-            ".5",
-            "1.2345",
-            "-1",
-            "1e3",
-            "18446744073709551615",
-            "1,5",
-        ] {
+        for bad in ["", ".", "1.", ".5", "1.2345", "-1", "1e3", "18446744073709551615", "1,5"] {
             invalid(&format!("flint.timeout={bad}"), "flint.timeout");
             invalid(&format!("flint.rootwait={bad}"), "flint.rootwait");
         }
         for bad in ["", "ext4 ", "a/b", "abcdefghijklmnopqrstuvwxyz0123456789"] {
-            invalid(
-                &format!("flint.root=/dev/vda \"flint.rootfstype={bad}\""),
-                "flint.rootfstype",
-            );
+            invalid(&format!("flint.root=/dev/vda \"flint.rootfstype={bad}\""), "flint.rootfstype");
         }
         let long_name = "m".repeat(MODULE_NAME_MAX + 1);
         for bad in [",", "a,,b", "a,", "../x", "a b", long_name.as_str()] {
@@ -679,32 +538,16 @@ mod tests {
         assert_eq!(duration_ms("k", b"1.5"), Ok(1500));
         assert_eq!(duration_ms("k", b"0.001"), Ok(1));
         assert_eq!(duration_ms("k", b"0.25"), Ok(250));
-        assert_eq!(
-            duration_ms("k", b"18446744073709551"),
-            Ok(18446744073709551000)
-        );
+        assert_eq!(duration_ms("k", b"18446744073709551"), Ok(18446744073709551000));
         assert!(duration_ms("k", b"18446744073709552").is_err());
         assert_eq!(id("k", b"4294967294"), Ok(4294967294));
-        assert_eq!(
-            parse("flint.argv=, flint.timeout=0").unwrap().timeout_ms,
-            None
-        );
-        assert_eq!(
-            parse("flint.argv=, flint.modules=")
-                .unwrap()
-                .modules
-                .iter()
-                .count(),
-            0
-        );
+        assert_eq!(parse("flint.argv=, flint.timeout=0").unwrap().timeout_ms, None);
+        assert_eq!(parse("flint.argv=, flint.modules=").unwrap().modules.iter().count(), 0);
     }
 
     #[test]
     fn status_device_survives_other_errors() {
-        assert_eq!(
-            status_device(b"flint.bogus flint.status=/dev/ttyS1 flint.ro=1"),
-            Some(&b"/dev/ttyS1"[..])
-        );
+        assert_eq!(status_device(b"flint.bogus flint.status=/dev/ttyS1 flint.ro=1"), Some(&b"/dev/ttyS1"[..]));
         assert_eq!(status_device(b"flint.argv=, flint.status"), None);
         assert_eq!(status_device(b"flint.status=ttyS1"), None);
         assert_eq!(status_device(b"flint.argv=,"), None);
@@ -719,10 +562,7 @@ mod tests {
             b"unknown parameter flint.bogus\\x1b: check the spelling against the flint.* list in guest-init/README.md"
         );
         let message = ParamError::Conflict("flint.ro", "flint.rw").failure();
-        assert_eq!(
-            message.message(),
-            b"flint.ro conflicts with flint.rw: drop one"
-        );
+        assert_eq!(message.message(), b"flint.ro conflicts with flint.rw: drop one");
     }
 
     proptest! {

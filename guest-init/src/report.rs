@@ -19,11 +19,7 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(status: u8) -> Self {
-        Failure {
-            status,
-            len: 0,
-            message: [0; MESSAGE_MAX],
-        }
+        Failure { status, len: 0, message: [0; MESSAGE_MAX] }
     }
 
     /// Appends trusted text as is.
@@ -42,12 +38,7 @@ impl Failure {
                 self.push(byte);
             } else {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                for escaped in [
-                    b'\\',
-                    b'x',
-                    HEX[usize::from(byte >> 4)],
-                    HEX[usize::from(byte & 15)],
-                ] {
+                for escaped in [b'\\', b'x', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]] {
                     self.push(escaped);
                 }
             }
@@ -66,9 +57,7 @@ impl Failure {
     pub fn errno(self, errno: Errno) -> Self {
         match errno_name(errno) {
             Some((name, meaning)) => self.text(name).text(" (").text(meaning).text(")"),
-            None => self
-                .text("errno ")
-                .number(errno.raw_os_error().unsigned_abs().into()),
+            None => self.text("errno ").number(errno.raw_os_error().unsigned_abs().into()),
         }
     }
 
@@ -107,8 +96,7 @@ pub fn print(failure: &Failure) {
     if rustix::io::write(stderr, &line[..len]).is_ok() {
         return;
     }
-    if let Ok(kmsg) = rustix::fs::open("/dev/kmsg", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
-    {
+    if let Ok(kmsg) = rustix::fs::open("/dev/kmsg", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()) {
         // "<3>" is KERN_ERR, which `quiet` still lets through to the console.
         line.copy_within(..len, 3);
         line[..3].copy_from_slice(b"<3>");
@@ -158,28 +146,10 @@ mod tests {
 
     #[test]
     fn builds_messages_and_escapes_outside_bytes() {
-        let failure = Failure::new(7)
-            .text("cannot open ")
-            .bytes(b"/dev/v\x1bda\xff")
-            .text(": ")
-            .errno(Errno::NOENT);
-        assert_eq!(
-            failure.message(),
-            b"cannot open /dev/v\\x1bda\\xff: ENOENT (no such file or directory)".as_slice()
-        );
-        assert_eq!(
-            Failure::new(0)
-                .number(0)
-                .number(18446744073709551615)
-                .message(),
-            b"018446744073709551615"
-        );
-        assert_eq!(
-            Failure::new(0)
-                .errno(Errno::from_raw_os_error(4095))
-                .message(),
-            b"errno 4095"
-        );
+        let failure = Failure::new(7).text("cannot open ").bytes(b"/dev/v\x1bda\xff").text(": ").errno(Errno::NOENT);
+        assert_eq!(failure.message(), b"cannot open /dev/v\\x1bda\\xff: ENOENT (no such file or directory)".as_slice());
+        assert_eq!(Failure::new(0).number(0).number(18446744073709551615).message(), b"018446744073709551615");
+        assert_eq!(Failure::new(0).errno(Errno::from_raw_os_error(4095)).message(), b"errno 4095");
     }
 
     #[test]

@@ -69,20 +69,10 @@ fn mount(root: &Root<'_>) -> Result<(), Failure> {
                 rustix::fs::mkdir(dir, mode).map_err(|errno| failure("layer", errno))?;
             }
             rustix::fs::chmod(UPPER, mode).map_err(|errno| failure("layer", errno))?;
-            let owner = (
-                rustix::fs::Uid::from_raw(image_root.st_uid),
-                rustix::fs::Gid::from_raw(image_root.st_gid),
-            );
-            rustix::fs::chown(UPPER, Some(owner.0), Some(owner.1))
-                .map_err(|errno| failure("layer", errno))?;
-            rustix::mount::mount(
-                c"overlay",
-                NEW_ROOT,
-                c"overlay",
-                MountFlags::empty(),
-                OVERLAY_OPTIONS,
-            )
-            .map_err(|errno| failure("mount", errno))
+            let owner = (rustix::fs::Uid::from_raw(image_root.st_uid), rustix::fs::Gid::from_raw(image_root.st_gid));
+            rustix::fs::chown(UPPER, Some(owner.0), Some(owner.1)).map_err(|errno| failure("layer", errno))?;
+            rustix::mount::mount(c"overlay", NEW_ROOT, c"overlay", MountFlags::empty(), OVERLAY_OPTIONS)
+                .map_err(|errno| failure("mount", errno))
         }
     }
 }
@@ -94,20 +84,12 @@ fn mount_device(root: &Root<'_>, target: &CStr, flags: MountFlags) -> Result<(),
             .bytes(root.device)
             .text(" as ")
             .bytes(root.fstype)
-            .text(if flags.contains(MountFlags::RDONLY) {
-                " read-only: "
-            } else {
-                " read-write: "
-            })
+            .text(if flags.contains(MountFlags::RDONLY) { " read-only: " } else { " read-write: " })
             .errno(errno)
             .text(match errno {
-                Errno::NODEV => {
-                    ": the kernel lacks this filesystem: list its module in flint.modules"
-                }
+                Errno::NODEV => ": the kernel lacks this filesystem: list its module in flint.modules",
                 Errno::INVAL => ": check that flint.rootfstype matches the image",
-                Errno::ROFS | Errno::ACCESS => {
-                    ": the device is read-only: use flint.ro or flint.overlay"
-                }
+                Errno::ROFS | Errno::ACCESS => ": the device is read-only: use flint.ro or flint.overlay",
                 _ => ": check the root image and its filesystem type (see dmesg)",
             })
     })
@@ -122,15 +104,9 @@ fn switch() -> Result<(), Failure> {
             .errno(errno)
             .text(": this needs an initramfs (rootfs) as the first root")
     };
-    let initramfs = rustix::fs::open(
-        c"/",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|errno| failure("open /", errno))?;
-    let device = rustix::fs::fstat(&initramfs)
-        .map_err(|errno| failure("stat /", errno))?
-        .st_dev;
+    let initramfs = rustix::fs::open(c"/", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|errno| failure("open /", errno))?;
+    let device = rustix::fs::fstat(&initramfs).map_err(|errno| failure("stat /", errno))?.st_dev;
     rustix::process::chdir(NEW_ROOT).map_err(|errno| failure("chdir", errno))?;
     delete_contents(initramfs.as_fd(), device);
     rustix::mount::mount_move(c".", c"/").map_err(|errno| failure("move mount", errno))?;

@@ -32,15 +32,9 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     }
     let mut failure = Failure::new(status::INIT_PANICKED).text("internal error");
     if let Some(location) = info.location() {
-        failure = failure
-            .text(" at ")
-            .text(location.file())
-            .text(":")
-            .number(location.line().into());
+        failure = failure.text(" at ").text(location.file()).text(":").number(location.line().into());
     }
-    report::print(
-        &failure.text(": this is a flint-init bug, please report it with the kernel command line"),
-    );
+    report::print(&failure.text(": this is a flint-init bug, please report it with the kernel command line"));
     poweroff::power_off(status::INIT_PANICKED)
 }
 

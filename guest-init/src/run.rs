@@ -20,15 +20,9 @@ const FORWARDED: [Signal; 2] = [Signal::TERM, Signal::INT];
 /// Runs the workload to its end and returns its status (or the timeout failure).
 pub fn run(command: &Command<'_>, stdio: &Stdio, timeout_ms: Option<u64>) -> Result<u8, Failure> {
     let setup = |what: &str, errno| {
-        Failure::new(status::SETUP_FAILED)
-            .text(what)
-            .errno(errno)
-            .text(": the guest kernel is out of resources")
+        Failure::new(status::SETUP_FAILED).text(what).errno(errno).text(": the guest kernel is out of resources")
     };
-    let watched = SigSet::EMPTY
-        .with(Signal::CHILD)
-        .with(Signal::TERM)
-        .with(Signal::INT);
+    let watched = SigSet::EMPTY.with(Signal::CHILD).with(Signal::TERM).with(Signal::INT);
     // Blocked before forking, so a child that exits at once still leaves its SIGCHLD pending.
     sys::block(watched).map_err(|errno| setup("cannot block signals: ", errno))?;
     // Make Ctrl-Alt-Del send SIGINT to init (forwarded to the workload) instead of an
@@ -74,10 +68,7 @@ fn reap(workload: Pid) -> Option<u8> {
     // init's process group, and the workload has a session of its own.
     while let Ok(Some((pid, wait_status))) = rustix::process::wait(WaitOptions::NOHANG) {
         if pid == workload {
-            return Some(status::from_wait(
-                wait_status.exit_status(),
-                wait_status.terminating_signal(),
-            ));
+            return Some(status::from_wait(wait_status.exit_status(), wait_status.terminating_signal()));
         }
     }
     None

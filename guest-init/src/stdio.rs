@@ -29,11 +29,7 @@ impl Stdio {
         } else {
             open(params.stderr, OFlags::WRONLY, "flint.stderr", deadline)?
         };
-        Ok(Stdio {
-            stdin,
-            stdout,
-            stderr,
-        })
+        Ok(Stdio { stdin, stdout, stderr })
     }
 
     /// Pushes out what the workload wrote before the VM ends: powering off with bytes still
@@ -47,12 +43,7 @@ impl Stdio {
 /// Opens a device for the workload or the status line once it exists (or `deadline` passed);
 /// a tty is put in raw mode so bytes pass unchanged (no `\n` to `\r\n`, no echo, no line
 /// editing, no signal keys).
-pub fn open(
-    path: &[u8],
-    access: OFlags,
-    key: &str,
-    deadline: Deadline,
-) -> Result<OwnedFd, Failure> {
+pub fn open(path: &[u8], access: OFlags, key: &str, deadline: Deadline) -> Result<OwnedFd, Failure> {
     // A device node can appear (ENOENT until then) a moment before its driver accepts opens
     // (ENXIO until then): both mean "not yet" until the deadline.
     // NOCTTY: PID 1 must not acquire a controlling terminal (the workload's session gets it).
@@ -64,8 +55,7 @@ pub fn open(
     .map_err(|errno| device_failure(key, path, errno))?;
     if let Ok(mut termios) = tcgetattr(&fd) {
         termios.make_raw();
-        tcsetattr(&fd, OptionalActions::Now, &termios)
-            .map_err(|errno| device_failure(key, path, errno))?;
+        tcsetattr(&fd, OptionalActions::Now, &termios).map_err(|errno| device_failure(key, path, errno))?;
     }
     Ok(fd)
 }

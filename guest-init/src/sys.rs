@@ -30,25 +30,13 @@ const SIG_SETMASK: usize = 2;
 /// Adds `set` to the blocked signals.
 pub fn block(set: SigSet) -> Result<(), Errno> {
     // SAFETY: the kernel reads one 8-byte set from a valid pointer; no old set is requested.
-    unsafe { syscall!(Sysno::rt_sigprocmask, SIG_BLOCK, &set.0 as *const u64, 0, 8) }
-        .map(drop)
-        .map_err(errno)
+    unsafe { syscall!(Sysno::rt_sigprocmask, SIG_BLOCK, &set.0 as *const u64, 0, 8) }.map(drop).map_err(errno)
 }
 
 /// Replaces the blocked signals with `set`.
 pub fn set_blocked(set: SigSet) -> Result<(), Errno> {
     // SAFETY: as in `block`.
-    unsafe {
-        syscall!(
-            Sysno::rt_sigprocmask,
-            SIG_SETMASK,
-            &set.0 as *const u64,
-            0,
-            8
-        )
-    }
-    .map(drop)
-    .map_err(errno)
+    unsafe { syscall!(Sysno::rt_sigprocmask, SIG_SETMASK, &set.0 as *const u64, 0, 8) }.map(drop).map_err(errno)
 }
 
 /// Waits until a signal of `set` (which must be blocked) is pending and takes it; `None`
@@ -59,17 +47,9 @@ pub fn wait_signal(set: SigSet, timeout: Option<&Timespec>) -> Result<i32, Errno
     let timeout = timeout.map_or(core::ptr::null(), |timeout| timeout as *const Timespec);
     // SAFETY: all pointers are valid for the call; Timespec is repr(C) {i64, i64}, the
     // layout of the kernel's __kernel_timespec on x86_64.
-    unsafe {
-        syscall!(
-            Sysno::rt_sigtimedwait,
-            &set.0 as *const u64,
-            info.as_mut_ptr(),
-            timeout,
-            8
-        )
-    }
-    .map(|signal| signal as i32)
-    .map_err(errno)
+    unsafe { syscall!(Sysno::rt_sigtimedwait, &set.0 as *const u64, info.as_mut_ptr(), timeout, 8) }
+        .map(|signal| signal as i32)
+        .map_err(errno)
 }
 
 /// `fork()`: `None` in the child, the child's pid in the parent.
@@ -79,8 +59,7 @@ pub fn wait_signal(set: SigSet, timeout: Option<&Timespec>) -> Result<i32, Errno
 pub unsafe fn fork() -> Result<Option<Pid>, Errno> {
     // clone with only SIGCHLD as the exit signal and no other flags is exactly fork.
     // SAFETY: no shared memory or stack is requested, so the child runs on its own copy.
-    let pid =
-        unsafe { syscall!(Sysno::clone, Signal::CHILD.as_raw(), 0, 0, 0, 0) }.map_err(errno)?;
+    let pid = unsafe { syscall!(Sysno::clone, Signal::CHILD.as_raw(), 0, 0, 0, 0) }.map_err(errno)?;
     Ok(Pid::from_raw(pid as i32))
 }
 
@@ -100,17 +79,13 @@ pub unsafe fn execve(path: *const u8, argv: *const *const u8, envp: *const *cons
 /// Sends `signal` to every process but init itself (`kill(-1, signal)`).
 pub fn signal_all(signal: Signal) -> Result<(), Errno> {
     // SAFETY: plain integer arguments.
-    unsafe { syscall!(Sysno::kill, -1isize, signal.as_raw()) }
-        .map(drop)
-        .map_err(errno)
+    unsafe { syscall!(Sysno::kill, -1isize, signal.as_raw()) }.map(drop).map_err(errno)
 }
 
 /// Allows this process `in`/`out` on ports `from..from + count`.
 pub fn ioperm(from: u16, count: u16) -> Result<(), Errno> {
     // SAFETY: plain integer arguments; the kernel checks the range and CAP_SYS_RAWIO.
-    unsafe { syscall!(Sysno::ioperm, from, count, 1) }
-        .map(drop)
-        .map_err(errno)
+    unsafe { syscall!(Sysno::ioperm, from, count, 1) }.map(drop).map_err(errno)
 }
 
 /// Ends this process (used by the forked child only: PID 1 must never exit).

@@ -53,10 +53,7 @@ impl BzImage {
         if !is_linux_kernel(setup) {
             return Err(KernelError::NotLinux);
         }
-        let truncated = |need: usize| KernelError::Truncated {
-            len: setup.len(),
-            need,
-        };
+        let truncated = |need: usize| KernelError::Truncated { len: setup.len(), need };
         let u8_at = |off: usize| setup.get(off).copied().ok_or_else(|| truncated(off + 1));
         let u16_at = |off: usize| le::u16_at(setup, off).ok_or_else(|| truncated(off + 2));
         let u32_at = |off: usize| le::u32_at(setup, off).ok_or_else(|| truncated(off + 4));
@@ -91,18 +88,14 @@ impl BzImage {
         }
         let kernel_alignment = u32_at(KERNEL_ALIGNMENT)?;
         if !kernel_alignment.is_power_of_two() {
-            return Err(KernelError::Damaged(
-                "kernel_alignment is not a power of two",
-            ));
+            return Err(KernelError::Damaged("kernel_alignment is not a power of two"));
         }
         let init_size = u32_at(INIT_SIZE)?;
         if init_size == 0 {
             return Err(KernelError::Damaged("init_size is zero"));
         }
         let mut header = [0; HEADER_BYTES];
-        let src = setup
-            .get(SETUP_SECTS..header_end)
-            .ok_or_else(|| truncated(header_end))?;
+        let src = setup.get(SETUP_SECTS..header_end).ok_or_else(|| truncated(header_end))?;
         le::put(&mut header, 0, src).ok_or_else(|| truncated(header_end))?;
         Ok(Self {
             protocol,
@@ -128,9 +121,7 @@ impl BzImage {
 
     /// The setup header bytes [0x1F1, header_end), as the zero page must receive them.
     pub fn header(&self) -> &[u8] {
-        self.header
-            .get(..self.header_end.saturating_sub(SETUP_SECTS))
-            .unwrap_or(&[])
+        self.header.get(..self.header_end.saturating_sub(SETUP_SECTS)).unwrap_or(&[])
     }
 }
 
@@ -179,20 +170,11 @@ mod tests {
     #[test]
     fn parses_a_valid_header() {
         let k = BzImage::parse(&setup_blob()).unwrap();
-        assert_eq!(
-            (k.protocol, k.setup_sects, k.loadflags, k.xloadflags),
-            (0x20F, 1, 1, 3)
-        );
-        assert_eq!(
-            (k.kernel_alignment, k.min_alignment, k.relocatable),
-            (0x20_0000, 21, true)
-        );
+        assert_eq!((k.protocol, k.setup_sects, k.loadflags, k.xloadflags), (0x20F, 1, 1, 3));
+        assert_eq!((k.kernel_alignment, k.min_alignment, k.relocatable), (0x20_0000, 21, true));
         assert_eq!((k.pref_address, k.init_size), (0x100_0000, 0x200_0000));
         assert_eq!((k.initrd_addr_max, k.cmdline_size), (0x7FFF_FFFF, 2047));
-        assert_eq!(
-            (k.header_end, k.setup_data, k.entry64_offset()),
-            (0x26C, 0, 0x200)
-        );
+        assert_eq!((k.header_end, k.setup_data, k.entry64_offset()), (0x26C, 0, 0x200));
         assert_eq!(k.header(), &setup_blob()[0x1F1..0x26C]);
     }
 
@@ -206,50 +188,23 @@ mod tests {
             assert_one_line(&want);
         };
         check(|b| b.truncate(0x100), NotLinux);
-        check(
-            |b| b.truncate(0x240),
-            Truncated {
-                len: 0x240,
-                need: 1024,
-            },
-        );
-        check(
-            |b| b[SETUP_SECTS] = 0,
-            Truncated {
-                len: 1024,
-                need: 2560,
-            },
-        );
+        check(|b| b.truncate(0x240), Truncated { len: 0x240, need: 1024 });
+        check(|b| b[SETUP_SECTS] = 0, Truncated { len: 1024, need: 2560 });
         check(|b| b[HEADER_MAGIC] = b'h', NotLinux);
-        check(
-            |b| b[BOOT_FLAG] = 0,
-            Damaged("boot flag at 0x1FE is not 0xAA55"),
-        );
+        check(|b| b[BOOT_FLAG] = 0, Damaged("boot flag at 0x1FE is not 0xAA55"));
         check(|b| b[VERSION] = 0x0B, OldProtocol { version: 0x20B });
-        check(
-            |b| b[JUMP + 1] = 0x20,
-            Damaged("setup header ends before init_size"),
-        );
+        check(|b| b[JUMP + 1] = 0x20, Damaged("setup header ends before init_size"));
         check(|b| b[XLOADFLAGS] = 2, No64BitEntry);
         check(|b| b[RELOCATABLE_KERNEL] = 0, NotRelocatable);
-        check(
-            |b| b[KERNEL_ALIGNMENT] = 3,
-            Damaged("kernel_alignment is not a power of two"),
-        );
-        check(
-            |b| write(b, INIT_SIZE, &[0; 4]),
-            Damaged("init_size is zero"),
-        );
+        check(|b| b[KERNEL_ALIGNMENT] = 3, Damaged("kernel_alignment is not a power of two"));
+        check(|b| write(b, INIT_SIZE, &[0; 4]), Damaged("init_size is zero"));
     }
 
     #[test]
     fn caps_the_header_at_boot_params_room() {
         let mut b = setup_blob();
         b[JUMP + 1] = 0xFF;
-        assert_eq!(
-            BzImage::parse(&b).unwrap().header().len(),
-            HEADER_LIMIT - SETUP_SECTS
-        );
+        assert_eq!(BzImage::parse(&b).unwrap().header().len(), HEADER_LIMIT - SETUP_SECTS);
         assert!(is_linux_kernel(&b) && !is_linux_kernel(&b[..0x205]));
     }
 }

@@ -58,28 +58,17 @@ impl Default for MemoryMap {
 
 impl MemoryMap {
     pub const fn new() -> Self {
-        Self {
-            table: [E820Entry {
-                addr: 0,
-                size: 0,
-                kind: 0,
-            }; MAX_ENTRIES],
-            len: 0,
-        }
+        Self { table: [E820Entry { addr: 0, size: 0, kind: 0 }; MAX_ENTRIES], len: 0 }
     }
 
     pub fn from_qemu(bytes: &[u8]) -> Result<Self, MapError> {
         if !bytes.len().is_multiple_of(ENTRY_SIZE) {
             return Err(MapError::PartialEntry { len: bytes.len() });
         }
-        let all =
-            || (0..bytes.len() / ENTRY_SIZE).filter_map(|i| E820Entry::read(bytes, i * ENTRY_SIZE));
+        let all = || (0..bytes.len() / ENTRY_SIZE).filter_map(|i| E820Entry::read(bytes, i * ENTRY_SIZE));
         let mut map = Self::new();
         // RAM first, so anything QEMU reserves on top of RAM wins.
-        for e in all()
-            .filter(|e| e.kind == RAM)
-            .chain(all().filter(|e| e.kind != RAM))
-        {
+        for e in all().filter(|e| e.kind == RAM).chain(all().filter(|e| e.kind != RAM)) {
             map.mark(e.addr, e.size, e.kind)?;
         }
         Ok(map)
@@ -101,31 +90,18 @@ impl MemoryMap {
 
     /// Rebuilds the table with the range set to `kind`, or to a hole when `kind` is None.
     pub(crate) fn set(&mut self, start: u64, size: u64, kind: Option<u32>) -> Result<(), MapError> {
-        let end = start
-            .checked_add(size)
-            .ok_or(MapError::Wraps { start, size })?;
+        let end = start.checked_add(size).ok_or(MapError::Wraps { start, size })?;
         if size == 0 {
             return Ok(());
         }
         let mut out = Self::new();
-        let mut new = kind.map(|kind| E820Entry {
-            addr: start,
-            size,
-            kind,
-        });
+        let mut new = kind.map(|kind| E820Entry { addr: start, size, kind });
         for &e in self.entries() {
             // What lies outside [start, end) survives; the new entry goes before the tail.
             let head_size = e.end().min(start).saturating_sub(e.addr);
             let tail_start = e.addr.max(end);
-            let tail = E820Entry {
-                addr: tail_start,
-                size: e.end().saturating_sub(tail_start),
-                ..e
-            };
-            out.push(E820Entry {
-                size: head_size,
-                ..e
-            })?;
+            let tail = E820Entry { addr: tail_start, size: e.end().saturating_sub(tail_start), ..e };
+            out.push(E820Entry { size: head_size, ..e })?;
             if tail.size > 0 {
                 if let Some(n) = new.take() {
                     out.push(n)?;
@@ -166,18 +142,12 @@ impl MemoryMap {
 
     /// Whether all of [start, start + size) is RAM (touching RAM entries are merged).
     pub fn is_ram(&self, start: u64, size: u64) -> bool {
-        start
-            .checked_add(size)
-            .is_some_and(|end| self.ram().any(|e| e.addr <= start && end <= e.end()))
+        start.checked_add(size).is_some_and(|end| self.ram().any(|e| e.addr <= start && end <= e.end()))
     }
 
     pub fn ram_top_below_4g(&self) -> u64 {
         let top = |e: E820Entry| e.end().min(range::FOUR_GIB);
-        self.ram()
-            .filter(|e| e.addr < range::FOUR_GIB)
-            .map(top)
-            .max()
-            .unwrap_or(0)
+        self.ram().filter(|e| e.addr < range::FOUR_GIB).map(top).max().unwrap_or(0)
     }
 
     pub fn total_ram(&self) -> u64 {
@@ -186,13 +156,7 @@ impl MemoryMap {
 
     /// Highest `align`-aligned start such that the whole range is RAM, ends at or below
     /// `limit_end` and overlaps nothing in `avoid` (ranges as `(start, size)`).
-    pub fn highest_fit(
-        &self,
-        size: u64,
-        align: u64,
-        limit_end: u64,
-        avoid: &[(u64, u64)],
-    ) -> Option<u64> {
+    pub fn highest_fit(&self, size: u64, align: u64, limit_end: u64, avoid: &[(u64, u64)]) -> Option<u64> {
         self.ram().rev().find_map(|e| {
             let mut top = e.end().min(limit_end);
             loop {
@@ -210,13 +174,7 @@ impl MemoryMap {
     }
 
     /// Lowest `align`-aligned start at or above `min_start`, otherwise like `highest_fit`.
-    pub fn lowest_fit(
-        &self,
-        size: u64,
-        align: u64,
-        min_start: u64,
-        avoid: &[(u64, u64)],
-    ) -> Option<u64> {
+    pub fn lowest_fit(&self, size: u64, align: u64, min_start: u64, avoid: &[(u64, u64)]) -> Option<u64> {
         self.ram().find_map(|e| {
             let mut start = range::align_up(e.addr.max(min_start), align)?;
             loop {
@@ -246,13 +204,10 @@ impl fmt::Display for MapError {
                 f,
                 "fw_cfg etc/e820 is {len} bytes, not whole 20-byte entries: run flint under an unmodified QEMU"
             ),
-            Self::Wraps { start, size } => write!(
-                f,
-                "memory range {start:#x}+{size:#x} wraps past the top of memory: fix the VM's memory layout"
-            ),
-            Self::TableFull => {
-                f.write_str("memory map needs more than 128 entries: give the VM fewer memory regions")
+            Self::Wraps { start, size } => {
+                write!(f, "memory range {start:#x}+{size:#x} wraps past the top of memory: fix the VM's memory layout")
             }
+            Self::TableFull => f.write_str("memory map needs more than 128 entries: give the VM fewer memory regions"),
         }
     }
 }
@@ -266,19 +221,13 @@ mod tests {
     use crate::testutil::{assert_one_line, e820_bytes, ram_map};
 
     fn spans(map: &MemoryMap) -> Vec<(u64, u64, u32)> {
-        map.entries()
-            .iter()
-            .map(|e| (e.addr, e.end(), e.kind))
-            .collect()
+        map.entries().iter().map(|e| (e.addr, e.end(), e.kind)).collect()
     }
 
     #[test]
     fn parses_qemu_and_adds_legacy_low_memory() {
         let bytes = e820_bytes(&[(0xFEFF_C000, 0x4000, RESERVED), (0, 128 * MIB, RAM)]);
-        let map = MemoryMap::from_qemu(&bytes)
-            .unwrap()
-            .with_legacy_low_memory()
-            .unwrap();
+        let map = MemoryMap::from_qemu(&bytes).unwrap().with_legacy_low_memory().unwrap();
         let want = [
             (0, 0x9_FC00, RAM),
             (0x9_FC00, 0xA_0000, RESERVED),
@@ -287,10 +236,7 @@ mod tests {
             (0xFEFF_C000, 0xFF00_0000, RESERVED),
         ];
         assert_eq!(spans(&map), want);
-        assert_eq!(
-            MemoryMap::from_qemu(&bytes[..30]),
-            Err(MapError::PartialEntry { len: 30 })
-        );
+        assert_eq!(MemoryMap::from_qemu(&bytes[..30]), Err(MapError::PartialEntry { len: 30 }));
         // QEMU's reservation wins over RAM listed after it.
         let over = e820_bytes(&[(MIB, MIB, RESERVED), (0, 4 * MIB, RAM)]);
         assert!(!MemoryMap::from_qemu(&over).unwrap().is_ram(MIB, 1));
@@ -300,51 +246,26 @@ mod tests {
     fn mark_splits_and_merges() {
         let mut map = ram_map(&[(0, 64 * MIB)]);
         map.mark(16 * MIB, MIB, ACPI).unwrap();
-        assert_eq!(
-            spans(&map),
-            [
-                (0, 16 * MIB, RAM),
-                (16 * MIB, 17 * MIB, ACPI),
-                (17 * MIB, 64 * MIB, RAM)
-            ]
-        );
+        assert_eq!(spans(&map), [(0, 16 * MIB, RAM), (16 * MIB, 17 * MIB, ACPI), (17 * MIB, 64 * MIB, RAM)]);
         map.mark(8 * MIB, 16 * MIB, NVS).unwrap();
-        assert_eq!(
-            spans(&map),
-            [
-                (0, 8 * MIB, RAM),
-                (8 * MIB, 24 * MIB, NVS),
-                (24 * MIB, 64 * MIB, RAM)
-            ]
-        );
+        assert_eq!(spans(&map), [(0, 8 * MIB, RAM), (8 * MIB, 24 * MIB, NVS), (24 * MIB, 64 * MIB, RAM)]);
         map.mark(0, 64 * MIB, RAM).unwrap();
         assert_eq!(spans(&map), [(0, 64 * MIB, RAM)]);
         map.mark(64 * MIB, MIB, RAM).unwrap();
         assert_eq!(spans(&map), [(0, 65 * MIB, RAM)]);
-        assert_eq!(
-            map.mark(u64::MAX, 2, RAM),
-            Err(MapError::Wraps {
-                start: u64::MAX,
-                size: 2
-            })
-        );
+        assert_eq!(map.mark(u64::MAX, 2, RAM), Err(MapError::Wraps { start: u64::MAX, size: 2 }));
     }
 
     #[test]
     fn overflow_leaves_the_map_unchanged() {
         let mut map = MemoryMap::new();
         for i in 0..MAX_ENTRIES as u64 {
-            map.mark(i * 2 * MIB, MIB, [RAM, RESERVED][i as usize % 2])
-                .unwrap();
+            map.mark(i * 2 * MIB, MIB, [RAM, RESERVED][i as usize % 2]).unwrap();
         }
         let before = map.clone();
         assert_eq!(map.mark(1000 * MIB, MIB, RAM), Err(MapError::TableFull));
         assert_eq!(map, before);
-        for err in [
-            MapError::TableFull,
-            MapError::PartialEntry { len: 3 },
-            MapError::Wraps { start: 1, size: 2 },
-        ] {
+        for err in [MapError::TableFull, MapError::PartialEntry { len: 3 }, MapError::Wraps { start: 1, size: 2 }] {
             assert_one_line(&err);
         }
     }
@@ -353,31 +274,14 @@ mod tests {
     fn answers_queries() {
         let mut map = ram_map(&[(0, 2048 * MIB), (4096 * MIB, 2048 * MIB)]);
         map.mark(3072 * MIB, MIB, RESERVED).unwrap();
-        assert_eq!(
-            (map.ram_top_below_4g(), map.total_ram()),
-            (2048 * MIB, 4096 * MIB)
-        );
-        assert!(
-            map.is_ram(MIB, 2047 * MIB) && !map.is_ram(MIB, 2048 * MIB) && !map.is_ram(u64::MAX, 2)
-        );
+        assert_eq!((map.ram_top_below_4g(), map.total_ram()), (2048 * MIB, 4096 * MIB));
+        assert!(map.is_ram(MIB, 2047 * MIB) && !map.is_ram(MIB, 2048 * MIB) && !map.is_ram(u64::MAX, 2));
         let avoid = [(2046 * MIB, MIB), (2040 * MIB, 5 * MIB)];
-        assert_eq!(
-            map.highest_fit(4 * MIB, MIB, 4096 * MIB, &avoid),
-            Some(2036 * MIB)
-        );
-        assert_eq!(
-            map.highest_fit(4 * MIB, MIB, u64::MAX, &avoid),
-            Some(6140 * MIB)
-        );
+        assert_eq!(map.highest_fit(4 * MIB, MIB, 4096 * MIB, &avoid), Some(2036 * MIB));
+        assert_eq!(map.highest_fit(4 * MIB, MIB, u64::MAX, &avoid), Some(6140 * MIB));
         assert_eq!(map.highest_fit(4096 * MIB, MIB, u64::MAX, &[]), None);
-        assert_eq!(
-            map.lowest_fit(4 * MIB, 2 * MIB, MIB, &[(MIB, 3 * MIB)]),
-            Some(4 * MIB)
-        );
-        assert_eq!(
-            map.lowest_fit(4 * MIB, 2 * MIB, 2047 * MIB, &[]),
-            Some(4096 * MIB)
-        );
+        assert_eq!(map.lowest_fit(4 * MIB, 2 * MIB, MIB, &[(MIB, 3 * MIB)]), Some(4 * MIB));
+        assert_eq!(map.lowest_fit(4 * MIB, 2 * MIB, 2047 * MIB, &[]), Some(4096 * MIB));
         assert_eq!(map.lowest_fit(3000 * MIB, 0, 0, &[]), None);
     }
 }

@@ -18,8 +18,6 @@ pub fn u64_at(bytes: &[u8], off: usize) -> Option<u64> {
 
 /// Copies `src` to `off`; integers are written as `value.to_le_bytes()`.
 pub fn put(bytes: &mut [u8], off: usize, src: &[u8]) -> Option<()> {
-    bytes
-        .get_mut(off..off.checked_add(src.len())?)?
-        .copy_from_slice(src);
+    bytes.get_mut(off..off.checked_add(src.len())?)?.copy_from_slice(src);
     Some(())
 }

@@ -32,40 +32,22 @@ pub fn plan(
 ) -> Result<LoadPlan, PlanError> {
     let max = kernel.cmdline_size;
     if cmdline_len > max as usize {
-        return Err(PlanError::CmdlineTooLong {
-            len: cmdline_len,
-            max,
-        });
+        return Err(PlanError::CmdlineTooLong { len: cmdline_len, max });
     }
     let extent = u64::from(kernel.init_size).max(kernel_size);
-    let too_big = PlanError::KernelDoesNotFit {
-        need: extent,
-        ram: map.total_ram(),
-    };
+    let too_big = PlanError::KernelDoesNotFit { need: extent, ram: map.total_ram() };
     let kernel_addr = place_kernel(kernel, map, extent, reserved).ok_or(too_big)?;
-    let entry64 = kernel_addr
-        .checked_add(kernel.entry64_offset())
-        .ok_or(too_big)?;
+    let entry64 = kernel_addr.checked_add(kernel.entry64_offset()).ok_or(too_big)?;
     let initrd_addr = match initrd_size {
         0 => 0,
         size => place_initrd(kernel, map, (kernel_addr, extent), size, reserved)
             .ok_or(PlanError::InitrdDoesNotFit { size })?,
     };
-    Ok(LoadPlan {
-        kernel_addr,
-        entry64,
-        kernel_extent: extent,
-        initrd_addr,
-    })
+    Ok(LoadPlan { kernel_addr, entry64, kernel_extent: extent, initrd_addr })
 }
 
 /// The kernel's preferred address avoids relocating it; otherwise the lowest aligned spot.
-fn place_kernel(
-    kernel: &BzImage,
-    map: &MemoryMap,
-    extent: u64,
-    reserved: &[(u64, u64)],
-) -> Option<u64> {
+fn place_kernel(kernel: &BzImage, map: &MemoryMap, extent: u64, reserved: &[(u64, u64)]) -> Option<u64> {
     let pref = kernel.pref_address;
     let free = !reserved.iter().any(|&r| range::overlaps(r, (pref, extent)));
     if pref >= MIB && free && map.is_ram(pref, extent) {
@@ -147,12 +129,7 @@ mod tests {
             initrd_addr: 123 * MIB - PAGE,
         };
         assert_eq!(p, want);
-        assert_eq!(
-            plan(&kernel(), &map, 40 * MIB, 0, 0, &[])
-                .unwrap()
-                .kernel_extent,
-            40 * MIB
-        );
+        assert_eq!(plan(&kernel(), &map, 40 * MIB, 0, 0, &[]).unwrap().kernel_extent, 40 * MIB);
         assert_eq!(plan(&kernel(), &map, 1, 0, 0, &[]).unwrap().initrd_addr, 0);
     }
 
@@ -179,25 +156,10 @@ mod tests {
         let map = ram_map(&[(0, 40 * MIB)]);
         let k = kernel();
         let e = plan(&k, &map, MIB, 0, 2048, &[]).unwrap_err();
-        assert_eq!(
-            e,
-            PlanError::CmdlineTooLong {
-                len: 2048,
-                max: 2047
-            }
-        );
-        assert_eq!(
-            e.to_string(),
-            "command line is 2048 bytes, kernel accepts 2047: shorten -append"
-        );
+        assert_eq!(e, PlanError::CmdlineTooLong { len: 2048, max: 2047 });
+        assert_eq!(e.to_string(), "command line is 2048 bytes, kernel accepts 2047: shorten -append");
         let e = plan(&k, &ram_map(&[(0, 32 * MIB)]), MIB, 0, 0, &[]).unwrap_err();
-        assert_eq!(
-            e,
-            PlanError::KernelDoesNotFit {
-                need: 32 * MIB,
-                ram: 32 * MIB
-            }
-        );
+        assert_eq!(e, PlanError::KernelDoesNotFit { need: 32 * MIB, ram: 32 * MIB });
         assert_one_line(&e);
         let e = plan(&k, &map, MIB, 7 * MIB, 0, &[]).unwrap_err();
         assert_eq!(e, PlanError::InitrdDoesNotFit { size: 7 * MIB });

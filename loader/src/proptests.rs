@@ -40,11 +40,7 @@ fn assert_normal(map: &MemoryMap) {
 fn apply(map: &mut MemoryMap, edits: &[(u64, u64, u32)]) {
     for &(start, size, kind) in edits {
         let before = map.clone();
-        let result = if kind == 6 {
-            map.set(start, size, None)
-        } else {
-            map.mark(start, size, kind)
-        };
+        let result = if kind == 6 { map.set(start, size, None) } else { map.mark(start, size, kind) };
         if result.is_err() {
             assert_eq!(*map, before);
         }
@@ -53,10 +49,7 @@ fn apply(map: &mut MemoryMap, edits: &[(u64, u64, u32)]) {
 }
 
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 2000,
-        ..ProptestConfig::default()
-    }
+    ProptestConfig { cases: 2000, ..ProptestConfig::default() }
 }
 
 proptest! {

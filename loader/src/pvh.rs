@@ -49,7 +49,9 @@ impl fmt::Display for PvhError {
             Self::NotX86_64 => f.write_str("the ELF kernel is not for x86-64: pass an x86-64 vmlinux"),
             Self::Truncated => f.write_str("the ELF kernel is truncated: pass the whole vmlinux"),
             Self::NoLoadSegments => f.write_str("the ELF kernel has no loadable segment: pass a real vmlinux"),
-            Self::TooManySegments => f.write_str("the ELF kernel has more than 8 loadable segments: pass a Linux vmlinux"),
+            Self::TooManySegments => {
+                f.write_str("the ELF kernel has more than 8 loadable segments: pass a Linux vmlinux")
+            }
             Self::NoPvhNote => {
                 f.write_str("the vmlinux has no PVH entry note: build it with CONFIG_PVH=y or boot the bzImage")
             }
@@ -269,7 +271,12 @@ pub(crate) mod tests {
     fn start_info_layout() {
         let map = ram_map(&[(0x10_0000, 0x700_0000)]);
         let mut block = [0u8; START_INFO_BLOCK];
-        let input = StartInfoInput { cmdline_addr: 0x2_1000, rsdp_addr: 0xf_fff0, initrd: Some((0x600_0000, 0x1234)), map: &map };
+        let input = StartInfoInput {
+            cmdline_addr: 0x2_1000,
+            rsdp_addr: 0xf_fff0,
+            initrd: Some((0x600_0000, 0x1234)),
+            map: &map,
+        };
         assert_eq!(build_start_info(&mut block, 0x5_0000, &input), 0x5_0000);
         assert_eq!(le::u32_at(&block, 0), Some(START_INFO_MAGIC));
         assert_eq!(le::u32_at(&block, 12), Some(1));

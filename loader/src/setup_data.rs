@@ -39,12 +39,7 @@ pub struct Blob<'a> {
 
 /// Copies the chain starting at `head` (a QEMU address) into `dest`, which the firmware
 /// placed at `dest_addr`, and returns the new head (0 when there is no chain).
-pub fn relocate_chain(
-    head: u64,
-    blobs: &[Blob],
-    dest: &mut [u8],
-    dest_addr: u64,
-) -> Result<u64, SetupDataError> {
+pub fn relocate_chain(head: u64, blobs: &[Blob], dest: &mut [u8], dest_addr: u64) -> Result<u64, SetupDataError> {
     let no_room = SetupDataError::NoRoom { have: dest.len() };
     let mut new_head = 0;
     let mut prev_next = None;
@@ -85,9 +80,7 @@ fn find_node<'a>(blobs: &[Blob<'a>], addr: u64) -> Result<&'a [u8], SetupDataErr
         .ok_or(SetupDataError::Dangling { addr })?;
     let truncated = SetupDataError::Truncated { addr };
     let len = le::u32_at(bytes, off + LEN_FIELD).ok_or(truncated)?;
-    let end = usize::try_from(len)
-        .ok()
-        .and_then(|len| (off + NODE_HEADER).checked_add(len));
+    let end = usize::try_from(len).ok().and_then(|len| (off + NODE_HEADER).checked_add(len));
     bytes.get(off..end.ok_or(truncated)?).ok_or(truncated)
 }
 
@@ -106,14 +99,12 @@ impl fmt::Display for SetupDataError {
                 f,
                 "QEMU's setup_data points at {addr:#x}, outside every blob it loads: drop -dtb or use another QEMU"
             ),
-            Self::Truncated { addr } => write!(
-                f,
-                "QEMU's setup_data node at {addr:#x} runs past its blob: drop -dtb or use another QEMU"
-            ),
-            Self::TooManyNodes => write!(
-                f,
-                "QEMU's setup_data chain has over {MAX_NODES} nodes (a loop?): drop -dtb or use another QEMU"
-            ),
+            Self::Truncated { addr } => {
+                write!(f, "QEMU's setup_data node at {addr:#x} runs past its blob: drop -dtb or use another QEMU")
+            }
+            Self::TooManyNodes => {
+                write!(f, "QEMU's setup_data chain has over {MAX_NODES} nodes (a loop?): drop -dtb or use another QEMU")
+            }
             Self::NoRoom { have } => write!(
                 f,
                 "QEMU's setup_data does not fit the firmware's {have}-byte area: enlarge it in flint's firmware"
@@ -136,16 +127,7 @@ mod tests {
         kernel.extend(node(0x2_0010, 9, &[7; 5]));
         let mut cmdline = b"console=ttyS0\0\0\0".to_vec();
         cmdline.extend(node(0, 2, &[1, 2, 3]));
-        let blobs = [
-            Blob {
-                qemu_addr: 0x10_0000,
-                bytes: &kernel,
-            },
-            Blob {
-                qemu_addr: 0x2_0000,
-                bytes: &cmdline,
-            },
-        ];
+        let blobs = [Blob { qemu_addr: 0x10_0000, bytes: &kernel }, Blob { qemu_addr: 0x2_0000, bytes: &cmdline }];
         let mut dest = [0xFF; 64];
         let head = relocate_chain(0x10_0030, &blobs, &mut dest, 0x5003).unwrap();
         assert_eq!(head, 0x5008);
@@ -159,47 +141,19 @@ mod tests {
         let mut blob = node(0x1000, 9, &[0; 8]);
         let mut dest = [0; 1024];
         let run = |blob: &[u8], dest: &mut [u8], head| {
-            relocate_chain(
-                head,
-                &[Blob {
-                    qemu_addr: 0x1000,
-                    bytes: blob,
-                }],
-                dest,
-                0x8000,
-            )
+            relocate_chain(head, &[Blob { qemu_addr: 0x1000, bytes: blob }], dest, 0x8000)
         };
-        assert_eq!(
-            run(&blob, &mut dest, 0x1000),
-            Err(SetupDataError::TooManyNodes)
-        );
-        assert_eq!(
-            run(&blob, &mut dest, 0x1018),
-            Err(SetupDataError::Dangling { addr: 0x1018 })
-        );
-        assert_eq!(
-            run(&blob, &mut dest[..20], 0x1000),
-            Err(SetupDataError::NoRoom { have: 20 })
-        );
+        assert_eq!(run(&blob, &mut dest, 0x1000), Err(SetupDataError::TooManyNodes));
+        assert_eq!(run(&blob, &mut dest, 0x1018), Err(SetupDataError::Dangling { addr: 0x1018 }));
+        assert_eq!(run(&blob, &mut dest[..20], 0x1000), Err(SetupDataError::NoRoom { have: 20 }));
         write(&mut blob, 0, &0x3000u64.to_le_bytes());
-        assert_eq!(
-            run(&blob, &mut dest, 0x1000),
-            Err(SetupDataError::Dangling { addr: 0x3000 })
-        );
+        assert_eq!(run(&blob, &mut dest, 0x1000), Err(SetupDataError::Dangling { addr: 0x3000 }));
         write(&mut blob, LEN_FIELD, &9u32.to_le_bytes());
-        assert_eq!(
-            run(&blob, &mut dest, 0x1000),
-            Err(SetupDataError::Truncated { addr: 0x1000 })
-        );
-        assert_eq!(
-            run(&blob, &mut dest, 0x1010),
-            Err(SetupDataError::Truncated { addr: 0x1010 })
-        );
-        for e in [
-            SetupDataError::TooManyNodes,
-            SetupDataError::NoRoom { have: 1 },
-            SetupDataError::Dangling { addr: 1 },
-        ] {
+        assert_eq!(run(&blob, &mut dest, 0x1000), Err(SetupDataError::Truncated { addr: 0x1000 }));
+        assert_eq!(run(&blob, &mut dest, 0x1010), Err(SetupDataError::Truncated { addr: 0x1010 }));
+        for e in
+            [SetupDataError::TooManyNodes, SetupDataError::NoRoom { have: 1 }, SetupDataError::Dangling { addr: 1 }]
+        {
             assert_one_line(&e);
         }
     }

@@ -30,22 +30,14 @@ pub fn setup_blob() -> Vec<u8> {
 
 /// QEMU's `etc/e820` encoding of (start, size, kind) entries.
 pub fn e820_bytes(entries: &[(u64, u64, u32)]) -> Vec<u8> {
-    let entry = |&(a, s, k): &(u64, u64, u32)| {
-        [&a.to_le_bytes()[..], &s.to_le_bytes(), &k.to_le_bytes()].concat()
-    };
+    let entry = |&(a, s, k): &(u64, u64, u32)| [&a.to_le_bytes()[..], &s.to_le_bytes(), &k.to_le_bytes()].concat();
     entries.iter().flat_map(entry).collect()
 }
 
 /// A `struct setup_data` node.
 pub fn node(next: u64, kind: u32, data: &[u8]) -> Vec<u8> {
     let len = data.len() as u32;
-    [
-        &next.to_le_bytes()[..],
-        &kind.to_le_bytes(),
-        &len.to_le_bytes(),
-        data,
-    ]
-    .concat()
+    [&next.to_le_bytes()[..], &kind.to_le_bytes(), &len.to_le_bytes(), data].concat()
 }
 
 pub fn ram_map(ranges: &[(u64, u64)]) -> MemoryMap {

@@ -16,7 +16,11 @@ pub fn repo_root() -> PathBuf {
 }
 
 fn require(path: PathBuf, what: &str) -> PathBuf {
-    assert!(path.exists(), "{what} missing at {}: run scripts/test.sh (it installs and builds everything)", path.display());
+    assert!(
+        path.exists(),
+        "{what} missing at {}: run scripts/test.sh (it installs and builds everything)",
+        path.display()
+    );
     path
 }
 
@@ -123,6 +127,10 @@ pub fn proc_cmdline(console: &str) -> Option<String> {
 pub fn boot(vm: &Vm) -> (Outcome, String) {
     let outcome = vm.run(BOOT_DEADLINE).expect("QEMU starts");
     let text = console(&outcome);
-    assert!(!outcome.timed_out(), "VM did not finish within {BOOT_DEADLINE:?}; console:\n{text}\nqemu: {}", String::from_utf8_lossy(&outcome.qemu_stderr));
+    assert!(
+        !outcome.timed_out(),
+        "VM did not finish within {BOOT_DEADLINE:?}; console:\n{text}\nqemu: {}",
+        String::from_utf8_lossy(&outcome.qemu_stderr)
+    );
     (outcome, text)
 }

@@ -32,7 +32,18 @@ fn reduced_bench_reports_every_case() {
     assert_eq!(names, ["null", "debian"]);
     for scenario in scenarios {
         for row in scenario["results"].as_array().unwrap() {
-            for key in ["firmware", "kernel", "init", "status", "command", "samples_ms", "stats", "ratio_to_flint", "over_floor_ms", "phases"] {
+            for key in [
+                "firmware",
+                "kernel",
+                "init",
+                "status",
+                "command",
+                "samples_ms",
+                "stats",
+                "ratio_to_flint",
+                "over_floor_ms",
+                "phases",
+            ] {
                 assert!(row.get(key).is_some(), "{key} missing in {row:#}");
             }
             let status = row["status"].as_str().unwrap();
@@ -49,7 +60,11 @@ fn reduced_bench_reports_every_case() {
     }
     // The floor and flint itself always run, and flint's rows are the reference.
     let ok = |scenario: usize, firmware: &str, kernel: &str| {
-        scenarios[scenario]["results"].as_array().unwrap().iter().any(|row| row["firmware"] == firmware && row["kernel"] == kernel && row["status"] == "ok")
+        scenarios[scenario]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|row| row["firmware"] == firmware && row["kernel"] == kernel && row["status"] == "ok")
     };
     assert!(ok(0, "floor", "none") && ok(0, "flint", "bzImage") && ok(1, "flint", "debian-cloud"), "{json:#}");
 

@@ -4,7 +4,13 @@ use flint::qemu::{Drive, Machine, Vm};
 use flint_tests::*;
 use std::io::Write;
 
-fn vm_with_initramfs(machine: Machine, memory: &str, cpus: u32, modules: &[&str], script: &str) -> (Vm, tempfile::NamedTempFile) {
+fn vm_with_initramfs(
+    machine: Machine,
+    memory: &str,
+    cpus: u32,
+    modules: &[&str],
+    script: &str,
+) -> (Vm, tempfile::NamedTempFile) {
     let kernel = debian_kernel();
     let mut initrd = tempfile::NamedTempFile::new().unwrap();
     initrd.write_all(&test_initramfs(&kernel, modules, script)).unwrap();
@@ -66,7 +72,9 @@ fn q35_6g_memory_above_4g() {
 
 /// 2047 bytes, the most Debian's kernel accepts (`cmdline_size`), with both kinds of quotes.
 fn long_command_line() -> String {
-    let mut cmdline = String::from("console=ttyS0 quiet panic=-1 flint.test.quoted=\"a b 'c' d\" flint.test.single='x\"y' flint.test.fill=");
+    let mut cmdline = String::from(
+        "console=ttyS0 quiet panic=-1 flint.test.quoted=\"a b 'c' d\" flint.test.single='x\"y' flint.test.fill=",
+    );
     while cmdline.len() < 2047 {
         cmdline.push(char::from(b'a' + (cmdline.len() % 26) as u8));
     }

@@ -20,7 +20,10 @@ fn vm(memory: &str) -> Vm {
 fn expect_error(vm: &Vm, firmware_status: i32, words: &str) {
     let (code, console) = run(vm);
     assert_eq!(code, 2 * firmware_status + 1, "console:\n{console}");
-    let line = console.lines().find(|l| l.starts_with("flint: error: ")).unwrap_or_else(|| panic!("no error line; console:\n{console}"));
+    let line = console
+        .lines()
+        .find(|l| l.starts_with("flint: error: "))
+        .unwrap_or_else(|| panic!("no error line; console:\n{console}"));
     assert!(line.contains(words), "error line {line:?} should mention {words:?}");
     assert!(line.contains(": "), "error line names a fix: {line:?}");
 }

@@ -126,7 +126,13 @@ fn root_tree(dir: &Path) {
     }
     let t = dir.join("t");
     std::fs::create_dir_all(t.join("my dir")).unwrap();
-    for (name, script) in [("report.sh", REPORT), ("zombies.sh", ZOMBIES), ("durable.sh", DURABLE), ("killed.sh", KILLED), ("slow.sh", SLOW)] {
+    for (name, script) in [
+        ("report.sh", REPORT),
+        ("zombies.sh", ZOMBIES),
+        ("durable.sh", DURABLE),
+        ("killed.sh", KILLED),
+        ("slow.sh", SLOW),
+    ] {
         std::fs::write(t.join(name), script).unwrap();
         std::fs::set_permissions(t.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
@@ -219,7 +225,8 @@ impl Setup {
         vm.extra_args.extend(["-serial".into(), format!("file:{}", status_path.display())]);
         if let Some(input) = &self.stdin {
             let socket = dir.join("stdin.sock");
-            vm.virtio_ports.push(VirtioPort { name: "flint.stdin".into(), backend: PortBackend::Socket(socket.clone()) });
+            vm.virtio_ports
+                .push(VirtioPort { name: "flint.stdin".into(), backend: PortBackend::Socket(socket.clone()) });
             feed_stdin(&socket, input.clone());
             cmdline.push("flint.stdin=/dev/vport0p1".into());
         }
@@ -394,7 +401,11 @@ fn argv_env_cwd_stdin(guest: Guest, ids: Option<u32>) {
     assert_eq!(ran.fact("Gid"), format!("{id} {id} {id} {id}"), "{}", ran.context());
     assert_eq!(ran.fact("Groups"), "", "supplementary groups are cleared\n{}", ran.context());
     let root = ran.fact("root");
-    assert!(root.starts_with("/dev/vda ext4 ro,"), "the root is /dev/vda, ext4, read-only by default: {root}\n{}", ran.context());
+    assert!(
+        root.starts_with("/dev/vda ext4 ro,"),
+        "the root is /dev/vda, ext4, read-only by default: {root}\n{}",
+        ran.context()
+    );
     assert_eq!(ran.fact("stdin"), hex(&stdin_bytes()), "stdin differs\n{}", ran.context());
 }
 
@@ -420,11 +431,17 @@ fn debian_rw_root_keeps_the_workloads_writes_and_status_255() {
 
     let image = ran.image();
     let debugfs = |request: &str| {
-        let output = Command::new("debugfs").arg("-R").arg(request).arg(&image).output().expect("debugfs runs (e2fsprogs)");
+        let output =
+            Command::new("debugfs").arg("-R").arg(request).arg(&image).output().expect("debugfs runs (e2fsprogs)");
         assert!(output.status.success(), "debugfs -R {request:?}: {}", String::from_utf8_lossy(&output.stderr));
         output.stdout
     };
-    assert_eq!(String::from_utf8_lossy(&debugfs("cat /out/note.txt")), "written by the workload\n", "{}", ran.context());
+    assert_eq!(
+        String::from_utf8_lossy(&debugfs("cat /out/note.txt")),
+        "written by the workload\n",
+        "{}",
+        ran.context()
+    );
     let dumped = ran.scratch.path().join("big.bin");
     debugfs(&format!("dump /out/big.bin {}", dumped.display()));
     let big = std::fs::read(&dumped).expect("debugfs dumped /out/big.bin");
@@ -465,7 +482,9 @@ fn minimal_timeout_kills_the_workload_with_124() {
     ran.assert_status(124);
     assert!(ran.console.contains("@@started"), "the workload ran\n{}", ran.context());
     assert!(!ran.console.contains("@@woke"), "{}", ran.context());
-    ran.assert_init_line("flint-init: workload killed after flint.timeout=1000 ms: raise flint.timeout if it needs longer");
+    ran.assert_init_line(
+        "flint-init: workload killed after flint.timeout=1000 ms: raise flint.timeout if it needs longer",
+    );
 }
 
 #[test]

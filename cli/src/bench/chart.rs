@@ -33,7 +33,8 @@ pub fn svg(report: &Report) -> Result<String> {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(drawing)?;
         if panels.is_empty() {
-            root.draw(&Text::new("no case ran successfully: see report.json", (20, 40), ("sans-serif", 16))).map_err(drawing)?;
+            root.draw(&Text::new("no case ran successfully: see report.json", (20, 40), ("sans-serif", 16)))
+                .map_err(drawing)?;
         }
         let mut rest = root.clone();
         for (scenario, rows) in &panels {
@@ -50,12 +51,20 @@ fn panel_height(rows: usize) -> u32 {
     PANEL_EXTRA + BAR_HEIGHT * rows as u32
 }
 
-fn panel(area: &DrawingArea<SVGBackend, Shift>, report: &Report, scenario: &ScenarioReport, rows: &[&CaseReport]) -> Result<()> {
+fn panel(
+    area: &DrawingArea<SVGBackend, Shift>,
+    report: &Report,
+    scenario: &ScenarioReport,
+    rows: &[&CaseReport],
+) -> Result<()> {
     let medians: Vec<f64> = rows.iter().map(|row| row.stats.expect("rows with stats").median_ms).collect();
     let typical = Stats::of(&medians).expect("a panel has rows").median_ms;
     let limit = medians.iter().copied().fold(0.0, f64::max).min(AXIS_TYPICAL * typical);
     let count = rows.len();
-    let caption = format!("{}: {} (median of {} runs, {})", scenario.name, scenario.description, report.repetitions, report.host.date);
+    let caption = format!(
+        "{}: {} (median of {} runs, {})",
+        scenario.name, scenario.description, report.repetitions, report.host.date
+    );
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 14))
         .margin(10)
@@ -97,7 +106,8 @@ fn panel(area: &DrawingArea<SVGBackend, Shift>, report: &Report, scenario: &Scen
         let mut start = 0.0;
         for (length, fill) in segments {
             let end = (start + length).min(limit);
-            let mut bar = Rectangle::new([(start, SegmentValue::Exact(y)), (end, SegmentValue::Exact(y + 1))], fill.filled());
+            let mut bar =
+                Rectangle::new([(start, SegmentValue::Exact(y)), (end, SegmentValue::Exact(y + 1))], fill.filled());
             bar.set_margin(5, 5, 0, 0);
             chart.draw_series(std::iter::once(bar)).map_err(drawing)?;
             start = end;
@@ -112,7 +122,11 @@ fn panel(area: &DrawingArea<SVGBackend, Shift>, report: &Report, scenario: &Scen
         let legend: Vec<String> = phased.phases.iter().map(|phase| phase.name.clone()).collect();
         chart
             .draw_series(legend.iter().enumerate().map(|(phase, name)| {
-                Text::new(format!("■ {name}"), (limit * (0.1 + 0.2 * phase as f64), SegmentValue::Exact(count)), ("sans-serif", 12).into_font().color(&phase_color(phase)))
+                Text::new(
+                    format!("■ {name}"),
+                    (limit * (0.1 + 0.2 * phase as f64), SegmentValue::Exact(count)),
+                    ("sans-serif", 12).into_font().color(&phase_color(phase)),
+                )
             }))
             .map_err(drawing)?;
     }
@@ -163,7 +177,12 @@ mod tests {
     #[test]
     fn stacks_phases_and_cuts_outliers() {
         let phases = json!([{"name": "firmware", "median_ms": 10.0}, {"name": "kernel", "median_ms": 30.0}]);
-        let svg = svg(&report(json!([row("flint", 40.0, phases), row("qboot", 45.0, json!([])), row("OVMF", 3000.0, json!([]))]))).unwrap();
+        let svg = svg(&report(json!([
+            row("flint", 40.0, phases),
+            row("qboot", 45.0, json!([])),
+            row("OVMF", 3000.0, json!([]))
+        ])))
+        .unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         for text in ["flint / bzImage", "■ firmware", "■ kernel", "3.00 s (bar cut)", "45.0 ms"] {
             assert!(svg.contains(text), "{text:?} missing from the chart");

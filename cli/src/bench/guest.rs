@@ -42,7 +42,11 @@ pub fn prepare(kernel: Kernel, root: &DefaultRoot, dir: &Path) -> Result<KernelI
         module_archive.file(&format!("/lib/modules/{}.ko", module.name), 0o644, module.data.clone());
     }
     let stem = kernel.label.replace('/', "_");
-    let flint_initrd = if modules.is_empty() { None } else { Some(write_input(dir, &format!("{stem}-modules.cpio"), &module_archive.to_bytes())?) };
+    let flint_initrd = if modules.is_empty() {
+        None
+    } else {
+        Some(write_input(dir, &format!("{stem}-modules.cpio"), &module_archive.to_bytes())?)
+    };
     let mut flint_cmdline = format!("{KERNEL_ARGS} flint.root=/dev/vda flint.rootfstype=ext4 flint.ro");
     if !names.is_empty() {
         flint_cmdline.push_str(&format!(" flint.modules={}", names.join(",")));

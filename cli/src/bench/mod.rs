@@ -63,7 +63,8 @@ pub fn run(options: &BenchOptions) -> Result<Report> {
     env::require_tool(QEMU, "qemu-system-x86")?;
     let flint = env::firmware(options.firmware.as_deref())?;
     let inputs = options.output.join("inputs");
-    std::fs::create_dir_all(&inputs).with_context(|| format!("cannot create {}: pass a writable --output", inputs.display()))?;
+    std::fs::create_dir_all(&inputs)
+        .with_context(|| format!("cannot create {}: pass a writable --output", inputs.display()))?;
     let host = host::describe(&options.accel)?;
     let mut firmwares = options.compare.clone();
     firmwares.sort();
@@ -72,7 +73,12 @@ pub fn run(options: &BenchOptions) -> Result<Report> {
 
     let mut scenarios = Vec::new();
     for &name in &options.scenarios {
-        let mut report = ScenarioReport { name: name.name().into(), description: name.description().into(), skipped: None, results: Vec::new() };
+        let mut report = ScenarioReport {
+            name: name.name().into(),
+            description: name.description().into(),
+            skipped: None,
+            results: Vec::new(),
+        };
         match scenario::prepare(name, &setup)? {
             Prepared::Cases(cases) => report.results = measure(name, &cases, options.repetitions),
             Prepared::Skipped(reason) => {
@@ -99,7 +105,8 @@ pub fn run(options: &BenchOptions) -> Result<Report> {
 /// Writes one generated input (null kernel, ROM, initrd) into the inputs directory.
 fn write_input(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
     let path = dir.join(name);
-    std::fs::write(&path, bytes).with_context(|| format!("cannot write {}: pass a writable --output", path.display()))?;
+    std::fs::write(&path, bytes)
+        .with_context(|| format!("cannot write {}: pass a writable --output", path.display()))?;
     Ok(path)
 }
 
@@ -147,7 +154,12 @@ fn measure(name: ScenarioName, cases: &[Case], repetitions: u32) -> Vec<CaseRepo
                 Status::Ok => report::duration(*row.samples_ms.last().expect("just pushed")),
                 other => other.describe(),
             };
-            progress(format!("bench {} {repetition}/{repetitions}: {} {} {result}", name.name(), row.firmware, row.kernel));
+            progress(format!(
+                "bench {} {repetition}/{repetitions}: {} {} {result}",
+                name.name(),
+                row.firmware,
+                row.kernel
+            ));
         }
     }
     for row in &mut rows {

@@ -45,7 +45,7 @@ pub fn image() -> Vec<u8> {
     put(0x1F4, &((PROTECTED_SIZE / 16) as u32).to_le_bytes()); // syssize, in paragraphs
     put(0x1FA, &0xFFFFu16.to_le_bytes()); // vid_mode: "normal"
     put(0x1FE, &0xAA55u16.to_le_bytes()); // boot_flag
-    // jump: `jmp short HEADER_END`; its displacement also tells loaders where the header ends.
+                                          // jump: `jmp short HEADER_END`; its displacement also tells loaders where the header ends.
     put(0x200, &[0xEB, (HEADER_END - 0x202) as u8]);
     put(0x202, b"HdrS");
     put(0x206, &0x020Fu16.to_le_bytes()); // version 2.15

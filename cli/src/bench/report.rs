@@ -58,11 +58,17 @@ pub struct CaseReport {
 pub enum Status {
     Ok,
     /// A run ended the wrong way; no time of this case is reported.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// The firmware cannot boot this kind of kernel.
-    Unsupported { reason: String },
+    Unsupported {
+        reason: String,
+    },
     /// The firmware is not installed here.
-    Unavailable { reason: String },
+    Unavailable {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -87,8 +93,12 @@ impl ScenarioReport {
     pub fn compare(&mut self) {
         let median = |row: &CaseReport| row.stats.map(|stats| stats.median_ms);
         let floor = self.results.iter().find(|row| row.firmware == FLOOR).and_then(median);
-        let flint: Vec<(String, f64)> =
-            self.results.iter().filter(|row| row.firmware == "flint").filter_map(|row| Some((row.kernel.clone(), median(row)?))).collect();
+        let flint: Vec<(String, f64)> = self
+            .results
+            .iter()
+            .filter(|row| row.firmware == "flint")
+            .filter_map(|row| Some((row.kernel.clone(), median(row)?)))
+            .collect();
         let fastest_flint = flint.iter().map(|(_, ms)| *ms).min_by(f64::total_cmp);
         for row in &mut self.results {
             let Some(ms) = median(row) else { continue };
@@ -107,7 +117,9 @@ impl Report {
             .iter()
             .flat_map(|scenario| scenario.results.iter().map(move |row| (scenario, row)))
             .filter_map(|(scenario, row)| match &row.status {
-                Status::Failed { reason } => Some(format!("{} {} {}: {reason}", scenario.name, row.firmware, row.kernel)),
+                Status::Failed { reason } => {
+                    Some(format!("{} {} {}: {reason}", scenario.name, row.firmware, row.kernel))
+                }
                 _ => None,
             })
             .collect();
@@ -139,9 +151,14 @@ impl Report {
                 let _ = writeln!(out, "  skipped: {reason}");
                 continue;
             }
-            let _ = writeln!(out, "  {:<8} {:<13} {:<10} {:>3} {:>9} {:>9} {:>9} {:>10} {:>7}", "firmware", "kernel", "init", "n", "median", "min", "max", "over floor", "x flint");
+            let _ = writeln!(
+                out,
+                "  {:<8} {:<13} {:<10} {:>3} {:>9} {:>9} {:>9} {:>10} {:>7}",
+                "firmware", "kernel", "init", "n", "median", "min", "max", "over floor", "x flint"
+            );
             for row in &scenario.results {
-                let _ = write!(out, "  {:<8} {:<13} {:<10} ", row.firmware, row.kernel, row.init.as_deref().unwrap_or("-"));
+                let _ =
+                    write!(out, "  {:<8} {:<13} {:<10} ", row.firmware, row.kernel, row.init.as_deref().unwrap_or("-"));
                 let Some(stats) = row.stats.filter(|_| row.status == Status::Ok) else {
                     let _ = writeln!(out, "{}", row.status.describe());
                     continue;
@@ -199,7 +216,13 @@ mod tests {
             name: "null".into(),
             description: String::new(),
             skipped: None,
-            results: vec![row(FLOOR, "none", &[30.0]), row("flint", "bzImage", &[40.0]), unsupported, row("qboot", "bzImage", &[50.0]), row("qboot", "PVH", &[45.0])],
+            results: vec![
+                row(FLOOR, "none", &[30.0]),
+                row("flint", "bzImage", &[40.0]),
+                unsupported,
+                row("qboot", "bzImage", &[50.0]),
+                row("qboot", "PVH", &[45.0]),
+            ],
         };
         scenario.compare();
         let ratios: Vec<Option<f64>> = scenario.results.iter().map(|r| r.ratio_to_flint).collect();

@@ -37,9 +37,15 @@ impl ScenarioName {
 
     pub fn description(self) -> &'static str {
         match self {
-            ScenarioName::Null => "null kernels that exit at their entry point; the floor is a ROM that exits at the reset vector",
-            ScenarioName::Debian => "Debian's cloud kernel runs `true` from an ext4 root on virtio-blk, then powers off",
-            ScenarioName::Minimal => "flint's minimal kernel runs `true` from an ext4 root on virtio-blk, then powers off",
+            ScenarioName::Null => {
+                "null kernels that exit at their entry point; the floor is a ROM that exits at the reset vector"
+            }
+            ScenarioName::Debian => {
+                "Debian's cloud kernel runs `true` from an ext4 root on virtio-blk, then powers off"
+            }
+            ScenarioName::Minimal => {
+                "flint's minimal kernel runs `true` from an ext4 root on virtio-blk, then powers off"
+            }
         }
     }
 }
@@ -109,7 +115,10 @@ pub fn prepare(name: ScenarioName, setup: &Setup) -> Result<Prepared> {
         ScenarioName::Debian => kernel_cases(setup, Kernel::resolve(Some("debian-cloud"))?).map(Prepared::Cases),
         ScenarioName::Minimal => {
             if !env::cache_dir()?.join("kernels/minimal/vmlinuz").is_file() {
-                return Ok(Prepared::Skipped("the minimal kernel is not built: run `flint kernel minimal` (compiles Linux, several minutes)".into()));
+                return Ok(Prepared::Skipped(
+                    "the minimal kernel is not built: run `flint kernel minimal` (compiles Linux, several minutes)"
+                        .into(),
+                ));
             }
             kernel_cases(setup, Kernel::resolve(Some("minimal"))?).map(Prepared::Cases)
         }
@@ -125,7 +134,12 @@ fn null_cases(setup: &Setup) -> Result<Vec<Case>> {
         firmware: FLOOR,
         kernel: "none".into(),
         init: None,
-        plan: Plan::Run(Box::new(Run { vm: vm(&floor, setup.accel), deadline: NULL_DEADLINE, expect: Expect::Entry(Entry::ResetVector), unsupported_when: None })),
+        plan: Plan::Run(Box::new(Run {
+            vm: vm(&floor, setup.accel),
+            deadline: NULL_DEADLINE,
+            expect: Expect::Entry(Entry::ResetVector),
+            unsupported_when: None,
+        })),
     }];
     for (form, kernel) in [(KernelForm::BzImage, &bzimage), (KernelForm::Pvh, &pvh)] {
         for &firmware in setup.firmwares {
@@ -136,9 +150,16 @@ fn null_cases(setup: &Setup) -> Result<Vec<Case>> {
                     let mut vm = vm(&image, setup.accel);
                     vm.kernel = Some(kernel.clone());
                     // flint's PVH support is new: an older image rejects the ELF.
-                    let unsupported_when = (firmware == Firmware::Flint && form == KernelForm::Pvh)
-                        .then_some((FLINT_NOT_A_KERNEL, "this fw.bin has no PVH support: it rejects the ELF as not a Linux kernel"));
-                    Plan::Run(Box::new(Run { vm, deadline: NULL_DEADLINE, expect: Expect::Entry(entry), unsupported_when }))
+                    let unsupported_when = (firmware == Firmware::Flint && form == KernelForm::Pvh).then_some((
+                        FLINT_NOT_A_KERNEL,
+                        "this fw.bin has no PVH support: it rejects the ELF as not a Linux kernel",
+                    ));
+                    Plan::Run(Box::new(Run {
+                        vm,
+                        deadline: NULL_DEADLINE,
+                        expect: Expect::Entry(entry),
+                        unsupported_when,
+                    }))
                 }
             };
             cases.push(Case { firmware: firmware.name(), kernel: form.name().into(), init: None, plan });
@@ -162,10 +183,20 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
                     let mut vm = kernel_vm(&image, &inputs, setup.accel);
                     vm.initrd = Some(inputs.busybox_initrd.clone());
                     vm.append = Some(inputs.busybox_cmdline.clone());
-                    Plan::Run(Box::new(Run { vm, deadline: KERNEL_DEADLINE, expect: Expect::BusyboxInit, unsupported_when: None }))
+                    Plan::Run(Box::new(Run {
+                        vm,
+                        deadline: KERNEL_DEADLINE,
+                        expect: Expect::BusyboxInit,
+                        unsupported_when: None,
+                    }))
                 }
             };
-            Ok(Case { firmware: firmware.name(), kernel: inputs.kernel.label.clone(), init: Some(if flint { "flint-init" } else { "busybox" }), plan })
+            Ok(Case {
+                firmware: firmware.name(),
+                kernel: inputs.kernel.label.clone(),
+                init: Some(if flint { "flint-init" } else { "busybox" }),
+                plan,
+            })
         })
         .collect::<Result<_>>()?;
     Ok(cases)
@@ -189,7 +220,10 @@ fn flint_plan(image: &Path, inputs: &KernelInputs, accel: &str) -> Result<Plan> 
 /// Whether a firmware image carries the guest init: the newc entry named `init` that
 /// firmware/build.rs packs (a 110-byte header starting "070701", then the name).
 fn embeds_init(image: &[u8]) -> bool {
-    image.windows(6).enumerate().any(|(at, magic)| magic == b"070701" && image.get(at + 110..at + 115) == Some(b"init\0"))
+    image
+        .windows(6)
+        .enumerate()
+        .any(|(at, magic)| magic == b"070701" && image.get(at + 110..at + 115) == Some(b"init\0"))
 }
 
 /// The firmware's image, or why it cannot run here.
@@ -222,7 +256,11 @@ impl Run {
     /// Whether `outcome` is the ending this run must have.
     pub fn judge(&self, outcome: &Outcome) -> Status {
         let Some(code) = outcome.exit_code() else {
-            let what = if outcome.timed_out() { format!("did not end within {:?}", self.deadline) } else { "was killed by a signal".into() };
+            let what = if outcome.timed_out() {
+                format!("did not end within {:?}", self.deadline)
+            } else {
+                "was killed by a signal".into()
+            };
             return failed(format!("QEMU {what}"), outcome);
         };
         if let Some((status, reason)) = self.unsupported_when {
@@ -233,13 +271,25 @@ impl Run {
         match &self.expect {
             Expect::Entry(entry) if code == entry.qemu_status() => Status::Ok,
             Expect::Entry(entry) => {
-                let took = Entry::from_qemu_status(code).map_or_else(|| "no null kernel entry".to_string(), |other| other.describe().to_string());
-                failed(format!("QEMU exited {code} ({took}) where {} ({}) was expected", entry.describe(), entry.qemu_status()), outcome)
+                let took = Entry::from_qemu_status(code)
+                    .map_or_else(|| "no null kernel entry".to_string(), |other| other.describe().to_string());
+                failed(
+                    format!(
+                        "QEMU exited {code} ({took}) where {} ({}) was expected",
+                        entry.describe(),
+                        entry.qemu_status()
+                    ),
+                    outcome,
+                )
             }
             Expect::FlintInit if code == FLINT_INIT_SUCCESS => Status::Ok,
-            Expect::FlintInit => failed(format!("QEMU exited {code}, not {FLINT_INIT_SUCCESS} (flint-init's status 0)"), outcome),
+            Expect::FlintInit => {
+                failed(format!("QEMU exited {code}, not {FLINT_INIT_SUCCESS} (flint-init's status 0)"), outcome)
+            }
             Expect::BusyboxInit if code == 0 && outcome.console_text().contains(guest::BUSYBOX_DONE) => Status::Ok,
-            Expect::BusyboxInit => failed(format!("QEMU exited {code} without the init's \"{}\" line", guest::BUSYBOX_DONE), outcome),
+            Expect::BusyboxInit => {
+                failed(format!("QEMU exited {code} without the init's \"{}\" line", guest::BUSYBOX_DONE), outcome)
+            }
         }
     }
 }
