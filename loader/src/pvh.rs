@@ -28,6 +28,7 @@ const PAGE: u64 = 4096;
 
 /// Offsets inside the block [`build_start_info`] fills: start_info, one module, memory map.
 const MODLIST_OFFSET: usize = 64;
+const _: () = assert!(START_INFO_LEN <= MODLIST_OFFSET);
 const MEMMAP_OFFSET: usize = MODLIST_OFFSET + MODLIST_ENTRY_LEN;
 pub const START_INFO_BLOCK: usize = MEMMAP_OFFSET + MEMMAP_ENTRY_LEN * crate::e820::MAX_ENTRIES;
 
@@ -192,7 +193,6 @@ pub fn build_start_info(block: &mut [u8; START_INFO_BLOCK], block_addr: u64, inp
     for (offset, bytes) in fields {
         block[offset..offset + bytes.len()].copy_from_slice(bytes);
     }
-    debug_assert!(START_INFO_LEN <= MODLIST_OFFSET);
     if let Some((addr, size)) = input.initrd {
         block[MODLIST_OFFSET..MODLIST_OFFSET + 8].copy_from_slice(&addr.to_le_bytes());
         block[MODLIST_OFFSET + 8..MODLIST_OFFSET + 16].copy_from_slice(&size.to_le_bytes());
