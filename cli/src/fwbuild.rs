@@ -2,7 +2,7 @@
 //! `out/fw.bin` for `qemu-system-x86_64 -bios`.
 
 use crate::env::{self, progress};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -32,6 +32,11 @@ pub fn build() -> Result<PathBuf> {
     )
     .context("building the firmware failed: fix the errors above")?;
 
+    let code = firmware_code_size(&release.join("flint-fw"))?;
+    if code > CODE_BUDGET {
+        bail!("the firmware's code is {code} bytes, over its 64 KiB budget (the embedded init does not count): make it smaller");
+    }
+
     let out = tree.join("out");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let image = out.join("fw.bin");
@@ -40,12 +45,28 @@ pub fn build() -> Result<PathBuf> {
     std::fs::rename(&tmp, &image)?;
     let size = std::fs::metadata(&image)?.len();
     progress(format!(
-        "firmware image {} ({} KiB, init {} KiB)",
+        "firmware image {} ({} KiB: firmware code {code} bytes, init {} bytes)",
         image.display(),
         size / 1024,
-        std::fs::metadata(&stripped)?.len() / 1024
+        std::fs::metadata(&stripped)?.len()
     ));
     Ok(image)
+}
+
+/// The firmware proper may take at most this much of the image.
+const CODE_BUDGET: u64 = 64 * 1024;
+
+/// Bytes of the firmware's own sections in its ELF (everything but `.initramfs`, the init).
+fn firmware_code_size(elf: &Path) -> Result<u64> {
+    let listing = env::tool_output(Command::new("size").arg("-A").arg(elf))?;
+    Ok(listing
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (name, size) = (fields.next()?, fields.next()?);
+            [".text", ".rodata", ".data", ".boot", ".reset"].contains(&name).then(|| size.parse::<u64>().ok())?
+        })
+        .sum())
 }
 
 /// Where cargo puts its output: `$CARGO_TARGET_DIR` or the workspace's `target/`.

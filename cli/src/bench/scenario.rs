@@ -170,45 +170,41 @@ fn null_cases(setup: &Setup) -> Result<Vec<Case>> {
 
 fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
     let root = rootfs::busybox_root()?;
+    // flint also boots the kernel's vmlinux through its PVH entry, as `flint run` does by default.
+    let pvh = if setup.firmwares.contains(&Firmware::Flint) { crate::vmlinux::pvh_image(&kernel)? } else { None };
     let inputs = guest::prepare(kernel, &root, setup.inputs)?;
-    let cases = setup
-        .firmwares
-        .iter()
-        .map(|&firmware| {
-            let flint = firmware == Firmware::Flint;
-            let plan = match available(firmware, setup.flint) {
-                Err(missing) => Plan::NotRun(missing),
-                Ok(image) if flint => flint_plan(&image, &inputs, setup.accel)?,
-                Ok(image) => {
-                    let mut vm = kernel_vm(&image, &inputs, setup.accel);
-                    vm.initrd = Some(inputs.busybox_initrd.clone());
-                    vm.append = Some(inputs.busybox_cmdline.clone());
-                    Plan::Run(Box::new(Run {
-                        vm,
-                        deadline: KERNEL_DEADLINE,
-                        expect: Expect::BusyboxInit,
-                        unsupported_when: None,
-                    }))
-                }
-            };
-            Ok(Case {
-                firmware: firmware.name(),
-                kernel: inputs.kernel.label.clone(),
-                init: Some(if flint { "flint-init" } else { "busybox" }),
-                plan,
-            })
-        })
-        .collect::<Result<_>>()?;
+    let mut cases = Vec::new();
+    for &firmware in setup.firmwares {
+        let flint = firmware == Firmware::Flint;
+        let plan = match available(firmware, setup.flint) {
+            Err(missing) => Plan::NotRun(missing),
+            Ok(image) if flint => flint_plan(&image, &inputs, &inputs.kernel.image, setup.accel)?,
+            Ok(image) => {
+                let mut vm = kernel_vm(&image, &inputs, setup.accel);
+                vm.initrd = Some(inputs.busybox_initrd.clone());
+                vm.append = Some(inputs.busybox_cmdline.clone());
+                Plan::Run(Box::new(Run { vm, deadline: KERNEL_DEADLINE, expect: Expect::BusyboxInit, unsupported_when: None }))
+            }
+        };
+        let init = Some(if flint { "flint-init" } else { "busybox" });
+        cases.push(Case { firmware: firmware.name(), kernel: inputs.kernel.label.clone(), init, plan });
+        if let (true, Some(vmlinux), Ok(image)) = (flint, &pvh, available(firmware, setup.flint)) {
+            let plan = flint_plan(&image, &inputs, vmlinux, setup.accel)?;
+            cases.push(Case { firmware: firmware.name(), kernel: format!("{} (PVH)", inputs.kernel.label), init, plan });
+        }
+    }
     Ok(cases)
 }
 
-fn flint_plan(image: &Path, inputs: &KernelInputs, accel: &str) -> Result<Plan> {
+/// flint's case: its embedded init runs the workload; `kernel` is the bzImage or the vmlinux.
+fn flint_plan(image: &Path, inputs: &KernelInputs, kernel: &Path, accel: &str) -> Result<Plan> {
     let bytes = std::fs::read(image).with_context(|| format!("cannot read {}", image.display()))?;
     if !embeds_init(&bytes) {
         let reason = format!("{} has no embedded guest init: build it with `flint build`", image.display());
         return Ok(Plan::NotRun(Status::Failed { reason }));
     }
     let mut vm = kernel_vm(image, inputs, accel);
+    vm.kernel = Some(kernel.to_path_buf());
     if let Some(initrd) = &inputs.flint_initrd {
         vm.initrd = Some(initrd.clone());
         vm.fw_cfg_strings.push(("opt/flint/add-init".into(), "1".into()));
