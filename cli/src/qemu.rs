@@ -241,7 +241,8 @@ pub fn shell_quote(arg: &str) -> String {
     }
 }
 
-fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<io::Result<Vec<u8>>> {
+/// Reads a pipe to its end in a thread, so the child never blocks on a full pipe.
+pub(crate) fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<io::Result<Vec<u8>>> {
     thread::spawn(move || {
         let mut data = Vec::new();
         pipe.read_to_end(&mut data)?;

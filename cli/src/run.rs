@@ -563,13 +563,13 @@ fn boot(
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {QEMU}"))?;
-    let qemu_stderr = drain(child.stderr.take().expect("piped"));
+    let qemu_stderr = crate::qemu::drain(child.stderr.take().expect("piped"));
     let streams = match accept_all(&listeners, &mut child) {
         Ok(streams) => streams,
         Err(error) => {
             let _ = child.kill();
             let _ = child.wait();
-            let stderr = qemu_stderr.join().unwrap_or_default();
+            let stderr = qemu_stderr.join().ok().and_then(Result::ok).unwrap_or_default();
             let stderr = String::from_utf8_lossy(&stderr);
             let reason =
                 stderr.lines().map(str::trim).find(|l| !l.is_empty()).map_or_else(|| error.to_string(), str::to_string);
@@ -604,7 +604,7 @@ fn boot(
         qemu,
         status_port,
         console: String::from_utf8_lossy(&std::fs::read(console_log).unwrap_or_default()).replace('\r', ""),
-        qemu_stderr: qemu_stderr.join().unwrap_or_default(),
+        qemu_stderr: qemu_stderr.join().ok().and_then(Result::ok).unwrap_or_default(),
         elapsed,
         status_arrived,
     })
@@ -694,7 +694,8 @@ fn pump(mut port: UnixStream, mut out: std::fs::File) -> (JoinHandle<()>, JoinHa
     (reader, writer)
 }
 
-/// Like [`drain`], also noting when (after `start`) the last bytes arrived.
+/// Reads a stream to its end in a thread, also noting when (after `start`) the last bytes
+/// arrived.
 fn drain_timed(mut from: impl Read + Send + 'static, start: Instant) -> JoinHandle<(Vec<u8>, Duration)> {
     thread::spawn(move || {
         let (mut data, mut arrived) = (Vec::new(), Duration::ZERO);
@@ -704,14 +705,6 @@ fn drain_timed(mut from: impl Read + Send + 'static, start: Instant) -> JoinHand
             arrived = start.elapsed();
         }
         (data, arrived)
-    })
-}
-
-fn drain(mut from: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut data = Vec::new();
-        let _ = from.read_to_end(&mut data);
-        data
     })
 }
 

@@ -183,14 +183,24 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
                 let mut vm = kernel_vm(&image, &inputs, setup.accel);
                 vm.initrd = Some(inputs.busybox_initrd.clone());
                 vm.append = Some(inputs.busybox_cmdline.clone());
-                Plan::Run(Box::new(Run { vm, deadline: KERNEL_DEADLINE, expect: Expect::BusyboxInit, unsupported_when: None }))
+                Plan::Run(Box::new(Run {
+                    vm,
+                    deadline: KERNEL_DEADLINE,
+                    expect: Expect::BusyboxInit,
+                    unsupported_when: None,
+                }))
             }
         };
         let init = Some(if flint { "flint-init" } else { "busybox" });
         cases.push(Case { firmware: firmware.name(), kernel: inputs.kernel.label.clone(), init, plan });
         if let (true, Some(vmlinux), Ok(image)) = (flint, &pvh, available(firmware, setup.flint)) {
             let plan = flint_plan(&image, &inputs, vmlinux, setup.accel)?;
-            cases.push(Case { firmware: firmware.name(), kernel: format!("{} (PVH)", inputs.kernel.label), init, plan });
+            cases.push(Case {
+                firmware: firmware.name(),
+                kernel: format!("{} (PVH)", inputs.kernel.label),
+                init,
+                plan,
+            });
         }
     }
     Ok(cases)
