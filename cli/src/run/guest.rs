@@ -1,0 +1,190 @@
+//! What the guest gets: the root image, the environment, the modules and the kernel command
+//! line, checked on the host where possible.
+
+use super::*;
+
+pub(super) fn prepare_root(args: &RunArgs) -> Result<Root> {
+    match (&args.root, &args.root_image) {
+        (Some(_), Some(_)) => bail!("--root and --root-image both given: pass only one"),
+        (Some(dir), None) => {
+            let image = rootfs::cached_ext4(dir)?;
+            Ok(Root { image, fs: FsType::Ext4, tree: Some(dir.clone()), cached: true })
+        }
+        (None, Some(image)) => {
+            let fs = FsType::detect(image)?;
+            if args.mode == RootMode::Rw {
+                std::fs::OpenOptions::new().write(true).open(image).fix(
+                    format_args!(
+                        "--rw needs a writable root image, and {} cannot be opened for writing",
+                        image.display()
+                    ),
+                    "make it writable, or use --overlay for throwaway writes",
+                )?;
+                if fs == FsType::Erofs {
+                    bail!("--rw with an erofs image: erofs is read-only; use --overlay, or an ext4 image");
+                }
+            }
+            Ok(Root { image: image.clone(), fs, tree: None, cached: false })
+        }
+        (None, None) => {
+            let root = rootfs::busybox_root()?;
+            Ok(Root { image: root.image, fs: FsType::Ext4, tree: Some(root.tree), cached: true })
+        }
+    }
+}
+
+/// The workload's environment: PATH and HOME, then `--env` (which overrides them).
+/// `--env NAME` without `=` passes the host's value of NAME.
+pub(super) fn environment(given: &[OsString]) -> Result<Vec<Vec<u8>>> {
+    let mut vars: Vec<(Vec<u8>, Vec<u8>)> =
+        vec![(b"PATH".to_vec(), DEFAULT_PATH.into()), (b"HOME".to_vec(), b"/root".to_vec())];
+    for entry in given {
+        let bytes = entry.as_bytes();
+        let (name, value) = match bytes.iter().position(|&b| b == b'=') {
+            Some(0) => bail!("--env {}: the variable has no name: write NAME=VALUE", entry.to_string_lossy()),
+            Some(eq) => (bytes[..eq].to_vec(), bytes[eq + 1..].to_vec()),
+            None if bytes.is_empty() => bail!("--env needs NAME=VALUE (or NAME to pass the host's value)"),
+            None => match std::env::var_os(entry) {
+                Some(value) => (bytes.to_vec(), value.as_bytes().to_vec()),
+                None => bail!("--env {}: no such variable on the host: write NAME=VALUE", entry.to_string_lossy()),
+            },
+        };
+        vars.retain(|(existing, _)| *existing != name);
+        vars.push((name, value));
+    }
+    Ok(vars
+        .into_iter()
+        .map(|(mut name, value)| {
+            name.push(b'=');
+            name.extend(value);
+            name
+        })
+        .collect())
+}
+
+/// With the root's directory at hand, checks the program and the working directory on the
+/// host, before spending a boot on them.
+pub(super) fn check_in_root(tree: &Path, command: &[OsString], environment: &[Vec<u8>], cwd: &str) -> Result<()> {
+    let program = command[0].as_bytes();
+    if program.is_empty() {
+        bail!("the command is empty: give the program to run after --");
+    }
+    match rootfs::resolve_in_root(tree, cwd.as_bytes()) {
+        Some(dir) if dir.is_dir() => {}
+        _ => bail!(
+            "--cwd {cwd}: no such directory in the root filesystem ({}): create it there or pick another",
+            tree.display()
+        ),
+    }
+    let search_path = environment.iter().find_map(|var| var.strip_prefix(b"PATH=")).unwrap_or(DEFAULT_PATH.as_bytes());
+    let shown = String::from_utf8_lossy(program);
+    match rootfs::find_in_root(tree, program, search_path, cwd.as_bytes()) {
+        Lookup::Found(_) => Ok(()),
+        Lookup::NotExecutable(path) => Err(Exit::new(
+            EXIT_NOT_EXECUTABLE,
+            format!("{shown}: {} in the root filesystem is not an executable file: make it one (chmod +x) or run another program", path.display()),
+        )
+        .into()),
+        Lookup::NotFound if program.contains(&b'/') => Err(Exit::new(
+            EXIT_NOT_FOUND,
+            format!("{shown}: no such file in the root filesystem ({}): check the path, or add the program to the root", tree.display()),
+        )
+        .into()),
+        Lookup::NotFound => Err(Exit::new(
+            EXIT_NOT_FOUND,
+            format!(
+                "{shown}: command not found in the root filesystem ({}, PATH={}): check the name, or add the program to the root",
+                tree.display(),
+                String::from_utf8_lossy(search_path)
+            ),
+        )
+        .into()),
+    }
+}
+
+/// The modules the guest must load, dependencies first: the virtio drivers and the root's
+/// filesystem, when the kernel has them as modules rather than built in.
+pub(super) fn modules_for(kernel: &Kernel, root: &Root, mode: RootMode) -> Result<Vec<crate::modules::Module>> {
+    // virtio_console before virtio_blk: its ports are created asynchronously, so they get the
+    // time the other modules take to load before the init opens them.
+    let mut needs = vec![
+        Need { option: "CONFIG_VIRTIO_PCI", module: "virtio_pci", purpose: "virtio-pci devices" },
+        Need {
+            option: "CONFIG_VIRTIO_CONSOLE",
+            module: "virtio_console",
+            purpose: "the workload's stdin/stdout/stderr (virtio-serial)",
+        },
+        Need { option: "CONFIG_VIRTIO_BLK", module: "virtio_blk", purpose: "the root disk (virtio-blk)" },
+    ];
+    needs.push(match root.fs {
+        FsType::Ext4 => Need { option: "CONFIG_EXT4_FS", module: "ext4", purpose: "the ext4 root" },
+        FsType::Erofs => Need { option: "CONFIG_EROFS_FS", module: "erofs", purpose: "the erofs root" },
+    });
+    if mode == RootMode::Overlay {
+        needs.push(Need { option: "CONFIG_OVERLAY_FS", module: "overlay", purpose: "--overlay" });
+    }
+    crate::modules::load_list(kernel, &needs)
+}
+
+/// An initramfs with the modules at `/lib/modules/<name>.ko`, kept in the cache by content.
+pub(super) fn module_initrd(modules: &[crate::modules::Module]) -> Result<PathBuf> {
+    let mut archive = Initramfs::new();
+    for module in modules {
+        archive.file(&format!("/lib/modules/{}.ko", module.name), 0o644, module.data.clone());
+    }
+    let bytes = archive.to_bytes();
+    let dir = env::cache_subdir("initrds")?;
+    let path = dir.join(format!("{}.cpio", &env::sha256_hex(&bytes)[..32]));
+    if !path.is_file() {
+        let tmp = env::temp_sibling(&path);
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
+}
+
+pub(super) fn kernel_cmdline(
+    args: &RunArgs,
+    root: &Root,
+    modules: &[crate::modules::Module],
+    environment: &[Vec<u8>],
+    cwd: &str,
+) -> Result<String> {
+    use flint_guest_init::argv::encode;
+    let mut words: Vec<String> = ["console=ttyS0", "quiet", "panic=-1"].map(String::from).to_vec();
+    words.push("flint.root=/dev/vda".into());
+    words.push(format!("flint.rootfstype={}", root.fs.name()));
+    words.push(format!("flint.rootwait={ROOT_WAIT_SECS}"));
+    words.push(
+        match args.mode {
+            RootMode::Ro => "flint.ro",
+            RootMode::Rw => "flint.rw",
+            RootMode::Overlay => "flint.overlay",
+        }
+        .into(),
+    );
+    if !modules.is_empty() {
+        words.push(format!("flint.modules={}", modules.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(",")));
+    }
+    let argv: Vec<&[u8]> = args.command.iter().map(|arg| arg.as_bytes()).collect();
+    words.push(format!("flint.argv={}", encode(&argv)));
+    words.push(format!("flint.env={}", encode(environment)));
+    if cwd != "/" {
+        words.push(if cwd.contains(char::is_whitespace) {
+            format!("\"flint.cwd={cwd}\"")
+        } else {
+            format!("flint.cwd={cwd}")
+        });
+    }
+    if let Some((uid, gid)) = args.user {
+        words.push(format!("flint.uid={uid}"));
+        words.push(format!("flint.gid={gid}"));
+    }
+    if let Some(timeout) = args.timeout {
+        words.push(format!("flint.timeout={}.{:03}", timeout.as_secs(), timeout.subsec_millis()));
+    }
+    for (name, device) in PORTS {
+        words.push(format!("flint.{name}={device}"));
+    }
+    Ok(words.join(" "))
+}

@@ -1,0 +1,285 @@
+//! `flint run`: one workload in a fresh VM, with its stdin, stdout, stderr and exit status
+//! carried between the host and the guest over virtio-serial ports.
+//!
+//! The VM gets a `virtio-serial-pci` controller with four `virtserialport`s, in this order
+//! (so the guest sees them as `/dev/vport0p1` to `/dev/vport0p4`):
+//! stdin, stdout, stderr, status. On the host each is a Unix socket in a private temporary
+//! directory that flint listens on and QEMU connects to. flint copies its stdin into the
+//! first and then shuts down its sending side, which QEMU turns into the port closing, which
+//! the guest reads as EOF; it copies the next two to its stdout and stderr byte for byte;
+//! the last carries the init's `flint-status <n>` line. COM1 (the kernel console, `quiet`)
+//! goes to a log file shown only when something failed (or with `--verbose`).
+
+use crate::env::{self, Exit, Fix, EXIT_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT};
+use crate::initramfs::Initramfs;
+use crate::kernel::Kernel;
+use crate::modules::Need;
+use crate::qemu::{Drive, Machine, PortBackend, Serial, VirtioPort, Vm, QEMU};
+use crate::rootfs::{self, FsType, Lookup};
+use crate::timeline::{HostTimes, Timeline};
+use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+use wait_timeout::ChildExt;
+
+mod accel;
+mod guest;
+mod session;
+mod verdict;
+
+use accel::*;
+use guest::*;
+use session::*;
+pub use session::{Ending, QemuEnd};
+use verdict::*;
+pub use verdict::{decide, Verdict};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RootMode {
+    /// Read-only root.
+    Ro,
+    /// A writable tmpfs layer over the read-only root: writes work and are thrown away.
+    Overlay,
+    /// The image itself is written (a private copy when the image is flint's cached one).
+    Rw,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+    /// KVM if a probe VM really runs under it, else TCG.
+    Auto,
+}
+
+/// How the firmware enters the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Boot {
+    /// The bzImage's 64-bit entry; the kernel decompresses itself.
+    Bzimage,
+    /// The uncompressed vmlinux's PVH entry (extracted from the bzImage once, cached): no
+    /// decompression, no relocation.
+    Pvh,
+    /// PVH when the kernel has a PVH entry (CONFIG_PVH), else the bzImage.
+    Auto,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    pub firmware: Option<PathBuf>,
+    pub kernel: Option<String>,
+    pub root: Option<PathBuf>,
+    pub root_image: Option<PathBuf>,
+    pub machine: Machine,
+    pub memory: String,
+    pub cpus: u32,
+    pub env: Vec<OsString>,
+    pub cwd: Option<String>,
+    pub user: Option<(u32, u32)>,
+    pub timeout: Option<Duration>,
+    pub mode: RootMode,
+    pub accel: Accel,
+    pub boot: Boot,
+    pub print_cmd: bool,
+    pub verbose: bool,
+    /// Print the per-phase timeline on stderr.
+    pub timeline: bool,
+    /// Write the timeline as JSON here.
+    pub timeline_json: Option<PathBuf>,
+    pub command: Vec<OsString>,
+}
+
+/// The search path when `--env` gives none, as the guest init uses.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The guest device names of the ports, in the order of the `virtserialport`s.
+const PORTS: [(&str, &str); 4] =
+    [("stdin", "/dev/vport0p1"), ("stdout", "/dev/vport0p2"), ("stderr", "/dev/vport0p3"), ("status", "/dev/vport0p4")];
+/// How long the guest waits for the root disk and the ports to appear (`flint.rootwait`).
+const ROOT_WAIT_SECS: u32 = 10;
+
+/// The root filesystem of one run.
+struct Root {
+    image: PathBuf,
+    fs: FsType,
+    /// The directory the image was made from, for checking the program on the host.
+    tree: Option<PathBuf>,
+    /// The image is flint's cached copy, which must never be written.
+    cached: bool,
+}
+
+pub fn run(args: &RunArgs) -> Result<u8> {
+    if env::find_program(QEMU).is_none() {
+        bail!("{QEMU} not found in PATH: install QEMU (apt-get install qemu-system-x86, or run scripts/setup.sh)");
+    }
+    let firmware = env::firmware(args.firmware.as_deref())?;
+    let kernel = Kernel::resolve(args.kernel.as_deref())?;
+    let root = prepare_root(args)?;
+    let environment = environment(&args.env)?;
+    let cwd = args.cwd.clone().unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') || cwd.contains('"') || cwd.chars().any(char::is_control) {
+        bail!("--cwd {cwd:?}: give an absolute path without '\"' or control characters");
+    }
+    if let Some(tree) = &root.tree {
+        check_in_root(tree, &args.command, &environment, &cwd)?;
+    }
+    let modules = modules_for(&kernel, &root, args.mode)?;
+    let cmdline = kernel_cmdline(args, &root, &modules, &environment, &cwd)?;
+    if cmdline.len() > kernel.cmdline_max() {
+        bail!(
+            "the kernel command line is {} bytes, more than the {} this kernel takes: shorten the command and --env values (pass data through stdin or the root instead)",
+            cmdline.len(),
+            kernel.cmdline_max()
+        );
+    }
+    let initrd = if modules.is_empty() { None } else { Some(module_initrd(&modules)?) };
+    let accel = choose_accel(args.accel, &firmware, args.verbose)?;
+
+    let mut vm = Vm::new(&firmware);
+    vm.machine = args.machine;
+    vm.accel = accel.into();
+    vm.cpu = (accel == "kvm").then(|| "host".to_string());
+    vm.memory = args.memory.clone();
+    vm.cpus = args.cpus;
+    vm.kernel = Some(boot_image(&kernel, args.boot)?);
+    vm.append = Some(cmdline);
+    if let Some(initrd) = initrd {
+        vm.initrd = Some(initrd);
+        vm.fw_cfg_strings.push(("opt/flint/add-init".into(), "1".into()));
+    }
+    if args.verbose {
+        vm.fw_cfg_strings.push(("opt/flint/log".into(), "1".into()));
+    }
+
+    if args.print_cmd {
+        if args.mode == RootMode::Rw && root.cached {
+            bail!("--print-cmd with --rw needs an image of your own: make one with `flint rootfs DIR -o IMAGE` and pass --root-image IMAGE");
+        }
+        vm.drives.push(Drive { path: root.image.clone(), read_only: args.mode != RootMode::Rw });
+        vm.serial = Serial::File("/dev/stderr".into());
+        vm.virtio_ports = vec![
+            VirtioPort { name: "flint.stdin".into(), backend: PortBackend::Stdio },
+            VirtioPort { name: "flint.stdout".into(), backend: PortBackend::File("/dev/stdout".into()) },
+            VirtioPort { name: "flint.stderr".into(), backend: PortBackend::File("/dev/stderr".into()) },
+            VirtioPort { name: "flint.status".into(), backend: PortBackend::File("/dev/stderr".into()) },
+        ];
+        println!("{}", vm.shell_command());
+        return Ok(0);
+    }
+
+    let temp = env::TempDir::new("flint")?;
+    let image = if args.mode == RootMode::Rw && root.cached {
+        let copy = temp.path().join(format!("root.{}", root.fs.name()));
+        env::run_tool(
+            std::process::Command::new("cp").arg("--sparse=always").arg("--reflink=auto").arg(&root.image).arg(&copy),
+        )
+        .context("cannot make a private copy of the root image for --rw")?;
+        copy
+    } else {
+        root.image.clone()
+    };
+    vm.drives.push(Drive { path: image, read_only: args.mode != RootMode::Rw });
+    let console_log = temp.path().join("console.log");
+    vm.serial = Serial::File(console_log.clone());
+    let mut listeners = Vec::new();
+    for (name, _) in PORTS {
+        let path = temp.path().join(format!("{name}.sock"));
+        let listener = UnixListener::bind(&path).with_context(|| format!("cannot listen on {}", path.display()))?;
+        listener.set_nonblocking(true)?;
+        listeners.push(listener);
+        vm.virtio_ports.push(VirtioPort { name: format!("flint.{name}"), backend: PortBackend::Socket(path) });
+    }
+    if args.verbose {
+        eprintln!("flint: {}", vm.shell_command());
+    }
+    let deadline =
+        args.timeout.map(|t| t + if accel == "kvm" { Duration::from_secs(30) } else { Duration::from_secs(120) });
+    let end = boot(&vm, listeners, &console_log, deadline, args.verbose)?;
+    let verdict = decide(&end, args);
+    // With --verbose the console was shown as it came.
+    if verdict.show_console && !args.verbose {
+        show_console(&end.console);
+    }
+    if (args.verbose || verdict.show_qemu_stderr) && !end.qemu_stderr.is_empty() {
+        eprint!("{}", String::from_utf8_lossy(&end.qemu_stderr));
+    }
+    for line in &verdict.messages {
+        eprintln!("{line}");
+    }
+    if args.timeline || args.timeline_json.is_some() {
+        report_timeline(&end, args)?;
+    }
+    if args.verbose {
+        // The status port may carry more than the status line (the init's timeline).
+        for line in String::from_utf8_lossy(&end.status_port).lines() {
+            eprintln!("flint: status port: {line}");
+        }
+        eprintln!("flint: the VM ran for {:.3?}, workload status {}", end.elapsed, verdict.status);
+    }
+    Ok(verdict.status)
+}
+
+/// The file `-kernel` gets: the bzImage, or its PVH vmlinux.
+fn boot_image(kernel: &Kernel, boot: Boot) -> Result<PathBuf> {
+    Ok(match boot {
+        Boot::Bzimage => kernel.image.clone(),
+        Boot::Pvh => crate::vmlinux::pvh_image(kernel)?.with_context(|| {
+            format!("kernel {} has no PVH entry (built without CONFIG_PVH): use --boot bzimage", kernel.label)
+        })?,
+        Boot::Auto => crate::vmlinux::pvh_image(kernel)?.unwrap_or_else(|| kernel.image.clone()),
+    })
+}
+
+fn report_timeline(end: &Ending, args: &RunArgs) -> Result<()> {
+    let host = HostTimes { line_arrived: end.status_arrived, qemu_exited: end.elapsed };
+    let Some(timeline) = Timeline::from_status_port(&end.status_port, &host) else {
+        eprintln!(
+            "flint: no timeline: the guest did not report one (is the firmware flint's, built with `flint build`?)"
+        );
+        return Ok(());
+    };
+    if args.timeline {
+        timeline.print();
+    }
+    if let Some(path) = &args.timeline_json {
+        std::fs::write(path, serde_json::to_vec_pretty(&timeline)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+/// `--user UID[:GID]`
+pub fn parse_user(text: &str) -> Result<(u32, u32), String> {
+    let number = |s: &str| s.parse::<u32>().ok().filter(|&n| n != u32::MAX);
+    let parsed = match text.split_once(':') {
+        Some((uid, gid)) => number(uid).zip(number(gid)),
+        None => number(text).map(|id| (id, id)),
+    };
+    parsed.ok_or_else(|| "expected UID or UID:GID, numbers from 0 to 4294967294".to_string())
+}
+
+/// `--timeout SECS`: seconds with up to 3 decimals (the guest's resolution).
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let invalid = || "expected seconds such as 10 or 2.5 (at most 3 decimals, more than 0)".to_string();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    if whole.is_empty()
+        || fraction.is_empty()
+        || fraction.len() > 3
+        || !(whole.bytes().chain(fraction.bytes())).all(|b| b.is_ascii_digit())
+    {
+        return Err(invalid());
+    }
+    let millis = whole.parse::<u64>().map_err(|_| invalid())?.checked_mul(1000).ok_or_else(invalid)?
+        + fraction.parse::<u64>().map_err(|_| invalid())? * 10u64.pow(3 - fraction.len() as u32);
+    if millis == 0 {
+        return Err(invalid());
+    }
+    Ok(Duration::from_millis(millis))
+}
