@@ -143,6 +143,12 @@ pub(super) fn module_initrd(modules: &[crate::modules::Module]) -> Result<PathBu
     Ok(path)
 }
 
+/// Kernel parameters that skip start-up work a one-job VM never needs: probing the PS/2
+/// keyboard controller, the clocksource watchdog and IO-APIC timer check, the crypto
+/// self-tests. Measured with `scripts/cmdline-ab.sh` (BENCHMARKS.md, "Kernel command line").
+const BOOT_TUNING: [&str; 6] =
+    ["i8042.noaux", "i8042.nokbd", "i8042.nopnp", "tsc=reliable", "no_timer_check", "cryptomgr.notests"];
+
 pub(super) fn kernel_cmdline(
     args: &RunArgs,
     root: &Root,
@@ -152,6 +158,7 @@ pub(super) fn kernel_cmdline(
 ) -> Result<String> {
     use flint_guest_init::argv::encode;
     let mut words: Vec<String> = ["console=ttyS0", "quiet", "panic=-1"].map(String::from).to_vec();
+    words.extend(BOOT_TUNING.iter().map(|word| word.to_string()));
     words.push("flint.root=/dev/vda".into());
     words.push(format!("flint.rootfstype={}", root.fs.name()));
     words.push(format!("flint.rootwait={ROOT_WAIT_SECS}"));
