@@ -136,3 +136,28 @@ fn timeline_node_reaches_the_guest() {
     assert_eq!(fact(&console, "setup_data").as_deref(), Some("0x464c4e54 24"), "console:\n{console}");
     assert_eq!(proc_cmdline(&console).as_deref(), vm.append.as_deref());
 }
+
+/// virtio-net-pci with the BARs and interrupt routing the firmware set up: a DHCP exchange with
+/// QEMU's built-in user-mode network (nothing leaves QEMU) needs working DMA and interrupts.
+fn virtio_net_gets_a_dhcp_lease(machine: Machine) {
+    let mut modules: Vec<&str> = VIRTIO_BLK_MODULES[..5].to_vec();
+    modules.extend(["failover", "net_failover", "virtio_net"]);
+    let script = "ip link set eth0 up && udhcpc -i eth0 -n -q -t 5 -s /bin/true >/dev/null 2>&1 \
+                  && echo \"@@dhcp=ok\"; echo \"@@irqs=$(grep -c virtio /proc/interrupts)\"";
+    let (mut vm, _initrd) = vm_with_initramfs(machine, "256M", 1, &modules, script);
+    vm.extra_args.extend(["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"].map(String::from));
+    let (_, console) = boot(&vm);
+    assert_eq!(fact(&console, "dhcp").as_deref(), Some("ok"), "console:\n{console}");
+    let irqs: u32 = fact(&console, "irqs").expect("interrupt count").parse().unwrap();
+    assert!(irqs > 0, "no virtio interrupts in /proc/interrupts; console:\n{console}");
+}
+
+#[test]
+fn pc_virtio_net_gets_a_dhcp_lease() {
+    virtio_net_gets_a_dhcp_lease(Machine::Pc);
+}
+
+#[test]
+fn q35_virtio_net_gets_a_dhcp_lease() {
+    virtio_net_gets_a_dhcp_lease(Machine::Q35);
+}
