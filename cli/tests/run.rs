@@ -235,6 +235,22 @@ fn a_missing_kernel_is_named() {
     );
 }
 
+/// A bzImage whose compressed payload is cut short cannot become a PVH vmlinux: named, before
+/// any VM starts.
+#[test]
+fn a_truncated_kernel_is_named_for_pvh() {
+    let cached = flint::env::cache_dir().unwrap().join("kernels/debian-cloud/vmlinuz");
+    let image = std::fs::read(&cached).expect("Debian's kernel in the cache: run scripts/test.sh");
+    let dir = scratch("truncated-kernel");
+    let truncated = dir.join("vmlinuz");
+    std::fs::write(&truncated, &image[..image.len() / 2]).unwrap();
+    assert_fails(
+        &run(&["run", "--boot", "pvh", "--kernel", truncated.to_str().unwrap(), "--", "true"]),
+        125,
+        "truncated",
+    );
+}
+
 #[test]
 fn a_missing_or_unusable_root_is_named() {
     assert_fails(&run(&["run", "--root-image", "/nonexistent.img", "--", "true"]), 125, "root image /nonexistent.img");
