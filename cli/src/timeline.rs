@@ -41,28 +41,67 @@ pub struct HostTimes {
     pub qemu_exited: Duration,
 }
 
-impl Timeline {
-    /// From what arrived on the status port; `None` without a complete timeline line (another
-    /// firmware, or an init that failed before writing it).
-    pub fn from_status_port(status_port: &[u8], host: &HostTimes) -> Option<Timeline> {
+/// The guest's stamps in milliseconds since the VM started, by name.
+struct GuestStamps {
+    tsc_hz: u64,
+    ms: [f64; NAMES.len()],
+}
+
+impl GuestStamps {
+    /// `None` without a complete timeline line (another firmware, or an init that failed
+    /// before writing it).
+    fn parse(status_port: &[u8]) -> Option<GuestStamps> {
         let text = String::from_utf8_lossy(status_port);
         let (tsc_hz, stamps) = text.lines().find_map(|line| parse_line(line.as_bytes()))?;
         if tsc_hz == 0 || stamps.contains(&0) {
             return None;
         }
-        let ms = |ticks: u64| ticks as f64 * 1000.0 / tsc_hz as f64;
-        let at = |name: &str| ms(stamps[NAMES.iter().position(|n| *n == name).expect("known stamp")]);
-        let host_ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let before_vm = host_ms(host.line_arrived) - at("poweroff");
-        let phases = vec![
-            Phase { name: "qemu start", ms: before_vm + at("fw_reset") },
-            Phase { name: "firmware", ms: at("fw_handoff") - at("fw_reset") },
-            Phase { name: "kernel", ms: at("init") - at("fw_handoff") },
-            Phase { name: "init", ms: at("exec") - at("init") },
-            Phase { name: "workload", ms: at("exit") - at("exec") },
-            Phase { name: "shutdown", ms: at("poweroff") - at("exit") + host_ms(host.qemu_exited - host.line_arrived) },
-        ];
-        Some(Timeline { phases, total_ms: host_ms(host.qemu_exited), tsc_hz })
+        Some(GuestStamps { tsc_hz, ms: stamps.map(|ticks| ticks as f64 * 1000.0 / tsc_hz as f64) })
+    }
+
+    fn at(&self, name: &str) -> f64 {
+        self.ms[NAMES.iter().position(|n| *n == name).expect("known stamp")]
+    }
+
+    /// The phases the guest measured alone, from the firmware's first instruction to the
+    /// init's power-off.
+    fn guest_phases(&self) -> [Phase; 4] {
+        [
+            Phase { name: "firmware", ms: self.at("fw_handoff") - self.at("fw_reset") },
+            Phase { name: "kernel", ms: self.at("init") - self.at("fw_handoff") },
+            Phase { name: "init", ms: self.at("exec") - self.at("init") },
+            Phase { name: "workload", ms: self.at("exit") - self.at("exec") },
+        ]
+    }
+}
+
+fn host_ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl Timeline {
+    /// From what arrived on the status port and when.
+    pub fn from_status_port(status_port: &[u8], host: &HostTimes) -> Option<Timeline> {
+        let guest = GuestStamps::parse(status_port)?;
+        let before_vm = host_ms(host.line_arrived) - guest.at("poweroff");
+        let mut phases = vec![Phase { name: "qemu start", ms: before_vm + guest.at("fw_reset") }];
+        phases.extend(guest.guest_phases());
+        phases.push(Phase {
+            name: "shutdown",
+            ms: guest.at("poweroff") - guest.at("exit") + host_ms(host.qemu_exited - host.line_arrived),
+        });
+        Some(Timeline { phases, total_ms: host_ms(host.qemu_exited), tsc_hz: guest.tsc_hz })
+    }
+
+    /// Without the time the line arrived (the bench reads it from a file afterwards): QEMU's
+    /// own start and exit are one phase, the guest's shutdown another.
+    pub fn from_status_and_total(status_port: &[u8], qemu_exited: Duration) -> Option<Timeline> {
+        let guest = GuestStamps::parse(status_port)?;
+        let total_ms = host_ms(qemu_exited);
+        let mut phases = vec![Phase { name: "qemu", ms: total_ms - guest.at("poweroff") + guest.at("fw_reset") }];
+        phases.extend(guest.guest_phases());
+        phases.push(Phase { name: "shutdown", ms: guest.at("poweroff") - guest.at("exit") });
+        Some(Timeline { phases, total_ms, tsc_hz: guest.tsc_hz })
     }
 
     /// A table for people, on stderr (stdout belongs to the workload).
@@ -89,6 +128,15 @@ mod tests {
         let ms: Vec<f64> = timeline.phases.iter().map(|p| (p.ms * 1000.0).round() / 1000.0).collect();
         assert_eq!(ms, [41.0, 5.0, 894.0, 60.0, 20.0, 30.0]);
         assert!((timeline.phases.iter().map(|p| p.ms).sum::<f64>() - 1050.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn without_the_arrival_time_qemu_start_and_exit_are_one_phase() {
+        let line = b"flint-timeline tsc_hz=1000000000 fw_reset=1000000 fw_loaded=5000000 \
+                     fw_handoff=6000000 init=900000000 root=950000000 exec=960000000 exit=980000000 poweroff=990000000\n";
+        let timeline = Timeline::from_status_and_total(line, Duration::from_millis(1050)).unwrap();
+        let ms: Vec<f64> = timeline.phases.iter().map(|p| (p.ms * 1000.0).round() / 1000.0).collect();
+        assert_eq!(ms, [61.0, 5.0, 894.0, 60.0, 20.0, 10.0]);
     }
 
     #[test]

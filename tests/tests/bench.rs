@@ -68,6 +68,16 @@ fn reduced_bench_reports_every_case() {
     };
     assert!(ok(0, "floor", "none") && ok(0, "flint", "bzImage") && ok(1, "flint", "debian-cloud"), "{json:#}");
 
+    // flint's kernel runs carry the phases of its init's timeline; the others have none.
+    for row in scenarios[1]["results"].as_array().unwrap().iter().filter(|row| row["status"] == "ok") {
+        let names: Vec<&str> = row["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        if row["firmware"] == "flint" {
+            assert_eq!(names, ["qemu", "firmware", "kernel", "init", "workload", "shutdown"], "{row:#}");
+        } else {
+            assert!(names.is_empty(), "{row:#}");
+        }
+    }
+
     let svg = std::fs::read_to_string(output.path().join("report.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "not a whole SVG document:\n{svg}");
     assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());

@@ -52,6 +52,8 @@ pub fn prepare(kernel: Kernel, root: &DefaultRoot, dir: &Path) -> Result<KernelI
         flint_cmdline.push_str(&format!(" flint.modules={}", names.join(",")));
     }
     flint_cmdline.push_str(&format!(" flint.argv={}", flint_guest_init::argv::encode(&[WORKLOAD])));
+    // COM2: the init's timeline and status lines, which give flint's rows their phases.
+    flint_cmdline.push_str(" flint.status=/dev/ttyS1");
 
     // The busybox initramfs is the module archive plus busybox and its script.
     let busybox = root.tree.join("bin/busybox");

@@ -28,7 +28,7 @@ pub use scenario::ScenarioName;
 use crate::env::{self, progress};
 use crate::qemu::QEMU;
 use anyhow::{Context, Result};
-use report::{CaseReport, ScenarioReport};
+use report::{CaseReport, Phase, ScenarioReport};
 use scenario::{Case, Plan, Prepared, Setup};
 use stats::Stats;
 use std::path::{Path, PathBuf};
@@ -133,8 +133,10 @@ fn measure(name: ScenarioName, cases: &[Case], repetitions: u32) -> Vec<CaseRepo
             }
         })
         .collect();
+    // Per case, per run: the phases of flint's timeline.
+    let mut phase_samples: Vec<Vec<Vec<Phase>>> = vec![Vec::new(); cases.len()];
     for repetition in 1..=repetitions {
-        for (case, row) in cases.iter().zip(&mut rows) {
+        for (index, (case, row)) in cases.iter().zip(&mut rows).enumerate() {
             let Plan::Run(run) = &case.plan else { continue };
             if row.status != Status::Ok {
                 continue;
@@ -145,6 +147,9 @@ fn measure(name: ScenarioName, cases: &[Case], repetitions: u32) -> Vec<CaseRepo
                     if status == Status::Ok {
                         // Rounded to the microsecond: finer digits are noise.
                         row.samples_ms.push((outcome.elapsed.as_secs_f64() * 1e6).round() / 1e3);
+                        if let Some(phases) = run.status_file.as_deref().and_then(|file| phases_of(file, &outcome)) {
+                            phase_samples[index].push(phases);
+                        }
                     }
                     status
                 }
@@ -162,8 +167,31 @@ fn measure(name: ScenarioName, cases: &[Case], repetitions: u32) -> Vec<CaseRepo
             ));
         }
     }
-    for row in &mut rows {
+    for (row, samples) in rows.iter_mut().zip(&phase_samples) {
         row.stats = Stats::of(&row.samples_ms).filter(|_| row.status == Status::Ok);
+        row.phases = phase_medians(samples);
     }
     rows
+}
+
+/// The phases of one flint run, from the timeline its init wrote to COM2.
+fn phases_of(status_file: &Path, outcome: &crate::qemu::Outcome) -> Option<Vec<Phase>> {
+    let status = std::fs::read(status_file).ok()?;
+    let timeline = crate::timeline::Timeline::from_status_and_total(&status, outcome.elapsed)?;
+    Some(timeline.phases.into_iter().map(|phase| Phase { name: phase.name.into(), median_ms: phase.ms }).collect())
+}
+
+/// Each phase's median over the runs (so they need not add up exactly to the total's median);
+/// empty unless every run reported the same phases.
+fn phase_medians(samples: &[Vec<Phase>]) -> Vec<Phase> {
+    let Some(first) = samples.first() else { return Vec::new() };
+    first
+        .iter()
+        .enumerate()
+        .map(|(index, phase)| {
+            let values: Vec<f64> = samples.iter().filter_map(|run| run.get(index)).map(|p| p.median_ms).collect();
+            let median_ms = Stats::of(&values).map_or(0.0, |stats| (stats.median_ms * 1e3).round() / 1e3);
+            Phase { name: phase.name.clone(), median_ms }
+        })
+        .collect()
 }

@@ -8,8 +8,9 @@
 //!       command, samples_ms: [..], stats: {n, median_ms, min_ms, max_ms}?,
 //!       ratio_to_flint?, over_floor_ms?, phases: [ {name, median_ms} ] } ] } ] }
 //! ```
-//! `phases` stays empty until the guest reports per-phase timestamps; then it splits
-//! `median_ms` into consecutive phases (firmware, kernel, init, ...) and the chart stacks them.
+//! `phases` holds, for flint's kernel runs, the median of each phase of its init's timeline
+//! (qemu start and exit, firmware, kernel, init, workload, shutdown); the chart stacks them.
+//! Other firmwares report no stamps, so their `phases` is empty.
 
 use super::host::Host;
 use super::scenario::FLOOR;

@@ -81,6 +81,8 @@ pub enum Plan {
 pub struct Run {
     pub vm: Vm,
     pub deadline: Duration,
+    /// Where flint's init writes its timeline (COM2), for the per-phase figures.
+    pub status_file: Option<PathBuf>,
     expect: Expect,
     /// A QEMU exit status that means "this firmware cannot boot this kernel", and why.
     unsupported_when: Option<(i32, &'static str)>,
@@ -138,6 +140,7 @@ fn null_cases(setup: &Setup) -> Result<Vec<Case>> {
             vm: vm(&floor, setup.accel),
             deadline: NULL_DEADLINE,
             expect: Expect::Entry(Entry::ResetVector),
+            status_file: None,
             unsupported_when: None,
         })),
     }];
@@ -157,6 +160,7 @@ fn null_cases(setup: &Setup) -> Result<Vec<Case>> {
                     Plan::Run(Box::new(Run {
                         vm,
                         deadline: NULL_DEADLINE,
+                        status_file: None,
                         expect: Expect::Entry(entry),
                         unsupported_when,
                     }))
@@ -178,7 +182,7 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
         let flint = firmware == Firmware::Flint;
         let plan = match available(firmware, setup.flint) {
             Err(missing) => Plan::NotRun(missing),
-            Ok(image) if flint => flint_plan(&image, &inputs, &inputs.kernel.image, setup.accel)?,
+            Ok(image) if flint => flint_plan(&image, &inputs, &inputs.kernel.image, setup.inputs, setup.accel)?,
             Ok(image) => {
                 let mut vm = kernel_vm(&image, &inputs, setup.accel);
                 vm.initrd = Some(inputs.busybox_initrd.clone());
@@ -186,6 +190,7 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
                 Plan::Run(Box::new(Run {
                     vm,
                     deadline: KERNEL_DEADLINE,
+                    status_file: None,
                     expect: Expect::BusyboxInit,
                     unsupported_when: None,
                 }))
@@ -194,7 +199,7 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
         let init = Some(if flint { "flint-init" } else { "busybox" });
         cases.push(Case { firmware: firmware.name(), kernel: inputs.kernel.label.clone(), init, plan });
         if let (true, Some(vmlinux), Ok(image)) = (flint, &pvh, available(firmware, setup.flint)) {
-            let plan = flint_plan(&image, &inputs, vmlinux, setup.accel)?;
+            let plan = flint_plan(&image, &inputs, vmlinux, setup.inputs, setup.accel)?;
             cases.push(Case {
                 firmware: firmware.name(),
                 kernel: format!("{} (PVH)", inputs.kernel.label),
@@ -207,7 +212,7 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
 }
 
 /// flint's case: its embedded init runs the workload; `kernel` is the bzImage or the vmlinux.
-fn flint_plan(image: &Path, inputs: &KernelInputs, kernel: &Path, accel: &str) -> Result<Plan> {
+fn flint_plan(image: &Path, inputs: &KernelInputs, kernel: &Path, dir: &Path, accel: &str) -> Result<Plan> {
     let bytes = std::fs::read(image).with_context(|| format!("cannot read {}", image.display()))?;
     if !embeds_init(&bytes) {
         let reason = format!("{} has no embedded guest init: build it with `flint build`", image.display());
@@ -220,7 +225,16 @@ fn flint_plan(image: &Path, inputs: &KernelInputs, kernel: &Path, accel: &str) -
         vm.fw_cfg_strings.push(("opt/flint/add-init".into(), "1".into()));
     }
     vm.append = Some(inputs.flint_cmdline.clone());
-    Ok(Plan::Run(Box::new(Run { vm, deadline: KERNEL_DEADLINE, expect: Expect::FlintInit, unsupported_when: None })))
+    let name = kernel.file_name().map_or_else(|| "kernel".into(), |name| name.to_string_lossy().into_owned());
+    let status_file = dir.join(format!("flint-{name}.status"));
+    vm.extra_args.extend(["-serial".into(), format!("file:{}", status_file.display())]);
+    Ok(Plan::Run(Box::new(Run {
+        vm,
+        deadline: KERNEL_DEADLINE,
+        status_file: Some(status_file),
+        expect: Expect::FlintInit,
+        unsupported_when: None,
+    })))
 }
 
 /// Whether a firmware image carries the guest init: the newc entry named `init` that
