@@ -124,7 +124,7 @@ impl Kernel {
     /// Checks the image is a readable bzImage; a clear error beats a firmware failure.
     fn check_image(&self) -> Result<()> {
         let header = read_header(&self.image)?;
-        if header.get(0x202..0x206) != Some(b"HdrS") {
+        if !loader::bzimage::is_linux_kernel(&header) {
             bail!(
                 "{} is not a Linux bzImage (no HdrS header): pass a kernel built for x86_64 (arch/x86/boot/bzImage)",
                 self.image.display()

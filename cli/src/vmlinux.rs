@@ -10,7 +10,6 @@ use std::io::Read;
 use std::path::PathBuf;
 
 const SETUP_SECTS: usize = 0x1f1;
-const HEADER_MAGIC: usize = 0x202;
 const PAYLOAD_OFFSET: usize = 0x248;
 const PAYLOAD_LENGTH: usize = 0x24c;
 /// The lz4 legacy frame Linux uses: magic, then blocks each prefixed by their length.
@@ -23,7 +22,7 @@ fn u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
 
 /// The compressed kernel inside a bzImage file.
 pub fn payload(bzimage: &[u8]) -> Result<&[u8]> {
-    if bzimage.get(HEADER_MAGIC..HEADER_MAGIC + 4) != Some(b"HdrS".as_slice()) {
+    if !loader::bzimage::is_linux_kernel(bzimage) {
         bail!("not a bzImage (no HdrS header): pass a Linux bzImage");
     }
     let setup_sects = match bzimage[SETUP_SECTS] {

@@ -5,6 +5,7 @@
 //! installs QEMU and busybox, fetches the kernel and builds `out/fw.bin` first.
 
 use flint::initramfs::Initramfs;
+use flint::modules::ModuleTree;
 use flint::qemu::{Outcome, Vm};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,14 +30,9 @@ pub fn firmware() -> PathBuf {
     require(path, "firmware image")
 }
 
+/// flint's cache, where `scripts/test.sh` puts the kernels.
 pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("FLINT_CACHE") {
-        return dir.into();
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"));
-    base.join("flint")
+    flint::env::cache_dir().expect("flint's cache directory")
 }
 
 /// An unpacked kernel: `vmlinuz` plus its module tree.
@@ -48,27 +44,6 @@ impl Kernel {
     pub fn image(&self) -> PathBuf {
         require(self.dir.join("vmlinuz"), "kernel image")
     }
-
-    /// The `.ko` of a module, searched in the kernel's module tree.
-    pub fn module(&self, name: &str) -> PathBuf {
-        let file = format!("{name}.ko");
-        find_file(&self.dir.join("modules"), &file)
-            .unwrap_or_else(|| panic!("module {file} not found under {}", self.dir.display()))
-    }
-}
-
-fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if let Some(found) = find_file(&path, name) {
-                return Some(found);
-            }
-        } else if path.file_name().is_some_and(|n| n == name) {
-            return Some(path);
-        }
-    }
-    None
 }
 
 pub fn debian_kernel() -> Kernel {
@@ -80,7 +55,8 @@ pub const VIRTIO_BLK_MODULES: [&str; 6] =
     ["virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk"];
 
 /// A busybox initramfs whose `/init` reports facts about the guest, runs `script`, then
-/// powers off. `modules` are loaded first, in order.
+/// powers off. `modules` (with any dependencies they name) are loaded first, dependencies
+/// before the modules that need them.
 pub fn test_initramfs(kernel: &Kernel, modules: &[&str], script: &str) -> Vec<u8> {
     let mut archive = Initramfs::new();
     archive.file_from("/bin/busybox", 0o755, &require(PathBuf::from("/bin/busybox"), "busybox-static")).unwrap();
@@ -95,8 +71,10 @@ pub fn test_initramfs(kernel: &Kernel, modules: &[&str], script: &str) -> Vec<u8
          echo \"@@cmdline_len=$(wc -c < /proc/cmdline)\"\n\
          printf '@@cmdline<<'; cat /proc/cmdline; echo '>>'\n",
     );
-    for name in modules {
-        archive.file_from(&format!("/lib/modules/{name}.ko"), 0o644, &kernel.module(name)).unwrap();
+    let tree = ModuleTree::open(&kernel.dir.join("modules")).expect("the kernel's module tree");
+    for module in tree.load_order(modules).expect("the modules exist") {
+        let name = &module.name;
+        archive.file(&format!("/lib/modules/{name}.ko"), 0o644, module.data);
         init.push_str(&format!("insmod /lib/modules/{name}.ko || echo \"@@insmod_failed={name}\"\n"));
     }
     init.push_str(script);
