@@ -22,6 +22,9 @@ want flex flex
 [ -e /usr/include/gelf.h ] || need_pkgs+=(libelf-dev)
 [ -e /usr/share/qemu/qboot.rom ] || need_pkgs+=(qemu-system-x86)
 [ -e /usr/share/seabios/bios-256k.bin ] || need_pkgs+=(seabios)
+# Disk images: sfdisk, and systemd's EFI stub for Unified Kernel Images made with objcopy.
+want sfdisk fdisk
+[ -e /usr/lib/systemd/boot/efi/linuxx64.efi.stub ] || need_pkgs+=(systemd-boot-efi)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "setup: installing ${need_pkgs[*]}" >&2
