@@ -35,7 +35,7 @@ pub(super) fn prepare_root(args: &RunArgs) -> Result<Root> {
 
 /// The workload's environment: PATH and HOME, then `--env` (which overrides them).
 /// `--env NAME` without `=` passes the host's value of NAME.
-pub(super) fn environment(given: &[OsString]) -> Result<Vec<Vec<u8>>> {
+pub(crate) fn environment(given: &[OsString]) -> Result<Vec<Vec<u8>>> {
     let mut vars: Vec<(Vec<u8>, Vec<u8>)> =
         vec![(b"PATH".to_vec(), DEFAULT_PATH.into()), (b"HOME".to_vec(), b"/root".to_vec())];
     for entry in given {
@@ -64,7 +64,7 @@ pub(super) fn environment(given: &[OsString]) -> Result<Vec<Vec<u8>>> {
 
 /// With the root's directory at hand, checks the program and the working directory on the
 /// host, before spending a boot on them.
-pub(super) fn check_in_root(tree: &Path, command: &[OsString], environment: &[Vec<u8>], cwd: &str) -> Result<()> {
+pub(crate) fn check_in_root(tree: &Path, command: &[OsString], environment: &[Vec<u8>], cwd: &str) -> Result<()> {
     let program = command[0].as_bytes();
     if program.is_empty() {
         bail!("the command is empty: give the program to run after --");
@@ -105,25 +105,32 @@ pub(super) fn check_in_root(tree: &Path, command: &[OsString], environment: &[Ve
 /// The modules the guest must load, dependencies first: the virtio drivers and the root's
 /// filesystem, when the kernel has them as modules rather than built in.
 pub(super) fn modules_for(kernel: &Kernel, root: &Root, mode: RootMode) -> Result<Vec<crate::modules::Module>> {
+    crate::modules::load_list(kernel, &needs(root.fs, mode, true))
+}
+
+/// What the guest needs from the kernel for a virtio-blk root of type `fs` in `mode`, and for
+/// `ports`, the virtio-serial ports `flint run` carries stdio on (a disk image's job uses the
+/// serial console instead).
+pub(crate) fn needs(fs: FsType, mode: RootMode, ports: bool) -> Vec<Need> {
     // virtio_console before virtio_blk: its ports are created asynchronously, so they get the
     // time the other modules take to load before the init opens them.
-    let mut needs = vec![
-        Need { option: "CONFIG_VIRTIO_PCI", module: "virtio_pci", purpose: "virtio-pci devices" },
-        Need {
+    let mut needs = vec![Need { option: "CONFIG_VIRTIO_PCI", module: "virtio_pci", purpose: "virtio-pci devices" }];
+    if ports {
+        needs.push(Need {
             option: "CONFIG_VIRTIO_CONSOLE",
             module: "virtio_console",
             purpose: "the workload's stdin/stdout/stderr (virtio-serial)",
-        },
-        Need { option: "CONFIG_VIRTIO_BLK", module: "virtio_blk", purpose: "the root disk (virtio-blk)" },
-    ];
-    needs.push(match root.fs {
+        });
+    }
+    needs.push(Need { option: "CONFIG_VIRTIO_BLK", module: "virtio_blk", purpose: "the root disk (virtio-blk)" });
+    needs.push(match fs {
         FsType::Ext4 => Need { option: "CONFIG_EXT4_FS", module: "ext4", purpose: "the ext4 root" },
         FsType::Erofs => Need { option: "CONFIG_EROFS_FS", module: "erofs", purpose: "the erofs root" },
     });
     if mode == RootMode::Overlay {
         needs.push(Need { option: "CONFIG_OVERLAY_FS", module: "overlay", purpose: "--overlay" });
     }
-    crate::modules::load_list(kernel, &needs)
+    needs
 }
 
 /// An initramfs with the modules at `/lib/modules/<name>.ko`, kept in the cache by content.
@@ -156,26 +163,65 @@ pub(super) fn kernel_cmdline(
     environment: &[Vec<u8>],
     cwd: &str,
 ) -> Result<String> {
+    let mut words = init_words(&Job {
+        root_device: "/dev/vda",
+        fs: root.fs,
+        mode: args.mode,
+        modules,
+        command: &args.command,
+        environment,
+        cwd,
+        user: args.user,
+        timeout: args.timeout,
+    });
+    for (name, device) in PORTS {
+        words.push(format!("flint.{name}={device}"));
+    }
+    Ok(words.join(" "))
+}
+
+/// One job as the guest init is told about it, whatever carries its stdio.
+pub(crate) struct Job<'a> {
+    /// `flint.root=`: a device path, or `gpt-auto`.
+    pub root_device: &'a str,
+    pub fs: FsType,
+    pub mode: RootMode,
+    pub modules: &'a [crate::modules::Module],
+    pub command: &'a [OsString],
+    pub environment: &'a [Vec<u8>],
+    /// Checked with [`check_cwd`].
+    pub cwd: &'a str,
+    pub user: Option<(u32, u32)>,
+    pub timeout: Option<Duration>,
+}
+
+/// The kernel command line for `job`, as words: the console, boot tuning and the init's
+/// `flint.*` parameters (stdio stays on the console unless the caller adds devices).
+pub(crate) fn init_words(job: &Job) -> Vec<String> {
     use flint_guest_init::argv::encode;
     let mut words: Vec<String> = ["console=ttyS0", "quiet", "panic=-1"].map(String::from).to_vec();
     words.extend(BOOT_TUNING.iter().map(|word| word.to_string()));
-    words.push("flint.root=/dev/vda".into());
-    words.push(format!("flint.rootfstype={}", root.fs.name()));
+    words.push(format!("flint.root={}", job.root_device));
+    words.push(format!("flint.rootfstype={}", job.fs.name()));
     words.push(format!("flint.rootwait={ROOT_WAIT_SECS}"));
     words.push(
-        match args.mode {
+        match job.mode {
             RootMode::Ro => "flint.ro",
             RootMode::Rw => "flint.rw",
             RootMode::Overlay => "flint.overlay",
         }
         .into(),
     );
-    if !modules.is_empty() {
-        words.push(format!("flint.modules={}", modules.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(",")));
+    if !job.modules.is_empty() {
+        words.push(format!(
+            "flint.modules={}",
+            job.modules.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(",")
+        ));
     }
-    let argv: Vec<&[u8]> = args.command.iter().map(|arg| arg.as_bytes()).collect();
+    let argv: Vec<&[u8]> = job.command.iter().map(|arg| arg.as_bytes()).collect();
     words.push(format!("flint.argv={}", encode(&argv)));
-    words.push(format!("flint.env={}", encode(environment)));
+    words.push(format!("flint.env={}", encode(job.environment)));
+    let cwd = job.cwd;
     if cwd != "/" {
         words.push(if cwd.contains(char::is_whitespace) {
             format!("\"flint.cwd={cwd}\"")
@@ -183,15 +229,20 @@ pub(super) fn kernel_cmdline(
             format!("flint.cwd={cwd}")
         });
     }
-    if let Some((uid, gid)) = args.user {
+    if let Some((uid, gid)) = job.user {
         words.push(format!("flint.uid={uid}"));
         words.push(format!("flint.gid={gid}"));
     }
-    if let Some(timeout) = args.timeout {
+    if let Some(timeout) = job.timeout {
         words.push(format!("flint.timeout={}.{:03}", timeout.as_secs(), timeout.subsec_millis()));
     }
-    for (name, device) in PORTS {
-        words.push(format!("flint.{name}={device}"));
+    words
+}
+
+/// `--cwd`: the init takes absolute paths, and the command line cannot quote `"`.
+pub(crate) fn check_cwd(cwd: &str) -> Result<()> {
+    if !cwd.starts_with('/') || cwd.contains('"') || cwd.chars().any(char::is_control) {
+        bail!("--cwd {cwd:?}: give an absolute path without '\"' or control characters");
     }
-    Ok(words.join(" "))
+    Ok(())
 }

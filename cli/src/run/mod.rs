@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
 
 mod accel;
-mod guest;
+pub(crate) mod guest;
 mod session;
 mod verdict;
 
@@ -125,9 +125,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let root = prepare_root(args)?;
     let environment = environment(&args.env)?;
     let cwd = args.cwd.clone().unwrap_or_else(|| "/".into());
-    if !cwd.starts_with('/') || cwd.contains('"') || cwd.chars().any(char::is_control) {
-        bail!("--cwd {cwd:?}: give an absolute path without '\"' or control characters");
-    }
+    check_cwd(&cwd)?;
     if let Some(tree) = &root.tree {
         check_in_root(tree, &args.command, &environment, &cwd)?;
     }
