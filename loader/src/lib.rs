@@ -7,8 +7,10 @@
 pub mod boot_params;
 pub mod bzimage;
 pub mod e820;
+pub mod gpt;
 pub mod plan;
 pub mod pvh;
+pub mod read_at;
 pub mod setup_data;
 
 mod layout;

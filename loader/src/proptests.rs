@@ -165,3 +165,32 @@ proptest! {
         let _ = crate::pvh::entry_point(&elf);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// GPT reading of noise, and of a valid disk with header or entry bytes overwritten (CRCs
+    /// fixed up or not, so the field checks are reached too), never panics.
+    #[test]
+    fn gpt_reading_never_panics(noise in vec(any::<u8>(), 0..2048), patches in vec((512usize..1024 + 512, any::<u8>()), 0..12),
+                                reseal in any::<bool>(), claimed_len in prop_oneof![Just(None), any::<u64>().prop_map(Some)]) {
+        use crate::gpt::{Gpt, FLINT_BOOT, ROOT_X86_64};
+        use crate::testutil::{gpt_disk, reseal_gpt, DISK_SECTORS};
+        let _ = Gpt::read(&mut &noise[..], noise.len() as u64);
+        let mut disk = gpt_disk(&[(FLINT_BOOT, 40, 60), (ROOT_X86_64, 61, DISK_SECTORS - 34)]);
+        for (at, value) in patches {
+            disk[at] = value;
+        }
+        if reseal {
+            reseal_gpt(&mut disk);
+        }
+        let len = claimed_len.unwrap_or(disk.len() as u64);
+        if let Ok(gpt) = Gpt::read(&mut &disk[..], len) {
+            for kind in [FLINT_BOOT, ROOT_X86_64] {
+                if let Ok(Some(part)) = gpt.find(&mut &disk[..], &kind) {
+                    prop_assert!(part.len > 0 && part.start.checked_add(part.len).is_some_and(|end| end <= len));
+                }
+            }
+        }
+    }
+}

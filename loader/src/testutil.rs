@@ -53,3 +53,50 @@ pub fn assert_one_line(err: &dyn Display) {
     let msg = err.to_string();
     assert!(!msg.contains('\n') && msg.contains(": "), "{msg}");
 }
+
+/// Sectors of the disks [`gpt_disk`] makes (1 MiB).
+pub const DISK_SECTORS: u64 = 2048;
+const ENTRIES: usize = 128;
+const ENTRY_SIZE: usize = 128;
+
+/// A GPT disk laid out as sfdisk does: protective MBR, header at LBA 1, 128 entries of 128
+/// bytes from LBA 2, usable LBAs 34..=DISK_SECTORS-34. Partitions are (type, first, last LBA)
+/// in array order; partition i's unique GUID is all i+1.
+pub fn gpt_disk(parts: &[(crate::gpt::Guid, u64, u64)]) -> Vec<u8> {
+    let mut d = vec![0; DISK_SECTORS as usize * 512];
+    write(&mut d, 446 + 4, &[0xee]); // protective MBR partition type
+    write(&mut d, 446 + 8, &1u32.to_le_bytes());
+    write(&mut d, 446 + 12, &(DISK_SECTORS as u32 - 1).to_le_bytes());
+    write(&mut d, 510, &[0x55, 0xaa]);
+    let h = 512;
+    write(&mut d, h, b"EFI PART");
+    write(&mut d, h + 8, &0x0001_0000u32.to_le_bytes());
+    write(&mut d, h + 12, &92u32.to_le_bytes());
+    write(&mut d, h + 24, &1u64.to_le_bytes());
+    write(&mut d, h + 32, &(DISK_SECTORS - 1).to_le_bytes());
+    write(&mut d, h + 40, &34u64.to_le_bytes());
+    write(&mut d, h + 48, &(DISK_SECTORS - 34).to_le_bytes());
+    write(&mut d, h + 56, &[0xd1; 16]);
+    write(&mut d, h + 72, &2u64.to_le_bytes());
+    write(&mut d, h + 80, &(ENTRIES as u32).to_le_bytes());
+    write(&mut d, h + 84, &(ENTRY_SIZE as u32).to_le_bytes());
+    for (i, &(kind, first, last)) in parts.iter().enumerate() {
+        let e = 1024 + i * ENTRY_SIZE;
+        write(&mut d, e, &kind);
+        write(&mut d, e + 16, &[i as u8 + 1; 16]);
+        write(&mut d, e + 32, &first.to_le_bytes());
+        write(&mut d, e + 40, &last.to_le_bytes());
+        write(&mut d, e + 56, &[b'p', 0, b'a', 0, b'r', 0, b't', 0]);
+    }
+    reseal_gpt(&mut d);
+    d
+}
+
+/// Recomputes the CRC32s of a [`gpt_disk`] after an edit: the array's, then the header's.
+pub fn reseal_gpt(d: &mut [u8]) {
+    let entries = crc32fast::hash(&d[1024..1024 + ENTRIES * ENTRY_SIZE]);
+    write(d, 512 + 88, &entries.to_le_bytes());
+    write(d, 512 + 16, &[0; 4]);
+    let header = crc32fast::hash(&d[512..512 + 92]);
+    write(d, 512 + 16, &header.to_le_bytes());
+}
