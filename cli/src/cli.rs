@@ -1,4 +1,4 @@
-//! The command line: `flint build | kernel | rootfs | run | bench`.
+//! The command line: `flint build | kernel | rootfs | run | image | bench`.
 
 use crate::env::{self, EXIT_FAILURE};
 use crate::qemu::Machine;
@@ -35,6 +35,8 @@ enum Command {
     Rootfs(RootfsArgs),
     /// Run a command in a fresh VM: flint run [OPTIONS] -- CMD [ARGS...]
     Run(Box<RunCli>),
+    /// Build a disk image that runs a command when booted: flint image -o IMAGE [OPTIONS] -- CMD [ARGS...]
+    Image(Box<crate::image::ImageArgs>),
     /// Time flint against qboot, SeaBIOS and OVMF side by side (interleaved runs, same QEMU).
     Bench(crate::bench::BenchOptions),
 }
@@ -178,7 +180,7 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> u8 {
                 .lines()
                 .find_map(|line| line.strip_prefix("Usage: "))
                 .map(|usage| {
-                    usage.split(' ').take_while(|word| !word.starts_with(['[', '<'])).collect::<Vec<_>>().join(" ")
+                    usage.split(' ').take_while(|word| !word.starts_with(['[', '<', '-'])).collect::<Vec<_>>().join(" ")
                 })
                 .unwrap_or_else(|| "flint".into());
             let values = text
@@ -221,6 +223,10 @@ fn execute(command: Command) -> Result<u8> {
         }
         Command::Bench(options) => {
             crate::bench::run(&options)?.check()?;
+            Ok(0)
+        }
+        Command::Image(args) => {
+            println!("{}", crate::image::image(&args)?.display());
             Ok(0)
         }
         Command::Rootfs(args) => {

@@ -20,7 +20,7 @@ pub fn build() -> Result<PathBuf> {
     env::run_tool(Command::new(&cargo).args(["build", "--release", "-p", "flint-guest-init"]).current_dir(&tree))
         .context("building the guest init failed: fix the errors above")?;
     let init = release.join("flint-init");
-    let stripped = release.join("flint-init.stripped");
+    let stripped = release.join(STRIPPED_INIT);
     env::run_tool(Command::new("strip").arg("-o").arg(&stripped).arg(&init))?;
 
     progress("building the firmware with the init embedded (cargo build --release -p flint-firmware)");
@@ -53,6 +53,19 @@ pub fn build() -> Result<PathBuf> {
     Ok(image)
 }
 
+/// The stripped guest init that `flint build` made (for images that carry their own).
+pub fn guest_init() -> Result<PathBuf> {
+    let tree = env::source_tree()
+        .context("flint's guest init is built in the flint source tree: run flint from the flint checkout")?;
+    let init = target_dir(&tree).join("release").join(STRIPPED_INIT);
+    if !init.is_file() {
+        bail!("no guest init at {}: run `flint build` first", init.display());
+    }
+    Ok(init)
+}
+
+/// The init as the firmware embeds it, in cargo's release directory.
+const STRIPPED_INIT: &str = "flint-init.stripped";
 /// The firmware proper may take at most this much of the image.
 const CODE_BUDGET: u64 = 64 * 1024;
 

@@ -1,0 +1,168 @@
+//! `flint image`: a GPT disk that runs one command when QEMU boots it with flint's firmware and
+//! no `-kernel` (docs/disk-image.md). The boot partition holds the kernel with its command line
+//! (and, when the kernel needs modules, an initrd); the root partition holds the root filesystem,
+//! which the init finds with `flint.root=gpt-auto`. The job's output goes to the console (COM1),
+//! and the VM ends through isa-debug-exit with the job's status.
+
+mod boot;
+mod disk;
+
+use crate::env;
+use crate::kernel::Kernel;
+use crate::rootfs::{self, FsType};
+use crate::run::guest::{check_cwd, check_in_root, environment, init_words, needs, Job};
+use crate::run::{parse_timeout, parse_user, RootMode};
+use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What the boot partition holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The kernel's uncompressed vmlinux, entered through its PVH note (no decompression).
+    Pvh,
+    /// A Unified Kernel Image: systemd's EFI stub with the bzImage as its `.linux` section.
+    Uki,
+    /// PVH when the kernel has a PVH entry (CONFIG_PVH), else a UKI.
+    Auto,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImageArgs {
+    /// The disk image to write.
+    #[arg(short, long, value_name = "IMAGE")]
+    output: PathBuf,
+    /// Kernel: a cached name (debian-cloud, minimal) or a path to a bzImage or kernel directory.
+    #[arg(long, value_name = "NAME|PATH")]
+    kernel: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    format: Format,
+    /// systemd's EFI stub, for --format uki.
+    #[arg(long, value_name = "PATH", default_value = boot::UKI_STUB)]
+    uki_stub: PathBuf,
+    /// Root filesystem from a directory (an ext4 image, cached by content).
+    #[arg(long, value_name = "DIR", conflicts_with = "root_image")]
+    root: Option<PathBuf>,
+    /// Root filesystem image (ext4 or erofs), copied into the root partition.
+    #[arg(long, value_name = "IMAGE")]
+    root_image: Option<PathBuf>,
+    /// Read-only root.
+    #[arg(long, conflicts_with_all = ["overlay", "rw"])]
+    ro: bool,
+    /// Writable root whose writes are thrown away (tmpfs over the partition) [default].
+    #[arg(long, conflicts_with = "rw")]
+    overlay: bool,
+    /// Writable root: writes go to the root partition of the image.
+    #[arg(long)]
+    rw: bool,
+    /// More kernel parameters, appended to the command line.
+    #[arg(long, value_name = "ARGS")]
+    append: Option<String>,
+    /// Set a variable for the command (repeatable); NAME alone passes the host's value.
+    #[arg(short, long, value_name = "NAME=VALUE")]
+    env: Vec<OsString>,
+    /// Working directory of the command in the guest.
+    #[arg(short = 'w', long, value_name = "DIR")]
+    cwd: Option<String>,
+    /// Run the command as this user and group (numbers).
+    #[arg(short, long, value_name = "UID[:GID]", value_parser = parse_user)]
+    user: Option<(u32, u32)>,
+    /// Kill the command after this many seconds (the VM then ends with status 124).
+    #[arg(short, long, value_name = "SECS", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+/// The root partition's content.
+struct Root {
+    image: PathBuf,
+    fs: FsType,
+    /// The directory the image was made from, for checking the program on the host.
+    tree: Option<PathBuf>,
+}
+
+/// Builds the image at `args.output` and returns its path.
+pub fn image(args: &ImageArgs) -> Result<PathBuf> {
+    let mode = match (args.ro, args.rw) {
+        (true, _) => RootMode::Ro,
+        (_, true) => RootMode::Rw,
+        _ => RootMode::Overlay,
+    };
+    let cwd = args.cwd.as_deref().unwrap_or("/");
+    check_cwd(cwd)?;
+    let environment = environment(&args.env)?;
+    let kernel = Kernel::resolve(args.kernel.as_deref())?;
+    let root = root(args, mode)?;
+    if let Some(tree) = &root.tree {
+        check_in_root(tree, &args.command, &environment, cwd)?;
+    }
+    let modules = crate::modules::load_list(&kernel, &needs(root.fs, mode, false))?;
+    let mut words = init_words(&Job {
+        root_device: "gpt-auto",
+        fs: root.fs,
+        mode,
+        modules: &modules,
+        command: &args.command,
+        environment: &environment,
+        cwd,
+        user: args.user,
+        timeout: args.timeout,
+    });
+    words.extend(args.append.iter().cloned());
+    let cmdline = words.join(" ");
+    if cmdline.len() > kernel.cmdline_max() {
+        bail!(
+            "the kernel command line is {} bytes, more than the {} this kernel takes: shorten the command, --env values and --append",
+            cmdline.len(),
+            kernel.cmdline_max()
+        );
+    }
+
+    let temp = env::TempDir::new("flint-image")?;
+    let initrd = if modules.is_empty() { None } else { Some(boot::initrd(&modules, temp.path())?) };
+    let parts = boot::Parts { cmdline: &cmdline, initrd: initrd.as_deref() };
+    let boot_image = match args.format {
+        Format::Pvh => boot::pvh(&pvh_vmlinux(&kernel)?, &parts, temp.path())?,
+        Format::Uki => boot::uki(&kernel.image, &args.uki_stub, &parts, temp.path())?,
+        Format::Auto => match crate::vmlinux::pvh_image(&kernel)? {
+            Some(vmlinux) => boot::pvh(&vmlinux, &parts, temp.path())?,
+            None => boot::uki(&kernel.image, &args.uki_stub, &parts, temp.path())?,
+        },
+    };
+    disk::write(&args.output, &boot_image, &root.image)?;
+    Ok(args.output.clone())
+}
+
+fn pvh_vmlinux(kernel: &Kernel) -> Result<PathBuf> {
+    crate::vmlinux::pvh_image(kernel)?.with_context(|| {
+        format!("kernel {} has no PVH entry (built without CONFIG_PVH): use --format uki", kernel.label)
+    })
+}
+
+/// `--root`, `--root-image`, or the default busybox root, as `flint run` has them.
+fn root(args: &ImageArgs, mode: RootMode) -> Result<Root> {
+    let root = match (&args.root, &args.root_image) {
+        (Some(dir), _) => Root { image: rootfs::cached_ext4(dir)?, fs: FsType::Ext4, tree: Some(dir.clone()) },
+        (None, Some(image)) => Root { image: image.clone(), fs: FsType::detect(image)?, tree: None },
+        (None, None) => {
+            let busybox = rootfs::busybox_root()?;
+            Root { image: busybox.image, fs: FsType::Ext4, tree: Some(busybox.tree) }
+        }
+    };
+    if mode == RootMode::Rw && root.fs == FsType::Erofs {
+        bail!("--rw with an erofs image: erofs is read-only; use --overlay, or an ext4 image");
+    }
+    Ok(root)
+}
+
+/// Sizes in progress lines.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+fn file_len(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.len())
+}
