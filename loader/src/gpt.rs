@@ -18,6 +18,10 @@ pub const ROOT_X86_64: Guid = guid(0x4f68_bce3, 0xe8cd, 0x4db1, [0x96, 0xe7, 0xf
 /// The logical sector size flint's disks use.
 pub const SECTOR: u64 = 512;
 
+/// GPT's CRC32 (the zlib/Ethernet one). Table-less: a firmware image is small, and the GPT
+/// is a few KiB.
+const CRC32: crc::Crc<u32, crc::NoTable> = crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISO_HDLC);
+
 const SIGNATURE: &[u8; 8] = b"EFI PART";
 const HEADER_LBA: u64 = 1;
 const MIN_HEADER_SIZE: u32 = 92;
@@ -133,7 +137,7 @@ impl Gpt {
         // The CRC covers the header with its own CRC field zeroed.
         let mut zeroed = header;
         zeroed[HEADER_CRC..HEADER_CRC + 4].fill(0);
-        if crc32fast::hash(&zeroed[..header_size as usize]) != stored_crc {
+        if CRC32.checksum(&zeroed[..header_size as usize]) != stored_crc {
             return Err(GptError::BadHeaderCrc);
         }
         if u64_at(&header, 24)? != HEADER_LBA {
@@ -151,7 +155,7 @@ impl Gpt {
         if array_len > MAX_ARRAY_BYTES {
             return Err(GptError::Damaged("the partition array is larger than 1 MiB"));
         }
-        let entries_offset = entries_lba.checked_mul(SECTOR).unwrap_or(u64::MAX);
+        let entries_offset = entries_lba.saturating_mul(SECTOR);
         // The array sits between the header and the usable area, so it is within the disk.
         if entries_lba <= HEADER_LBA || entries_offset.saturating_add(array_len) > first_usable_lba * SECTOR {
             return Err(GptError::Damaged("the partition array overlaps the header or the usable area"));
@@ -164,7 +168,7 @@ impl Gpt {
             entry_count,
             entry_size,
         };
-        let mut crc = crc32fast::Hasher::new();
+        let mut crc = CRC32.digest();
         gpt.for_each_chunk(disk, |_, chunk| {
             crc.update(chunk);
             None::<()>

@@ -194,3 +194,40 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Boot image probing of noise, and of valid UKIs and vmlinuxes with bytes overwritten,
+    /// never panics; whatever it accepts lies within the image.
+    #[test]
+    fn boot_image_probing_never_panics(noise in vec(any::<u8>(), 0..600), pvh in any::<bool>(),
+                                       patches in vec((0usize..0x700, any::<u8>()), 0..8), cut in 0usize..0x800) {
+        use crate::boot_image::{probe, BootImage, Extent};
+        use crate::testutil::{tiny_uki, vmlinux_with};
+        let _ = probe(&mut &noise[..], noise.len() as u64);
+        let mut image = if pvh {
+            vmlinux_with(true, &[(".initrd", b"070701", 0), (".cmdline", b"quiet", 0)])
+        } else {
+            tiny_uki(&[(b".linux\0\0", &[0xb0; 0x100]), (b".initrd\0", b"070701"), (b".cmdline", b"quiet")])
+        };
+        for (at, value) in patches {
+            if let Some(byte) = image.get_mut(at) {
+                *byte = value;
+            }
+        }
+        image.truncate(cut);
+        let len = image.len() as u64;
+        let inside = |e: &Extent| e.offset.checked_add(e.len).is_some_and(|end| end <= len);
+        match probe(&mut &image[..], len) {
+            Ok(BootImage::Uki { linux, initrd, cmdline }) => {
+                prop_assert!(inside(&linux) && initrd.iter().chain(&cmdline).all(inside));
+            }
+            Ok(BootImage::Pvh { segments, segment_count, initrd, cmdline, .. }) => {
+                prop_assert!(segments[..segment_count].iter().all(|s| inside(&s.file) && s.file.len <= s.memsz));
+                prop_assert!(initrd.iter().chain(&cmdline).all(inside));
+            }
+            Err(_) => {}
+        }
+    }
+}

@@ -7,10 +7,13 @@
 //! For `-kernel vmlinux`, QEMU loads the ELF's segments into guest RAM itself and publishes the
 //! entry (FW_CFG_KERNEL_ENTRY) and the file's first bytes (FW_CFG_SETUP_DATA), from which
 //! [`KernelImage::parse`] learns where the segments lie so nothing is placed on top of them.
+//! A vmlinux on disk is read through [`ReadAt`] instead ([`ElfHeaders`]): headers and notes
+//! only, never the whole file.
 
 use crate::e820::MemoryMap;
 use crate::le;
 use crate::range::FOUR_GIB;
+use crate::read_at::{OutOfRange, ReadAt};
 use core::fmt;
 use goblin::elf64::header::{Header, EM_X86_64, SIZEOF_EHDR};
 use goblin::elf64::program_header::{ProgramHeader, PT_LOAD, PT_NOTE, SIZEOF_PHDR};
@@ -39,6 +42,7 @@ pub enum PvhError {
     Truncated,
     NoLoadSegments,
     TooManySegments,
+    TooManyProgramHeaders,
     NoPvhNote,
     InitrdDoesNotFit { size: u64 },
 }
@@ -52,6 +56,9 @@ impl fmt::Display for PvhError {
             Self::NoLoadSegments => f.write_str("the ELF kernel has no loadable segment: pass a real vmlinux"),
             Self::TooManySegments => {
                 f.write_str("the ELF kernel has more than 8 loadable segments: pass a Linux vmlinux")
+            }
+            Self::TooManyProgramHeaders => {
+                f.write_str("the ELF kernel has more than 16 program headers: pass a Linux vmlinux")
             }
             Self::NoPvhNote => {
                 f.write_str("the vmlinux has no PVH entry note: build it with CONFIG_PVH=y or boot the bzImage")
@@ -67,50 +74,99 @@ impl fmt::Display for PvhError {
 
 impl core::error::Error for PvhError {}
 
-/// Where an ELF kernel's segments lie in physical memory.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelImage {
-    segments: [(u64, u64); MAX_SEGMENTS],
-    count: usize,
+/// Linux's vmlinux has about five program headers.
+const MAX_PROGRAM_HEADERS: usize = 16;
+const NOTE_HEADER_LEN: u64 = 12;
+
+/// A [`PvhError`], or the failure of a read of the ELF file it was found in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadError<E> {
+    Io(E),
+    Pvh(PvhError),
 }
 
-fn read_plain<T: plain::Plain + Default>(bytes: &[u8], offset: usize, len: usize) -> Result<T, PvhError> {
-    let raw = offset.checked_add(len).and_then(|end| bytes.get(offset..end)).ok_or(PvhError::Truncated)?;
+impl<E> From<PvhError> for ReadError<E> {
+    fn from(e: PvhError) -> Self {
+        Self::Pvh(e)
+    }
+}
+
+/// Reads `buf.len()` bytes at `offset`; a range past `elf_len` is [`PvhError::Truncated`].
+pub(crate) fn read_exact<R: ReadAt>(
+    elf: &mut R,
+    elf_len: u64,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<(), ReadError<R::Error>> {
+    if offset.checked_add(buf.len() as u64).is_none_or(|end| end > elf_len) {
+        return Err(PvhError::Truncated.into());
+    }
+    elf.read_at(offset, buf).map_err(ReadError::Io)
+}
+
+/// Reads a `T` from the start of `raw`; the caller sized `raw` to `T`'s ELF size.
+pub(crate) fn from_bytes<T: plain::Plain + Default>(raw: &[u8]) -> Result<T, PvhError> {
     let mut value = T::default();
     // Copies rather than casts, so the input's alignment does not matter.
     plain::copy_from_bytes(&mut value, raw).map_err(|_| PvhError::Truncated)?;
     Ok(value)
 }
 
-fn header(elf: &[u8]) -> Result<Header, PvhError> {
-    if elf.get(..4) != Some(b"\x7fELF".as_slice()) || elf.get(4) != Some(&2) {
-        return Err(PvhError::NotElf);
-    }
-    let header: Header = read_plain(elf, 0, SIZEOF_EHDR)?;
-    if header.e_machine != EM_X86_64 {
-        return Err(PvhError::NotX86_64);
-    }
-    Ok(header)
+/// The results of reads from a whole file in memory: bounds were checked, so no read fails.
+fn in_memory<T>(result: Result<T, ReadError<OutOfRange>>) -> Result<T, PvhError> {
+    result.map_err(|e| match e {
+        ReadError::Io(OutOfRange) => PvhError::Truncated,
+        ReadError::Pvh(e) => e,
+    })
 }
 
-fn program_headers(elf: &[u8]) -> Result<impl Iterator<Item = Result<ProgramHeader, PvhError>> + '_, PvhError> {
-    let header = header(elf)?;
-    let start = usize::try_from(header.e_phoff).map_err(|_| PvhError::Truncated)?;
-    Ok((0..usize::from(header.e_phnum)).map(move |i| {
-        let offset = i.checked_mul(SIZEOF_PHDR).and_then(|o| o.checked_add(start)).ok_or(PvhError::Truncated)?;
-        read_plain(elf, offset, SIZEOF_PHDR)
-    }))
+/// The ELF header and program headers of an x86-64 kernel, read through [`ReadAt`].
+#[derive(Clone, Copy, Debug)]
+pub struct ElfHeaders {
+    pub header: Header,
+    program_headers: [ProgramHeader; MAX_PROGRAM_HEADERS],
+    count: usize,
 }
 
-impl KernelImage {
-    /// Reads the load segments from the ELF file's first bytes (header and program headers).
-    pub fn parse(elf_start: &[u8]) -> Result<Self, PvhError> {
+impl ElfHeaders {
+    /// Reads the headers at the start of the `elf_len`-byte file `elf`.
+    pub fn read<R: ReadAt>(elf: &mut R, elf_len: u64) -> Result<Self, ReadError<R::Error>> {
+        let mut raw = [0u8; SIZEOF_EHDR];
+        // Read what there is first, so a short non-ELF file is "not ELF" rather than "truncated".
+        let have = &mut raw[..elf_len.min(SIZEOF_EHDR as u64) as usize];
+        read_exact(elf, elf_len, 0, have)?;
+        if have.get(..4) != Some(b"\x7fELF".as_slice()) || have.get(4) != Some(&2) {
+            return Err(PvhError::NotElf.into());
+        }
+        if have.len() < SIZEOF_EHDR {
+            return Err(PvhError::Truncated.into());
+        }
+        let header: Header = from_bytes(&raw)?;
+        if header.e_machine != EM_X86_64 {
+            return Err(PvhError::NotX86_64.into());
+        }
+        let count = usize::from(header.e_phnum);
+        if count > MAX_PROGRAM_HEADERS {
+            return Err(PvhError::TooManyProgramHeaders.into());
+        }
+        let mut table = [0u8; MAX_PROGRAM_HEADERS * SIZEOF_PHDR];
+        let table = &mut table[..count * SIZEOF_PHDR];
+        read_exact(elf, elf_len, header.e_phoff, table)?;
+        let mut program_headers = [ProgramHeader::default(); MAX_PROGRAM_HEADERS];
+        for (phdr, raw) in program_headers.iter_mut().zip(table.chunks_exact(SIZEOF_PHDR)) {
+            *phdr = from_bytes(raw)?;
+        }
+        Ok(Self { header, program_headers, count })
+    }
+
+    pub fn program_headers(&self) -> &[ProgramHeader] {
+        &self.program_headers[..self.count]
+    }
+
+    /// Where the load segments go in physical memory.
+    pub fn kernel_image(&self) -> Result<KernelImage, PvhError> {
         let mut image = KernelImage::default();
-        for phdr in program_headers(elf_start)? {
-            let phdr = phdr?;
-            if phdr.p_type != PT_LOAD || phdr.p_memsz == 0 {
-                continue;
-            }
+        for phdr in self.program_headers().iter().filter(|p| p.p_type == PT_LOAD && p.p_memsz > 0) {
             let slot = image.segments.get_mut(image.count).ok_or(PvhError::TooManySegments)?;
             *slot = (phdr.p_paddr, phdr.p_memsz);
             image.count += 1;
@@ -119,6 +175,34 @@ impl KernelImage {
             return Err(PvhError::NoLoadSegments);
         }
         Ok(image)
+    }
+
+    /// The 32-bit PVH entry, from the `XEN_ELFNOTE_PHYS32_ENTRY` note: reads only the notes.
+    pub fn entry_point<R: ReadAt>(&self, elf: &mut R, elf_len: u64) -> Result<u32, ReadError<R::Error>> {
+        for phdr in self.program_headers().iter().filter(|p| p.p_type == PT_NOTE) {
+            let end = phdr.p_offset.checked_add(phdr.p_filesz).ok_or(PvhError::Truncated)?;
+            if end > elf_len {
+                return Err(PvhError::Truncated.into());
+            }
+            if let Some(entry) = find_entry_note(elf, phdr.p_offset, end)? {
+                return Ok(entry);
+            }
+        }
+        Err(PvhError::NoPvhNote.into())
+    }
+}
+
+/// Where an ELF kernel's segments lie in physical memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelImage {
+    segments: [(u64, u64); MAX_SEGMENTS],
+    count: usize,
+}
+
+impl KernelImage {
+    /// Reads the load segments from the ELF file's first bytes (header and program headers).
+    pub fn parse(elf_start: &[u8]) -> Result<Self, PvhError> {
+        in_memory(ElfHeaders::read(&mut &elf_start[..], elf_start.len() as u64))?.kernel_image()
     }
 
     /// `(start, size)` of each segment in physical memory.
@@ -134,36 +218,34 @@ impl KernelImage {
 
 /// The 32-bit PVH entry of a whole vmlinux file, from its `XEN_ELFNOTE_PHYS32_ENTRY` note.
 pub fn entry_point(elf: &[u8]) -> Result<u32, PvhError> {
-    for phdr in program_headers(elf)? {
-        let phdr = phdr?;
-        if phdr.p_type != PT_NOTE {
-            continue;
-        }
-        let start = usize::try_from(phdr.p_offset).map_err(|_| PvhError::Truncated)?;
-        let len = usize::try_from(phdr.p_filesz).map_err(|_| PvhError::Truncated)?;
-        let notes = start.checked_add(len).and_then(|end| elf.get(start..end)).ok_or(PvhError::Truncated)?;
-        if let Some(entry) = find_entry_note(notes) {
-            return Ok(entry);
-        }
-    }
-    Err(PvhError::NoPvhNote)
+    let (mut reader, len) = (elf, elf.len() as u64);
+    in_memory(ElfHeaders::read(&mut reader, len).and_then(|headers| headers.entry_point(&mut reader, len)))
 }
 
-/// Walks `namesz, descsz, type, name, desc` records, each part padded to 4 bytes.
-fn find_entry_note(mut notes: &[u8]) -> Option<u32> {
-    let pad = |n: u32| usize::try_from(n).ok()?.checked_next_multiple_of(4);
-    while notes.len() >= 12 {
-        let (namesz, descsz, kind) = (le::u32_at(notes, 0)?, le::u32_at(notes, 4)?, le::u32_at(notes, 8)?);
-        let name_end = 12usize.checked_add(pad(namesz)?)?;
-        let desc_end = name_end.checked_add(pad(descsz)?)?;
-        let name = notes.get(12..12 + usize::try_from(namesz).ok()?)?;
-        if kind == NOTE_PHYS32_ENTRY && name.strip_suffix(b"\0").unwrap_or(name) == b"Xen" {
-            // The descriptor is the entry as a 32- or 64-bit value; the low half is the address.
-            return le::u32_at(notes, name_end);
+/// Walks the `namesz, descsz, type, name, desc` records in [start, end), each part padded to
+/// 4 bytes, reading one record header at a time.
+fn find_entry_note<R: ReadAt>(elf: &mut R, start: u64, end: u64) -> Result<Option<u32>, ReadError<R::Error>> {
+    let pad = |n: u32| u64::from(n).next_multiple_of(4);
+    let mut at = start;
+    while at.checked_add(NOTE_HEADER_LEN).is_some_and(|head_end| head_end <= end) {
+        let mut head = [0u8; NOTE_HEADER_LEN as usize];
+        elf.read_at(at, &mut head).map_err(ReadError::Io)?;
+        let [namesz, descsz, kind] = [0, 4, 8].map(|off| le::u32_at(&head, off).expect("12 bytes"));
+        let name_at = at + NOTE_HEADER_LEN;
+        // "Xen" with or without its NUL, then the descriptor: the entry as a 32- or 64-bit
+        // value whose low half is the address.
+        if kind == NOTE_PHYS32_ENTRY && (namesz == 3 || namesz == 4) && name_at.checked_add(8).is_some_and(|e| e <= end)
+        {
+            let mut name_desc = [0u8; 8];
+            elf.read_at(name_at, &mut name_desc).map_err(ReadError::Io)?;
+            let name = &name_desc[..namesz as usize];
+            if name.strip_suffix(b"\0").unwrap_or(name) == b"Xen" {
+                return Ok(le::u32_at(&name_desc, 4));
+            }
         }
-        notes = notes.get(desc_end..)?;
+        at = name_at.saturating_add(pad(namesz)).saturating_add(pad(descsz));
     }
-    None
+    Ok(None)
 }
 
 /// What goes into `hvm_start_info`.
@@ -257,6 +339,20 @@ pub(crate) mod tests {
         elf[18] = 183; // EM_AARCH64
         assert_eq!(KernelImage::parse(&elf), Err(PvhError::NotX86_64));
         assert_eq!(KernelImage::parse(&tiny_vmlinux(true)[..100]), Err(PvhError::Truncated));
+    }
+
+    #[test]
+    fn reads_only_what_it_needs_and_caps_the_headers() {
+        let mut elf = tiny_vmlinux(true);
+        elf[56] = 17; // e_phnum
+        assert_eq!(KernelImage::parse(&elf), Err(PvhError::TooManyProgramHeaders));
+        // The note segment reaches past the file's end.
+        let elf = tiny_vmlinux(true);
+        assert_eq!(entry_point(&elf[..0x110]), Err(PvhError::Truncated));
+        // A note named "Xen" without its NUL counts too.
+        let mut elf = tiny_vmlinux(true);
+        elf[0x100] = 3;
+        assert_eq!(entry_point(&elf), Ok(0x0100_0ab0));
     }
 
     #[test]

@@ -100,3 +100,81 @@ pub fn reseal_gpt(d: &mut [u8]) {
     let header = crc32fast::hash(&d[512..512 + 92]);
     write(d, 512 + 16, &header.to_le_bytes());
 }
+
+/// A PE32+ x86-64 image shaped like systemd's stub with sections added by objcopy: headers in
+/// the first 0x400 bytes, each section's data at a 0x200-aligned offset, padded to 0x200, its
+/// virtual size the real length.
+pub fn tiny_uki(sections: &[(&[u8; 8], &[u8])]) -> Vec<u8> {
+    const PE: usize = 0x80;
+    const OPTIONAL_LEN: usize = 240; // PE32+ fields and 16 data directories
+    let mut pe = vec![0; 0x400];
+    write(&mut pe, 0, b"MZ");
+    write(&mut pe, 0x3c, &(PE as u32).to_le_bytes());
+    write(&mut pe, PE, b"PE\0\0");
+    let coff = PE + 4;
+    write(&mut pe, coff, &0x8664u16.to_le_bytes());
+    write(&mut pe, coff + 2, &(sections.len() as u16).to_le_bytes());
+    write(&mut pe, coff + 16, &(OPTIONAL_LEN as u16).to_le_bytes());
+    write(&mut pe, coff + 18, &0x22u16.to_le_bytes()); // executable, large address aware
+    let optional = coff + 20;
+    write(&mut pe, optional, &0x20bu16.to_le_bytes());
+    write(&mut pe, optional + 32, &0x1000u32.to_le_bytes()); // section alignment
+    write(&mut pe, optional + 36, &0x200u32.to_le_bytes()); // file alignment
+    write(&mut pe, optional + 60, &0x400u32.to_le_bytes()); // size of headers
+    write(&mut pe, optional + 68, &10u16.to_le_bytes()); // EFI application
+    write(&mut pe, optional + 108, &16u32.to_le_bytes());
+    let table = optional + OPTIONAL_LEN;
+    for (i, (name, data)) in sections.iter().enumerate() {
+        let at = table + 40 * i;
+        let (offset, raw) = (pe.len(), data.len().next_multiple_of(0x200));
+        write(&mut pe, at, &name[..]);
+        write(&mut pe, at + 8, &(data.len() as u32).to_le_bytes());
+        write(&mut pe, at + 12, &(0x1_0000 * (i as u32 + 1)).to_le_bytes());
+        write(&mut pe, at + 16, &(raw as u32).to_le_bytes());
+        write(&mut pe, at + 20, &(offset as u32).to_le_bytes());
+        write(&mut pe, at + 36, &0x4000_0040u32.to_le_bytes()); // initialized data, readable
+        pe.extend_from_slice(data);
+        pe.resize(offset + raw, 0);
+    }
+    pe
+}
+
+/// `pvh::tests::tiny_vmlinux(entry_note)` with its PT_LOAD's file part inside the file (0x100
+/// bytes) and `sections` (name, data, sh_flags) appended: their data, the names, then the
+/// section header table (null section first, names last).
+pub fn vmlinux_with(entry_note: bool, sections: &[(&str, &[u8], u64)]) -> Vec<u8> {
+    let mut elf = crate::pvh::tests::tiny_vmlinux(entry_note);
+    write(&mut elf, 64 + 32, &0x100u64.to_le_bytes()); // p_filesz of the PT_LOAD
+    if sections.is_empty() {
+        return elf;
+    }
+    let mut names = b"\0.shstrtab\0".to_vec();
+    let mut headers = vec![0u8; 64]; // SHN_UNDEF
+    let mut header = |name: usize, kind: u32, flags: u64, offset: usize, len: usize| {
+        let mut h = [0u8; 64];
+        write(&mut h, 0, &(name as u32).to_le_bytes());
+        write(&mut h, 4, &kind.to_le_bytes());
+        write(&mut h, 8, &flags.to_le_bytes());
+        write(&mut h, 24, &(offset as u64).to_le_bytes());
+        write(&mut h, 32, &(len as u64).to_le_bytes());
+        headers.extend_from_slice(&h);
+    };
+    for &(name, data, flags) in sections {
+        let offset = elf.len();
+        elf.extend_from_slice(data);
+        header(names.len(), 1, flags, offset, data.len()); // SHT_PROGBITS
+        names.extend_from_slice(name.as_bytes());
+        names.push(0);
+    }
+    header(1, 3, 0, elf.len(), names.len()); // SHT_STRTAB
+    elf.extend_from_slice(&names);
+    elf.resize(elf.len().next_multiple_of(8), 0);
+    let count = sections.len() + 2;
+    let table = elf.len() as u64;
+    write(&mut elf, 40, &table.to_le_bytes()); // e_shoff
+    write(&mut elf, 58, &64u16.to_le_bytes());
+    write(&mut elf, 60, &(count as u16).to_le_bytes());
+    write(&mut elf, 62, &(count as u16 - 1).to_le_bytes());
+    elf.extend_from_slice(&headers);
+    elf
+}
