@@ -2,13 +2,18 @@
 //! The status is written to isa-debug-exit, so QEMU exits with `2 * status + 1`.
 
 use crate::acpi::AcpiError;
+use crate::disk::DiskError;
 use crate::pci::PciError;
+use core::convert::Infallible;
 use core::fmt;
+use loader::boot_image::ImageError;
 use loader::bzimage::KernelError;
 use loader::e820::MapError;
+use loader::gpt::GptError;
 use loader::plan::PlanError;
 use loader::pvh::PvhError;
 use loader::setup_data::SetupDataError;
+use virtio_drivers::transport::pci::VirtioPciError;
 
 pub enum BootError {
     NoFwCfg,
@@ -19,9 +24,18 @@ pub enum BootError {
     Pvh(PvhError),
     Map(MapError),
     SetupData(SetupDataError),
-    TooLittleRam { ram_mib: u64 },
+    TooLittleRam {
+        ram_mib: u64,
+    },
     Pci(PciError),
     Acpi(AcpiError),
+    /// Disk boot: the GPT is missing or damaged (its own I/O errors become `Disk`).
+    Gpt(GptError<Infallible>),
+    NoBootPartition,
+    /// Disk boot: what the boot partition holds (its own I/O errors become `Disk`).
+    Image(ImageError<Infallible>),
+    Disk(DiskError),
+    Virtio(VirtioPciError),
 }
 
 /// Documented in README.md ("Firmware exit statuses"); keep the two in step.
@@ -35,6 +49,10 @@ pub mod status {
     pub const CMDLINE_TOO_LONG: u8 = 22;
     pub const TOO_LITTLE_RAM: u8 = 23;
     pub const PLATFORM: u8 = 24;
+    pub const BAD_GPT: u8 = 25;
+    pub const NO_BOOT_PARTITION: u8 = 26;
+    pub const BAD_BOOT_IMAGE: u8 = 27;
+    pub const DISK_IO: u8 = 28;
     pub const INTERNAL: u8 = 31;
 }
 
@@ -55,6 +73,10 @@ impl BootError {
             BootError::Pvh(_) => status::UNSUPPORTED_KERNEL,
             BootError::TooLittleRam { .. } => status::TOO_LITTLE_RAM,
             BootError::Map(_) | BootError::SetupData(_) | BootError::Pci(_) | BootError::Acpi(_) => status::PLATFORM,
+            BootError::Gpt(_) => status::BAD_GPT,
+            BootError::NoBootPartition => status::NO_BOOT_PARTITION,
+            BootError::Image(_) => status::BAD_BOOT_IMAGE,
+            BootError::Disk(_) | BootError::Virtio(_) => status::DISK_IO,
         }
     }
 }
@@ -66,7 +88,9 @@ impl fmt::Display for BootError {
             BootError::NoMemoryMap => {
                 f.write_str("fw_cfg has no etc/e820 memory map: use a QEMU of version 5.0 or later")
             }
-            BootError::NoKernel => f.write_str("no kernel to boot: pass one with -kernel"),
+            BootError::NoKernel => f.write_str(
+                "no kernel to boot: pass one with -kernel, or attach a flint disk image with -drive file=IMAGE,if=virtio,format=raw",
+            ),
             BootError::Kernel(e) => e.fmt(f),
             BootError::Plan(e) => e.fmt(f),
             BootError::Pvh(e) => e.fmt(f),
@@ -74,6 +98,13 @@ impl fmt::Display for BootError {
             BootError::SetupData(e) => e.fmt(f),
             BootError::Pci(e) => e.fmt(f),
             BootError::Acpi(e) => e.fmt(f),
+            BootError::Gpt(e) => e.fmt(f),
+            BootError::NoBootPartition => f.write_str(
+                "no flint boot partition (type 6af119e6-6761-4a72-bb47-a541edcc1854) on any virtio-blk disk: make the image with `flint image` (see docs/disk-image.md)",
+            ),
+            BootError::Image(e) => e.fmt(f),
+            BootError::Disk(e) => e.fmt(f),
+            BootError::Virtio(e) => write!(f, "the virtio-blk device did not start ({e}): use a virtio 1.0 (modern) device"),
             BootError::TooLittleRam { ram_mib } => {
                 write!(f, "the VM has {ram_mib} MiB of RAM, flint needs at least 16 MiB: raise -m")
             }

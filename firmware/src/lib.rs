@@ -3,10 +3,14 @@
 //! small hardware traits (`fw_cfg::Transport`, `pci::ConfigSpace`).
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
 pub mod acpi;
 pub mod arch;
 pub mod chipset;
 pub mod console;
+pub mod disk;
+pub mod disk_boot;
 pub mod error;
 pub mod exit;
 pub mod fw_cfg;
@@ -17,3 +21,4 @@ pub mod payload;
 pub mod pci;
 pub mod pvh;
 pub mod timeline;
+pub mod virtio;

@@ -1,12 +1,13 @@
-//! The Linux hand-off: fetch the kernel's pieces from fw_cfg, let `loader` plan where they go,
-//! move them there by DMA, build the zero page and enter the kernel's 64-bit entry.
+//! The Linux hand-off: fetch the kernel's pieces (from fw_cfg here, from a disk in `disk_boot`),
+//! let `loader` plan where they go, move them there, build the zero page and enter the
+//! kernel's 64-bit entry.
 
 use crate::error::BootError;
 use crate::fw_cfg::{key, FwCfg, Transport};
 use crate::layout;
 use crate::log;
 use crate::memory::phys_mut;
-use crate::payload::{self, Initrd};
+use crate::payload::{self, Initrd, Source};
 use crate::pvh;
 use loader::boot_params::{self, BootParamsInput, ZERO_PAGE_SIZE};
 use loader::bzimage::BzImage;
@@ -31,6 +32,11 @@ pub enum Handoff {
     Pvh32 { entry: u32, start_info: u32, cmdline_len: usize },
 }
 
+/// Whether QEMU was given `-kernel` (otherwise the firmware looks for a disk to boot).
+pub fn has_kernel<T: Transport>(fw_cfg: &mut FwCfg<T>) -> bool {
+    fw_cfg.read_u32(key::KERNEL_SIZE) != 0 || fw_cfg.read_u32(key::KERNEL_ENTRY) != 0
+}
+
 /// QEMU hands a bzImage over as setup and kernel blobs; for an ELF vmlinux with a PVH note it
 /// loads the segments into RAM itself and publishes the entry.
 pub fn prepare<T: Transport>(fw_cfg: &mut FwCfg<T>, platform: &Platform) -> Result<Handoff, BootError> {
@@ -49,7 +55,7 @@ pub fn prepare<T: Transport>(fw_cfg: &mut FwCfg<T>, platform: &Platform) -> Resu
 }
 
 /// The first bytes of the kernel file as QEMU serves them, in a firmware scratch area.
-fn read_setup_blob<T: Transport>(fw_cfg: &mut FwCfg<T>, size: usize) -> &'static [u8] {
+pub fn read_setup_blob<T: Transport>(fw_cfg: &mut FwCfg<T>, size: usize) -> &'static [u8] {
     // SAFETY: a firmware scratch area (layout.rs), unused by anything else.
     let setup = unsafe { phys_mut(layout::SETUP_BLOB, size.min(layout::SETUP_BLOB_MAX)) };
     fw_cfg.read(key::SETUP_DATA, setup);
@@ -69,21 +75,8 @@ fn prepare_bzimage<T: Transport>(
 
     let qemu_cmdline_addr = u64::from(fw_cfg.read_u32(key::CMDLINE_ADDR));
     let (cmdline, cmdline_len) = payload::read_cmdline(fw_cfg);
-
-    let initrd = Initrd::choose(fw_cfg);
-    let initrd_size = initrd.size();
-    let load = plan(&kernel, &platform.map, kernel_size, initrd_size, cmdline_len, &[]).map_err(BootError::Plan)?;
-    log!(
-        "kernel {kernel_size} bytes at {:#x}, initrd {initrd_size} bytes at {:#x}",
-        load.kernel_addr,
-        load.initrd_addr
-    );
-
-    // SAFETY: the plan placed the kernel in RAM that nothing else uses.
-    let kernel_dest = unsafe { phys_mut(load.kernel_addr, kernel_size as usize) };
-    fw_cfg.read(key::KERNEL_DATA, kernel_dest);
-    // SAFETY: the plan set this range aside for the initrd.
-    unsafe { initrd.load(fw_cfg, load.initrd_addr) };
+    let initrd = Initrd::from_fw_cfg(fw_cfg);
+    let (load, kernel_dest) = load_bzimage(&kernel, platform, kernel_size, cmdline_len, &initrd, fw_cfg)?;
 
     let blobs = [
         Blob { qemu_addr: qemu_kernel_addr, bytes: kernel_dest },
@@ -93,9 +86,39 @@ fn prepare_bzimage<T: Transport>(
     let setup_data_dest = unsafe { phys_mut(layout::SETUP_DATA, layout::SETUP_DATA_MAX) };
     let setup_data = setup_data::relocate_chain(kernel.setup_data, &blobs, setup_data_dest, layout::SETUP_DATA)
         .map_err(BootError::SetupData)?;
+    Ok(hand_off(&kernel, &load, initrd.size(), platform, setup_data))
+}
 
-    write_boot_params(&kernel, &load, initrd_size, platform, layout::TIMELINE);
-    Ok(Handoff::Linux64 { entry: load.entry64, boot_params: layout::BOOT_PARAMS, setup_data })
+/// Plans where a bzImage's protected-mode part (`kernel_size` bytes) and the initrd go, and
+/// has `source` put them there; returns the plan and the loaded kernel.
+pub fn load_bzimage(
+    kernel: &BzImage,
+    platform: &Platform,
+    kernel_size: u64,
+    cmdline_len: usize,
+    initrd: &Initrd,
+    source: &mut impl Source,
+) -> Result<(LoadPlan, &'static [u8]), BootError> {
+    let initrd_size = initrd.size();
+    let load = plan(kernel, &platform.map, kernel_size, initrd_size, cmdline_len, &[]).map_err(BootError::Plan)?;
+    log!(
+        "kernel {kernel_size} bytes at {:#x}, initrd {initrd_size} bytes at {:#x}",
+        load.kernel_addr,
+        load.initrd_addr
+    );
+    // SAFETY: the plan placed the kernel in RAM that nothing else uses.
+    let kernel_dest = unsafe { phys_mut(load.kernel_addr, kernel_size as usize) };
+    source.read_kernel(kernel_dest)?;
+    // SAFETY: the plan set this range aside for the initrd.
+    unsafe { initrd.load(source, load.initrd_addr) }?;
+    Ok((load, kernel_dest))
+}
+
+/// Builds the zero page (command line at `layout::CMDLINE`, `setup_data` chained after the
+/// timeline node) for the 64-bit entry.
+pub fn hand_off(kernel: &BzImage, load: &LoadPlan, initrd_size: u64, platform: &Platform, setup_data: u64) -> Handoff {
+    write_boot_params(kernel, load, initrd_size, platform, layout::TIMELINE);
+    Handoff::Linux64 { entry: load.entry64, boot_params: layout::BOOT_PARAMS, setup_data }
 }
 
 fn write_boot_params(kernel: &BzImage, load: &LoadPlan, initrd_size: u64, platform: &Platform, setup_data: u64) {

@@ -12,7 +12,7 @@ use firmware::linux::{self, Handoff, Platform};
 use firmware::memory::phys_mut;
 use firmware::pci::{self, Windows};
 use firmware::timeline::{self, Stamps};
-use firmware::{acpi, chipset, console, exit, layout, log};
+use firmware::{acpi, chipset, console, disk_boot, exit, layout, log};
 use loader::e820::{self, MemoryMap};
 
 core::arch::global_asm!(include_str!("arch/reset.s"), options(att_syntax));
@@ -97,7 +97,13 @@ fn boot() -> Result<Handoff, BootError> {
         None => 0,
     };
 
-    let handoff = linux::prepare(&mut fw_cfg, &Platform { map, acpi_rsdp })?;
+    let platform = Platform { map, acpi_rsdp };
+    let handoff = if linux::has_kernel(&mut fw_cfg) {
+        linux::prepare(&mut fw_cfg, &platform)?
+    } else {
+        runtime::init_heap();
+        disk_boot::prepare(&mut fw_cfg, &pci_config, &devices, &platform)?
+    };
     log!("entering the kernel");
     Ok(handoff)
 }

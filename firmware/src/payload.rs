@@ -1,9 +1,11 @@
 //! What the user gave QEMU besides the kernel: the command line and the initrd, plus flint's
-//! embedded init. Shared by the bzImage and PVH hand-offs.
+//! embedded init. Shared by the bzImage and PVH hand-offs, from fw_cfg or from a disk.
 
+use crate::error::BootError;
 use crate::fw_cfg::{key, FwCfg, Transport};
 use crate::layout;
 use crate::memory::phys_mut;
+use loader::plan::PlanError;
 
 /// flint's guest init as a newc archive (empty when the image was built without one), in a
 /// section of its own so the firmware's code size can be measured without it.
@@ -37,11 +39,15 @@ pub struct Initrd {
 }
 
 impl Initrd {
-    pub fn choose<T: Transport>(fw_cfg: &mut FwCfg<T>) -> Self {
-        let user = u64::from(fw_cfg.read_u32(key::INITRD_SIZE));
-        let add_init = fw_cfg.find(ADD_INIT_SWITCH).is_some();
+    /// `user` is the size of the user's initrd (0: none); `add_init` puts the embedded init in
+    /// front of it.
+    pub fn new(user: u64, add_init: bool) -> Self {
         let embedded = if user == 0 || add_init { EMBEDDED_INIT.len() } else { 0 };
         Initrd { embedded, user }
+    }
+
+    pub fn from_fw_cfg<T: Transport>(fw_cfg: &mut FwCfg<T>) -> Self {
+        Initrd::new(u64::from(fw_cfg.read_u32(key::INITRD_SIZE)), add_init_requested(fw_cfg))
     }
 
     /// The user's archive starts 4-byte aligned, as the cpio unpacker expects.
@@ -57,14 +63,14 @@ impl Initrd {
         }
     }
 
-    /// Copies the embedded init from ROM and the user's initrd by DMA to `addr`.
+    /// Copies the embedded init from ROM to `addr` and has `source` fill in the user's initrd.
     ///
     /// # Safety
     /// `[addr, addr + self.size())` must be RAM that the load plan set aside for the initrd.
-    pub unsafe fn load<T: Transport>(&self, fw_cfg: &mut FwCfg<T>, addr: u64) {
+    pub unsafe fn load(&self, source: &mut impl Source, addr: u64) -> Result<(), BootError> {
         let size = self.size();
         if size == 0 {
-            return;
+            return Ok(());
         }
         // SAFETY: forwarded to the caller.
         let dest = unsafe { phys_mut(addr, size as usize) };
@@ -72,7 +78,48 @@ impl Initrd {
         embedded[..self.embedded].copy_from_slice(&EMBEDDED_INIT[..self.embedded]);
         embedded[self.embedded..].fill(0);
         if self.user > 0 {
-            fw_cfg.read(key::INITRD_DATA, user);
+            source.read_initrd(user)?;
         }
+        Ok(())
     }
+}
+
+pub fn add_init_requested<T: Transport>(fw_cfg: &mut FwCfg<T>) -> bool {
+    fw_cfg.find(ADD_INIT_SWITCH).is_some()
+}
+
+/// Where the kernel and the user's initrd are read from: QEMU's fw_cfg blobs or a disk image.
+pub trait Source {
+    /// The bzImage's protected-mode part (not used for PVH, whose segments are loaded apart).
+    fn read_kernel(&mut self, dest: &mut [u8]) -> Result<(), BootError>;
+    fn read_initrd(&mut self, dest: &mut [u8]) -> Result<(), BootError>;
+}
+
+impl<T: Transport> Source for FwCfg<T> {
+    fn read_kernel(&mut self, dest: &mut [u8]) -> Result<(), BootError> {
+        self.read(key::KERNEL_DATA, dest);
+        Ok(())
+    }
+
+    fn read_initrd(&mut self, dest: &mut [u8]) -> Result<(), BootError> {
+        self.read(key::INITRD_DATA, dest);
+        Ok(())
+    }
+}
+
+/// Puts a command line that came from elsewhere than fw_cfg (a disk image) at
+/// `layout::CMDLINE`: `read` fills the buffer it is given; trailing NULs and line ends are
+/// dropped, and it ends at its first NUL. Returns the command line's length.
+pub fn store_cmdline(len: u64, read: impl FnOnce(&mut [u8]) -> Result<(), BootError>) -> Result<usize, BootError> {
+    let max = layout::CMDLINE_MAX - 1;
+    let too_long =
+        BootError::Plan(PlanError::CmdlineTooLong { len: len.try_into().unwrap_or(usize::MAX), max: max as u32 });
+    let len = usize::try_from(len).ok().filter(|&len| len <= max).ok_or(too_long)?;
+    // SAFETY: the command-line area of layout.rs, reserved for the command line.
+    let cmdline = unsafe { phys_mut(layout::CMDLINE, len + 1) };
+    read(&mut cmdline[..len])?;
+    let end = cmdline[..len].iter().position(|&b| b == 0).unwrap_or(len);
+    let kept = cmdline[..end].iter().rposition(|&b| !matches!(b, b'\n' | b'\r')).map_or(0, |i| i + 1);
+    cmdline[kept] = 0;
+    Ok(kept)
 }

@@ -1,5 +1,6 @@
-//! The PVH hand-off for `-kernel vmlinux`: QEMU has already loaded the ELF segments; put the
-//! initrd clear of them, describe everything in `hvm_start_info` and enter at 32 bits.
+//! The PVH hand-off: for `-kernel vmlinux` QEMU has already loaded the ELF segments (from a
+//! disk, `disk_boot` loads them); put the initrd clear of them, describe everything in
+//! `hvm_start_info` and enter at 32 bits.
 
 use crate::error::BootError;
 use crate::fw_cfg::{FwCfg, Transport};
@@ -7,7 +8,7 @@ use crate::layout;
 use crate::linux::{Handoff, Platform};
 use crate::log;
 use crate::memory::phys_mut;
-use crate::payload::{self, Initrd};
+use crate::payload::{self, Initrd, Source};
 use loader::pvh::{self, KernelImage, StartInfoInput, START_INFO_BLOCK};
 
 /// `elf_start` is the vmlinux file's beginning (ELF and program headers), as QEMU serves it.
@@ -19,14 +20,27 @@ pub fn prepare<T: Transport>(
 ) -> Result<Handoff, BootError> {
     let kernel = KernelImage::parse(elf_start).map_err(BootError::Pvh)?;
     let (_, cmdline_len) = payload::read_cmdline(fw_cfg);
-    let initrd = Initrd::choose(fw_cfg);
+    let initrd = Initrd::from_fw_cfg(fw_cfg);
+    hand_off(platform, entry, &kernel, cmdline_len, &initrd, fw_cfg)
+}
+
+/// With the kernel's segments loaded and the command line at `layout::CMDLINE`: places the
+/// initrd clear of the kernel (read from `source`) and builds `hvm_start_info`.
+pub fn hand_off(
+    platform: &Platform,
+    entry: u32,
+    kernel: &KernelImage,
+    cmdline_len: usize,
+    initrd: &Initrd,
+    source: &mut impl Source,
+) -> Result<Handoff, BootError> {
     let initrd_range = match initrd.size() {
         0 => None,
         size => Some((kernel.place_initrd(&platform.map, size).map_err(BootError::Pvh)?, size)),
     };
     if let Some((addr, _)) = initrd_range {
         // SAFETY: `place_initrd` chose RAM clear of the kernel and of firmware areas.
-        unsafe { initrd.load(fw_cfg, addr) };
+        unsafe { initrd.load(source, addr) }?;
     }
     log!("PVH entry {entry:#x}, command line {cmdline_len} bytes, initrd {initrd_range:x?}");
 

@@ -8,6 +8,7 @@ const CONFIG_ADDRESS: u16 = 0xcf8;
 const CONFIG_DATA: u16 = 0xcfc;
 const ENABLE: u32 = 1 << 31;
 
+#[derive(Clone)]
 pub struct PortConfigSpace;
 
 fn address(bdf: Bdf, offset: u8) -> u32 {

@@ -1,0 +1,83 @@
+//! What `virtio-drivers` needs from the firmware: DMA memory from the heap (physical addresses
+//! are pointers under the identity map) and configuration-space access through the firmware's
+//! own `pci::ConfigSpace` (QEMU's `pc` has no ECAM, so port I/O it is).
+
+use crate::pci::{Bdf, ConfigSpace, Function};
+use alloc::alloc::{alloc_zeroed, dealloc, Layout};
+use core::ptr::NonNull;
+use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::{PciTransport, VirtioPciError};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
+
+const VIRTIO_VENDOR: u16 = 0x1af4;
+/// virtio-blk's transitional (legacy numbering) and modern PCI device IDs.
+const BLOCK_DEVICE_IDS: [u16; 2] = [0x1001, 0x1042];
+
+pub struct FirmwareHal;
+
+fn dma_layout(pages: usize) -> Layout {
+    Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).expect("page-aligned layout")
+}
+
+// SAFETY: allocations are zeroed, page-aligned, and owned by the driver until it frees them;
+// every address the firmware uses is below 4 GiB and identity-mapped, so the physical address
+// the device sees is the pointer itself.
+unsafe impl Hal for FirmwareHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        // SAFETY: the layout has a nonzero size (the driver asks for at least one page).
+        let memory = unsafe { alloc_zeroed(dma_layout(pages)) };
+        match NonNull::new(memory) {
+            Some(memory) => (memory.as_ptr() as PhysAddr, memory),
+            // The driver turns a zero address into an error.
+            None => (0, NonNull::dangling()),
+        }
+    }
+
+    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        // SAFETY: the driver passes back what `dma_alloc` returned for this many pages.
+        unsafe { dealloc(vaddr.as_ptr(), dma_layout(pages)) };
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        NonNull::new(paddr as *mut u8).expect("BARs are never at address 0")
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        buffer.as_ptr() as *mut u8 as PhysAddr
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+/// `virtio-drivers`' view of configuration space, over the firmware's.
+pub struct ConfigAccess<C>(pub C);
+
+fn bdf(function: DeviceFunction) -> Bdf {
+    Bdf::new(function.bus, function.device, function.function)
+}
+
+impl<C: ConfigSpace + Clone> ConfigurationAccess for ConfigAccess<C> {
+    fn read_word(&self, function: DeviceFunction, offset: u8) -> u32 {
+        self.0.clone().read32(bdf(function), offset)
+    }
+
+    fn write_word(&mut self, function: DeviceFunction, offset: u8, value: u32) {
+        self.0.write32(bdf(function), offset, value)
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        ConfigAccess(self.0.clone())
+    }
+}
+
+pub fn is_block_device(function: &Function) -> bool {
+    function.vendor == VIRTIO_VENDOR && BLOCK_DEVICE_IDS.contains(&function.device)
+}
+
+/// The virtio transport of a PCI function whose BARs `pci::setup` has placed and enabled.
+pub fn pci_transport<C: ConfigSpace + Clone>(config: C, function: &Function) -> Result<PciTransport, VirtioPciError> {
+    let mut root = PciRoot::new(ConfigAccess(config));
+    let Bdf { bus, device, function } = function.bdf;
+    PciTransport::new::<FirmwareHal, _>(&mut root, DeviceFunction { bus, device, function })
+}
