@@ -14,6 +14,7 @@ pub mod argv;
 mod clock;
 mod decimal;
 pub mod exec;
+mod gpt_root;
 pub mod modules;
 pub mod mounts;
 pub mod params;

@@ -48,9 +48,18 @@ pub struct Params<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Root<'a> {
-    pub device: &'a [u8],
+    pub device: RootDevice<'a>,
     pub fstype: &'a [u8],
     pub mode: RootMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootDevice<'a> {
+    /// A device node, e.g. `/dev/vda`.
+    Path(&'a [u8]),
+    /// `gpt-auto`: the first partition of type "Root Partition (x86-64)" on the first disk
+    /// that has one (docs/disk-image.md).
+    GptAuto,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +207,7 @@ impl<'a> Params<'a> {
         }
         let root = match root {
             Some(device) => Some(Root {
-                device: path("flint.root", device)?,
+                device: root_device(device)?,
                 fstype: rootfstype.map_or(Ok(DEFAULT_FSTYPE), fstype)?,
                 mode: if overlay {
                     RootMode::Overlay
@@ -319,6 +328,16 @@ fn path<'a>(key: &'static str, value: &'a [u8]) -> Result<&'a [u8], ParamError<'
     }
 }
 
+fn root_device(value: &[u8]) -> Result<RootDevice<'_>, ParamError<'static>> {
+    if value == b"gpt-auto" {
+        return Ok(RootDevice::GptAuto);
+    }
+    match path("flint.root", value) {
+        Ok(path) => Ok(RootDevice::Path(path)),
+        Err(_) => Err(ParamError::Invalid("flint.root", "a device path such as /dev/vda, or gpt-auto")),
+    }
+}
+
 fn fstype(value: &[u8]) -> Result<&[u8], ParamError<'static>> {
     let valid = |byte: &u8| byte.is_ascii_alphanumeric() || b"._-".contains(byte);
     if (1..=32).contains(&value.len()) && value.iter().all(valid) {
@@ -365,7 +384,7 @@ fn duration_ms(key: &'static str, value: &[u8]) -> Result<u64, ParamError<'stati
 }
 
 /// Plain decimal digits only: no sign, no spaces, no overflow.
-fn decimal(digits: &[u8]) -> Option<u64> {
+pub(crate) fn decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
     }
@@ -414,7 +433,11 @@ mod tests {
             }
         );
         let params = parse("flint.root=/dev/vda flint.argv=,").unwrap();
-        assert_eq!(params.root, Some(Root { device: b"/dev/vda", fstype: b"ext4", mode: RootMode::ReadOnly }));
+        let device = RootDevice::Path(b"/dev/vda");
+        assert_eq!(params.root, Some(Root { device, fstype: b"ext4", mode: RootMode::ReadOnly }));
+        let params = parse("flint.root=gpt-auto flint.rw flint.argv=,").unwrap();
+        let device = RootDevice::GptAuto;
+        assert_eq!(params.root, Some(Root { device, fstype: b"ext4", mode: RootMode::ReadWrite }));
     }
 
     #[test]
@@ -426,7 +449,8 @@ mod tests {
              flint.stderr=/dev/ttyS2 flint.status=/dev/hvc0",
         )
         .unwrap();
-        assert_eq!(params.root, Some(Root { device: b"/dev/vdb", fstype: b"erofs", mode: RootMode::Overlay }));
+        let device = RootDevice::Path(b"/dev/vdb");
+        assert_eq!(params.root, Some(Root { device, fstype: b"erofs", mode: RootMode::Overlay }));
         assert_eq!(params.modules.iter().collect::<Vec<_>>(), [b"virtio_ring".as_slice(), b"virtio", b"virtio_blk"]);
         assert_eq!((params.argv, params.env), (b"c2g,LWM,".as_slice(), Some(b"QT1i,".as_slice())));
         assert_eq!(
@@ -510,7 +534,7 @@ mod tests {
             other => panic!("{cmdline}: {other:?}"),
         };
         let long_path = format!("/{}", "a".repeat(PATH_MAX));
-        for bad in ["", "dev/vda", "relative", long_path.as_str()] {
+        for bad in ["", "dev/vda", "relative", "gpt-auto2", long_path.as_str()] {
             invalid(&format!("flint.root={bad}"), "flint.root");
             invalid(&format!("flint.cwd={bad}"), "flint.cwd");
             invalid(&format!("flint.stdout={bad}"), "flint.stdout");

@@ -4,8 +4,9 @@
 //! moved on top of it and the old files are deleted to give their memory back.
 
 use crate::clock::{self, Deadline};
+use crate::gpt_root;
 use crate::mounts;
-use crate::params::{Root, RootMode};
+use crate::params::{Root, RootDevice, RootMode};
 use crate::report::Failure;
 use crate::status;
 use core::ffi::CStr;
@@ -26,27 +27,39 @@ const OVERLAY_OPTIONS: &CStr = c"lowerdir=/lower,upperdir=/layer/upper,workdir=/
 
 /// Mounts `root` and makes it `/`, with the initramfs's /dev, /proc and /sys let go.
 pub fn switch_to(root: &Root<'_>, wait_ms: u64) -> Result<(), Failure> {
-    if !clock::wait_for_path(root.device, Deadline::after_ms(wait_ms)) {
-        return Err(Failure::new(status::ROOT_NOT_FOUND)
-            .text("root device ")
-            .bytes(root.device)
-            .text(" did not appear within ")
-            .number(wait_ms)
-            .text(" ms: attach the disk and list its driver modules in flint.modules (or raise flint.rootwait)"));
-    }
-    mount(root)?;
+    let found;
+    let device = match root.device {
+        RootDevice::Path(device) => {
+            if !clock::wait_for_path(device, Deadline::after_ms(wait_ms)) {
+                return Err(Failure::new(status::ROOT_NOT_FOUND)
+                    .text("root device ")
+                    .bytes(device)
+                    .text(" did not appear within ")
+                    .number(wait_ms)
+                    .text(
+                        " ms: attach the disk and list its driver modules in flint.modules (or raise flint.rootwait)",
+                    ));
+            }
+            device
+        }
+        RootDevice::GptAuto => {
+            found = gpt_root::find(wait_ms)?;
+            found.as_bytes()
+        }
+    };
+    mount(root, device)?;
     mounts::detach_all(&mounts::BASIC);
     switch()
 }
 
-fn mount(root: &Root<'_>) -> Result<(), Failure> {
+fn mount(root: &Root<'_>, device: &[u8]) -> Result<(), Failure> {
     let _ = rustix::fs::mkdir(NEW_ROOT, Mode::from_raw_mode(0o755));
     match root.mode {
-        RootMode::ReadOnly => mount_device(root, NEW_ROOT, MountFlags::RDONLY),
-        RootMode::ReadWrite => mount_device(root, NEW_ROOT, MountFlags::empty()),
+        RootMode::ReadOnly => mount_device(root, device, NEW_ROOT, MountFlags::RDONLY),
+        RootMode::ReadWrite => mount_device(root, device, NEW_ROOT, MountFlags::empty()),
         RootMode::Overlay => {
             let _ = rustix::fs::mkdir(LOWER, Mode::from_raw_mode(0o755));
-            mount_device(root, LOWER, MountFlags::RDONLY)?;
+            mount_device(root, device, LOWER, MountFlags::RDONLY)?;
             let failure = |what: &str, errno| {
                 Failure::new(status::MOUNT_FAILED)
                     .text("cannot set up the flint.overlay ")
@@ -77,11 +90,11 @@ fn mount(root: &Root<'_>) -> Result<(), Failure> {
     }
 }
 
-fn mount_device(root: &Root<'_>, target: &CStr, flags: MountFlags) -> Result<(), Failure> {
-    rustix::mount::mount(root.device, target, root.fstype, flags, c"").map_err(|errno| {
+fn mount_device(root: &Root<'_>, device: &[u8], target: &CStr, flags: MountFlags) -> Result<(), Failure> {
+    rustix::mount::mount(device, target, root.fstype, flags, c"").map_err(|errno| {
         Failure::new(status::MOUNT_FAILED)
             .text("cannot mount root device ")
-            .bytes(root.device)
+            .bytes(device)
             .text(" as ")
             .bytes(root.fstype)
             .text(if flags.contains(MountFlags::RDONLY) { " read-only: " } else { " read-write: " })
