@@ -2,7 +2,7 @@
 //! no `-kernel` (docs/disk-image.md). The boot partition holds the kernel with its command line
 //! (and, when the kernel needs modules, an initrd); the root partition holds the root filesystem,
 //! which the init finds with `flint.root=gpt-auto`. The job's output goes to the console (COM1),
-//! and the VM ends through isa-debug-exit with the job's status.
+//! its stdin is empty, and the VM ends through isa-debug-exit with the job's status.
 
 mod boot;
 mod disk;
@@ -111,6 +111,8 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         user: args.user,
         timeout: args.timeout,
     });
+    // Output goes to the console; input from it would be whatever QEMU's -serial gets.
+    words.push("flint.stdin=/dev/null".into());
     words.extend(args.append.iter().cloned());
     let cmdline = words.join(" ");
     if cmdline.len() > kernel.cmdline_max() {
