@@ -146,6 +146,8 @@ struct RunCli {
 enum MachineName {
     Pc,
     Q35,
+    /// No PCI: the disk and the ports on virtio-mmio, ACPI on.
+    Microvm,
 }
 
 /// `512M`, `2G`, `1048576` (bytes).
@@ -251,6 +253,7 @@ fn execute(command: Command) -> Result<u8> {
                 machine: match args.machine {
                     MachineName::Pc => Machine::Pc,
                     MachineName::Q35 => Machine::Q35,
+                    MachineName::Microvm => Machine::Microvm,
                 },
                 memory: args.memory,
                 cpus: args.cpus,

@@ -3,6 +3,7 @@
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
@@ -13,6 +14,8 @@ pub const QEMU: &str = "qemu-system-x86_64";
 pub enum Machine {
     Pc,
     Q35,
+    /// QEMU's `microvm`: no PCI, virtio devices on virtio-mmio transports.
+    Microvm,
 }
 
 impl Machine {
@@ -20,8 +23,51 @@ impl Machine {
         match self {
             Machine::Pc => "pc",
             Machine::Q35 => "q35",
+            Machine::Microvm => "microvm",
         }
     }
+
+    /// Kernel parameters a Linux guest needs on this machine under `accel`. microvm has no
+    /// HPET and no ACPI PM timer, so under TCG Linux can calibrate the TSC against the PIT
+    /// only, which fails now and then on a busy host (the TCG vCPU's timing is the host
+    /// scheduler's); Linux then marks the TSC unstable and the boot hangs. A TCG guest's TSC
+    /// runs at the host's rate, so the host's rate is passed instead. (KVM has kvmclock.)
+    pub fn kernel_params(self, accel: &str) -> Vec<String> {
+        match self {
+            Machine::Microvm if accel == "tcg" => vec![format!("tsc_early_khz={}", host_tsc_khz())],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The host's TSC rate in kHz, measured once per process against the monotonic clock over
+/// 10 ms: each end is the tightest of a few (TSC, clock, TSC) readings, so the error is a
+/// few parts per million.
+pub fn host_tsc_khz() -> u64 {
+    static KHZ: OnceLock<u64> = OnceLock::new();
+    *KHZ.get_or_init(|| {
+        let reading = || {
+            (0..5)
+                .map(|_| {
+                    let before = tsc();
+                    let now = Instant::now();
+                    let after = tsc();
+                    (after - before, before / 2 + after / 2, now)
+                })
+                .min_by_key(|&(spread, _, _)| spread)
+                .expect("five readings")
+        };
+        let (_, start_tsc, start) = reading();
+        thread::sleep(Duration::from_millis(10));
+        let (_, end_tsc, end) = reading();
+        let nanos = (end - start).as_nanos();
+        ((end_tsc - start_tsc) as u128 * 1_000_000 / nanos) as u64
+    })
+}
+
+fn tsc() -> u64 {
+    // SAFETY: rdtsc only reads the time-stamp counter, which Linux lets user space read.
+    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 /// A disk attached as virtio-blk-pci.
@@ -150,18 +196,65 @@ impl Vm {
         if let Some(append) = &self.append {
             args.extend(["-append".into(), append.clone()]);
         }
-        for drive in &self.drives {
-            let ro = if drive.read_only { ",readonly=on" } else { "" };
-            args.extend(["-drive".into(), format!("file={},if=virtio,format=raw{ro}", drive.path.display())]);
-        }
         for (name, value) in &self.fw_cfg_strings {
             args.extend(["-fw_cfg".into(), format!("name={name},string={value}")]);
         }
+        // On microvm each device takes the free virtio-mmio transport that QEMU describes first
+        // to the guest (in the ACPI tables, or in `virtio_mmio.device=` without ACPI), and
+        // Linux numbers virtio devices in that order. The ports' controller goes first so that
+        // it is virtio0 and its ports are /dev/vport0pN, as on pc and q35.
+        if self.machine == Machine::Microvm {
+            self.port_args(&mut args);
+            self.drive_args(&mut args);
+        } else {
+            self.drive_args(&mut args);
+            self.port_args(&mut args);
+        }
+        if self.debug_exit {
+            args.extend(["-device".into(), "isa-debug-exit,iobase=0x501,iosize=1".into()]);
+        }
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    /// The disks, as virtio-blk.
+    fn drive_args(&self, args: &mut Vec<String>) {
+        for (index, drive) in self.drives.iter().enumerate() {
+            let ro = if drive.read_only { ",readonly=on" } else { "" };
+            let file = format!("file={},format=raw{ro}", drive.path.display());
+            match self.machine {
+                Machine::Pc | Machine::Q35 => args.extend(["-drive".into(), format!("{file},if=virtio")]),
+                // No PCI bus for `if=virtio` (virtio-blk-pci): the disk goes on a virtio-mmio
+                // transport.
+                Machine::Microvm => args.extend([
+                    "-drive".into(),
+                    format!("{file},if=none,id=flint-disk{index}"),
+                    "-device".into(),
+                    format!("virtio-blk-device,drive=flint-disk{index}"),
+                ]),
+            }
+        }
+    }
+
+    /// The virtio-serial controller and its ports.
+    fn port_args(&self, args: &mut Vec<String>) {
         if !self.virtio_ports.is_empty() {
             // Without ioeventfd, QEMU handles the guest's "data queued" notification before the
             // guest's write() returns, so data written just before the guest ends the VM
             // (the workload's last output, the status line) has reached the host already.
-            args.extend(["-device".into(), "virtio-serial-pci,id=flint-vser,ioeventfd=off".into()]);
+            match self.machine {
+                Machine::Pc | Machine::Q35 => {
+                    args.extend(["-device".into(), "virtio-serial-pci,id=flint-vser,ioeventfd=off".into()])
+                }
+                // There the option belongs to the virtio-mmio transports, which the machine
+                // creates itself.
+                Machine::Microvm => args.extend([
+                    "-device".into(),
+                    "virtio-serial-device,id=flint-vser".into(),
+                    "-global".into(),
+                    "virtio-mmio.ioeventfd=off".into(),
+                ]),
+            }
         }
         for (index, port) in self.virtio_ports.iter().enumerate() {
             let id = format!("flint-port{index}");
@@ -178,11 +271,6 @@ impl Vm {
                 format!("virtserialport,bus=flint-vser.0,nr={},chardev={id},name={}", index + 1, port.name),
             ]);
         }
-        if self.debug_exit {
-            args.extend(["-device".into(), "isa-debug-exit,iobase=0x501,iosize=1".into()]);
-        }
-        args.extend(self.extra_args.iter().cloned());
-        args
     }
 
     /// The whole command as one line a POSIX shell runs unchanged (for `flint run --print-cmd`).
@@ -288,6 +376,30 @@ mod tests {
             assert_eq!(String::from_utf8(out.stdout).unwrap(), arg);
         }
         assert_eq!(shell_quote("-append"), "-append");
+    }
+
+    #[test]
+    fn host_tsc_rate_is_measured_consistently() {
+        let khz = host_tsc_khz();
+        assert!((100_000..20_000_000).contains(&khz), "{khz} kHz");
+        assert_eq!(Machine::Microvm.kernel_params("tcg"), [format!("tsc_early_khz={khz}")]);
+        assert!(Machine::Microvm.kernel_params("kvm").is_empty());
+        assert!(Machine::Pc.kernel_params("tcg").is_empty());
+    }
+
+    #[test]
+    fn microvm_puts_the_ports_then_the_disks_on_virtio_mmio() {
+        let mut vm = Vm::new("/fw.bin");
+        vm.machine = Machine::Microvm;
+        vm.drives = vec![Drive { path: "/root.ext4".into(), read_only: true }];
+        vm.virtio_ports = vec![VirtioPort { name: "flint.status".into(), backend: PortBackend::Null }];
+        let args = vm.args().join(" ");
+        let ports = args.find("-device virtio-serial-device,id=flint-vser -global virtio-mmio.ioeventfd=off");
+        let disk = args.find(
+            "-drive file=/root.ext4,format=raw,readonly=on,if=none,id=flint-disk0 -device virtio-blk-device,drive=flint-disk0",
+        );
+        assert!(ports.is_some() && disk.is_some() && ports < disk, "{args}");
+        assert!(!args.contains("-pci") && !args.contains("if=virtio"), "{args}");
     }
 
     #[test]

@@ -351,3 +351,25 @@ fn timeline_phases_cover_the_run() {
     assert!((sum - total).abs() < 0.01, "phases add up to {sum} ms, the host measured {total} ms");
     assert!(timeline["tsc_hz"].as_u64().unwrap() > 100_000_000, "implausible TSC rate: {timeline}");
 }
+
+/// microvm: no PCI; the root disk and the four ports are virtio-mmio devices (Debian's kernel
+/// loads virtio_mmio from the module initramfs). Input, both outputs and a status that only
+/// the status port carries exactly all cross, and the disk is the one from ACPI's LNRO0005.
+#[test]
+fn microvm_runs_from_a_virtio_mmio_root() {
+    let input = noise(256 << 10, 7);
+    let output = run_with_input(
+        flint()
+            .args(["run", "--machine", "microvm", "--", "sh", "-c"])
+            .arg("cat; echo; readlink -f /sys/block/vda; ls /sys/bus/pci/devices | wc -l; echo err >&2; exit 255"),
+        &input,
+    );
+    assert_status(&output, 255);
+    let (echoed, rest) = output.stdout.split_at(input.len().min(output.stdout.len()));
+    assert!(echoed == input, "stdin came back altered; stderr:\n{}", text(&output.stderr));
+    let rest = text(rest);
+    assert!(rest.starts_with("\n/sys/devices/platform/LNRO0005:"), "root disk not on virtio-mmio: {rest}");
+    assert!(rest.ends_with("/block/vda\n0\n"), "PCI devices on microvm: {rest}");
+    assert_eq!(text(&output.stderr), "err\n");
+}
+

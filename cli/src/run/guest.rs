@@ -104,17 +104,35 @@ pub(crate) fn check_in_root(tree: &Path, command: &[OsString], environment: &[Ve
 
 /// The modules the guest must load, dependencies first: the virtio drivers and the root's
 /// filesystem, when the kernel has them as modules rather than built in.
-pub(super) fn modules_for(kernel: &Kernel, root: &Root, mode: RootMode) -> Result<Vec<crate::modules::Module>> {
-    crate::modules::load_list(kernel, &needs(root.fs, mode, true))
+pub(super) fn modules_for(
+    kernel: &Kernel,
+    machine: Machine,
+    root: &Root,
+    mode: RootMode,
+) -> Result<Vec<crate::modules::Module>> {
+    crate::modules::load_list(kernel, &needs_on(machine, root.fs, mode, true))
 }
 
-/// What the guest needs from the kernel for a virtio-blk root of type `fs` in `mode`, and for
-/// `ports`, the virtio-serial ports `flint run` carries stdio on (a disk image's job uses the
-/// serial console instead).
+/// [`needs_on`] a machine with PCI (pc, q35).
 pub(crate) fn needs(fs: FsType, mode: RootMode, ports: bool) -> Vec<Need> {
+    needs_on(Machine::Pc, fs, mode, ports)
+}
+
+/// What the guest needs from the kernel on `machine` for a virtio-blk root of type `fs` in
+/// `mode`, and for `ports`, the virtio-serial ports `flint run` carries stdio on (a disk
+/// image's job uses the serial console instead).
+pub(crate) fn needs_on(machine: Machine, fs: FsType, mode: RootMode, ports: bool) -> Vec<Need> {
+    let transport = match machine {
+        Machine::Pc | Machine::Q35 => {
+            Need { option: "CONFIG_VIRTIO_PCI", module: "virtio_pci", purpose: "virtio-pci devices" }
+        }
+        Machine::Microvm => {
+            Need { option: "CONFIG_VIRTIO_MMIO", module: "virtio_mmio", purpose: "microvm's virtio-mmio devices" }
+        }
+    };
     // virtio_console before virtio_blk: its ports are created asynchronously, so they get the
     // time the other modules take to load before the init opens them.
-    let mut needs = vec![Need { option: "CONFIG_VIRTIO_PCI", module: "virtio_pci", purpose: "virtio-pci devices" }];
+    let mut needs = vec![transport];
     if ports {
         needs.push(Need {
             option: "CONFIG_VIRTIO_CONSOLE",
@@ -158,6 +176,7 @@ const BOOT_TUNING: [&str; 6] =
 
 pub(super) fn kernel_cmdline(
     args: &RunArgs,
+    accel: &str,
     root: &Root,
     modules: &[crate::modules::Module],
     environment: &[Vec<u8>],
@@ -174,6 +193,7 @@ pub(super) fn kernel_cmdline(
         user: args.user,
         timeout: args.timeout,
     });
+    words.extend(args.machine.kernel_params(accel));
     for (name, device) in PORTS {
         words.push(format!("flint.{name}={device}"));
     }

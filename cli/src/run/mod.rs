@@ -129,8 +129,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     if let Some(tree) = &root.tree {
         check_in_root(tree, &args.command, &environment, &cwd)?;
     }
-    let modules = modules_for(&kernel, &root, args.mode)?;
-    let cmdline = kernel_cmdline(args, &root, &modules, &environment, &cwd)?;
+    let modules = modules_for(&kernel, args.machine, &root, args.mode)?;
+    let accel = choose_accel(args.accel, &firmware, args.verbose)?;
+    let cmdline = kernel_cmdline(args, accel, &root, &modules, &environment, &cwd)?;
     if cmdline.len() > kernel.cmdline_max() {
         bail!(
             "the kernel command line is {} bytes, more than the {} this kernel takes: shorten the command and --env values (pass data through stdin or the root instead)",
@@ -139,7 +140,6 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         );
     }
     let initrd = if modules.is_empty() { None } else { Some(module_initrd(&modules)?) };
-    let accel = choose_accel(args.accel, &firmware, args.verbose)?;
 
     let mut vm = Vm::new(&firmware);
     vm.machine = args.machine;
