@@ -32,8 +32,8 @@ pub fn prepare<T: Transport, C: ConfigSpace + Clone>(
     for function in pci.functions().iter().filter(|f| virtio::is_block_device(f)) {
         let transport = virtio::pci_transport(config.clone(), function).map_err(BootError::Virtio)?;
         let mut disk = Disk::new(transport).map_err(BootError::Disk)?;
-        let len = disk.len();
-        match find_boot_partition(&mut disk, len) {
+        let size = disk.size();
+        match find_boot_partition(&mut disk, size) {
             Ok(partition) => {
                 log!("disk at {}: boot partition {} ({} bytes)", function.bdf, partition.number, partition.len);
                 return boot_partition(fw_cfg, &mut disk, &partition, platform);

@@ -104,7 +104,9 @@ impl fmt::Display for BootError {
             ),
             BootError::Image(e) => e.fmt(f),
             BootError::Disk(e) => e.fmt(f),
-            BootError::Virtio(e) => write!(f, "the virtio-blk device did not start ({e}): use a virtio 1.0 (modern) device"),
+            BootError::Virtio(_) => {
+                f.write_str("the virtio-blk device did not start: use a virtio 1.0 device (not disable-modern=on)")
+            }
             BootError::TooLittleRam { ram_mib } => {
                 write!(f, "the VM has {ram_mib} MiB of RAM, flint needs at least 16 MiB: raise -m")
             }

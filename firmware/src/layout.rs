@@ -20,8 +20,8 @@ pub const SETUP_BLOB_MAX: usize = 0x10000;
 pub const PVH_START_INFO: u64 = 0x50000;
 /// ACPI tables are placed downward from the top of RAM below 4 GiB, in at most this much.
 pub const ACPI_ARENA_MAX: u64 = 0x100000;
-/// The heap (goblin's PE parser, virtio queues), used only before the hand-off.
-pub const HEAP: u64 = 0x60000;
-pub const HEAP_SIZE: usize = 0x30000;
+/// Memory for virtio queues when booting from a disk, used only before the hand-off.
+pub const DMA_POOL: u64 = 0x60000;
+pub const DMA_POOL_SIZE: usize = 0x30000;
 /// Kernels loaded from a disk must stay above low memory, where everything above lives.
 pub const LOW_MEMORY_END: u64 = 0x100000;

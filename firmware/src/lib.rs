@@ -3,8 +3,6 @@
 //! small hardware traits (`fw_cfg::Transport`, `pci::ConfigSpace`).
 #![cfg_attr(not(test), no_std)]
 
-extern crate alloc;
-
 pub mod acpi;
 pub mod arch;
 pub mod chipset;

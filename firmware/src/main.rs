@@ -101,7 +101,6 @@ fn boot() -> Result<Handoff, BootError> {
     let handoff = if linux::has_kernel(&mut fw_cfg) {
         linux::prepare(&mut fw_cfg, &platform)?
     } else {
-        runtime::init_heap();
         disk_boot::prepare(&mut fw_cfg, &pci_config, &devices, &platform)?
     };
     log!("entering the kernel");

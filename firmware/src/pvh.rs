@@ -42,7 +42,8 @@ pub fn hand_off(
         // SAFETY: `place_initrd` chose RAM clear of the kernel and of firmware areas.
         unsafe { initrd.load(source, addr) }?;
     }
-    log!("PVH entry {entry:#x}, command line {cmdline_len} bytes, initrd {initrd_range:x?}");
+    let (initrd_addr, initrd_size) = initrd_range.unwrap_or_default();
+    log!("PVH entry {entry:#x}, command line {cmdline_len} bytes, initrd {initrd_size} bytes at {initrd_addr:#x}");
 
     // SAFETY: the start_info area of layout.rs.
     let block = unsafe { phys_mut(layout::PVH_START_INFO, START_INFO_BLOCK) };

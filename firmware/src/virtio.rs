@@ -1,10 +1,12 @@
-//! What `virtio-drivers` needs from the firmware: DMA memory from the heap (physical addresses
-//! are pointers under the identity map) and configuration-space access through the firmware's
-//! own `pci::ConfigSpace` (QEMU's `pc` has no ECAM, so port I/O it is).
+//! What `virtio-drivers` needs from the firmware: DMA memory (physical addresses are pointers
+//! under the identity map) and configuration-space access through the firmware's own
+//! `pci::ConfigSpace` (QEMU's `pc` has no ECAM, so port I/O it is).
 
+use crate::layout;
+use crate::memory::phys_mut;
 use crate::pci::{Bdf, ConfigSpace, Function};
-use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::{PciTransport, VirtioPciError};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
@@ -15,27 +17,28 @@ const BLOCK_DEVICE_IDS: [u16; 2] = [0x1001, 0x1042];
 
 pub struct FirmwareHal;
 
-fn dma_layout(pages: usize) -> Layout {
-    Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).expect("page-aligned layout")
-}
+/// Pages handed out so far from `layout::DMA_POOL`. The firmware drives one disk for one boot,
+/// so pages are never reused: freeing is a no-op and no allocator is needed.
+static DMA_PAGES_USED: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: allocations are zeroed, page-aligned, and owned by the driver until it frees them;
-// every address the firmware uses is below 4 GiB and identity-mapped, so the physical address
-// the device sees is the pointer itself.
+// SAFETY: pages come zeroed and page-aligned from a pool nothing else uses, and each is handed
+// out once; every address the firmware uses is below 4 GiB and identity-mapped, so the physical
+// address the device sees is the pointer itself.
 unsafe impl Hal for FirmwareHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        // SAFETY: the layout has a nonzero size (the driver asks for at least one page).
-        let memory = unsafe { alloc_zeroed(dma_layout(pages)) };
-        match NonNull::new(memory) {
-            Some(memory) => (memory.as_ptr() as PhysAddr, memory),
+        let first = DMA_PAGES_USED.fetch_add(pages, Ordering::Relaxed);
+        if (first + pages) * PAGE_SIZE > layout::DMA_POOL_SIZE {
             // The driver turns a zero address into an error.
-            None => (0, NonNull::dangling()),
+            return (0, NonNull::dangling());
         }
+        let addr = layout::DMA_POOL + (first * PAGE_SIZE) as u64;
+        // SAFETY: these pages of the pool were never handed out before.
+        let memory = unsafe { phys_mut(addr, pages * PAGE_SIZE) };
+        memory.fill(0);
+        (addr, NonNull::from(memory).cast())
     }
 
-    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        // SAFETY: the driver passes back what `dma_alloc` returned for this many pages.
-        unsafe { dealloc(vaddr.as_ptr(), dma_layout(pages)) };
+    unsafe fn dma_dealloc(_paddr: PhysAddr, _vaddr: NonNull<u8>, _pages: usize) -> i32 {
         0
     }
 

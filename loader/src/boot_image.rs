@@ -6,7 +6,6 @@ use crate::pvh::{self, KernelImage, PvhError, MAX_SEGMENTS};
 use crate::read_at::ReadAt;
 use core::fmt;
 
-#[cfg(any(feature = "uki", test))]
 mod uki;
 mod vmlinux;
 
@@ -113,10 +112,7 @@ pub fn probe<R: ReadAt>(image: &mut R, image_len: u64) -> Result<BootImage, Imag
     let have = &mut magic[..image_len.min(4) as usize];
     image.read_at(0, have).map_err(ImageError::Io)?;
     if have.starts_with(b"MZ") {
-        #[cfg(any(feature = "uki", test))]
         return uki::probe(image, image_len);
-        #[cfg(not(any(feature = "uki", test)))]
-        return Err(ImageError::Unsupported("this loader was built without UKI support (its `uki` feature)"));
     }
     if have == b"\x7fELF" {
         return vmlinux::probe(image, image_len);

@@ -2,15 +2,10 @@
 //! disk's sectors), this crate decides what goes where and builds the zero page, the firmware
 //! executes it. For disk boots it reads the GPT ([`gpt`]) and tells what the boot partition
 //! holds ([`boot_image`]) through [`read_at::ReadAt`], so the firmware only does the I/O.
-//! Pure logic, testable on the host. No allocation, except for UKI support (the `uki`
-//! feature, for goblin's PE parser); `gpt` and `read_at` never allocate, as the guest init
-//! uses them without an allocator.
+//! Pure logic, testable on the host, with no allocation (the guest init uses `gpt` and
+//! `read_at` without an allocator, the firmware everything).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
-
-// goblin's PE parser allocates. Tests build UKI support whatever the features say.
-#[cfg(any(feature = "uki", test))]
-extern crate alloc;
 
 pub mod boot_image;
 pub mod boot_params;
