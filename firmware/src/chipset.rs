@@ -3,6 +3,7 @@
 //! MCFG table appears only once the MCH decodes it), and PCI interrupt routing.
 
 use crate::pci::{Bdf, ConfigSpace};
+use core::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Chipset {
@@ -12,6 +13,18 @@ pub enum Chipset {
     Q35,
     /// Any other host bridge: nothing is programmed and PCI interrupt lines stay unset.
     Unknown { vendor: u16, device: u16 },
+}
+
+/// For the log; plain `Display` keeps Debug's struct formatting out of the firmware.
+impl fmt::Display for Chipset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Chipset::Pc => f.write_str("pc"),
+            Chipset::Q35 => f.write_str("q35"),
+            Chipset::Unknown { vendor: 0xffff, .. } => f.write_str("none (microvm?)"),
+            Chipset::Unknown { vendor, device } => write!(f, "host bridge {vendor:04x}:{device:04x}"),
+        }
+    }
 }
 
 /// The ACPI PM1/GPE I/O block on both chipsets; `exit::power_off` writes PM1a control in it.

@@ -1,4 +1,5 @@
-//! Booting without `-kernel`: the first virtio-blk disk whose GPT has a flint boot partition
+//! Booting without `-kernel`: the first virtio-blk disk (PCI functions first, then microvm's
+//! virtio-mmio transports) whose GPT has a flint boot partition
 //! (docs/disk-image.md) supplies the kernel, initrd and command line. `loader` reads the GPT
 //! and the UKI or vmlinux headers and says where each piece lies; this module reads the
 //! pieces straight to where the hand-off wants them, then resets the device for Linux.
@@ -8,7 +9,6 @@ use crate::error::BootError;
 use crate::fw_cfg::{FwCfg, Transport};
 use crate::layout;
 use crate::linux::{self, Handoff, Platform};
-use crate::log;
 use crate::memory::phys_mut;
 use crate::payload::{self, Initrd, Source};
 use crate::pci::{ConfigSpace, Summary};
@@ -19,6 +19,7 @@ use loader::bzimage::{BzImage, KernelError};
 use loader::gpt::{Gpt, GptError, Partition, FLINT_BOOT};
 use loader::plan::PlanError;
 use loader::read_at::{ReadAt, Window, WindowError};
+use virtio_drivers::transport::SomeTransport;
 
 /// Boots the first disk that has a boot partition; when none has, the first disk's problem
 /// is the one reported.
@@ -26,18 +27,19 @@ pub fn prepare<T: Transport, C: ConfigSpace + Clone>(
     fw_cfg: &mut FwCfg<T>,
     config: &C,
     pci: &Summary,
+    probe_mmio: bool,
     platform: &Platform,
 ) -> Result<Handoff, BootError> {
+    let pci_disks = pci.functions().iter().filter(|f| virtio::is_block_device(f)).map(|function| {
+        virtio::pci_transport(config.clone(), function).map(SomeTransport::from).map_err(|_| BootError::Virtio)
+    });
+    let mmio_disks = virtio::mmio_block_transports(probe_mmio).map(|transport| Ok(SomeTransport::from(transport)));
     let mut first_problem = None;
-    for function in pci.functions().iter().filter(|f| virtio::is_block_device(f)) {
-        let transport = virtio::pci_transport(config.clone(), function).map_err(BootError::Virtio)?;
-        let mut disk = Disk::new(transport).map_err(BootError::Disk)?;
+    for transport in pci_disks.chain(mmio_disks) {
+        let mut disk = Disk::new(transport?).map_err(BootError::Disk)?;
         let size = disk.size();
         match find_boot_partition(&mut disk, size) {
-            Ok(partition) => {
-                log!("disk at {}: boot partition {} ({} bytes)", function.bdf, partition.number, partition.len);
-                return boot_partition(fw_cfg, &mut disk, &partition, platform);
-            }
+            Ok(partition) => return boot_partition(fw_cfg, &mut disk, &partition, platform),
             Err(problem) => first_problem = first_problem.or(Some(problem)),
         }
     }

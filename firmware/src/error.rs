@@ -13,7 +13,6 @@ use loader::gpt::GptError;
 use loader::plan::PlanError;
 use loader::pvh::PvhError;
 use loader::setup_data::SetupDataError;
-use virtio_drivers::transport::pci::VirtioPciError;
 
 pub enum BootError {
     NoFwCfg,
@@ -35,7 +34,8 @@ pub enum BootError {
     /// Disk boot: what the boot partition holds (its own I/O errors become `Disk`).
     Image(ImageError<Infallible>),
     Disk(DiskError),
-    Virtio(VirtioPciError),
+    /// A virtio-blk PCI function lacks the virtio 1.0 capabilities.
+    Virtio,
 }
 
 /// Documented in README.md ("Firmware exit statuses"); keep the two in step.
@@ -76,7 +76,7 @@ impl BootError {
             BootError::Gpt(_) => status::BAD_GPT,
             BootError::NoBootPartition => status::NO_BOOT_PARTITION,
             BootError::Image(_) => status::BAD_BOOT_IMAGE,
-            BootError::Disk(_) | BootError::Virtio(_) => status::DISK_IO,
+            BootError::Disk(_) | BootError::Virtio => status::DISK_IO,
         }
     }
 }
@@ -100,11 +100,11 @@ impl fmt::Display for BootError {
             BootError::Acpi(e) => e.fmt(f),
             BootError::Gpt(e) => e.fmt(f),
             BootError::NoBootPartition => f.write_str(
-                "no flint boot partition (type 6af119e6-6761-4a72-bb47-a541edcc1854) on any virtio-blk disk: make the image with `flint image` (see docs/disk-image.md)",
+                "no flint boot partition on any virtio-blk disk: make the image with `flint image` (docs/disk-image.md)",
             ),
             BootError::Image(e) => e.fmt(f),
             BootError::Disk(e) => e.fmt(f),
-            BootError::Virtio(_) => {
+            BootError::Virtio => {
                 f.write_str("the virtio-blk device did not start: use a virtio 1.0 device (not disable-modern=on)")
             }
             BootError::TooLittleRam { ram_mib } => {

@@ -63,7 +63,7 @@ fn boot() -> Result<Handoff, BootError> {
 
     let mut fw_cfg = FwCfg::probe(PortTransport).ok_or(BootError::NoFwCfg)?;
     console::set_verbose(fw_cfg.find("opt/flint/log").is_some());
-    log!("fw_cfg found, DMA {}, chipset {chipset:?}", if fw_cfg.has_dma() { "on" } else { "off" });
+    log!("fw_cfg found, DMA {}, chipset {chipset}", if fw_cfg.has_dma() { "on" } else { "off" });
 
     let mut map = read_memory_map(&mut fw_cfg)?;
     let ram_top = map.ram_top_below_4g();
@@ -101,7 +101,9 @@ fn boot() -> Result<Handoff, BootError> {
     let handoff = if linux::has_kernel(&mut fw_cfg) {
         linux::prepare(&mut fw_cfg, &platform)?
     } else {
-        disk_boot::prepare(&mut fw_cfg, &pci_config, &devices, &platform)?
+        // No host bridge: microvm, whose disks are on virtio-mmio.
+        let probe_mmio = matches!(chipset, Chipset::Unknown { .. });
+        disk_boot::prepare(&mut fw_cfg, &pci_config, &devices, probe_mmio, &platform)?
     };
     log!("entering the kernel");
     Ok(handoff)

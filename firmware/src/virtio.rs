@@ -5,8 +5,9 @@
 use crate::layout;
 use crate::memory::phys_mut;
 use crate::pci::{Bdf, ConfigSpace, Function};
-use core::ptr::NonNull;
+use core::ptr::{read_volatile, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::{PciTransport, VirtioPciError};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
@@ -72,6 +73,35 @@ impl<C: ConfigSpace + Clone> ConfigurationAccess for ConfigAccess<C> {
     unsafe fn unsafe_clone(&self) -> Self {
         ConfigAccess(self.0.clone())
     }
+}
+
+/// QEMU's microvm puts its virtio-mmio transports in 512-byte windows from here (the
+/// addresses it also passes to Linux as `virtio_mmio.device=`), 24 of them at most.
+const MMIO_BASE: u64 = 0xfeb0_0000;
+const MMIO_WINDOW: usize = 0x200;
+const MMIO_SLOTS: usize = 24;
+/// "virt", the first register of every virtio-mmio transport.
+const MMIO_MAGIC: u32 = 0x7472_6976;
+const MMIO_DEVICE_ID: u64 = 8;
+const DEVICE_ID_BLOCK: u32 = 2;
+
+/// microvm's virtio-mmio block devices in slot order; nothing when `probe` is false (on
+/// `pc` and `q35` those addresses are not virtio's).
+pub fn mmio_block_transports(probe: bool) -> impl Iterator<Item = MmioTransport<'static>> {
+    (0..if probe { MMIO_SLOTS } else { 0 }).filter_map(|slot| {
+        let base = MMIO_BASE + (slot * MMIO_WINDOW) as u64;
+        // SAFETY: the magic and device-ID registers of a microvm transport slot (below 4 GiB,
+        // identity-mapped); reading them has no side effect, and an empty slot reads as 0.
+        let (magic, device) =
+            unsafe { (read_volatile(base as *const u32), read_volatile((base + MMIO_DEVICE_ID) as *const u32)) };
+        if magic != MMIO_MAGIC || device != DEVICE_ID_BLOCK {
+            return None;
+        }
+        let header = NonNull::new(base as *mut VirtIOHeader)?;
+        // SAFETY: a virtio-mmio transport with its configuration space, which QEMU keeps mapped
+        // for as long as the VM runs.
+        unsafe { MmioTransport::new(header, MMIO_WINDOW) }.ok()
+    })
 }
 
 pub fn is_block_device(function: &Function) -> bool {
