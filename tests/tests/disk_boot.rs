@@ -117,6 +117,14 @@ fn flint_image_with_debians_kernel_boots_as_pvh_on_pc_and_q35() {
 }
 
 #[test]
+fn flint_image_for_microvm_boots_from_virtio_mmio() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("job.img");
+    flint_image(&disk, &["--machine", "microvm"]);
+    expect_job_ran(&disk, Machine::Microvm);
+}
+
+#[test]
 fn flint_image_with_the_minimal_kernel_boots_without_an_initrd() {
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("job.img");

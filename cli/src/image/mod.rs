@@ -10,7 +10,8 @@ mod disk;
 use crate::env;
 use crate::kernel::Kernel;
 use crate::rootfs::{self, FsType};
-use crate::run::guest::{check_cwd, check_in_root, environment, init_words, needs, Job};
+use crate::qemu::Machine;
+use crate::run::guest::{check_cwd, check_in_root, environment, init_words, needs_on, Job};
 use crate::run::{parse_timeout, parse_user, RootMode};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
@@ -28,6 +29,27 @@ pub enum Format {
     Auto,
 }
 
+/// The machine the image is for: it decides the disk's transport (and so the modules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImageMachine {
+    /// `pc` or `q35`: the disk on virtio-pci.
+    Pc,
+    Q35,
+    /// The disk on virtio-mmio; the command line also gets this host's `tsc_early_khz=`, which
+    /// microvm needs under TCG (see `flint run --machine microvm`).
+    Microvm,
+}
+
+impl ImageMachine {
+    fn machine(self) -> Machine {
+        match self {
+            ImageMachine::Pc => Machine::Pc,
+            ImageMachine::Q35 => Machine::Q35,
+            ImageMachine::Microvm => Machine::Microvm,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ImageArgs {
     /// The disk image to write.
@@ -38,6 +60,9 @@ pub struct ImageArgs {
     kernel: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     format: Format,
+    /// QEMU machine the image will boot on (pc and q35 images are the same).
+    #[arg(long, value_enum, default_value_t = ImageMachine::Pc)]
+    machine: ImageMachine,
     /// systemd's EFI stub, for --format uki.
     #[arg(long, value_name = "PATH", default_value = boot::UKI_STUB)]
     uki_stub: PathBuf,
@@ -99,7 +124,8 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     if let Some(tree) = &root.tree {
         check_in_root(tree, &args.command, &environment, cwd)?;
     }
-    let modules = crate::modules::load_list(&kernel, &needs(root.fs, mode, false))?;
+    let machine = args.machine.machine();
+    let modules = crate::modules::load_list(&kernel, &needs_on(machine, root.fs, mode, false))?;
     let mut words = init_words(&Job {
         root_device: "gpt-auto",
         fs: root.fs,
@@ -113,6 +139,7 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     });
     // Output goes to the console; input from it would be whatever QEMU's -serial gets.
     words.push("flint.stdin=/dev/null".into());
+    words.extend(machine.kernel_params("tcg"));
     words.extend(args.append.iter().cloned());
     let cmdline = words.join(" ");
     if cmdline.len() > kernel.cmdline_max() {

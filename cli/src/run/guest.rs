@@ -113,11 +113,6 @@ pub(super) fn modules_for(
     crate::modules::load_list(kernel, &needs_on(machine, root.fs, mode, true))
 }
 
-/// [`needs_on`] a machine with PCI (pc, q35).
-pub(crate) fn needs(fs: FsType, mode: RootMode, ports: bool) -> Vec<Need> {
-    needs_on(Machine::Pc, fs, mode, ports)
-}
-
 /// What the guest needs from the kernel on `machine` for a virtio-blk root of type `fs` in
 /// `mode`, and for `ports`, the virtio-serial ports `flint run` carries stdio on (a disk
 /// image's job uses the serial console instead).
