@@ -373,3 +373,14 @@ fn microvm_runs_from_a_virtio_mmio_root() {
     assert_eq!(text(&output.stderr), "err\n");
 }
 
+/// The minimal kernel has virtio-mmio built in; its bzImage (not the PVH entry) boots too.
+#[test]
+fn microvm_with_the_minimal_kernel_as_bzimage() {
+    let output = run_with_input(
+        flint().args(["run", "--machine", "microvm", "--kernel", "minimal", "--boot", "bzimage", "--", "cat"]),
+        b"data\n",
+    );
+    assert_status(&output, 0);
+    assert_eq!(text(&output.stdout), "data\n");
+    assert_eq!(text(&output.stderr), "");
+}
