@@ -8,8 +8,12 @@
 use super::write_input;
 use crate::initramfs::Initramfs;
 use crate::kernel::Kernel;
-use crate::modules::{load_list, Module, Need};
+use crate::modules::{load_list, Module};
+use crate::qemu::Machine;
 use crate::rootfs::DefaultRoot;
+use crate::rootfs::FsType;
+use crate::run::guest::needs_on;
+use crate::run::RootMode;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -25,39 +29,67 @@ const KERNEL_ARGS: &str = "console=ttyS0 quiet panic=-1";
 pub struct KernelInputs {
     pub kernel: Kernel,
     pub root_image: PathBuf,
-    /// flint's `-initrd` of modules; `None` when the kernel has its drivers built in.
-    pub flint_initrd: Option<PathBuf>,
-    pub flint_cmdline: String,
+    /// flint's inputs on `pc` and `q35`.
+    pub flint: FlintInputs,
     pub busybox_initrd: PathBuf,
     pub busybox_cmdline: String,
 }
 
-/// Writes the initrds of `kernel` into `dir`.
-pub fn prepare(kernel: Kernel, root: &DefaultRoot, dir: &Path) -> Result<KernelInputs> {
-    let modules = root_modules(&kernel)?;
-    let names: Vec<&str> = modules.iter().map(|module| module.name.as_str()).collect();
+/// What flint's embedded init gets on one machine.
+pub struct FlintInputs {
+    /// `-initrd` of modules; `None` when the kernel has its drivers built in.
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+}
 
-    let mut module_archive = Initramfs::new();
-    for module in &modules {
-        module_archive.file(&format!("/lib/modules/{}.ko", module.name), 0o644, module.data.clone());
-    }
-    let stem = kernel.label.replace('/', "_");
-    let flint_initrd = if modules.is_empty() {
+/// The init's timeline and status go to COM2, which gives flint's rows their phases
+/// (microvm has one serial port only: its rows have the total alone).
+pub const STATUS_ON_COM2: &str = "flint.status=/dev/ttyS1";
+
+/// flint's initrd and command line for `kernel` on `machine` under `accel`.
+pub fn flint_inputs(kernel: &Kernel, machine: Machine, accel: &str, dir: &Path) -> Result<FlintInputs> {
+    let modules = root_modules(kernel, machine)?;
+    let names: Vec<&str> = modules.iter().map(|module| module.name.as_str()).collect();
+    let initrd = if modules.is_empty() {
         None
     } else {
-        Some(write_input(dir, &format!("{stem}-modules.cpio"), &module_archive.to_bytes())?)
+        let name = format!("{}-{}-modules.cpio", kernel.label.replace('/', "_"), machine.name());
+        Some(write_input(dir, &name, &module_archive(&modules).to_bytes())?)
     };
-    let mut flint_cmdline = format!("{KERNEL_ARGS} flint.root=/dev/vda flint.rootfstype=ext4 flint.ro");
+    let mut cmdline = format!("{KERNEL_ARGS} flint.root=/dev/vda flint.rootfstype=ext4 flint.ro");
     if !names.is_empty() {
-        flint_cmdline.push_str(&format!(" flint.modules={}", names.join(",")));
+        cmdline.push_str(&format!(" flint.modules={}", names.join(",")));
     }
-    flint_cmdline.push_str(&format!(" flint.argv={}", flint_guest_init::argv::encode(&[WORKLOAD])));
-    // COM2: the init's timeline and status lines, which give flint's rows their phases.
-    flint_cmdline.push_str(" flint.status=/dev/ttyS1");
+    cmdline.push_str(&format!(" flint.argv={}", flint_guest_init::argv::encode(&[WORKLOAD])));
+    if machine != Machine::Microvm {
+        cmdline.push(' ');
+        cmdline.push_str(STATUS_ON_COM2);
+    }
+    for param in machine.kernel_params(accel) {
+        cmdline.push(' ');
+        cmdline.push_str(&param);
+    }
+    Ok(FlintInputs { initrd, cmdline })
+}
+
+fn module_archive(modules: &[Module]) -> Initramfs {
+    let mut archive = Initramfs::new();
+    for module in modules {
+        archive.file(&format!("/lib/modules/{}.ko", module.name), 0o644, module.data.clone());
+    }
+    archive
+}
+
+/// Writes the initrds of `kernel` into `dir`.
+pub fn prepare(kernel: Kernel, root: &DefaultRoot, accel: &str, dir: &Path) -> Result<KernelInputs> {
+    let flint = flint_inputs(&kernel, Machine::Pc, accel, dir)?;
+    let modules = root_modules(&kernel, Machine::Pc)?;
+    let names: Vec<&str> = modules.iter().map(|module| module.name.as_str()).collect();
+    let stem = kernel.label.replace('/', "_");
 
     // The busybox initramfs is the module archive plus busybox and its script.
     let busybox = root.tree.join("bin/busybox");
-    let mut busybox_archive = module_archive;
+    let mut busybox_archive = module_archive(&modules);
     busybox_archive
         .file_from("/bin/busybox", 0o755, &busybox)
         .with_context(|| format!("cannot read busybox from the root tree {}", root.tree.display()))?;
@@ -67,8 +99,7 @@ pub fn prepare(kernel: Kernel, root: &DefaultRoot, dir: &Path) -> Result<KernelI
     Ok(KernelInputs {
         kernel,
         root_image: root.image.clone(),
-        flint_initrd,
-        flint_cmdline,
+        flint,
         busybox_initrd,
         busybox_cmdline: KERNEL_ARGS.to_string(),
     })
@@ -90,15 +121,10 @@ fn busybox_init(modules: &[&str]) -> String {
     script
 }
 
-/// The modules needed for an ext4 root on virtio-blk that `kernel` builds as modules,
-/// dependencies first (no virtio_console: the bench uses no virtio-serial ports).
-fn root_modules(kernel: &Kernel) -> Result<Vec<Module>> {
-    let needs = [
-        Need { option: "CONFIG_VIRTIO_PCI", module: "virtio_pci", purpose: "virtio-pci devices" },
-        Need { option: "CONFIG_VIRTIO_BLK", module: "virtio_blk", purpose: "the root disk (virtio-blk)" },
-        Need { option: "CONFIG_EXT4_FS", module: "ext4", purpose: "the ext4 root" },
-    ];
-    load_list(kernel, &needs)
+/// The modules needed for a read-only ext4 root on virtio-blk on `machine` that `kernel` builds
+/// as modules, dependencies first (no virtio_console: the bench uses no virtio-serial ports).
+fn root_modules(kernel: &Kernel, machine: Machine) -> Result<Vec<Module>> {
+    load_list(kernel, &needs_on(machine, FsType::Ext4, RootMode::Ro, false))
 }
 
 #[cfg(test)]

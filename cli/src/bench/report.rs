@@ -103,14 +103,13 @@ impl ScenarioReport {
         let fastest_flint = flint.iter().map(|(_, ms)| *ms).min_by(f64::total_cmp);
         for row in &mut self.results {
             let Some(ms) = median(row) else { continue };
-            // flint's fastest way to boot this kernel: the kernel itself or its PVH form,
-            // labelled "<kernel> (PVH)".
+            // flint's fastest way to boot this kernel on `pc`, where the other firmwares run: the
+            // kernel itself or its PVH form, "<kernel> (PVH)". Other variants ("<kernel> (PVH,
+            // microvm)", ...) are compared with that too.
+            let base = row.kernel.split(" (").next().unwrap_or_default();
             let reference = flint
                 .iter()
-                .filter(|(kernel, _)| {
-                    *kernel == row.kernel
-                        || kernel.strip_prefix(row.kernel.as_str()).is_some_and(|rest| rest.starts_with(" ("))
-                })
+                .filter(|(kernel, _)| kernel == base || kernel.strip_prefix(base) == Some(" (PVH)"))
                 .map(|(_, ms)| *ms)
                 .min_by(f64::total_cmp)
                 .or(fastest_flint);
@@ -162,14 +161,15 @@ impl Report {
                 let _ = writeln!(out, "  skipped: {reason}");
                 continue;
             }
+            let width = scenario.results.iter().map(|row| row.kernel.len()).max().unwrap_or(0).max(6);
             let _ = writeln!(
                 out,
-                "  {:<8} {:<13} {:<10} {:>3} {:>9} {:>9} {:>9} {:>10} {:>7}",
+                "  {:<8} {:<width$} {:<10} {:>3} {:>9} {:>9} {:>9} {:>10} {:>7}",
                 "firmware", "kernel", "init", "n", "median", "min", "max", "over floor", "x flint"
             );
             for row in &scenario.results {
-                let _ =
-                    write!(out, "  {:<8} {:<13} {:<10} ", row.firmware, row.kernel, row.init.as_deref().unwrap_or("-"));
+                let init = row.init.as_deref().unwrap_or("-");
+                let _ = write!(out, "  {:<8} {:<width$} {:<10} ", row.firmware, row.kernel, init);
                 let Some(stats) = row.stats.filter(|_| row.status == Status::Ok) else {
                     let _ = writeln!(out, "{}", row.status.describe());
                     continue;

@@ -7,11 +7,13 @@ use super::guest::{self, KernelInputs};
 use super::report::Status;
 use super::{floor_rom, null_bzimage, null_pvh, write_input};
 use crate::env;
+use crate::image::ImageArgs;
 use crate::kernel::Kernel;
-use crate::qemu::{Drive, Outcome, Vm};
+use crate::qemu::{Drive, Machine, Outcome, Vm};
 use crate::rootfs;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -176,13 +178,17 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
     let root = rootfs::busybox_root()?;
     // flint also boots the kernel's vmlinux through its PVH entry, as `flint run` does by default.
     let pvh = if setup.firmwares.contains(&Firmware::Flint) { crate::vmlinux::pvh_image(&kernel)? } else { None };
-    let inputs = guest::prepare(kernel, &root, setup.inputs)?;
+    let inputs = guest::prepare(kernel, &root, setup.accel, setup.inputs)?;
     let mut cases = Vec::new();
     for &firmware in setup.firmwares {
         let flint = firmware == Firmware::Flint;
         let plan = match available(firmware, setup.flint) {
             Err(missing) => Plan::NotRun(missing),
-            Ok(image) if flint => flint_plan(&image, &inputs, &inputs.kernel.image, setup.inputs, setup.accel)?,
+            Ok(image) if flint => {
+                let boot =
+                    FlintBoot { kernel: Some(&inputs.kernel.image), inputs: &inputs.flint, machine: Machine::Pc };
+                flint_plan(&image, &boot, &inputs, setup)?
+            }
             Ok(image) => {
                 let mut vm = kernel_vm(&image, &inputs, setup.accel);
                 vm.initrd = Some(inputs.busybox_initrd.clone());
@@ -199,42 +205,75 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
         let init = Some(if flint { "flint-init" } else { "busybox" });
         cases.push(Case { firmware: firmware.name(), kernel: inputs.kernel.label.clone(), init, plan });
         if let (true, Some(vmlinux), Ok(image)) = (flint, &pvh, available(firmware, setup.flint)) {
-            let plan = flint_plan(&image, &inputs, vmlinux, setup.inputs, setup.accel)?;
-            cases.push(Case {
-                firmware: firmware.name(),
-                kernel: format!("{} (PVH)", inputs.kernel.label),
-                init,
-                plan,
-            });
+            for (machine, label) in
+                [(Machine::Pc, "PVH"), (Machine::Q35, "PVH, q35"), (Machine::Microvm, "PVH, microvm")]
+            {
+                let machine_inputs = match machine {
+                    Machine::Microvm => guest::flint_inputs(&inputs.kernel, machine, setup.accel, setup.inputs)?,
+                    _ => guest::flint_inputs(&inputs.kernel, Machine::Pc, setup.accel, setup.inputs)?,
+                };
+                let boot = FlintBoot { kernel: Some(vmlinux), inputs: &machine_inputs, machine };
+                let plan = flint_plan(&image, &boot, &inputs, setup)?;
+                let kernel = format!("{} ({label})", inputs.kernel.label);
+                cases.push(Case { firmware: firmware.name(), kernel, init, plan });
+            }
+            let plan = disk_plan(&image, &inputs, setup)?;
+            let kernel = format!("{} (disk image, PVH)", inputs.kernel.label);
+            cases.push(Case { firmware: firmware.name(), kernel, init, plan });
         }
     }
     Ok(cases)
 }
 
-/// flint's case: its embedded init runs the workload; `kernel` is the bzImage or the vmlinux.
-fn flint_plan(image: &Path, inputs: &KernelInputs, kernel: &Path, dir: &Path, accel: &str) -> Result<Plan> {
+/// How flint boots in one case: `kernel` through fw_cfg, or (`None`) from the disk image.
+struct FlintBoot<'a> {
+    kernel: Option<&'a Path>,
+    inputs: &'a guest::FlintInputs,
+    machine: Machine,
+}
+
+/// flint's case: its embedded init runs the workload.
+fn flint_plan(image: &Path, boot: &FlintBoot, inputs: &KernelInputs, setup: &Setup) -> Result<Plan> {
     let bytes = std::fs::read(image).with_context(|| format!("cannot read {}", image.display()))?;
     if !embeds_init(&bytes) {
         let reason = format!("{} has no embedded guest init: build it with `flint build`", image.display());
         return Ok(Plan::NotRun(Status::Failed { reason }));
     }
-    let mut vm = kernel_vm(image, inputs, accel);
-    vm.kernel = Some(kernel.to_path_buf());
-    if let Some(initrd) = &inputs.flint_initrd {
+    let mut vm = kernel_vm(image, inputs, setup.accel);
+    vm.machine = boot.machine;
+    vm.kernel = boot.kernel.map(Path::to_path_buf);
+    if let Some(initrd) = &boot.inputs.initrd {
         vm.initrd = Some(initrd.clone());
         vm.fw_cfg_strings.push(("opt/flint/add-init".into(), "1".into()));
     }
-    vm.append = Some(inputs.flint_cmdline.clone());
-    let name = kernel.file_name().map_or_else(|| "kernel".into(), |name| name.to_string_lossy().into_owned());
-    let status_file = dir.join(format!("flint-{name}.status"));
-    vm.extra_args.extend(["-serial".into(), format!("file:{}", status_file.display())]);
-    Ok(Plan::Run(Box::new(Run {
+    vm.append = Some(boot.inputs.cmdline.clone());
+    Ok(flint_run(vm, setup.inputs, boot.machine != Machine::Microvm))
+}
+
+/// flint booting a disk image made by `flint image` (no `-kernel`), root on the same disk.
+fn disk_plan(image: &Path, inputs: &KernelInputs, setup: &Setup) -> Result<Plan> {
+    let disk = setup.inputs.join(format!("{}-disk.img", inputs.kernel.label.replace('/', "_")));
+    let job = ImageArgs::for_bench(&disk, &inputs.kernel.label, &inputs.root_image, guest::STATUS_ON_COM2, "/bin/true");
+    crate::image::image(&job)?;
+    let mut vm = vm(image, setup.accel);
+    vm.drives.push(Drive { path: disk, read_only: true });
+    Ok(flint_run(vm, setup.inputs, true))
+}
+
+/// A flint case; with `status`, its init writes its timeline to COM2, a file of the case's own.
+fn flint_run(mut vm: Vm, dir: &Path, status: bool) -> Plan {
+    static CASES: AtomicUsize = AtomicUsize::new(0);
+    let status_file = status.then(|| dir.join(format!("flint-{}.status", CASES.fetch_add(1, Ordering::Relaxed))));
+    if let Some(file) = &status_file {
+        vm.extra_args.extend(["-serial".into(), format!("file:{}", file.display())]);
+    }
+    Plan::Run(Box::new(Run {
         vm,
         deadline: KERNEL_DEADLINE,
-        status_file: Some(status_file),
+        status_file,
         expect: Expect::FlintInit,
         unsupported_when: None,
-    })))
+    }))
 }
 
 /// Whether a firmware image carries the guest init: the newc entry named `init` that

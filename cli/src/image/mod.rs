@@ -9,8 +9,8 @@ mod disk;
 
 use crate::env;
 use crate::kernel::Kernel;
-use crate::rootfs::{self, FsType};
 use crate::qemu::Machine;
+use crate::rootfs::{self, FsType};
 use crate::run::guest::{check_cwd, check_in_root, environment, init_words, needs_on, Job};
 use crate::run::{parse_timeout, parse_user, RootMode};
 use anyhow::{bail, Context, Result};
@@ -99,6 +99,31 @@ pub struct ImageArgs {
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     command: Vec<OsString>,
+}
+
+impl ImageArgs {
+    /// The job `flint bench` boots from a disk: `command` from the read-only ext4 `root_image`,
+    /// with `append`, in the default format for `pc`.
+    pub fn for_bench(output: &Path, kernel: &str, root_image: &Path, append: &str, command: &str) -> Self {
+        ImageArgs {
+            output: output.into(),
+            kernel: Some(kernel.into()),
+            format: Format::Auto,
+            machine: ImageMachine::Pc,
+            uki_stub: boot::UKI_STUB.into(),
+            root: None,
+            root_image: Some(root_image.into()),
+            ro: true,
+            overlay: false,
+            rw: false,
+            append: Some(append.into()),
+            env: Vec::new(),
+            cwd: None,
+            user: None,
+            timeout: None,
+            command: vec![command.into()],
+        }
+    }
 }
 
 /// The root partition's content.
