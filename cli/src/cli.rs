@@ -3,7 +3,7 @@
 use crate::env::{self, EXIT_FAILURE};
 use crate::qemu::Machine;
 use crate::rootfs::FsType;
-use crate::run::{self, Accel, Boot, RootMode, RunArgs};
+use crate::run::{self, Accel, Boot, RootArgs, RunArgs};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -81,21 +81,8 @@ struct RunCli {
     /// Kernel: a cached name (debian-cloud, minimal) or a path to a bzImage or kernel directory.
     #[arg(long, value_name = "NAME|PATH")]
     kernel: Option<String>,
-    /// Root filesystem from a directory (turned into an ext4 image, cached by content).
-    #[arg(long, value_name = "DIR", conflicts_with = "root_image")]
-    root: Option<PathBuf>,
-    /// Root filesystem image (ext4 or erofs).
-    #[arg(long, value_name = "IMAGE")]
-    root_image: Option<PathBuf>,
-    /// Read-only root.
-    #[arg(long, conflicts_with_all = ["overlay", "rw"])]
-    ro: bool,
-    /// Writable root whose writes are thrown away (tmpfs over the image) [default].
-    #[arg(long, conflicts_with = "rw")]
-    overlay: bool,
-    /// Writable root: writes go to the image (a private copy for flint's cached images).
-    #[arg(long)]
-    rw: bool,
+    #[command(flatten)]
+    root: RootArgs,
     #[arg(long, value_enum, default_value_t = MachineName::Pc)]
     machine: MachineName,
     /// Guest memory, in QEMU's syntax (512M, 2G).
@@ -238,18 +225,12 @@ fn execute(command: Command) -> Result<u8> {
         }
         Command::Run(args) => {
             let args = *args;
-            let mode = if args.ro {
-                RootMode::Ro
-            } else if args.rw {
-                RootMode::Rw
-            } else {
-                RootMode::Overlay
-            };
+            let mode = args.root.mode();
             run::run(&RunArgs {
                 firmware: args.firmware,
                 kernel: args.kernel,
-                root: args.root,
-                root_image: args.root_image,
+                root: args.root.root,
+                root_image: args.root.root_image,
                 machine: match args.machine {
                     MachineName::Pc => Machine::Pc,
                     MachineName::Q35 => Machine::Q35,
@@ -288,7 +269,7 @@ mod tests {
     fn run_takes_the_command_after_its_options() {
         let cli = Cli::try_parse_from(["flint", "run", "--ro", "-e", "A=1", "--", "sh", "-c", "exit 3"]).unwrap();
         let Command::Run(run) = cli.command else { panic!() };
-        assert!(run.ro);
+        assert!(run.root.ro);
         assert_eq!(run.command, ["sh", "-c", "exit 3"]);
         let cli = Cli::try_parse_from(["flint", "run", "ls", "-l", "--ro"]).unwrap();
         let Command::Run(run) = cli.command else { panic!() };

@@ -12,7 +12,7 @@ use crate::kernel::Kernel;
 use crate::qemu::Machine;
 use crate::rootfs::{self, FsType};
 use crate::run::guest::{check_cwd, check_in_root, environment, init_words, needs_on, Job};
-use crate::run::{parse_timeout, parse_user, RootMode};
+use crate::run::{parse_timeout, parse_user, RootArgs, RootMode};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -66,21 +66,9 @@ pub struct ImageArgs {
     /// systemd's EFI stub, for --format uki.
     #[arg(long, value_name = "PATH", default_value = boot::UKI_STUB)]
     uki_stub: PathBuf,
-    /// Root filesystem from a directory (an ext4 image, cached by content).
-    #[arg(long, value_name = "DIR", conflicts_with = "root_image")]
-    root: Option<PathBuf>,
-    /// Root filesystem image (ext4 or erofs), copied into the root partition.
-    #[arg(long, value_name = "IMAGE")]
-    root_image: Option<PathBuf>,
-    /// Read-only root.
-    #[arg(long, conflicts_with_all = ["overlay", "rw"])]
-    ro: bool,
-    /// Writable root whose writes are thrown away (tmpfs over the partition) [default].
-    #[arg(long, conflicts_with = "rw")]
-    overlay: bool,
-    /// Writable root: writes go to the root partition of the image.
-    #[arg(long)]
-    rw: bool,
+    /// The root partition's content (copied in) and how the job mounts it.
+    #[command(flatten)]
+    root: RootArgs,
     /// More kernel parameters, appended to the command line.
     #[arg(long, value_name = "ARGS")]
     append: Option<String>,
@@ -111,11 +99,7 @@ impl ImageArgs {
             format: Format::Auto,
             machine: ImageMachine::Pc,
             uki_stub: boot::UKI_STUB.into(),
-            root: None,
-            root_image: Some(root_image.into()),
-            ro: true,
-            overlay: false,
-            rw: false,
+            root: RootArgs { root: None, root_image: Some(root_image.into()), ro: true, overlay: false, rw: false },
             append: Some(append.into()),
             env: Vec::new(),
             cwd: None,
@@ -136,11 +120,7 @@ struct Root {
 
 /// Builds the image at `args.output` and returns its path.
 pub fn image(args: &ImageArgs) -> Result<PathBuf> {
-    let mode = match (args.ro, args.rw) {
-        (true, _) => RootMode::Ro,
-        (_, true) => RootMode::Rw,
-        _ => RootMode::Overlay,
-    };
+    let mode = args.root.mode();
     let cwd = args.cwd.as_deref().unwrap_or("/");
     check_cwd(cwd)?;
     let environment = environment(&args.env)?;
@@ -198,7 +178,7 @@ fn pvh_vmlinux(kernel: &Kernel) -> Result<PathBuf> {
 
 /// `--root`, `--root-image`, or the default busybox root, as `flint run` has them.
 fn root(args: &ImageArgs, mode: RootMode) -> Result<Root> {
-    let root = match (&args.root, &args.root_image) {
+    let root = match (&args.root.root, &args.root.root_image) {
         (Some(dir), _) => Root { image: rootfs::cached_ext4(dir)?, fs: FsType::Ext4, tree: Some(dir.clone()) },
         (None, Some(image)) => Root { image: image.clone(), fs: FsType::detect(image)?, tree: None },
         (None, None) => {

@@ -53,6 +53,37 @@ pub enum RootMode {
     Rw,
 }
 
+/// The root filesystem options `flint run` and `flint image` share.
+#[derive(Debug, clap::Args)]
+pub struct RootArgs {
+    /// Root filesystem from a directory (turned into an ext4 image, cached by content).
+    #[arg(long, value_name = "DIR", conflicts_with = "root_image")]
+    pub root: Option<PathBuf>,
+    /// Root filesystem image (ext4 or erofs).
+    #[arg(long, value_name = "IMAGE")]
+    pub root_image: Option<PathBuf>,
+    /// Read-only root.
+    #[arg(long, conflicts_with_all = ["overlay", "rw"])]
+    pub ro: bool,
+    /// Writable root whose writes are thrown away (a tmpfs over the root) [default].
+    #[arg(long, conflicts_with = "rw")]
+    pub overlay: bool,
+    /// Writable root: writes go to the root filesystem (for `flint run`, a private copy of
+    /// flint's cached images).
+    #[arg(long)]
+    pub rw: bool,
+}
+
+impl RootArgs {
+    pub fn mode(&self) -> RootMode {
+        match (self.ro, self.rw) {
+            (true, _) => RootMode::Ro,
+            (_, true) => RootMode::Rw,
+            _ => RootMode::Overlay,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Accel {
     Tcg,
