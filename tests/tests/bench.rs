@@ -67,7 +67,7 @@ fn reduced_bench_reports_every_case() {
             .any(|row| row["firmware"] == firmware && row["kernel"] == kernel && row["status"] == "ok")
     };
     assert!(ok(0, "floor", "none") && ok(0, "flint", "bzImage") && ok(1, "flint", "debian-cloud"), "{json:#}");
-    for variant in ["PVH", "PVH, q35", "PVH, microvm", "disk image, PVH"] {
+    for variant in ["PVH", "PVH, q35", "PVH, microvm", "disk image, PVH", "disk image, UKI"] {
         assert!(ok(1, "flint", &format!("debian-cloud ({variant})")), "flint's {variant} row: {json:#}");
     }
 

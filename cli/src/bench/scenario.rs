@@ -7,7 +7,7 @@ use super::guest::{self, KernelInputs};
 use super::report::Status;
 use super::{floor_rom, null_bzimage, null_pvh, write_input};
 use crate::env;
-use crate::image::ImageArgs;
+use crate::image::{Format, ImageArgs};
 use crate::kernel::Kernel;
 use crate::qemu::{Drive, Machine, Outcome, Vm};
 use crate::rootfs;
@@ -217,9 +217,11 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
                 let kernel = format!("{} ({label})", inputs.kernel.label);
                 cases.push(Case { firmware: firmware.name(), kernel, init, plan });
             }
-            let plan = disk_plan(&image, &inputs, setup)?;
-            let kernel = format!("{} (disk image, PVH)", inputs.kernel.label);
-            cases.push(Case { firmware: firmware.name(), kernel, init, plan });
+            for (format, label) in [(Format::Pvh, "PVH"), (Format::Uki, "UKI")] {
+                let plan = disk_plan(&image, &inputs, format, setup)?;
+                let kernel = format!("{} (disk image, {label})", inputs.kernel.label);
+                cases.push(Case { firmware: firmware.name(), kernel, init, plan });
+            }
         }
     }
     Ok(cases)
@@ -251,9 +253,11 @@ fn flint_plan(image: &Path, boot: &FlintBoot, inputs: &KernelInputs, setup: &Set
 }
 
 /// flint booting a disk image made by `flint image` (no `-kernel`), root on the same disk.
-fn disk_plan(image: &Path, inputs: &KernelInputs, setup: &Setup) -> Result<Plan> {
-    let disk = setup.inputs.join(format!("{}-disk.img", inputs.kernel.label.replace('/', "_")));
-    let job = ImageArgs::for_bench(&disk, &inputs.kernel.label, &inputs.root_image, guest::STATUS_ON_COM2, "/bin/true");
+fn disk_plan(image: &Path, inputs: &KernelInputs, format: Format, setup: &Setup) -> Result<Plan> {
+    let name = format!("{}-{format:?}.img", inputs.kernel.label.replace('/', "_")).to_lowercase();
+    let disk = setup.inputs.join(name);
+    let (kernel, root) = (&inputs.kernel.label, &inputs.root_image);
+    let job = ImageArgs::for_bench(&disk, kernel, format, root, guest::STATUS_ON_COM2, "/bin/true");
     crate::image::image(&job)?;
     let mut vm = vm(image, setup.accel);
     vm.drives.push(Drive { path: disk, read_only: true });

@@ -91,12 +91,19 @@ pub struct ImageArgs {
 
 impl ImageArgs {
     /// The job `flint bench` boots from a disk: `command` from the read-only ext4 `root_image`,
-    /// with `append`, in the default format for `pc`.
-    pub fn for_bench(output: &Path, kernel: &str, root_image: &Path, append: &str, command: &str) -> Self {
+    /// with `append`, in `format` for `pc`.
+    pub fn for_bench(
+        output: &Path,
+        kernel: &str,
+        format: Format,
+        root_image: &Path,
+        append: &str,
+        command: &str,
+    ) -> Self {
         ImageArgs {
             output: output.into(),
             kernel: Some(kernel.into()),
-            format: Format::Auto,
+            format,
             machine: ImageMachine::Pc,
             uki_stub: boot::UKI_STUB.into(),
             root: RootArgs { root: None, root_image: Some(root_image.into()), ro: true, overlay: false, rw: false },
