@@ -52,6 +52,14 @@ struct KernelArgs {
     /// Download or build it again even if it is cached.
     #[arg(long)]
     force: bool,
+    /// Print the path of the kernel's PVH-bootable vmlinux instead of its directory: the
+    /// bzImage's payload decompressed (gzip, xz, zstd, lz4) and checked for a PVH entry note,
+    /// once (cached by content).
+    #[arg(long)]
+    pvh: bool,
+    /// With --pvh: the bzImage (or kernel directory) to turn into a vmlinux, instead of NAME.
+    #[arg(long, value_name = "PATH", requires = "pvh")]
+    from: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -163,8 +171,14 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> u8 {
                 return 0;
             }
             // One line: clap's first (the problem) and where to look (the fix).
-            let problem = text.lines().next().unwrap_or_default();
-            let problem = problem.strip_prefix("error: ").unwrap_or(problem);
+            let mut lines = text.lines();
+            let first = lines.next().unwrap_or_default();
+            let mut problem = first.strip_prefix("error: ").unwrap_or(first).to_string();
+            // "...were not provided:" lists the arguments on the indented lines that follow.
+            if problem.ends_with(':') {
+                let listed: Vec<&str> = lines.take_while(|line| line.starts_with("  ")).map(str::trim).collect();
+                problem = format!("{} {}", problem.trim_end_matches(':'), listed.join(", "));
+            }
             let command = text
                 .lines()
                 .find_map(|line| line.strip_prefix("Usage: "))
@@ -207,7 +221,24 @@ fn execute(command: Command) -> Result<u8> {
                 KernelName::DebianCloud => "debian-cloud",
                 KernelName::Minimal => "minimal",
             };
-            println!("{}", crate::kernel::fetch(name, args.force)?.display());
+            let kernel = match &args.from {
+                Some(path) => crate::kernel::Kernel::resolve(Some(&path.to_string_lossy()))?,
+                None => {
+                    let dir = crate::kernel::fetch(name, args.force)?;
+                    if !args.pvh {
+                        println!("{}", dir.display());
+                        return Ok(0);
+                    }
+                    crate::kernel::Kernel::resolve(Some(name))?
+                }
+            };
+            let Some(vmlinux) = crate::vmlinux::pvh_image(&kernel)? else {
+                anyhow::bail!(
+                    "kernel {} has no PVH entry note (built without CONFIG_PVH): boot its bzImage instead",
+                    kernel.label
+                );
+            };
+            println!("{}", vmlinux.display());
             Ok(0)
         }
         Command::Bench(options) => {

@@ -251,6 +251,23 @@ fn a_truncated_kernel_is_named_for_pvh() {
     );
 }
 
+/// `flint kernel --pvh` turns any bzImage into a PVH-bootable vmlinux, or says why it cannot.
+#[test]
+fn kernel_pvh_extracts_a_vmlinux_or_names_the_problem() {
+    let cached = flint::env::cache_dir().unwrap().join("kernels/debian-cloud/vmlinuz");
+    let output = run(&["kernel", "--pvh", "--from", cached.to_str().unwrap()]);
+    assert_status(&output, 0);
+    let vmlinux = std::fs::read(text(&output.stdout).trim()).expect("the printed path exists");
+    assert!(loader::pvh::entry_point(&vmlinux).is_ok(), "not a vmlinux with a PVH note");
+
+    let image = std::fs::read(&cached).expect("Debian's kernel in the cache: run scripts/test.sh");
+    let dir = scratch("kernel-pvh");
+    let truncated = dir.join("vmlinuz");
+    std::fs::write(&truncated, &image[..image.len() / 2]).unwrap();
+    assert_fails(&run(&["kernel", "--pvh", "--from", truncated.to_str().unwrap()]), 125, "truncated");
+    assert_fails(&run(&["kernel", "--from", truncated.to_str().unwrap()]), 125, "--pvh");
+}
+
 #[test]
 fn a_missing_or_unusable_root_is_named() {
     assert_fails(&run(&["run", "--root-image", "/nonexistent.img", "--", "true"]), 125, "root image /nonexistent.img");
