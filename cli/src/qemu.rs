@@ -31,10 +31,15 @@ impl Machine {
     /// HPET and no ACPI PM timer, so under TCG Linux can calibrate the TSC against the PIT
     /// only, which fails now and then on a busy host (the TCG vCPU's timing is the host
     /// scheduler's); Linux then marks the TSC unstable and the boot hangs. A TCG guest's TSC
-    /// runs at the host's rate, so the host's rate is passed instead. (KVM has kvmclock.)
+    /// runs at the host's rate, so the host's rate is passed instead. For the same reason
+    /// the TSC, microvm's only clocksource, is declared reliable: with two vCPUs on a busy
+    /// host, the kernel's TSC synchronisation check can fail too, and a busy host then saw
+    /// a vCPU stall for a minute. (KVM has kvmclock.)
     pub fn kernel_params(self, accel: &str) -> Vec<String> {
         match self {
-            Machine::Microvm if accel == "tcg" => vec![format!("tsc_early_khz={}", host_tsc_khz())],
+            Machine::Microvm if accel == "tcg" => {
+                vec![format!("tsc_early_khz={}", host_tsc_khz()), "tsc=reliable".into()]
+            }
             _ => Vec::new(),
         }
     }
@@ -382,7 +387,7 @@ mod tests {
     fn host_tsc_rate_is_measured_consistently() {
         let khz = host_tsc_khz();
         assert!((100_000..20_000_000).contains(&khz), "{khz} kHz");
-        assert_eq!(Machine::Microvm.kernel_params("tcg"), [format!("tsc_early_khz={khz}")]);
+        assert_eq!(Machine::Microvm.kernel_params("tcg"), [format!("tsc_early_khz={khz}"), "tsc=reliable".into()]);
         assert!(Machine::Microvm.kernel_params("kvm").is_empty());
         assert!(Machine::Pc.kernel_params("tcg").is_empty());
     }
