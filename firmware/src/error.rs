@@ -89,7 +89,7 @@ impl fmt::Display for BootError {
                 f.write_str("fw_cfg has no etc/e820 memory map: use a QEMU of version 5.0 or later")
             }
             BootError::NoKernel => f.write_str(
-                "no kernel to boot: pass one with -kernel, or attach a flint disk image with -drive file=IMAGE,if=virtio,format=raw",
+                "no kernel: pass -kernel, or a flint disk image with -drive file=IMAGE,if=virtio",
             ),
             BootError::Kernel(e) => e.fmt(f),
             BootError::Plan(e) => e.fmt(f),
@@ -103,7 +103,9 @@ impl fmt::Display for BootError {
                 "no flint boot partition on any virtio-blk disk: make the image with `flint image` (docs/disk-image.md)",
             ),
             BootError::Image(e) => e.fmt(f),
-            BootError::Disk(e) => e.fmt(f),
+            BootError::Disk(_) => {
+                f.write_str("the virtio-blk device failed a request: check the -drive image and its format")
+            }
             BootError::Virtio => {
                 f.write_str("the virtio-blk device did not start: use a virtio 1.0 device (not disable-modern=on)")
             }

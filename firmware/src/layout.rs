@@ -22,6 +22,9 @@ pub const PVH_START_INFO: u64 = 0x50000;
 pub const ACPI_ARENA_MAX: u64 = 0x100000;
 /// Memory for virtio queues when booting from a disk, used only before the hand-off.
 pub const DMA_POOL: u64 = 0x60000;
-pub const DMA_POOL_SIZE: usize = 0x30000;
+pub const DMA_POOL_SIZE: usize = 0x20000;
+/// The disk's block cache (`disk.rs`), also only before the hand-off.
+pub const DISK_CACHE: u64 = 0x80000;
+pub const DISK_CACHE_SIZE: usize = 0x10000;
 /// Kernels loaded from a disk must stay above low memory, where everything above lives.
 pub const LOW_MEMORY_END: u64 = 0x100000;

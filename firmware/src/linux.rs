@@ -101,11 +101,7 @@ pub fn load_bzimage(
 ) -> Result<(LoadPlan, &'static [u8]), BootError> {
     let initrd_size = initrd.size();
     let load = plan(kernel, &platform.map, kernel_size, initrd_size, cmdline_len, &[]).map_err(BootError::Plan)?;
-    log!(
-        "kernel {kernel_size} bytes at {:#x}, initrd {initrd_size} bytes at {:#x}",
-        load.kernel_addr,
-        load.initrd_addr
-    );
+    log!("kernel at {:#x}, initrd at {:#x}", load.kernel_addr, load.initrd_addr);
     // SAFETY: the plan placed the kernel in RAM that nothing else uses.
     let kernel_dest = unsafe { phys_mut(load.kernel_addr, kernel_size as usize) };
     source.read_kernel(kernel_dest)?;

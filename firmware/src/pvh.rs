@@ -43,7 +43,7 @@ pub fn hand_off(
         unsafe { initrd.load(source, addr) }?;
     }
     let (initrd_addr, initrd_size) = initrd_range.unwrap_or_default();
-    log!("PVH entry {entry:#x}, command line {cmdline_len} bytes, initrd {initrd_size} bytes at {initrd_addr:#x}");
+    log!("PVH entry {entry:#x}, initrd {initrd_size} bytes at {initrd_addr:#x}");
 
     // SAFETY: the start_info area of layout.rs.
     let block = unsafe { phys_mut(layout::PVH_START_INFO, START_INFO_BLOCK) };

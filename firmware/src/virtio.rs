@@ -4,7 +4,8 @@
 
 use crate::layout;
 use crate::memory::phys_mut;
-use crate::pci::{Bdf, ConfigSpace, Function};
+use crate::pci::{reg, BarKind, Bdf, ConfigSpace, Function};
+use core::cell::Cell;
 use core::ptr::{read_volatile, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
@@ -54,24 +55,62 @@ unsafe impl Hal for FirmwareHal {
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
 }
 
-/// `virtio-drivers`' view of configuration space, over the firmware's.
-pub struct ConfigAccess<C>(pub C);
+/// `virtio-drivers`' view of configuration space, over the firmware's, for one function
+/// whose BARs `pci::setup` has sized and placed. To map each capability the driver sizes its
+/// BAR again: decoding off, all-ones written and read back, then everything restored. QEMU
+/// rebuilds its memory map at each such change (about a millisecond apiece under TCG, a
+/// dozen of them per device), so writes to the function's command register and BARs are
+/// kept here instead, and a BAR being sized reads back the size already known.
+pub struct ConfigAccess<C> {
+    config: C,
+    function: Function,
+    /// Bit `i`: BAR register `i` holds all-ones, as far as the driver knows.
+    sizing: Cell<u8>,
+}
 
 fn bdf(function: DeviceFunction) -> Bdf {
     Bdf::new(function.bus, function.device, function.function)
 }
 
+impl<C> ConfigAccess<C> {
+    /// The BAR register index `offset` names, for this function only.
+    fn bar_register(&self, function: DeviceFunction, offset: u8) -> Option<usize> {
+        let index = usize::from(offset.checked_sub(reg::BAR0)? / 4);
+        (bdf(function) == self.function.bdf && index < self.function.bars.len()).then_some(index)
+    }
+
+    /// What BAR register `index` reads after all-ones were written: the size's mask (the
+    /// driver ignores the flag bits). The upper half of a 64-bit BAR reads all-ones, as every
+    /// BAR `pci::setup` places is below 4 GiB.
+    fn size_mask(&self, index: usize) -> u32 {
+        let bars = &self.function.bars;
+        match bars[index] {
+            Some(bar) => !(bar.size - 1) as u32,
+            None if index > 0 && bars[index - 1].is_some_and(|low| low.kind == BarKind::Mem64) => u32::MAX,
+            None => 0,
+        }
+    }
+}
+
 impl<C: ConfigSpace + Clone> ConfigurationAccess for ConfigAccess<C> {
     fn read_word(&self, function: DeviceFunction, offset: u8) -> u32 {
-        self.0.clone().read32(bdf(function), offset)
+        match self.bar_register(function, offset) {
+            Some(index) if self.sizing.get() & 1 << index != 0 => self.size_mask(index),
+            _ => self.config.clone().read32(bdf(function), offset),
+        }
     }
 
     fn write_word(&mut self, function: DeviceFunction, offset: u8, value: u32) {
-        self.0.write32(bdf(function), offset, value)
+        if let Some(index) = self.bar_register(function, offset) {
+            let bit = 1 << index;
+            self.sizing.set(if value == u32::MAX { self.sizing.get() | bit } else { self.sizing.get() & !bit });
+        } else if !(offset == reg::COMMAND && bdf(function) == self.function.bdf) {
+            self.config.write32(bdf(function), offset, value)
+        }
     }
 
     unsafe fn unsafe_clone(&self) -> Self {
-        ConfigAccess(self.0.clone())
+        ConfigAccess { config: self.config.clone(), function: self.function, sizing: self.sizing.clone() }
     }
 }
 
@@ -110,7 +149,7 @@ pub fn is_block_device(function: &Function) -> bool {
 
 /// The virtio transport of a PCI function whose BARs `pci::setup` has placed and enabled.
 pub fn pci_transport<C: ConfigSpace + Clone>(config: C, function: &Function) -> Result<PciTransport, VirtioPciError> {
-    let mut root = PciRoot::new(ConfigAccess(config));
+    let mut root = PciRoot::new(ConfigAccess { config, function: *function, sizing: Cell::new(0) });
     let Bdf { bus, device, function } = function.bdf;
     PciTransport::new::<FirmwareHal, _>(&mut root, DeviceFunction { bus, device, function })
 }
