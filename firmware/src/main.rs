@@ -58,6 +58,12 @@ const PCI_IO: (u64, u64) = (0xC000, 0x10000);
 fn boot() -> Result<Handoff, BootError> {
     let mut pci_config = PortConfigSpace;
     let chipset = chipset::detect(&mut pci_config);
+    // No host bridge at all: microvm, whose disks are on virtio-mmio and whose power-off is
+    // its GED device.
+    let microvm = matches!(chipset, Chipset::Unknown { vendor: 0xffff, .. });
+    if microvm {
+        exit::set_microvm();
+    }
     // First, so that even early errors can power off through ACPI S5.
     chipset::enable_power_management(&mut pci_config, chipset);
 
@@ -101,9 +107,7 @@ fn boot() -> Result<Handoff, BootError> {
     let handoff = if linux::has_kernel(&mut fw_cfg) {
         linux::prepare(&mut fw_cfg, &platform)?
     } else {
-        // No host bridge: microvm, whose disks are on virtio-mmio.
-        let probe_mmio = matches!(chipset, Chipset::Unknown { .. });
-        disk_boot::prepare(&mut fw_cfg, &pci_config, &devices, probe_mmio, &platform)?
+        disk_boot::prepare(&mut fw_cfg, &pci_config, &devices, microvm, &platform)?
     };
     log!("entering the kernel");
     Ok(handoff)

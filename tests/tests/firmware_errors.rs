@@ -1,7 +1,7 @@
 //! Bad input to the firmware: one line on COM1 naming the problem and the fix, then a
 //! distinct status through isa-debug-exit (QEMU exits with 2 * status + 1). Never a hang.
 
-use flint::qemu::Vm;
+use flint::qemu::{Machine, Vm};
 use flint_tests::*;
 use std::io::Write;
 
@@ -88,4 +88,18 @@ fn too_little_ram() {
     let mut vm = vm("8M");
     vm.kernel = Some(debian_kernel().image());
     expect_error(&vm, 23, "RAM");
+}
+
+/// Without isa-debug-exit the error still ends the VM, through ACPI S5 (QEMU exits 0): the PM
+/// block on `pc` and `q35`, the GED device's sleep register on microvm.
+#[test]
+fn without_isa_debug_exit_errors_power_off_through_acpi() {
+    for machine in [Machine::Pc, Machine::Q35, Machine::Microvm] {
+        let mut vm = vm("128M");
+        vm.machine = machine;
+        vm.debug_exit = false;
+        let (code, console) = run(&vm);
+        assert_eq!(code, 0, "{machine:?}: console:\n{console}");
+        assert!(console.contains("flint: error: no kernel"), "{machine:?}: console:\n{console}");
+    }
 }
