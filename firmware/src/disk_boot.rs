@@ -1,6 +1,6 @@
 //! Booting without `-kernel`: the first virtio-blk disk (PCI functions first, then microvm's
-//! virtio-mmio transports) whose GPT has a flint boot partition
-//! (docs/disk-image.md) supplies the kernel, initrd and command line. `loader` reads the GPT
+//! virtio-mmio transports) whose GPT has a flint boot partition (docs/disk-image.md) supplies
+//! the kernel, initrd and command line. `loader` reads the GPT
 //! and the UKI or vmlinux headers and says where each piece lies; this module reads the
 //! pieces straight to where the hand-off wants them, then resets the device for Linux.
 
@@ -51,7 +51,7 @@ fn find_boot_partition<D: ReadAt<Error = DiskError>>(disk: &mut D, len: u64) -> 
     gpt.find(disk, &FLINT_BOOT).map_err(gpt_error)?.ok_or(BootError::NoBootPartition)
 }
 
-/// Reads `extent` of the partition into `dest`.
+/// The boot partition as the hand-offs' `Source`: where the kernel and initrd lie in it.
 struct Pieces<'a, D> {
     partition: Window<'a, D>,
     kernel: Extent,
@@ -59,6 +59,7 @@ struct Pieces<'a, D> {
 }
 
 impl<D: ReadAt<Error = DiskError>> Pieces<'_, D> {
+    /// Reads `extent` of the partition into `dest`.
     fn read(&mut self, extent: Extent, dest: &mut [u8]) -> Result<(), BootError> {
         self.partition.read_at(extent.offset, dest).map_err(window_error)
     }
