@@ -4,6 +4,7 @@
 //! The guest init has no modprobe: it loads `flint.modules=` in the order given from
 //! `/lib/modules/<name>.ko`, so the host works the order out here.
 
+use crate::initramfs::Initramfs;
 use crate::kernel::{Kernel, Provided};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -203,6 +204,14 @@ pub struct Need {
     pub option: &'static str,
     pub module: &'static str,
     pub purpose: &'static str,
+}
+
+/// Puts `modules` in `archive` where flint's init loads them from (`flint.modules`):
+/// `/lib/modules/<name>.ko`.
+pub fn add_to_initramfs(archive: &mut Initramfs, modules: &[Module]) {
+    for module in modules {
+        archive.file(&format!("/lib/modules/{}.ko", module.name), 0o644, module.data.clone());
+    }
 }
 
 /// The modules among `needs` that `kernel` has as modules (built-in ones need nothing), with

@@ -8,7 +8,7 @@
 use super::write_input;
 use crate::initramfs::Initramfs;
 use crate::kernel::Kernel;
-use crate::modules::{load_list, Module};
+use crate::modules::{add_to_initramfs, load_list, Module};
 use crate::qemu::Machine;
 use crate::rootfs::DefaultRoot;
 use crate::rootfs::FsType;
@@ -29,7 +29,7 @@ const KERNEL_ARGS: &str = "console=ttyS0 quiet panic=-1";
 pub struct KernelInputs {
     pub kernel: Kernel,
     pub root_image: PathBuf,
-    /// flint's inputs on `pc` and `q35`.
+    /// flint's inputs on `pc` and `q35` (microvm's differ: `flint_inputs`).
     pub flint: FlintInputs,
     pub busybox_initrd: PathBuf,
     pub busybox_cmdline: String,
@@ -48,13 +48,23 @@ pub const STATUS_ON_COM2: &str = "flint.status=/dev/ttyS1";
 
 /// flint's initrd and command line for `kernel` on `machine` under `accel`.
 pub fn flint_inputs(kernel: &Kernel, machine: Machine, accel: &str, dir: &Path) -> Result<FlintInputs> {
-    let modules = root_modules(kernel, machine)?;
+    flint_inputs_with(kernel, &root_modules(kernel, machine)?, machine, accel, dir)
+}
+
+/// The same, with the modules `machine` needs already known.
+fn flint_inputs_with(
+    kernel: &Kernel,
+    modules: &[Module],
+    machine: Machine,
+    accel: &str,
+    dir: &Path,
+) -> Result<FlintInputs> {
     let names: Vec<&str> = modules.iter().map(|module| module.name.as_str()).collect();
     let initrd = if modules.is_empty() {
         None
     } else {
         let name = format!("{}-{}-modules.cpio", kernel.label.replace('/', "_"), machine.name());
-        Some(write_input(dir, &name, &module_archive(&modules).to_bytes())?)
+        Some(write_input(dir, &name, &module_archive(modules).to_bytes())?)
     };
     let mut cmdline = format!("{KERNEL_ARGS} flint.root=/dev/vda flint.rootfstype=ext4 flint.ro");
     if !names.is_empty() {
@@ -74,16 +84,14 @@ pub fn flint_inputs(kernel: &Kernel, machine: Machine, accel: &str, dir: &Path) 
 
 fn module_archive(modules: &[Module]) -> Initramfs {
     let mut archive = Initramfs::new();
-    for module in modules {
-        archive.file(&format!("/lib/modules/{}.ko", module.name), 0o644, module.data.clone());
-    }
+    add_to_initramfs(&mut archive, modules);
     archive
 }
 
 /// Writes the initrds of `kernel` into `dir`.
 pub fn prepare(kernel: Kernel, root: &DefaultRoot, accel: &str, dir: &Path) -> Result<KernelInputs> {
-    let flint = flint_inputs(&kernel, Machine::Pc, accel, dir)?;
     let modules = root_modules(&kernel, Machine::Pc)?;
+    let flint = flint_inputs_with(&kernel, &modules, Machine::Pc, accel, dir)?;
     let names: Vec<&str> = modules.iter().map(|module| module.name.as_str()).collect();
     let stem = kernel.label.replace('/', "_");
 

@@ -205,14 +205,12 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
         let init = Some(if flint { "flint-init" } else { "busybox" });
         cases.push(Case { firmware: firmware.name(), kernel: inputs.kernel.label.clone(), init, plan });
         if let (true, Some(vmlinux), Ok(image)) = (flint, &pvh, available(firmware, setup.flint)) {
+            let microvm_inputs = guest::flint_inputs(&inputs.kernel, Machine::Microvm, setup.accel, setup.inputs)?;
             for (machine, label) in
                 [(Machine::Pc, "PVH"), (Machine::Q35, "PVH, q35"), (Machine::Microvm, "PVH, microvm")]
             {
-                let machine_inputs = match machine {
-                    Machine::Microvm => guest::flint_inputs(&inputs.kernel, machine, setup.accel, setup.inputs)?,
-                    _ => guest::flint_inputs(&inputs.kernel, Machine::Pc, setup.accel, setup.inputs)?,
-                };
-                let boot = FlintBoot { kernel: Some(vmlinux), inputs: &machine_inputs, machine };
+                let flint_inputs = if machine == Machine::Microvm { &microvm_inputs } else { &inputs.flint };
+                let boot = FlintBoot { kernel: Some(vmlinux), inputs: flint_inputs, machine };
                 let plan = flint_plan(&image, &boot, &inputs, setup)?;
                 let kernel = format!("{} ({label})", inputs.kernel.label);
                 cases.push(Case { firmware: firmware.name(), kernel, init, plan });

@@ -27,9 +27,7 @@ pub fn initrd(modules: &[Module], dir: &Path) -> Result<PathBuf> {
     let mut archive = Initramfs::new();
     archive.dir("/dev").dir("/proc").dir("/sys");
     archive.file_from("/init", 0o755, &init)?;
-    for module in modules {
-        archive.file(&format!("/lib/modules/{}.ko", module.name), 0o644, module.data.clone());
-    }
+    crate::modules::add_to_initramfs(&mut archive, modules);
     let path = dir.join("initrd.cpio");
     std::fs::write(&path, archive.to_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)

@@ -10,9 +10,8 @@ mod disk;
 use crate::env;
 use crate::kernel::Kernel;
 use crate::qemu::Machine;
-use crate::rootfs::{self, FsType};
-use crate::run::guest::{check_cwd, check_in_root, environment, init_words, needs_on, Job};
-use crate::run::{parse_timeout, parse_user, RootArgs, RootMode};
+use crate::run::guest::{check_cwd, check_in_root, environment, init_words, needs_on, resolve_root, Job};
+use crate::run::{parse_timeout, parse_user, RootArgs};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -117,14 +116,6 @@ impl ImageArgs {
     }
 }
 
-/// The root partition's content.
-struct Root {
-    image: PathBuf,
-    fs: FsType,
-    /// The directory the image was made from, for checking the program on the host.
-    tree: Option<PathBuf>,
-}
-
 /// Builds the image at `args.output` and returns its path.
 pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     let mode = args.root.mode();
@@ -132,7 +123,8 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     check_cwd(cwd)?;
     let environment = environment(&args.env)?;
     let kernel = Kernel::resolve(args.kernel.as_deref())?;
-    let root = root(args, mode)?;
+    // The image is copied into the root partition, so even `--rw` leaves it untouched.
+    let root = resolve_root(args.root.root.as_ref(), args.root.root_image.as_ref(), mode)?;
     if let Some(tree) = &root.tree {
         check_in_root(tree, &args.command, &environment, cwd)?;
     }
@@ -181,22 +173,6 @@ fn pvh_vmlinux(kernel: &Kernel) -> Result<PathBuf> {
     crate::vmlinux::pvh_image(kernel)?.with_context(|| {
         format!("kernel {} has no PVH entry (built without CONFIG_PVH): use --format uki", kernel.label)
     })
-}
-
-/// `--root`, `--root-image`, or the default busybox root, as `flint run` has them.
-fn root(args: &ImageArgs, mode: RootMode) -> Result<Root> {
-    let root = match (&args.root.root, &args.root.root_image) {
-        (Some(dir), _) => Root { image: rootfs::cached_ext4(dir)?, fs: FsType::Ext4, tree: Some(dir.clone()) },
-        (None, Some(image)) => Root { image: image.clone(), fs: FsType::detect(image)?, tree: None },
-        (None, None) => {
-            let busybox = rootfs::busybox_root()?;
-            Root { image: busybox.image, fs: FsType::Ext4, tree: Some(busybox.tree) }
-        }
-    };
-    if mode == RootMode::Rw && root.fs == FsType::Erofs {
-        bail!("--rw with an erofs image: erofs is read-only; use --overlay, or an ext4 image");
-    }
-    Ok(root)
 }
 
 /// Sizes in progress lines.

@@ -4,33 +4,34 @@
 use super::*;
 
 pub(super) fn prepare_root(args: &RunArgs) -> Result<Root> {
-    match (&args.root, &args.root_image) {
+    if let (RootMode::Rw, Some(image)) = (args.mode, &args.root_image) {
+        std::fs::OpenOptions::new().write(true).open(image).fix(
+            format_args!("--rw needs a writable root image, and {} cannot be opened for writing", image.display()),
+            "make it writable, or use --overlay for throwaway writes",
+        )?;
+    }
+    resolve_root(args.root.as_ref(), args.root_image.as_ref(), args.mode)
+}
+
+/// The root filesystem that `--root DIR` (an ext4 image made from it, cached), `--root-image`
+/// or neither (flint's busybox root) names, for `flint run` and `flint image`.
+pub(crate) fn resolve_root(dir: Option<&PathBuf>, image: Option<&PathBuf>, mode: RootMode) -> Result<Root> {
+    let root = match (dir, image) {
         (Some(_), Some(_)) => bail!("--root and --root-image both given: pass only one"),
         (Some(dir), None) => {
             let image = rootfs::cached_ext4(dir)?;
-            Ok(Root { image, fs: FsType::Ext4, tree: Some(dir.clone()), cached: true })
+            Root { image, fs: FsType::Ext4, tree: Some(dir.clone()), cached: true }
         }
-        (None, Some(image)) => {
-            let fs = FsType::detect(image)?;
-            if args.mode == RootMode::Rw {
-                std::fs::OpenOptions::new().write(true).open(image).fix(
-                    format_args!(
-                        "--rw needs a writable root image, and {} cannot be opened for writing",
-                        image.display()
-                    ),
-                    "make it writable, or use --overlay for throwaway writes",
-                )?;
-                if fs == FsType::Erofs {
-                    bail!("--rw with an erofs image: erofs is read-only; use --overlay, or an ext4 image");
-                }
-            }
-            Ok(Root { image: image.clone(), fs, tree: None, cached: false })
-        }
+        (None, Some(image)) => Root { image: image.clone(), fs: FsType::detect(image)?, tree: None, cached: false },
         (None, None) => {
             let root = rootfs::busybox_root()?;
-            Ok(Root { image: root.image, fs: FsType::Ext4, tree: Some(root.tree), cached: true })
+            Root { image: root.image, fs: FsType::Ext4, tree: Some(root.tree), cached: true }
         }
+    };
+    if mode == RootMode::Rw && root.fs == FsType::Erofs {
+        bail!("--rw with an erofs image: erofs is read-only; use --overlay, or an ext4 image");
     }
+    Ok(root)
 }
 
 /// The workload's environment: PATH and HOME, then `--env` (which overrides them).
@@ -149,9 +150,7 @@ pub(crate) fn needs_on(machine: Machine, fs: FsType, mode: RootMode, ports: bool
 /// An initramfs with the modules at `/lib/modules/<name>.ko`, kept in the cache by content.
 pub(super) fn module_initrd(modules: &[crate::modules::Module]) -> Result<PathBuf> {
     let mut archive = Initramfs::new();
-    for module in modules {
-        archive.file(&format!("/lib/modules/{}.ko", module.name), 0o644, module.data.clone());
-    }
+    crate::modules::add_to_initramfs(&mut archive, modules);
     let bytes = archive.to_bytes();
     let dir = env::cache_subdir("initrds")?;
     let path = dir.join(format!("{}.cpio", &env::sha256_hex(&bytes)[..32]));

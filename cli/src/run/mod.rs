@@ -137,14 +137,14 @@ const PORTS: [(&str, &str); 4] =
 /// How long the guest waits for the root disk and the ports to appear (`flint.rootwait`).
 const ROOT_WAIT_SECS: u32 = 10;
 
-/// The root filesystem of one run.
-struct Root {
-    image: PathBuf,
-    fs: FsType,
+/// The root filesystem of one run, or of one disk image's root partition.
+pub(crate) struct Root {
+    pub image: PathBuf,
+    pub fs: FsType,
     /// The directory the image was made from, for checking the program on the host.
-    tree: Option<PathBuf>,
+    pub tree: Option<PathBuf>,
     /// The image is flint's cached copy, which must never be written.
-    cached: bool,
+    pub cached: bool,
 }
 
 pub fn run(args: &RunArgs) -> Result<u8> {
