@@ -60,6 +60,13 @@ struct KernelArgs {
     /// With --pvh: the bzImage (or kernel directory) to turn into a vmlinux, instead of NAME.
     #[arg(long, value_name = "PATH", requires = "pvh")]
     from: Option<PathBuf>,
+    /// minimal only: build from this config fragment instead of scripts/kernel/minimal.config,
+    /// to try a change (scripts/kernel/config-ab.sh times one against the other).
+    #[arg(long, value_name = "FRAGMENT", conflicts_with = "from")]
+    config: Option<PathBuf>,
+    /// minimal only: put the kernel in DIR instead of the cache (then pass `--kernel DIR`).
+    #[arg(short, long, value_name = "DIR", conflicts_with = "from")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -91,7 +98,8 @@ struct RunCli {
     kernel: Option<String>,
     #[command(flatten)]
     root: RootArgs,
-    #[arg(long, value_enum, default_value_t = MachineName::Pc)]
+    /// QEMU's machine type; microvm boots fastest (no PCI for Linux to enumerate).
+    #[arg(long, value_enum, default_value_t = MachineName::Microvm)]
     machine: MachineName,
     /// Guest memory, in QEMU's syntax (512M, 2G).
     #[arg(short, long, default_value = "512M")]
@@ -117,6 +125,9 @@ struct RunCli {
     /// cached) skips the kernel's own decompression; auto uses it when the kernel supports it.
     #[arg(long, value_enum, default_value_t = Boot::Auto)]
     boot: Boot,
+    /// More kernel parameters, after flint's own (so a later value overrides an earlier one).
+    #[arg(long, value_name = "PARAMS")]
+    append: Option<String>,
     /// The firmware image (default: $FLINT_FW, else out/fw.bin of the source tree).
     #[arg(long, value_name = "PATH")]
     firmware: Option<PathBuf>,
@@ -139,7 +150,9 @@ struct RunCli {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum MachineName {
+    /// The i440FX PC: virtio on PCI, whose interrupt routing Linux reads from ACPI code.
     Pc,
+    /// The Q35 PC: virtio on PCI Express.
     Q35,
     /// No PCI: the disk and the ports on virtio-mmio, ACPI on.
     Microvm,
@@ -217,19 +230,25 @@ fn execute(command: Command) -> Result<u8> {
                 print!("{}", crate::kernel::list()?);
                 return Ok(0);
             }
-            let name = match args.name {
-                KernelName::DebianCloud => "debian-cloud",
-                KernelName::Minimal => "minimal",
-            };
             let kernel = match &args.from {
                 Some(path) => crate::kernel::Kernel::resolve(Some(&path.to_string_lossy()))?,
                 None => {
-                    let dir = crate::kernel::fetch(name, args.force)?;
+                    let dir = match args.name {
+                        KernelName::Minimal => crate::kernel::build_minimal(&crate::kernel::MinimalBuild {
+                            fragment: args.config.clone(),
+                            output: args.output.clone(),
+                            force: args.force,
+                        })?,
+                        KernelName::DebianCloud if args.config.is_some() || args.output.is_some() => {
+                            anyhow::bail!("--config and --output build the minimal kernel: use `flint kernel minimal --config FRAGMENT -o DIR`")
+                        }
+                        KernelName::DebianCloud => crate::kernel::fetch_debian_cloud(args.force)?,
+                    };
                     if !args.pvh {
                         println!("{}", dir.display());
                         return Ok(0);
                     }
-                    crate::kernel::Kernel::resolve(Some(name))?
+                    crate::kernel::Kernel::resolve(Some(&dir.to_string_lossy()))?
                 }
             };
             let Some(vmlinux) = crate::vmlinux::pvh_image(&kernel)? else {
@@ -276,6 +295,7 @@ fn execute(command: Command) -> Result<u8> {
                 mode,
                 accel: args.accel,
                 boot: args.boot,
+                append: args.append,
                 print_cmd: args.print_cmd,
                 timeline: args.timeline,
                 timeline_json: args.timeline_json,

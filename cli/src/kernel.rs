@@ -221,16 +221,6 @@ pub fn list() -> Result<String> {
     Ok(out)
 }
 
-/// `flint kernel NAME`: makes sure the kernel is in the cache; returns its directory.
-pub fn fetch(name: &str, force: bool) -> Result<PathBuf> {
-    match name {
-        "debian-cloud" => fetch_debian_cloud(force),
-        "minimal" => build_minimal(force),
-        _ => bail!("unknown kernel {name:?}: choose one of {}", names()),
-    }
-}
-
-/// The first `linux-image-<version>` package the cloud meta-package depends on.
 fn debian_cloud_package() -> Result<String> {
     let find = || -> Result<Option<String>> {
         let out = env::tool_output(Command::new("apt-cache").args(["depends", DEBIAN_CLOUD_META])).unwrap_or_default();
@@ -357,43 +347,75 @@ fn fragment_hash() -> String {
     env::sha256_hex(MINIMAL_CONFIG.as_bytes())
 }
 
+/// What `flint kernel minimal` builds: the fragment (scripts/kernel/minimal.config unless
+/// `--config` names another) and where the kernel goes (the cache unless `-o`).
+pub struct MinimalBuild {
+    pub fragment: Option<PathBuf>,
+    pub output: Option<PathBuf>,
+    pub force: bool,
+}
+
 /// The `minimal` kernel: Debian's kernel source with `allnoconfig` plus the fragment, cached
-/// by the hash of the fragment and the source package version.
-pub fn build_minimal(force: bool) -> Result<PathBuf> {
+/// by the hash of the fragment and the source package version. The source and object tree
+/// stay in the cache, so a build after a fragment change recompiles only what the changed
+/// options touch (Kbuild tracks which files read which option).
+pub fn build_minimal(build: &MinimalBuild) -> Result<PathBuf> {
     let kernels = env::cache_subdir("kernels")?;
-    let dest = kernels.join("minimal");
+    let dest = match &build.output {
+        Some(dir) => std::path::absolute(dir)?,
+        None => kernels.join("minimal"),
+    };
+    let fragment = match &build.fragment {
+        Some(path) => std::fs::read_to_string(path)
+            .fix(format_args!("config fragment {}", path.display()), "pass a readable file of CONFIG_X=y lines")?,
+        None => MINIMAL_CONFIG.to_string(),
+    };
     env::require_tool("apt-get", "apt")?;
     let source = source_version()?;
-    let key =
-        env::sha256_hex(format!("{MINIMAL_SOURCE_PACKAGE} {source}\n{MINIMAL_CONFIG}").as_bytes())[..16].to_string();
-    if !force
+    let key = env::sha256_hex(format!("{MINIMAL_SOURCE_PACKAGE} {source}\n{fragment}").as_bytes())[..16].to_string();
+    if !build.force
         && dest.join("vmlinuz").is_file()
         && std::fs::read_to_string(dest.join("key")).is_ok_and(|k| k.trim() == key)
     {
         return Ok(dest);
     }
     check_build_tools()?;
-    // Named by the source version only: after a failure the unpacked source is reused.
+    // Named by the source version only: every fragment shares one tree.
     let work = kernels.join(format!(".minimal-build-{}", &env::sha256_hex(source.as_bytes())[..12]));
     std::fs::create_dir_all(&work)?;
-    let started = Instant::now();
-    let result = build_minimal_in(&work, &source, &key).and_then(|tmp| env::publish(&tmp, &dest, true));
-    if let Err(error) = result {
-        bail!("building the minimal kernel failed: {error:#} (the unpacked source stays in {} for the next try; delete it to free its space)", work.display());
+    let lock = std::fs::File::create(work.join(".lock"))?;
+    if lock.try_lock().is_err() {
+        progress(format!("waiting for another kernel build in {}", work.display()));
+        lock.lock()?;
     }
-    let _ = std::fs::remove_dir_all(&work);
-    progress(format!("kernel minimal built in {:.0?}: {}", started.elapsed(), dest.display()));
+    let started = Instant::now();
+    let tmp = env::temp_sibling(&dest);
+    let result = build_minimal_in(&work, &source, &fragment, build.force)
+        .and_then(|obj| collect_minimal(&obj, &tmp, &source, &key, &fragment))
+        .and_then(|()| env::publish(&tmp, &dest, true));
+    if let Err(error) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        bail!("building the minimal kernel failed: {error:#} (the source stays in {} for the next try; delete it to free its space)", work.display());
+    }
+    progress(format!(
+        "kernel built in {:.0?}: {} (the build tree stays in {} so the next build is incremental; delete it to free about 2 GB)",
+        started.elapsed(),
+        dest.display(),
+        work.display()
+    ));
     Ok(dest)
 }
 
-fn build_minimal_in(work: &Path, source: &str, key: &str) -> Result<PathBuf> {
+/// Unpacks the source once, configures it from `fragment` and compiles it in the kept object
+/// tree (from scratch with `force`); returns the object tree.
+fn build_minimal_in(work: &Path, source: &str, fragment: &str, force: bool) -> Result<PathBuf> {
     let src = work.join("src");
     // `.unpacked` is written last, so a half-extracted tree is never taken for a whole one.
     if !work.join(".unpacked").is_file() {
-        for leftover in ["src", "root", "kernel"] {
+        for leftover in ["src", "root", "obj"] {
             let _ = std::fs::remove_dir_all(work.join(leftover));
         }
-        for entry in std::fs::read_dir(work)?.flatten() {
+        for entry in std::fs::read_dir(work)?.flatten().filter(|e| e.file_name() != ".lock") {
             let _ = std::fs::remove_file(entry.path());
         }
         let root = download_and_unpack(MINIMAL_SOURCE_PACKAGE, work)?;
@@ -415,49 +437,65 @@ fn build_minimal_in(work: &Path, source: &str, key: &str) -> Result<PathBuf> {
     }
 
     let obj = work.join("obj");
-    let _ = std::fs::remove_dir_all(&obj);
-    let _ = std::fs::remove_dir_all(work.join("kernel"));
+    if force {
+        let _ = std::fs::remove_dir_all(&obj);
+    }
+    let incremental = obj.join("vmlinux").is_file();
     std::fs::create_dir_all(&obj)?;
-    let fragment = work.join("minimal.config");
-    std::fs::write(&fragment, MINIMAL_CONFIG)?;
-    let make = |args: &[&str]| {
-        let mut command = Command::new("make");
-        command.arg("-C").arg(&src).arg(format!("O={}", obj.display())).arg("ARCH=x86_64").args(args);
-        command
-    };
-    progress("configuring: allnoconfig + scripts/kernel/minimal.config");
-    env::run_tool(&mut make(&["-s", "allnoconfig", &format!("KCONFIG_ALLCONFIG={}", fragment.display())]))?;
-    check_config(&std::fs::read_to_string(obj.join(".config"))?)?;
+    let fragment_file = work.join("fragment.config");
+    std::fs::write(&fragment_file, fragment)?;
+    progress("configuring: allnoconfig + the fragment");
+    env::run_tool(&mut make(&src, &obj, &["-s", "allnoconfig", &format!("KCONFIG_ALLCONFIG={}", fragment_file.display())]))?;
+    check_config(&std::fs::read_to_string(obj.join(".config"))?, fragment)?;
 
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    progress(format!("compiling Linux with {jobs} jobs (6+ minutes on 2 cores)"));
-    let mut command = make(&[&format!("-j{jobs}"), "bzImage"]);
-    compile_with_progress(&mut command)?;
+    progress(if incremental {
+        format!("compiling Linux with {jobs} jobs, only what changed since the last build")
+    } else {
+        format!("compiling Linux with {jobs} jobs (6+ minutes on 2 cores)")
+    });
+    compile_with_progress(&mut make(&src, &obj, &[&format!("-j{jobs}"), "bzImage"]))?;
+    Ok(obj)
+}
 
-    let release = env::tool_output(&mut make(&["-s", "kernelrelease"]))?.trim().to_string();
-    let tmp = work.join("kernel");
-    std::fs::create_dir_all(&tmp)?;
-    std::fs::copy(obj.join("arch/x86/boot/bzImage"), tmp.join("vmlinuz"))?;
-    std::fs::copy(obj.join(".config"), tmp.join("config"))?;
-    std::fs::write(tmp.join("version"), format!("{release} (from {MINIMAL_SOURCE_PACKAGE} {source})\n"))?;
-    std::fs::write(tmp.join("key"), format!("{key}\n"))?;
-    std::fs::write(tmp.join("fragment.sha256"), format!("{}\n", fragment_hash()))?;
-    Ok(tmp)
+/// `make` on the source tree with its objects in `obj`.
+fn make(src: &Path, obj: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("make");
+    command.arg("-C").arg(src).arg(format!("O={}", obj.display())).arg("ARCH=x86_64").args(args);
+    command
+}
+
+/// Copies the built kernel and what describes it into `dir`.
+fn collect_minimal(obj: &Path, dir: &Path, source: &str, key: &str, fragment: &str) -> Result<()> {
+    let src = obj.parent().context("object tree has no parent")?.join("src");
+    let release = env::tool_output(&mut make(&src, obj, &["-s", "kernelrelease"]))?.trim().to_string();
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    std::fs::copy(obj.join("arch/x86/boot/bzImage"), dir.join("vmlinuz"))?;
+    std::fs::copy(obj.join(".config"), dir.join("config"))?;
+    std::fs::write(dir.join("version"), format!("{release} (from {MINIMAL_SOURCE_PACKAGE} {source})\n"))?;
+    std::fs::write(dir.join("key"), format!("{key}\n"))?;
+    std::fs::write(dir.join("fragment.sha256"), format!("{}\n", env::sha256_hex(fragment.as_bytes())))?;
+    Ok(())
 }
 
 /// Every `CONFIG_X=y` of the fragment must survive `allnoconfig` (an option whose
 /// dependencies are off is silently dropped, so the fragment must list them too).
-fn check_config(config: &str) -> Result<()> {
+fn check_config(config: &str, fragment: &str) -> Result<()> {
     let set: BTreeMap<&str, &str> = config.lines().filter_map(|l| l.split_once('=')).collect();
-    let dropped: Vec<&str> = MINIMAL_CONFIG
+    let dropped: Vec<&str> = fragment
         .lines()
         .filter(|l| l.starts_with("CONFIG_"))
         .filter_map(|l| l.split_once('='))
-        .filter(|(key, value)| set.get(key) != Some(value))
+        .filter(|(key, value)| match *value {
+            // Off is written `# CONFIG_X is not set`, or not at all when its menu is off.
+            "n" => set.get(key).is_some_and(|v| *v != "n"),
+            _ => set.get(key) != Some(value),
+        })
         .map(|(key, _)| key)
         .collect();
     if !dropped.is_empty() {
-        bail!("the kernel config dropped {} (unmet dependencies): add what they depend on to scripts/kernel/minimal.config", dropped.join(", "));
+        bail!("the kernel config did not take {} (unmet dependencies, or selected by another option): add what they depend on to the fragment", dropped.join(", "));
     }
     Ok(())
 }

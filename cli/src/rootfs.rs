@@ -220,6 +220,9 @@ pub fn rootfs(dir: &Path, out: &Path, fs: FsType, size: Option<u64>) -> Result<(
     {
         bail!("{} is not a directory: pass the directory whose contents become the image", dir.display());
     }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+        bail!("cannot write {}: the directory {} does not exist: create it first", out.display(), parent.display());
+    }
     progress(format!("making an {} image of {}", fs.name(), dir.display()));
     let tmp = env::temp_sibling(out);
     let scan = make_image(dir, &tmp, fs, size).inspect_err(|_| {

@@ -111,15 +111,16 @@ fn death_by_signal_is_128_plus_the_signal() {
     assert_status(&run(&["run", "--", "sh", "-c", "kill -9 $$"]), 137);
 }
 
+/// On `pc` (virtio over PCI), with a megabyte each way.
 #[test]
-fn binary_data_crosses_byte_exact_both_ways() {
+fn binary_data_crosses_byte_exact_both_ways_on_pc() {
     let dir = scratch("binary");
     let tree = dir.join("root");
     let file = noise(1 << 20, 0x9e37_79b9_7f4a_7c15);
     busybox_tree(&tree, &file);
     let input = noise(1 << 20, 42);
     let output = run_with_input(
-        flint().args(["run", "--root"]).arg(&tree).args(["--", "sh", "-c", "cat /data.bin; cat"]),
+        flint().args(["run", "--machine", "pc", "--root"]).arg(&tree).args(["--", "sh", "-c", "cat /data.bin; cat"]),
         &input,
     );
     assert_status(&output, 0);
@@ -337,6 +338,17 @@ fn print_cmd_prints_a_runnable_qemu_command() {
     }
 }
 
+/// `--append` reaches the kernel after flint's own parameters, where a later value wins.
+#[test]
+fn append_adds_kernel_parameters_last() {
+    let output = run(&["run", "--append", "flint_test.a=1 flint_test.b=2", "--", "cat", "/proc/cmdline"]);
+    assert_status(&output, 0);
+    let cmdline = text(&output.stdout);
+    // The firmware appends its own timestamps (flint.fwtsc=) after everything.
+    assert!(cmdline.contains(" flint.status=/dev/vport0p4 flint_test.a=1 flint_test.b=2 "), "{cmdline}");
+    assert!(cmdline.contains(" noreplace-smp "), "flint's tuning is gone: {cmdline}");
+}
+
 #[test]
 fn kernel_list_shows_the_cache() {
     let output = run(&["kernel", "--list"]);
@@ -369,15 +381,16 @@ fn timeline_phases_cover_the_run() {
     assert!(timeline["tsc_hz"].as_u64().unwrap() > 100_000_000, "implausible TSC rate: {timeline}");
 }
 
-/// microvm: no PCI; the root disk and the four ports are virtio-mmio devices (Debian's kernel
-/// loads virtio_mmio from the module initramfs). Input, both outputs and a status that only
-/// the status port carries exactly all cross, and the disk is the one from ACPI's LNRO0005.
+/// microvm, the default machine: no PCI; the root disk and the four ports are virtio-mmio
+/// devices (Debian's kernel loads virtio_mmio from the module initramfs). Input, both outputs
+/// and a status that only the status port carries exactly all cross, and the disk is the one
+/// from ACPI's LNRO0005.
 #[test]
-fn microvm_runs_from_a_virtio_mmio_root() {
+fn the_default_microvm_runs_from_a_virtio_mmio_root() {
     let input = noise(256 << 10, 7);
     let output = run_with_input(
         flint()
-            .args(["run", "--machine", "microvm", "--", "sh", "-c"])
+            .args(["run", "--", "sh", "-c"])
             .arg("cat; echo; readlink -f /sys/block/vda; ls /sys/bus/pci/devices | wc -l; echo err >&2; exit 255"),
         &input,
     );

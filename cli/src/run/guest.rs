@@ -164,9 +164,17 @@ pub(super) fn module_initrd(modules: &[crate::modules::Module]) -> Result<PathBu
 
 /// Kernel parameters that skip start-up work a one-job VM never needs: probing the PS/2
 /// keyboard controller, the clocksource watchdog and IO-APIC timer check, the crypto
-/// self-tests. Measured with `scripts/cmdline-ab.sh` (BENCHMARKS.md, "Kernel command line").
-const BOOT_TUNING: [&str; 6] =
-    ["i8042.noaux", "i8042.nokbd", "i8042.nopnp", "tsc=reliable", "no_timer_check", "cryptomgr.notests"];
+/// self-tests, rewriting every lock prefix of the kernel when it finds one CPU. Each is
+/// measured with `scripts/ab.sh` (BENCHMARKS.md, "Kernel command line").
+const BOOT_TUNING: [&str; 7] = [
+    "i8042.noaux",
+    "i8042.nokbd",
+    "i8042.nopnp",
+    "tsc=reliable",
+    "no_timer_check",
+    "cryptomgr.notests",
+    "noreplace-smp",
+];
 
 pub(super) fn kernel_cmdline(
     args: &RunArgs,
@@ -188,9 +196,16 @@ pub(super) fn kernel_cmdline(
         timeout: args.timeout,
     });
     words.extend(args.machine.kernel_params(accel));
+    // Under TCG the host's TSC rate spares Linux its calibration on every machine, not only
+    // on microvm, which needs it.
+    let tsc = crate::qemu::tcg_tsc_param();
+    if accel == "tcg" && !words.contains(&tsc) {
+        words.push(tsc);
+    }
     for (name, device) in PORTS {
         words.push(format!("flint.{name}={device}"));
     }
+    words.extend(args.append.iter().cloned());
     Ok(words.join(" "))
 }
 

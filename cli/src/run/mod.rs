@@ -120,6 +120,8 @@ pub struct RunArgs {
     pub mode: RootMode,
     pub accel: Accel,
     pub boot: Boot,
+    /// More kernel parameters, after flint's own.
+    pub append: Option<String>,
     pub print_cmd: bool,
     pub verbose: bool,
     /// Print the per-phase timeline on stderr.
@@ -165,7 +167,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let cmdline = kernel_cmdline(args, accel, &root, &modules, &environment, &cwd)?;
     if cmdline.len() > kernel.cmdline_max() {
         bail!(
-            "the kernel command line is {} bytes, more than the {} this kernel takes: shorten the command and --env values (pass data through stdin or the root instead)",
+            "the kernel command line is {} bytes, more than the {} this kernel takes: shorten the command, --env values and --append (pass data through stdin or the root instead)",
             cmdline.len(),
             kernel.cmdline_max()
         );

@@ -147,6 +147,7 @@ mod tests {
             mode: RootMode::Overlay,
             accel: Accel::Tcg,
             boot: Boot::Auto,
+            append: None,
             print_cmd: false,
             verbose: false,
             timeline: false,

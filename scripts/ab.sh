@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# A/B timing of whole `flint run` boots: runs `flint run OPTIONS -- CMD` with two sets of
+# options in turn (A B A B ...), RUNS times each, and prints the medians of each phase of the
+# boot timeline (QEMU start, firmware, kernel, init, workload, shutdown, total), their spread
+# and the ratio B/A. Only the ratio within one run means something on a noisy host.
+#   scripts/ab.sh [-n RUNS] "OPTIONS A" "OPTIONS B" [-- CMD ARGS...]    (CMD defaults to true)
+# Examples:
+#   scripts/ab.sh -n 10 "--kernel minimal" "--kernel minimal --append 'noreplace-smp nokaslr'"
+#   scripts/ab.sh "--kernel minimal --machine pc" "--kernel minimal --machine microvm"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=8
+if [ "${1:-}" = -n ]; then
+    runs=$2
+    shift 2
+fi
+[ $# -ge 2 ] || { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+# Each side is split as the shell would, so quotes group: "--append 'a=1 b=2'".
+eval "side_a=($1)"
+eval "side_b=($2)"
+shift 2
+[ "${1:-}" != -- ] || shift
+[ $# -gt 0 ] || set -- true
+flint=target/release/flint
+[ -x "$flint" ] || cargo build --release --locked -p flint
+[ -f out/fw.bin ] || "$flint" build >/dev/null
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# One line per phase of one boot: "SIDE PHASE MS", from `flint run --timeline-json`.
+boot() {
+    local side=$1
+    shift
+    if ! "$flint" run -q "$@" --timeline-json "$work/t.json" -- "${cmd[@]}" >"$work/out" 2>"$work/err"; then
+        echo "ab: a run of side $side failed: flint run $* -- ${cmd[*]}" >&2
+        tail -5 "$work/err" >&2
+        exit 1
+    fi
+    awk -v side="$side" '
+        /"name"/ { sub(/.*"name": *"/, ""); sub(/".*/, ""); gsub(/ /, "_"); name = $0 }
+        /"ms"/ { sub(/.*"ms": */, ""); sub(/,.*/, ""); print side, name, $0 }
+        /"total_ms"/ { sub(/.*"total_ms": */, ""); sub(/,.*/, ""); print side, "total", $0 }
+    ' "$work/t.json" >> "$work/samples"
+}
+cmd=("$@")
+for i in $(seq "$runs"); do
+    boot A "${side_a[@]}"
+    boot B "${side_b[@]}"
+    printf '\rab: %d of %d rounds' "$i" "$runs" >&2
+done
+echo >&2
+
+sort -k1,1 -k2,2 -k3n "$work/samples" | awk -v runs="$runs" '
+    BEGIN { phases = split("qemu_start firmware kernel init workload shutdown total", order, " ") }
+    { key = $1 " " $2; n[key]++; v[key, n[key]] = $3 }
+    function median(key) { c = n[key]; return (v[key, int((c + 1) / 2)] + v[key, int(c / 2) + 1]) / 2 }
+    END {
+        printf "%-12s %10s %17s %10s %17s %6s\n", "phase", "A median", "A min-max", "B median", "B min-max", "B/A"
+        for (i = 1; i <= phases; i++) {
+            p = order[i]; a = "A " p; b = "B " p
+            if (!n[a] || !n[b]) continue
+            ma = median(a); mb = median(b)
+            printf "%-12s %8.1f ms %7.1f-%-9.1f %8.1f ms %7.1f-%-9.1f %6.2f\n", p, ma, v[a, 1], v[a, n[a]], mb, v[b, 1], v[b, n[b]], (ma > 0 ? mb / ma : 0)
+        }
+        printf "%d boots per side, alternating\n", runs
+    }'
+echo "A: flint run ${side_a[*]} -- ${cmd[*]}"
+echo "B: flint run ${side_b[*]} -- ${cmd[*]}"
