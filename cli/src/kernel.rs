@@ -445,7 +445,11 @@ fn build_minimal_in(work: &Path, source: &str, fragment: &str, force: bool) -> R
     let fragment_file = work.join("fragment.config");
     std::fs::write(&fragment_file, fragment)?;
     progress("configuring: allnoconfig + the fragment");
-    env::run_tool(&mut make(&src, &obj, &["-s", "allnoconfig", &format!("KCONFIG_ALLCONFIG={}", fragment_file.display())]))?;
+    env::run_tool(&mut make(
+        &src,
+        &obj,
+        &["-s", "allnoconfig", &format!("KCONFIG_ALLCONFIG={}", fragment_file.display())],
+    ))?;
     check_config(&std::fs::read_to_string(obj.join(".config"))?, fragment)?;
 
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
