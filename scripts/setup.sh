@@ -17,6 +17,7 @@ want make make
 want gcc gcc
 want bc bc
 want xz xz-utils
+want lz4 lz4
 want bison bison
 want flex flex
 [ -e /usr/include/gelf.h ] || need_pkgs+=(libelf-dev)

@@ -128,6 +128,10 @@ struct RunCli {
     /// More kernel parameters, after flint's own (so a later value overrides an earlier one).
     #[arg(long, value_name = "PARAMS")]
     append: Option<String>,
+    /// Leave out flint's boot-time kernel parameters (noreplace-smp, i8042.noaux, ...), to
+    /// measure them; those the machine needs stay.
+    #[arg(long)]
+    untuned: bool,
     /// The firmware image (default: $FLINT_FW, else out/fw.bin of the source tree).
     #[arg(long, value_name = "PATH")]
     firmware: Option<PathBuf>,
@@ -296,6 +300,7 @@ fn execute(command: Command) -> Result<u8> {
                 accel: args.accel,
                 boot: args.boot,
                 append: args.append,
+                untuned: args.untuned,
                 print_cmd: args.print_cmd,
                 timeline: args.timeline,
                 timeline_json: args.timeline_json,

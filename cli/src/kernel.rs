@@ -294,7 +294,7 @@ pub fn fetch_debian_cloud(force: bool) -> Result<PathBuf> {
 }
 
 /// What building Linux needs on the host, as (program or header, Debian package).
-const BUILD_NEEDS: [(&str, &str); 8] = [
+const BUILD_NEEDS: [(&str, &str); 9] = [
     ("make", "make"),
     ("gcc", "gcc"),
     ("bc", "bc"),
@@ -302,6 +302,8 @@ const BUILD_NEEDS: [(&str, &str); 8] = [
     ("flex", "flex"),
     ("perl", "perl"),
     ("xz", "xz-utils"),
+    // scripts/kernel/minimal.config compresses the kernel with lz4.
+    ("lz4", "lz4"),
     ("/usr/include/gelf.h", "libelf-dev"),
 ];
 

@@ -37,16 +37,12 @@ impl Machine {
     /// a vCPU stall for a minute. (KVM has kvmclock.)
     pub fn kernel_params(self, accel: &str) -> Vec<String> {
         match self {
-            Machine::Microvm if accel == "tcg" => vec![tcg_tsc_param(), "tsc=reliable".into()],
+            Machine::Microvm if accel == "tcg" => {
+                vec![format!("tsc_early_khz={}", host_tsc_khz()), "tsc=reliable".into()]
+            }
             _ => Vec::new(),
         }
     }
-}
-
-/// `tsc_early_khz=` with the host's TSC rate, which a TCG guest's TSC runs at: Linux then
-/// skips calibrating it.
-pub fn tcg_tsc_param() -> String {
-    format!("tsc_early_khz={}", host_tsc_khz())
 }
 
 /// The host's TSC rate in kHz, measured once per process against the monotonic clock over

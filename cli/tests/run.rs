@@ -338,15 +338,21 @@ fn print_cmd_prints_a_runnable_qemu_command() {
     }
 }
 
-/// `--append` reaches the kernel after flint's own parameters, where a later value wins.
+/// `--append` reaches the kernel after flint's own parameters, where a later value wins;
+/// `--untuned` leaves flint's tuning out.
 #[test]
-fn append_adds_kernel_parameters_last() {
+fn append_adds_kernel_parameters_last_and_untuned_drops_the_tuning() {
     let output = run(&["run", "--append", "flint_test.a=1 flint_test.b=2", "--", "cat", "/proc/cmdline"]);
     assert_status(&output, 0);
     let cmdline = text(&output.stdout);
     // The firmware appends its own timestamps (flint.fwtsc=) after everything.
     assert!(cmdline.contains(" flint.status=/dev/vport0p4 flint_test.a=1 flint_test.b=2 "), "{cmdline}");
     assert!(cmdline.contains(" noreplace-smp "), "flint's tuning is gone: {cmdline}");
+
+    let output = run(&["run", "--untuned", "--", "cat", "/proc/cmdline"]);
+    assert_status(&output, 0);
+    let cmdline = text(&output.stdout);
+    assert!(!cmdline.contains("noreplace-smp") && !cmdline.contains("i8042"), "tuned: {cmdline}");
 }
 
 #[test]

@@ -140,6 +140,7 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         cwd,
         user: args.user,
         timeout: args.timeout,
+        tuned: true,
     });
     // Output goes to the console; input from it would be whatever QEMU's -serial gets.
     words.push("flint.stdin=/dev/null".into());

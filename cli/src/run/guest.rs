@@ -194,14 +194,9 @@ pub(super) fn kernel_cmdline(
         cwd,
         user: args.user,
         timeout: args.timeout,
+        tuned: !args.untuned,
     });
     words.extend(args.machine.kernel_params(accel));
-    // Under TCG the host's TSC rate spares Linux its calibration on every machine, not only
-    // on microvm, which needs it.
-    let tsc = crate::qemu::tcg_tsc_param();
-    if accel == "tcg" && !words.contains(&tsc) {
-        words.push(tsc);
-    }
     for (name, device) in PORTS {
         words.push(format!("flint.{name}={device}"));
     }
@@ -222,6 +217,8 @@ pub(crate) struct Job<'a> {
     pub cwd: &'a str,
     pub user: Option<(u32, u32)>,
     pub timeout: Option<Duration>,
+    /// With [`BOOT_TUNING`].
+    pub tuned: bool,
 }
 
 /// The kernel command line for `job`, as words: the console, boot tuning and the init's
@@ -229,7 +226,9 @@ pub(crate) struct Job<'a> {
 pub(crate) fn init_words(job: &Job) -> Vec<String> {
     use flint_guest_init::argv::encode;
     let mut words: Vec<String> = ["console=ttyS0", "quiet", "panic=-1"].map(String::from).to_vec();
-    words.extend(BOOT_TUNING.iter().map(|word| word.to_string()));
+    if job.tuned {
+        words.extend(BOOT_TUNING.iter().map(|word| word.to_string()));
+    }
     words.push(format!("flint.root={}", job.root_device));
     words.push(format!("flint.rootfstype={}", job.fs.name()));
     words.push(format!("flint.rootwait={ROOT_WAIT_SECS}"));

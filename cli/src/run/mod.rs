@@ -122,6 +122,8 @@ pub struct RunArgs {
     pub boot: Boot,
     /// More kernel parameters, after flint's own.
     pub append: Option<String>,
+    /// Without flint's boot-time tuning of the kernel command line.
+    pub untuned: bool,
     pub print_cmd: bool,
     pub verbose: bool,
     /// Print the per-phase timeline on stderr.

@@ -148,6 +148,7 @@ mod tests {
             accel: Accel::Tcg,
             boot: Boot::Auto,
             append: None,
+            untuned: false,
             print_cmd: false,
             verbose: false,
             timeline: false,
