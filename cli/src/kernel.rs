@@ -221,6 +221,7 @@ pub fn list() -> Result<String> {
     Ok(out)
 }
 
+/// The first `linux-image-<version>` package the cloud meta-package depends on.
 fn debian_cloud_package() -> Result<String> {
     let find = || -> Result<Option<String>> {
         let out = env::tool_output(Command::new("apt-cache").args(["depends", DEBIAN_CLOUD_META])).unwrap_or_default();
