@@ -4,7 +4,8 @@
 # then times whole `flint run` boots of both with scripts/ab.sh.
 #   scripts/kernel/config-ab.sh [-n RUNS] [-r "RUN OPTIONS"] CONFIG_X=n [CONFIG_Y=y ...]
 # RUN OPTIONS go to every `flint run` of both sides, e.g. -r "--machine pc --boot bzimage".
-# Each CONFIG_X=value replaces any line of the fragment that sets CONFIG_X. Both kernels stay
+# Each CONFIG_X=value replaces any line of the fragment that sets CONFIG_X (to switch a
+# choice, turn the old one off too: CONFIG_KERNEL_LZ4=n CONFIG_KERNEL_GZIP=y). Both kernels stay
 # in ~/.cache/flint/config-ab/ (by content), so a rerun only boots; the build tree is shared
 # with `flint kernel minimal`, so each build recompiles only what the options touch.
 set -euo pipefail
@@ -18,7 +19,7 @@ while [ $# -gt 0 ]; do
         *) break ;;
     esac
 done
-[ $# -gt 0 ] || { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 for change in "$@"; do
     [[ $change =~ ^CONFIG_[A-Z0-9_]+=.+$ ]] || { echo "config-ab: $change is not CONFIG_NAME=value" >&2; exit 2; }
 done
@@ -40,7 +41,7 @@ build() {
     local fragment=$1 dir
     dir=$store/$(sha256sum < "$fragment" | cut -c1-16)
     echo "config-ab: kernel for $2 in $dir" >&2
-    "$flint" kernel minimal --config "$fragment" -o "$dir" >/dev/null
+    "$flint" kernel minimal --config "$fragment" -o "$dir" >/dev/null || exit 1
     echo "$dir"
 }
 kernel_a=$(build "$base" "A (scripts/kernel/minimal.config)")
