@@ -70,6 +70,10 @@ fn reduced_bench_reports_every_case() {
     for variant in ["PVH", "PVH, q35", "PVH, microvm", "disk image, PVH", "disk image, UKI"] {
         assert!(ok(1, "flint", &format!("debian-cloud ({variant})")), "flint's {variant} row: {json:#}");
     }
+    // qboot, where installed (scripts/setup.sh installs it), also runs on microvm, its own machine.
+    if ok(1, "qboot", "debian-cloud") {
+        assert!(ok(1, "qboot", "debian-cloud (microvm)"), "qboot's microvm row: {json:#}");
+    }
 
     // flint's kernel runs carry the phases of its init's timeline (but on microvm, whose one
     // serial port is the console); the others have none.

@@ -31,8 +31,16 @@ pub struct KernelInputs {
     pub root_image: PathBuf,
     /// flint's inputs on `pc` and `q35` (microvm's differ: `flint_inputs`).
     pub flint: FlintInputs,
-    pub busybox_initrd: PathBuf,
-    pub busybox_cmdline: String,
+    /// The busybox initramfs way on `pc` (and `q35`, `q35` has the same PCI drivers) ...
+    pub busybox: BusyboxInputs,
+    /// ... and on microvm, for qboot, microvm's own firmware.
+    pub busybox_microvm: BusyboxInputs,
+}
+
+/// What the other firmwares boot on one machine: the busybox initramfs and the command line.
+pub struct BusyboxInputs {
+    pub initrd: PathBuf,
+    pub cmdline: String,
 }
 
 /// What flint's embedded init gets on one machine.
@@ -92,25 +100,32 @@ fn module_archive(modules: &[Module]) -> Initramfs {
 pub fn prepare(kernel: Kernel, root: &DefaultRoot, accel: &str, dir: &Path) -> Result<KernelInputs> {
     let modules = root_modules(&kernel, Machine::Pc)?;
     let flint = flint_inputs_with(&kernel, &modules, Machine::Pc, accel, dir)?;
+    let busybox = busybox_inputs(&kernel, &modules, root, Machine::Pc, accel, dir)?;
+    let microvm_modules = root_modules(&kernel, Machine::Microvm)?;
+    let busybox_microvm = busybox_inputs(&kernel, &microvm_modules, root, Machine::Microvm, accel, dir)?;
+    Ok(KernelInputs { kernel, root_image: root.image.clone(), flint, busybox, busybox_microvm })
+}
+
+/// The busybox initramfs (the module archive plus busybox and its script) for `machine`, and
+/// the plain command line with what the machine needs (microvm under TCG: the TSC rate).
+fn busybox_inputs(
+    kernel: &Kernel,
+    modules: &[Module],
+    root: &DefaultRoot,
+    machine: Machine,
+    accel: &str,
+    dir: &Path,
+) -> Result<BusyboxInputs> {
     let names: Vec<&str> = modules.iter().map(|module| module.name.as_str()).collect();
-    let stem = kernel.label.replace('/', "_");
-
-    // The busybox initramfs is the module archive plus busybox and its script.
-    let busybox = root.tree.join("bin/busybox");
-    let mut busybox_archive = module_archive(&modules);
-    busybox_archive
-        .file_from("/bin/busybox", 0o755, &busybox)
+    let mut archive = module_archive(modules);
+    archive
+        .file_from("/bin/busybox", 0o755, &root.tree.join("bin/busybox"))
         .with_context(|| format!("cannot read busybox from the root tree {}", root.tree.display()))?;
-    busybox_archive.dir("/dev").dir("/mnt").file("/init", 0o755, busybox_init(&names));
-    let busybox_initrd = write_input(dir, &format!("{stem}-busybox.cpio"), &busybox_archive.to_bytes())?;
-
-    Ok(KernelInputs {
-        kernel,
-        root_image: root.image.clone(),
-        flint,
-        busybox_initrd,
-        busybox_cmdline: KERNEL_ARGS.to_string(),
-    })
+    archive.dir("/dev").dir("/mnt").file("/init", 0o755, busybox_init(&names));
+    let name = format!("{}-{}-busybox.cpio", kernel.label.replace('/', "_"), machine.name());
+    let initrd = write_input(dir, &name, &archive.to_bytes())?;
+    let cmdline = std::iter::once(KERNEL_ARGS.to_string()).chain(machine.kernel_params(accel)).collect::<Vec<_>>();
+    Ok(BusyboxInputs { initrd, cmdline: cmdline.join(" ") })
 }
 
 /// The usual hand-written initramfs script: every step a user needs, nothing more.

@@ -189,21 +189,16 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
                     FlintBoot { kernel: Some(&inputs.kernel.image), inputs: &inputs.flint, machine: Machine::Pc };
                 flint_plan(&image, &boot, &inputs, setup)?
             }
-            Ok(image) => {
-                let mut vm = kernel_vm(&image, &inputs, setup.accel);
-                vm.initrd = Some(inputs.busybox_initrd.clone());
-                vm.append = Some(inputs.busybox_cmdline.clone());
-                Plan::Run(Box::new(Run {
-                    vm,
-                    deadline: KERNEL_DEADLINE,
-                    status_file: None,
-                    expect: Expect::BusyboxInit,
-                    unsupported_when: None,
-                }))
-            }
+            Ok(image) => busybox_plan(&image, &inputs, Machine::Pc, setup),
         };
         let init = Some(if flint { "flint-init" } else { "busybox" });
         cases.push(Case { firmware: firmware.name(), kernel: inputs.kernel.label.clone(), init, plan });
+        // qboot is microvm's own firmware (QEMU's bios-microvm.bin): a user on microvm picks it.
+        if let (Firmware::Qboot, Ok(image)) = (firmware, available(firmware, setup.flint)) {
+            let plan = busybox_plan(&image, &inputs, Machine::Microvm, setup);
+            let kernel = format!("{} (microvm)", inputs.kernel.label);
+            cases.push(Case { firmware: firmware.name(), kernel, init, plan });
+        }
         if let (true, Some(vmlinux), Ok(image)) = (flint, &pvh, available(firmware, setup.flint)) {
             let microvm_inputs = guest::flint_inputs(&inputs.kernel, Machine::Microvm, setup.accel, setup.inputs)?;
             for (machine, label) in
@@ -223,6 +218,22 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
         }
     }
     Ok(cases)
+}
+
+/// The other firmwares' case: the busybox initramfs runs the workload on `machine`.
+fn busybox_plan(image: &Path, inputs: &KernelInputs, machine: Machine, setup: &Setup) -> Plan {
+    let busybox = if machine == Machine::Microvm { &inputs.busybox_microvm } else { &inputs.busybox };
+    let mut vm = kernel_vm(image, inputs, setup.accel);
+    vm.machine = machine;
+    vm.initrd = Some(busybox.initrd.clone());
+    vm.append = Some(busybox.cmdline.clone());
+    Plan::Run(Box::new(Run {
+        vm,
+        deadline: KERNEL_DEADLINE,
+        status_file: None,
+        expect: Expect::BusyboxInit,
+        unsupported_when: None,
+    }))
 }
 
 /// How flint boots in one case: `kernel` through fw_cfg, or (`None`) from the disk image.
