@@ -6,7 +6,7 @@
 # RUN OPTIONS go to every `flint run` of both sides, e.g. -r "--machine pc --boot bzimage".
 # Each CONFIG_X=value replaces any line of the fragment that sets CONFIG_X (to switch a
 # choice, turn the old one off too: CONFIG_KERNEL_LZ4=n CONFIG_KERNEL_GZIP=y). Both kernels stay
-# in ~/.cache/flint/config-ab/ (by content), so a rerun only boots; the build tree is shared
+# in config-ab/ of flint's cache (by content), so a rerun only boots; the build tree is shared
 # with `flint kernel minimal`, so each build recompiles only what the options touch.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,7 +25,7 @@ for change in "$@"; do
 done
 flint=target/release/flint
 [ -x "$flint" ] || cargo build --release --locked -p flint
-store=${FLINT_CACHE:-$HOME/.cache/flint}/config-ab
+store=${FLINT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flint}/config-ab
 mkdir -p "$store"
 
 base=scripts/kernel/minimal.config
