@@ -99,8 +99,8 @@ struct RunCli {
     #[command(flatten)]
     root: RootArgs,
     /// QEMU's machine type; microvm boots fastest (no PCI for Linux to enumerate).
-    #[arg(long, value_enum, default_value_t = MachineName::Microvm)]
-    machine: MachineName,
+    #[arg(long, value_enum, default_value_t = Machine::Microvm)]
+    machine: Machine,
     /// Guest memory, in QEMU's syntax (512M, 2G).
     #[arg(short, long, default_value = "512M")]
     memory: String,
@@ -150,16 +150,6 @@ struct RunCli {
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     command: Vec<OsString>,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum MachineName {
-    /// The i440FX PC: virtio on PCI, whose interrupt routing Linux reads from ACPI code.
-    Pc,
-    /// The Q35 PC: virtio on PCI Express.
-    Q35,
-    /// No PCI: the disk and the ports on virtio-mmio, ACPI on.
-    Microvm,
 }
 
 /// `512M`, `2G`, `1048576` (bytes).
@@ -285,11 +275,7 @@ fn execute(command: Command) -> Result<u8> {
                 kernel: args.kernel,
                 root: args.root.root,
                 root_image: args.root.root_image,
-                machine: match args.machine {
-                    MachineName::Pc => Machine::Pc,
-                    MachineName::Q35 => Machine::Q35,
-                    MachineName::Microvm => Machine::Microvm,
-                },
+                machine: args.machine,
                 memory: args.memory,
                 cpus: args.cpus,
                 env: args.env,

@@ -394,7 +394,7 @@ pub fn build_minimal(build: &MinimalBuild) -> Result<PathBuf> {
     let started = Instant::now();
     let tmp = env::temp_sibling(&dest);
     let result = build_minimal_in(&work, &source, &fragment, build.force)
-        .and_then(|obj| collect_minimal(&obj, &tmp, &source, &key, &fragment))
+        .and_then(|()| collect_minimal(&work, &tmp, &source, &key, &fragment))
         .and_then(|()| env::publish(&tmp, &dest, true));
     if let Err(error) = result {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -410,8 +410,8 @@ pub fn build_minimal(build: &MinimalBuild) -> Result<PathBuf> {
 }
 
 /// Unpacks the source once, configures it from `fragment` and compiles it in the kept object
-/// tree (from scratch with `force`); returns the object tree.
-fn build_minimal_in(work: &Path, source: &str, fragment: &str, force: bool) -> Result<PathBuf> {
+/// tree (from scratch with `force`).
+fn build_minimal_in(work: &Path, source: &str, fragment: &str, force: bool) -> Result<()> {
     let src = work.join("src");
     // `.unpacked` is written last, so a half-extracted tree is never taken for a whole one.
     if !work.join(".unpacked").is_file() {
@@ -448,11 +448,7 @@ fn build_minimal_in(work: &Path, source: &str, fragment: &str, force: bool) -> R
     let fragment_file = work.join("fragment.config");
     std::fs::write(&fragment_file, fragment)?;
     progress("configuring: allnoconfig + the fragment");
-    env::run_tool(&mut make(
-        &src,
-        &obj,
-        &["-s", "allnoconfig", &format!("KCONFIG_ALLCONFIG={}", fragment_file.display())],
-    ))?;
+    env::run_tool(&mut make(work, &["-s", "allnoconfig", &format!("KCONFIG_ALLCONFIG={}", fragment_file.display())]))?;
     check_config(&std::fs::read_to_string(obj.join(".config"))?, fragment)?;
 
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -461,21 +457,22 @@ fn build_minimal_in(work: &Path, source: &str, fragment: &str, force: bool) -> R
     } else {
         format!("compiling Linux with {jobs} jobs (6+ minutes on 2 cores)")
     });
-    compile_with_progress(&mut make(&src, &obj, &[&format!("-j{jobs}"), "bzImage"]))?;
-    Ok(obj)
+    compile_with_progress(&mut make(work, &[&format!("-j{jobs}"), "bzImage"]))?;
+    Ok(())
 }
 
-/// `make` on the source tree with its objects in `obj`.
-fn make(src: &Path, obj: &Path, args: &[&str]) -> Command {
+/// `make` on the build tree `work`: the source in `src/`, the objects in `obj/`.
+fn make(work: &Path, args: &[&str]) -> Command {
     let mut command = Command::new("make");
-    command.arg("-C").arg(src).arg(format!("O={}", obj.display())).arg("ARCH=x86_64").args(args);
+    command.arg("-C").arg(work.join("src")).arg(format!("O={}", work.join("obj").display()));
+    command.arg("ARCH=x86_64").args(args);
     command
 }
 
-/// Copies the built kernel and what describes it into `dir`.
-fn collect_minimal(obj: &Path, dir: &Path, source: &str, key: &str, fragment: &str) -> Result<()> {
-    let src = obj.parent().context("object tree has no parent")?.join("src");
-    let release = env::tool_output(&mut make(&src, obj, &["-s", "kernelrelease"]))?.trim().to_string();
+/// Copies the kernel built in the tree `work` and what describes it into `dir`.
+fn collect_minimal(work: &Path, dir: &Path, source: &str, key: &str, fragment: &str) -> Result<()> {
+    let obj = work.join("obj");
+    let release = env::tool_output(&mut make(work, &["-s", "kernelrelease"]))?.trim().to_string();
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     std::fs::copy(obj.join("arch/x86/boot/bzImage"), dir.join("vmlinuz"))?;

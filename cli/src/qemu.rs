@@ -10,11 +10,13 @@ use wait_timeout::ChildExt;
 
 pub const QEMU: &str = "qemu-system-x86_64";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Machine {
+    /// The i440FX PC: virtio on PCI, whose interrupt routing Linux reads from ACPI code.
     Pc,
+    /// The Q35 PC: virtio on PCI Express.
     Q35,
-    /// QEMU's `microvm`: no PCI, virtio devices on virtio-mmio transports.
+    /// QEMU's `microvm`: no PCI, virtio devices on virtio-mmio transports, ACPI on.
     Microvm,
 }
 

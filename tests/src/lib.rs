@@ -103,7 +103,7 @@ pub fn proc_cmdline(console: &str) -> Option<String> {
 
 /// Guests with more than one vCPU boot one at a time. Under TCG every vCPU is a host thread;
 /// with several such guests at once on a 2-core host, a Debian guest on microvm with two
-/// vCPUs has hung early in its boot (once in about ten CI runs, never on its own).
+/// vCPUs has hung early in its boot (in one of five CI runs, never on its own).
 static MULTI_CPU_GUESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Boots `vm`, panicking with the console on a timeout so failures are diagnosable.

@@ -28,27 +28,6 @@ pub enum Format {
     Auto,
 }
 
-/// The machine the image is for: it decides the disk's transport (and so the modules).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ImageMachine {
-    /// `pc` or `q35`: the disk on virtio-pci.
-    Pc,
-    Q35,
-    /// The disk on virtio-mmio; the command line also gets this host's `tsc_early_khz=`, which
-    /// microvm needs under TCG (see `flint run --machine microvm`).
-    Microvm,
-}
-
-impl ImageMachine {
-    fn machine(self) -> Machine {
-        match self {
-            ImageMachine::Pc => Machine::Pc,
-            ImageMachine::Q35 => Machine::Q35,
-            ImageMachine::Microvm => Machine::Microvm,
-        }
-    }
-}
-
 #[derive(Debug, clap::Args)]
 pub struct ImageArgs {
     /// The disk image to write.
@@ -59,9 +38,11 @@ pub struct ImageArgs {
     kernel: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     format: Format,
-    /// QEMU machine the image will boot on (pc and q35 images are the same).
-    #[arg(long, value_enum, default_value_t = ImageMachine::Pc)]
-    machine: ImageMachine,
+    /// QEMU machine the image will boot on: it decides the disk's transport (and so the
+    /// modules). pc and q35 images are the same; a microvm image's command line also carries
+    /// this host's `tsc_early_khz=`, which microvm needs under TCG.
+    #[arg(long, value_enum, default_value_t = Machine::Pc)]
+    machine: Machine,
     /// systemd's EFI stub, for --format uki.
     #[arg(long, value_name = "PATH", default_value = boot::UKI_STUB)]
     uki_stub: PathBuf,
@@ -103,7 +84,7 @@ impl ImageArgs {
             output: output.into(),
             kernel: Some(kernel.into()),
             format,
-            machine: ImageMachine::Pc,
+            machine: Machine::Pc,
             uki_stub: boot::UKI_STUB.into(),
             root: RootArgs { root: None, root_image: Some(root_image.into()), ro: true, overlay: false, rw: false },
             append: Some(append.into()),
@@ -128,7 +109,7 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     if let Some(tree) = &root.tree {
         check_in_root(tree, &args.command, &environment, cwd)?;
     }
-    let machine = args.machine.machine();
+    let machine = args.machine;
     let modules = crate::modules::load_list(&kernel, &needs_on(machine, root.fs, mode, false))?;
     let mut words = init_words(&Job {
         root_device: "gpt-auto",
