@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A/B timing of whole `flint run` boots: runs `flint run OPTIONS -- CMD` with two sets of
-# options in turn (A B A B ...), RUNS times each, and prints the medians of each phase of the
+# options in turn (A B B A A B B A ...), RUNS times each, and prints the medians of each phase of the
 # boot timeline (QEMU start, firmware, kernel, init, workload, shutdown, total), their spread
 # and the ratio B/A. Only the ratio within one run means something on a noisy host.
 #   scripts/ab.sh [-n RUNS] "OPTIONS A" "OPTIONS B" [-- CMD ARGS...]    (CMD defaults to true)
@@ -43,9 +43,17 @@ boot() {
     ' "$work/t.json" >> "$work/samples"
 }
 cmd=("$@")
+# ABBA, not ABAB: on these hosts a boot that follows another at once can run ~15% faster
+# or slower than the one before it, alternately (transparent huge pages for QEMU's RAM; see
+# BENCHMARKS.md), so strict alternation would give one side all the fast slots.
 for i in $(seq "$runs"); do
-    boot A "${side_a[@]}"
-    boot B "${side_b[@]}"
+    if [ $((i % 2)) = 1 ]; then
+        boot A "${side_a[@]}"
+        boot B "${side_b[@]}"
+    else
+        boot B "${side_b[@]}"
+        boot A "${side_a[@]}"
+    fi
     printf '\rab: %d of %d rounds' "$i" "$runs" >&2
 done
 echo >&2
@@ -62,7 +70,7 @@ sort -k1,1 -k2,2 -k3n "$work/samples" | awk -v runs="$runs" '
             ma = median(a); mb = median(b)
             printf "%-12s %8.1f ms %7.1f-%-9.1f %8.1f ms %7.1f-%-9.1f %6.2f\n", p, ma, v[a, 1], v[a, n[a]], mb, v[b, 1], v[b, n[b]], (ma > 0 ? mb / ma : 0)
         }
-        printf "%d boots per side, alternating\n", runs
+        printf "%d boots per side, in ABBA order\n", runs
     }'
 echo "A: flint run ${side_a[*]} -- ${cmd[*]}"
 echo "B: flint run ${side_b[*]} -- ${cmd[*]}"

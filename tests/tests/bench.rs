@@ -35,6 +35,7 @@ fn reduced_bench_reports_every_case() {
             for key in [
                 "firmware",
                 "kernel",
+                "machine",
                 "init",
                 "status",
                 "command",
@@ -67,12 +68,21 @@ fn reduced_bench_reports_every_case() {
             .any(|row| row["firmware"] == firmware && row["kernel"] == kernel && row["status"] == "ok")
     };
     assert!(ok(0, "floor", "none") && ok(0, "flint", "bzImage") && ok(1, "flint", "debian-cloud"), "{json:#}");
+    // The firmware overhead on microvm too, flint run's default machine, over its own floor.
+    for kernel in ["bzImage (microvm)", "PVH (microvm)"] {
+        assert!(ok(0, "flint", kernel), "flint's {kernel} row: {json:#}");
+    }
+    let microvm_rows = scenarios[0]["results"].as_array().unwrap().iter().filter(|row| row["machine"] == "microvm");
+    for row in microvm_rows.filter(|row| row["firmware"] != "floor" && row["status"] == "ok") {
+        assert!(row["over_floor_ms"].is_number(), "a microvm row without its floor: {row:#}");
+    }
     for variant in ["PVH", "PVH, q35", "PVH, microvm", "disk image, PVH", "disk image, UKI"] {
         assert!(ok(1, "flint", &format!("debian-cloud ({variant})")), "flint's {variant} row: {json:#}");
     }
     // qboot, where installed (scripts/setup.sh installs it), also runs on microvm, its own machine.
     if ok(1, "qboot", "debian-cloud") {
         assert!(ok(1, "qboot", "debian-cloud (microvm)"), "qboot's microvm row: {json:#}");
+        assert!(ok(0, "qboot", "PVH (microvm)"), "qboot's microvm null row: {json:#}");
     }
 
     // flint's kernel runs carry the phases of its init's timeline (but on microvm, whose one

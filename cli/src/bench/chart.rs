@@ -168,7 +168,7 @@ mod tests {
 
     fn row(firmware: &str, median_ms: f64, phases: serde_json::Value) -> serde_json::Value {
         json!({
-            "firmware": firmware, "kernel": "bzImage", "init": null, "status": "ok", "command": null,
+            "firmware": firmware, "kernel": "bzImage", "machine": "pc", "init": null, "status": "ok", "command": null,
             "samples_ms": [median_ms], "stats": {"n": 1, "median_ms": median_ms, "min_ms": median_ms, "max_ms": median_ms},
             "ratio_to_flint": null, "over_floor_ms": null, "phases": phases,
         })

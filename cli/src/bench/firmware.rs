@@ -62,6 +62,12 @@ impl Firmware {
         }
     }
 
+    /// Whether it boots on QEMU's microvm: flint, and qboot, whose image QEMU ships as
+    /// microvm's default firmware.
+    pub fn runs_on_microvm(self) -> bool {
+        matches!(self, Firmware::Flint | Firmware::Qboot)
+    }
+
     /// The null kernel entry this firmware takes, or why it cannot boot that form.
     pub fn null_entry(self, form: KernelForm) -> Result<Entry, &'static str> {
         match (self, form) {

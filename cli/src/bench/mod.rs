@@ -1,6 +1,8 @@
 //! `flint bench`: flint against qboot, SeaBIOS and OVMF, booting the same kernels with the same
-//! QEMU on the same machine in one run. Repetitions are interleaved (flint, qboot, SeaBIOS,
-//! OVMF, flint, ...) so that changes in the machine's load hit every firmware alike.
+//! QEMU on the same machine in one run. Repetitions are interleaved, in serpentine order
+//! (flint, qboot, SeaBIOS, OVMF, OVMF, SeaBIOS, ...), so that changes in the machine's load hit
+//! every firmware alike, and so does the alternation these hosts show between a boot and the
+//! next (transparent huge pages: one boot ~15% faster, the next slower; BENCHMARKS.md).
 //!
 //! Every QEMU process is timed on the host from spawn to exit. A run is only counted if it
 //! ended the way its case demands (the expected entry's exit status, or the workload's
@@ -110,7 +112,8 @@ fn write_input(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Runs every case `repetitions` times, case after case within each repetition.
+/// Runs every case `repetitions` times, case after case within each repetition, every other
+/// repetition in reverse so that no case always has the same place in the alternation.
 fn measure(name: ScenarioName, cases: &[Case], repetitions: u32) -> Vec<CaseReport> {
     let mut rows: Vec<CaseReport> = cases
         .iter()
@@ -122,6 +125,7 @@ fn measure(name: ScenarioName, cases: &[Case], repetitions: u32) -> Vec<CaseRepo
             CaseReport {
                 firmware: case.firmware.into(),
                 kernel: case.kernel.clone(),
+                machine: case.machine.name().into(),
                 init: case.init.map(Into::into),
                 status,
                 command,
@@ -136,7 +140,12 @@ fn measure(name: ScenarioName, cases: &[Case], repetitions: u32) -> Vec<CaseRepo
     // Per case, per run: the phases of flint's timeline.
     let mut phase_samples: Vec<Vec<Vec<Phase>>> = vec![Vec::new(); cases.len()];
     for repetition in 1..=repetitions {
-        for (index, (case, row)) in cases.iter().zip(&mut rows).enumerate() {
+        let mut order: Vec<usize> = (0..cases.len()).collect();
+        if repetition % 2 == 0 {
+            order.reverse();
+        }
+        for index in order {
+            let (case, row) = (&cases[index], &mut rows[index]);
             let Plan::Run(run) = &case.plan else { continue };
             if row.status != Status::Ok {
                 continue;

@@ -4,7 +4,7 @@
 //! ```text
 //! { host: {date, cpu_model, cpus, qemu, accel, load_before, load_after}, repetitions,
 //!   scenarios: [ { name, description, skipped?, results: [
-//!     { firmware, kernel, init, status: ok|failed|unsupported|unavailable, reason?,
+//!     { firmware, kernel, machine, init, status: ok|failed|unsupported|unavailable, reason?,
 //!       command, samples_ms: [..], stats: {n, median_ms, min_ms, max_ms}?,
 //!       ratio_to_flint?, over_floor_ms?, phases: [ {name, median_ms} ] } ] } ] }
 //! ```
@@ -40,6 +40,8 @@ pub struct ScenarioReport {
 pub struct CaseReport {
     pub firmware: String,
     pub kernel: String,
+    /// QEMU's machine type (pc, q35, microvm).
+    pub machine: String,
     pub init: Option<String>,
     #[serde(flatten)]
     pub status: Status,
@@ -47,9 +49,11 @@ pub struct CaseReport {
     pub command: Option<String>,
     pub samples_ms: Vec<f64>,
     pub stats: Option<Stats>,
-    /// This median over flint's median for the same kernel (else flint's fastest).
+    /// This median over flint's median for the same kernel on the same machine (else on
+    /// `pc`, else flint's fastest).
     pub ratio_to_flint: Option<f64>,
-    /// This median minus the floor's, in the null scenario: what the firmware costs.
+    /// This median minus the floor's on the same machine, in the null scenario: what the
+    /// firmware costs.
     pub over_floor_ms: Option<f64>,
     pub phases: Vec<Phase>,
 }
@@ -93,28 +97,52 @@ impl ScenarioReport {
     /// Fills in the comparisons once every case has its stats.
     pub fn compare(&mut self) {
         let median = |row: &CaseReport| row.stats.map(|stats| stats.median_ms);
-        let floor = self.results.iter().find(|row| row.firmware == FLOOR).and_then(median);
-        let flint: Vec<(String, f64)> = self
+        let floors: Vec<(String, f64)> = self
+            .results
+            .iter()
+            .filter(|row| row.firmware == FLOOR)
+            .filter_map(|row| Some((row.machine.clone(), median(row)?)))
+            .collect();
+        let flint: Vec<(&str, &str, f64)> = self
             .results
             .iter()
             .filter(|row| row.firmware == "flint")
-            .filter_map(|row| Some((row.kernel.clone(), median(row)?)))
+            .filter_map(|row| Some((row.kernel.as_str(), row.machine.as_str(), median(row)?)))
             .collect();
-        let fastest_flint = flint.iter().map(|(_, ms)| *ms).min_by(f64::total_cmp);
-        for row in &mut self.results {
-            let Some(ms) = median(row) else { continue };
-            // flint's fastest way to boot this kernel on `pc`, where the other firmwares run: the
-            // kernel itself or its PVH form, "<kernel> (PVH)". Other variants ("<kernel> (PVH,
-            // microvm)", ...) are compared with that too.
-            let base = row.kernel.split(" (").next().unwrap_or_default();
-            let reference = flint
-                .iter()
-                .filter(|(kernel, _)| kernel == base || kernel.strip_prefix(base) == Some(" (PVH)"))
-                .map(|(_, ms)| *ms)
-                .min_by(f64::total_cmp)
-                .or(fastest_flint);
-            row.ratio_to_flint = reference.map(|flint_ms| ms / flint_ms);
-            row.over_floor_ms = floor.filter(|_| row.firmware != FLOOR).map(|floor_ms| ms - floor_ms);
+        let fastest = |rows: &mut dyn Iterator<Item = f64>| rows.min_by(f64::total_cmp);
+        let fastest_flint = fastest(&mut flint.iter().map(|&(_, _, ms)| ms));
+        let comparisons: Vec<(Option<f64>, Option<f64>)> = self
+            .results
+            .iter()
+            .map(|row| {
+                let Some(ms) = median(row) else { return (None, None) };
+                // flint's fastest way to boot this kernel on this machine: the kernel itself or
+                // its PVH form, "<kernel> (PVH...)"; failing that on `pc`, where every firmware
+                // runs; failing that (null kernels flint cannot boot) its fastest on this machine.
+                let base = row.kernel.split(" (").next().unwrap_or_default();
+                let same_kernel = |kernel: &str| {
+                    kernel.split(" (").next() == Some(base) && !kernel.contains("disk image")
+                };
+                let reference = |machine: &str, kernel_matters: bool| {
+                    fastest(
+                        &mut flint
+                            .iter()
+                            .filter(|&&(kernel, on, _)| on == machine && (!kernel_matters || same_kernel(kernel)))
+                            .map(|&(_, _, ms)| ms),
+                    )
+                };
+                let reference = reference(&row.machine, true)
+                    .or_else(|| reference("pc", true))
+                    .or_else(|| reference(&row.machine, false))
+                    .or(fastest_flint);
+                let floor = floors.iter().find(|(machine, _)| *machine == row.machine).map(|&(_, ms)| ms);
+                let over_floor = floor.filter(|_| row.firmware != FLOOR).map(|floor_ms| ms - floor_ms);
+                (reference.map(|flint_ms| ms / flint_ms), over_floor)
+            })
+            .collect();
+        for (row, (ratio, over_floor)) in self.results.iter_mut().zip(comparisons) {
+            row.ratio_to_flint = ratio;
+            row.over_floor_ms = over_floor;
         }
     }
 }
@@ -205,9 +233,11 @@ mod tests {
     use super::*;
 
     fn row(firmware: &str, kernel: &str, samples: &[f64]) -> CaseReport {
+        let machine = if kernel.contains("microvm") { "microvm" } else { "pc" };
         CaseReport {
             firmware: firmware.into(),
             kernel: kernel.into(),
+            machine: machine.into(),
             init: None,
             status: Status::Ok,
             command: None,
@@ -233,13 +263,35 @@ mod tests {
                 unsupported,
                 row("qboot", "bzImage", &[50.0]),
                 row("qboot", "PVH", &[45.0]),
+                row(FLOOR, "none (microvm)", &[20.0]),
+                row("flint", "bzImage (microvm)", &[25.0]),
+                row("qboot", "bzImage (microvm)", &[30.0]),
             ],
         };
         scenario.compare();
         let ratios: Vec<Option<f64>> = scenario.results.iter().map(|r| r.ratio_to_flint).collect();
-        assert_eq!(ratios, [Some(0.75), Some(1.0), None, Some(1.25), Some(1.125)]);
+        let expected = [Some(0.75), Some(1.0), None, Some(1.25), Some(1.125), Some(0.8), Some(1.0), Some(1.2)];
+        assert_eq!(ratios, expected);
         let over: Vec<Option<f64>> = scenario.results.iter().map(|r| r.over_floor_ms).collect();
-        assert_eq!(over, [None, Some(10.0), None, Some(20.0), Some(15.0)]);
+        assert_eq!(over, [None, Some(10.0), None, Some(20.0), Some(15.0), None, Some(5.0), Some(10.0)]);
+    }
+
+    #[test]
+    fn compares_other_machines_with_flint_on_pc_when_flint_did_not_run_there() {
+        let mut scenario = ScenarioReport {
+            name: "debian".into(),
+            description: String::new(),
+            skipped: None,
+            results: vec![
+                row("flint", "debian-cloud", &[2000.0]),
+                row("flint", "debian-cloud (PVH)", &[1600.0]),
+                row("flint", "debian-cloud (disk image, PVH)", &[1000.0]),
+                row("qboot", "debian-cloud (microvm)", &[2400.0]),
+            ],
+        };
+        scenario.compare();
+        let ratios: Vec<Option<f64>> = scenario.results.iter().map(|r| r.ratio_to_flint).collect();
+        assert_eq!(ratios, [Some(1.25), Some(1.0), Some(0.625), Some(1.5)]);
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub const FLOOR: &str = "floor";
 pub struct Case {
     pub firmware: &'static str,
     pub kernel: String,
+    /// Rows are compared (floor, flint's reference) within one machine.
+    pub machine: Machine,
     /// Who runs the workload, in the kernel scenarios.
     pub init: Option<&'static str>,
     pub plan: Plan,
@@ -134,41 +136,53 @@ fn null_cases(setup: &Setup) -> Result<Vec<Case>> {
     let bzimage = write_input(setup.inputs, "null.bzImage", &null_bzimage::image())?;
     let pvh = write_input(setup.inputs, "null-pvh.elf", &null_pvh::image())?;
 
-    let mut cases = vec![Case {
-        firmware: FLOOR,
-        kernel: "none".into(),
-        init: None,
-        plan: Plan::Run(Box::new(Run {
-            vm: vm(&floor, setup.accel),
-            deadline: NULL_DEADLINE,
-            expect: Expect::Entry(Entry::ResetVector),
-            status_file: None,
-            unsupported_when: None,
-        })),
-    }];
-    for (form, kernel) in [(KernelForm::BzImage, &bzimage), (KernelForm::Pvh, &pvh)] {
-        for &firmware in setup.firmwares {
-            let plan = match (available(firmware, setup.flint), firmware.null_entry(form)) {
-                (Err(missing), _) => Plan::NotRun(missing),
-                (Ok(_), Err(reason)) => Plan::NotRun(Status::Unsupported { reason: reason.into() }),
-                (Ok(image), Ok(entry)) => {
-                    let mut vm = vm(&image, setup.accel);
-                    vm.kernel = Some(kernel.clone());
-                    // flint's PVH support is new: an older image rejects the ELF.
-                    let unsupported_when = (firmware == Firmware::Flint && form == KernelForm::Pvh).then_some((
-                        FLINT_NOT_A_KERNEL,
-                        "this fw.bin has no PVH support: it rejects the ELF as not a Linux kernel",
-                    ));
-                    Plan::Run(Box::new(Run {
-                        vm,
-                        deadline: NULL_DEADLINE,
-                        status_file: None,
-                        expect: Expect::Entry(entry),
-                        unsupported_when,
-                    }))
-                }
-            };
-            cases.push(Case { firmware: firmware.name(), kernel: form.name().into(), init: None, plan });
+    let mut cases = Vec::new();
+    // microvm too, flint run's default machine, with qboot, its own firmware (QEMU's
+    // bios-microvm.bin); it has no PCI and QEMU builds its ACPI tables once, at start.
+    for machine in [Machine::Pc, Machine::Microvm] {
+        let suffix = if machine == Machine::Microvm { " (microvm)" } else { "" };
+        let mut floor_vm = vm(&floor, setup.accel);
+        floor_vm.machine = machine;
+        cases.push(Case {
+            firmware: FLOOR,
+            kernel: format!("none{suffix}"),
+            machine,
+            init: None,
+            plan: Plan::Run(Box::new(Run {
+                vm: floor_vm,
+                deadline: NULL_DEADLINE,
+                expect: Expect::Entry(Entry::ResetVector),
+                status_file: None,
+                unsupported_when: None,
+            })),
+        });
+        let firmwares = setup.firmwares.iter().filter(|&&firmware| machine == Machine::Pc || firmware.runs_on_microvm());
+        for (form, kernel) in [(KernelForm::BzImage, &bzimage), (KernelForm::Pvh, &pvh)] {
+            for &firmware in firmwares.clone() {
+                let plan = match (available(firmware, setup.flint), firmware.null_entry(form)) {
+                    (Err(missing), _) => Plan::NotRun(missing),
+                    (Ok(_), Err(reason)) => Plan::NotRun(Status::Unsupported { reason: reason.into() }),
+                    (Ok(image), Ok(entry)) => {
+                        let mut vm = vm(&image, setup.accel);
+                        vm.machine = machine;
+                        vm.kernel = Some(kernel.clone());
+                        // flint's PVH support is new: an older image rejects the ELF.
+                        let unsupported_when = (firmware == Firmware::Flint && form == KernelForm::Pvh).then_some((
+                            FLINT_NOT_A_KERNEL,
+                            "this fw.bin has no PVH support: it rejects the ELF as not a Linux kernel",
+                        ));
+                        Plan::Run(Box::new(Run {
+                            vm,
+                            deadline: NULL_DEADLINE,
+                            status_file: None,
+                            expect: Expect::Entry(entry),
+                            unsupported_when,
+                        }))
+                    }
+                };
+                let kernel = format!("{}{suffix}", form.name());
+                cases.push(Case { firmware: firmware.name(), kernel, machine, init: None, plan });
+            }
         }
     }
     Ok(cases)
@@ -192,12 +206,13 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
             Ok(image) => busybox_plan(&image, &inputs, Machine::Pc, setup),
         };
         let init = Some(if flint { "flint-init" } else { "busybox" });
-        cases.push(Case { firmware: firmware.name(), kernel: inputs.kernel.label.clone(), init, plan });
+        let kernel = inputs.kernel.label.clone();
+        cases.push(Case { firmware: firmware.name(), kernel, machine: Machine::Pc, init, plan });
         // qboot is microvm's own firmware (QEMU's bios-microvm.bin): a user on microvm picks it.
         if let (Firmware::Qboot, Ok(image)) = (firmware, available(firmware, setup.flint)) {
             let plan = busybox_plan(&image, &inputs, Machine::Microvm, setup);
             let kernel = format!("{} (microvm)", inputs.kernel.label);
-            cases.push(Case { firmware: firmware.name(), kernel, init, plan });
+            cases.push(Case { firmware: firmware.name(), kernel, machine: Machine::Microvm, init, plan });
         }
         if let (true, Some(vmlinux), Ok(image)) = (flint, &pvh, available(firmware, setup.flint)) {
             let microvm_inputs = guest::flint_inputs(&inputs.kernel, Machine::Microvm, setup.accel, setup.inputs)?;
@@ -208,12 +223,12 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
                 let boot = FlintBoot { kernel: Some(vmlinux), inputs: flint_inputs, machine };
                 let plan = flint_plan(&image, &boot, &inputs, setup)?;
                 let kernel = format!("{} ({label})", inputs.kernel.label);
-                cases.push(Case { firmware: firmware.name(), kernel, init, plan });
+                cases.push(Case { firmware: firmware.name(), kernel, machine, init, plan });
             }
             for (format, label) in [(Format::Pvh, "PVH"), (Format::Uki, "UKI")] {
                 let plan = disk_plan(&image, &inputs, format, setup)?;
                 let kernel = format!("{} (disk image, {label})", inputs.kernel.label);
-                cases.push(Case { firmware: firmware.name(), kernel, init, plan });
+                cases.push(Case { firmware: firmware.name(), kernel, machine: Machine::Pc, init, plan });
             }
         }
     }
