@@ -120,9 +120,8 @@ impl ScenarioReport {
                 // its PVH form, "<kernel> (PVH...)"; failing that on `pc`, where every firmware
                 // runs; failing that (null kernels flint cannot boot) its fastest on this machine.
                 let base = row.kernel.split(" (").next().unwrap_or_default();
-                let same_kernel = |kernel: &str| {
-                    kernel.split(" (").next() == Some(base) && !kernel.contains("disk image")
-                };
+                let same_kernel =
+                    |kernel: &str| kernel.split(" (").next() == Some(base) && !kernel.contains("disk image");
                 let reference = |machine: &str, kernel_matters: bool| {
                     fastest(
                         &mut flint

@@ -156,7 +156,8 @@ fn null_cases(setup: &Setup) -> Result<Vec<Case>> {
                 unsupported_when: None,
             })),
         });
-        let firmwares = setup.firmwares.iter().filter(|&&firmware| machine == Machine::Pc || firmware.runs_on_microvm());
+        let firmwares =
+            setup.firmwares.iter().filter(|&&firmware| machine == Machine::Pc || firmware.runs_on_microvm());
         for (form, kernel) in [(KernelForm::BzImage, &bzimage), (KernelForm::Pvh, &pvh)] {
             for &firmware in firmwares.clone() {
                 let plan = match (available(firmware, setup.flint), firmware.null_entry(form)) {
