@@ -118,6 +118,10 @@ struct RunCli {
     /// Kill the command after this many seconds (flint then exits 124).
     #[arg(short, long, value_name = "SECS", value_parser = run::parse_timeout)]
     timeout: Option<Duration>,
+    /// Stop the VM (flint exits 125) if the kernel has not started flint's init within this
+    /// many seconds: a kernel that hangs or panics early.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = run::parse_timeout)]
+    boot_timeout: Duration,
     /// CPU acceleration; auto uses KVM only when a quick probe VM really runs under it.
     #[arg(long, value_enum, default_value_t = Accel::Auto, env = "FLINT_ACCEL")]
     accel: Accel,
@@ -282,6 +286,7 @@ fn execute(command: Command) -> Result<u8> {
                 cwd: args.cwd,
                 user: args.user,
                 timeout: args.timeout,
+                boot_timeout: args.boot_timeout,
                 mode,
                 accel: args.accel,
                 boot: args.boot,

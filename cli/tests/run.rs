@@ -355,6 +355,20 @@ fn append_adds_kernel_parameters_last_and_untuned_drops_the_tuning() {
     assert!(!cmdline.contains("noreplace-smp") && !cmdline.contains("i8042"), "tuned: {cmdline}");
 }
 
+/// A kernel that never starts the init (here: no init where it looks, and `panic=0` makes
+/// it wait forever) is stopped at `--boot-timeout`, with its console shown.
+#[test]
+fn a_kernel_that_never_starts_the_init_is_stopped() {
+    let started = Instant::now();
+    let output =
+        run(&["run", "--boot-timeout", "5", "--append", "rdinit=/flint-test-absent panic=0", "--", "true"]);
+    assert_status(&output, 125);
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("did not start flint's init within --boot-timeout 5s"), "{stderr}");
+    assert!(stderr.contains("Kernel panic"), "the console is shown: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60), "stopped at the boot timeout: {:?}", started.elapsed());
+}
+
 #[test]
 fn kernel_list_shows_the_cache() {
     let output = run(&["kernel", "--list"]);

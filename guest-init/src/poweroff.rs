@@ -33,6 +33,7 @@ static STATUS_FD: AtomicI32 = AtomicI32::new(-1);
 pub fn open_status_device(path: Option<&[u8]>, wait_ms: u64) -> Result<(), Failure> {
     if let Some(path) = path.filter(|_| STATUS_FD.load(Ordering::Relaxed) < 0) {
         let fd = stdio::open(path, OFlags::WRONLY, "flint.status", Deadline::after_ms(wait_ms))?;
+        let _ = rustix::io::write(&fd, status::READY_LINE.as_bytes());
         // The fd stays open for the life of the VM.
         STATUS_FD.store(fd.into_raw_fd(), Ordering::Relaxed);
     }

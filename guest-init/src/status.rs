@@ -26,6 +26,9 @@ pub const INIT_PANICKED: u8 = 119;
 
 /// What the init writes on the `flint.status` device, followed by the status and `\n`.
 pub const LINE_PREFIX: &str = "flint-status ";
+/// The first line on the `flint.status` device, as soon as the init has it open: the host
+/// knows from it that the kernel booted (and stops waiting for a boot that hangs).
+pub const READY_LINE: &str = "flint-ready\n";
 
 /// The status of a workload from its wait status: its exit code, or 128+N for signal N.
 pub fn from_wait(exit_code: Option<i32>, signal: Option<i32>) -> u8 {

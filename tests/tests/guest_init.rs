@@ -280,10 +280,13 @@ impl Ran {
         )
     }
 
-    /// The status from the status device: exactly one `flint-status` line, the last one.
+    /// The status from the status device: exactly one `flint-status` line, the last one,
+    /// after the ready line.
     fn status(&self) -> Option<u8> {
         let text = self.status_file.strip_suffix(b"\n")?;
         let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+        let ready = status::READY_LINE.trim_end().as_bytes();
+        assert_eq!(lines[0], ready, "the ready line first\n{}", self.context());
         let statuses: Vec<u8> = lines.iter().filter_map(|line| status::parse_line(line)).collect();
         assert!(statuses.len() <= 1, "more than one status line\n{}", self.context());
         status::parse_line(lines.last()?)

@@ -25,7 +25,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -117,6 +118,8 @@ pub struct RunArgs {
     pub cwd: Option<String>,
     pub user: Option<(u32, u32)>,
     pub timeout: Option<Duration>,
+    /// How long the kernel may take to start the init (its ready line) before flint stops it.
+    pub boot_timeout: Duration,
     pub mode: RootMode,
     pub accel: Accel,
     pub boot: Boot,
@@ -235,7 +238,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
     let deadline =
         args.timeout.map(|t| t + if accel == "kvm" { Duration::from_secs(30) } else { Duration::from_secs(120) });
-    let end = boot(&vm, listeners, &console_log, deadline, args.verbose)?;
+    let end = boot(&vm, listeners, &console_log, deadline, args.boot_timeout, args.verbose)?;
     let verdict = decide(&end, args);
     // With --verbose the console was shown as it came.
     if verdict.show_console && !args.verbose {

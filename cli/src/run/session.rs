@@ -10,6 +10,8 @@ pub enum QemuEnd {
     Signaled(i32),
     /// flint killed it at the host-side deadline.
     DeadlineKilled,
+    /// flint killed it because its init had not reported ready by `--boot-timeout`.
+    BootTimedOut,
     /// flint got this signal and stopped the VM.
     Interrupted(i32),
 }
@@ -59,6 +61,7 @@ pub(super) fn boot(
     listeners: Vec<UnixListener>,
     console_log: &Path,
     deadline: Option<Duration>,
+    boot_timeout: Duration,
     verbose: bool,
 ) -> Result<Ending> {
     take_signals();
@@ -93,10 +96,11 @@ pub(super) fn boot(
     let stderr_fd = std::io::stderr().as_fd().try_clone_to_owned()?;
     let outputs =
         [pump(stdout_port, std::fs::File::from(stdout_fd)), pump(stderr_port, std::fs::File::from(stderr_fd))];
-    let status = drain_timed(status_port, started);
+    let heard = Arc::new(AtomicBool::new(false));
+    let status = drain_timed(status_port, started, heard.clone());
     let tail = verbose.then(|| tail_console(console_log.to_path_buf()));
 
-    let qemu = wait(&mut child, deadline, started)?;
+    let qemu = wait(&mut child, deadline, (boot_timeout, &heard), started)?;
     let elapsed = started.elapsed();
     for (reader, writer) in outputs {
         let _ = reader.join();
@@ -202,14 +206,19 @@ pub(super) fn pump(mut port: UnixStream, mut out: std::fs::File) -> (JoinHandle<
 }
 
 /// Reads a stream to its end in a thread, also noting when (after `start`) the last bytes
-/// arrived.
-pub(super) fn drain_timed(mut from: impl Read + Send + 'static, start: Instant) -> JoinHandle<(Vec<u8>, Duration)> {
+/// arrived, and setting `heard` at the first.
+pub(super) fn drain_timed(
+    mut from: impl Read + Send + 'static,
+    start: Instant,
+    heard: Arc<AtomicBool>,
+) -> JoinHandle<(Vec<u8>, Duration)> {
     thread::spawn(move || {
         let (mut data, mut arrived) = (Vec::new(), Duration::ZERO);
         let mut chunk = [0u8; 4096];
         while let Ok(n @ 1..) = from.read(&mut chunk) {
             data.extend_from_slice(&chunk[..n]);
             arrived = start.elapsed();
+            heard.store(true, Ordering::SeqCst);
         }
         (data, arrived)
     })
@@ -237,7 +246,14 @@ pub(super) fn tail_console(path: PathBuf) -> (mpsc::Sender<()>, JoinHandle<()>) 
     (stop, handle)
 }
 
-pub(super) fn wait(child: &mut Child, deadline: Option<Duration>, started: Instant) -> Result<QemuEnd> {
+/// Waits for QEMU to exit; stops it on a signal, at `deadline`, or at the boot timeout if
+/// the flag (the init's ready line arrived) is not set by then.
+pub(super) fn wait(
+    child: &mut Child,
+    deadline: Option<Duration>,
+    (boot_timeout, ready): (Duration, &AtomicBool),
+    started: Instant,
+) -> Result<QemuEnd> {
     use std::os::unix::process::ExitStatusExt;
     loop {
         if let Some(status) = child.wait_timeout(Duration::from_millis(50))? {
@@ -251,7 +267,8 @@ pub(super) fn wait(child: &mut Child, deadline: Option<Duration>, started: Insta
         }
         let signal = INTERRUPTED.load(Ordering::SeqCst);
         let late = deadline.is_some_and(|deadline| started.elapsed() > deadline);
-        if signal != 0 || late {
+        let stuck = started.elapsed() > boot_timeout && !ready.load(Ordering::SeqCst);
+        if signal != 0 || late || stuck {
             // SIGTERM lets QEMU close down; SIGKILL if it does not within a second.
             // SAFETY: kill(2) on our own child's pid.
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
@@ -259,7 +276,11 @@ pub(super) fn wait(child: &mut Child, deadline: Option<Duration>, started: Insta
                 let _ = child.kill();
             }
             child.wait()?;
-            return Ok(if signal != 0 { QemuEnd::Interrupted(signal) } else { QemuEnd::DeadlineKilled });
+            return Ok(match (signal, late) {
+                (0, true) => QemuEnd::DeadlineKilled,
+                (0, false) => QemuEnd::BootTimedOut,
+                (signal, _) => QemuEnd::Interrupted(signal),
+            });
         }
     }
 }

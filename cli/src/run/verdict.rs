@@ -44,6 +44,18 @@ pub fn decide(end: &Ending, args: &RunArgs) -> Verdict {
                 show_qemu_stderr: true,
             };
         }
+        QemuEnd::BootTimedOut => {
+            return fail(
+                format!(
+                    "the kernel did not start flint's init within --boot-timeout {}s (it hung or panicked early; \
+                     its console is above): check --append and the kernel, raise --boot-timeout on a slow host, \
+                     or run `flint build` if the firmware predates this flint",
+                    args.boot_timeout.as_secs_f64()
+                ),
+                true,
+                true,
+            )
+        }
         QemuEnd::Signaled(signal) => return fail(format!("QEMU was killed by signal {signal}"), true, true),
         QemuEnd::Exited(code) => code,
     };
@@ -144,6 +156,7 @@ mod tests {
             cwd: None,
             user: None,
             timeout: Some(Duration::from_secs(5)),
+            boot_timeout: Duration::from_secs(60),
             mode: RootMode::Overlay,
             accel: Accel::Tcg,
             boot: Boot::Auto,
@@ -171,8 +184,9 @@ mod tests {
     #[test]
     fn the_status_line_wins_and_covers_all_256_statuses() {
         for status in [0u8, 3, 137, 255] {
+            let port = format!("flint-ready\nflint-status {status}\n");
             let verdict = decide(
-                &end(QemuEnd::Exited(((status as i32) << 1 | 1) & 0xff), &format!("flint-status {status}\n"), ""),
+                &end(QemuEnd::Exited(((status as i32) << 1 | 1) & 0xff), &port, ""),
                 &args(),
             );
             assert_eq!(verdict, Verdict { status, messages: vec![], show_console: false, show_qemu_stderr: false });
@@ -229,6 +243,9 @@ mod tests {
         assert_eq!(decide(&end(QemuEnd::Interrupted(2), "", ""), &args()).status, 130);
         let late = decide(&end(QemuEnd::DeadlineKilled, "", ""), &args());
         assert_eq!((late.status, late.show_console), (124, true));
+        let hung = decide(&end(QemuEnd::BootTimedOut, "", ""), &args());
+        assert_eq!((hung.status, hung.show_console), (125, true));
+        assert!(hung.messages[0].contains("did not start flint's init within --boot-timeout 60s"), "{:?}", hung.messages);
         assert_eq!(decide(&end(QemuEnd::Signaled(9), "", ""), &args()).status, 125);
     }
 
