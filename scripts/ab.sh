@@ -21,38 +21,20 @@ eval "side_b=($2)"
 shift 2
 [ "${1:-}" != -- ] || shift
 [ $# -gt 0 ] || set -- true
-flint=target/release/flint
-[ -x "$flint" ] || cargo build --release --locked -p flint
-[ -f out/fw.bin ] || "$flint" build >/dev/null
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-# One line per phase of one boot: "SIDE PHASE MS", from `flint run --timeline-json`.
-boot() {
-    local side=$1
-    shift
-    if ! "$flint" run -q "$@" --timeline-json "$work/t.json" -- "${cmd[@]}" >"$work/out" 2>"$work/err"; then
-        echo "ab: a run of side $side failed: flint run $* -- ${cmd[*]}" >&2
-        tail -5 "$work/err" >&2
-        exit 1
-    fi
-    awk -v side="$side" '
-        /"name"/ { sub(/.*"name": *"/, ""); sub(/".*/, ""); gsub(/ /, "_"); name = $0 }
-        /"ms"/ { sub(/.*"ms": */, ""); sub(/,.*/, ""); print side, name, $0 }
-        /"total_ms"/ { sub(/.*"total_ms": */, ""); sub(/,.*/, ""); print side, "total", $0 }
-    ' "$work/t.json" >> "$work/samples"
-}
 cmd=("$@")
+tool=ab
+# shellcheck source=lib/timed-boots.sh
+. scripts/lib/timed-boots.sh
 # ABBA, not ABAB: on these hosts a boot that follows another at once can run ~15% faster
 # or slower than the one before it, alternately (transparent huge pages for QEMU's RAM; see
 # BENCHMARKS.md), so strict alternation would give one side all the fast slots.
 for i in $(seq "$runs"); do
     if [ $((i % 2)) = 1 ]; then
-        boot A "${side_a[@]}"
-        boot B "${side_b[@]}"
+        timed_boot A "${side_a[@]}"
+        timed_boot B "${side_b[@]}"
     else
-        boot B "${side_b[@]}"
-        boot A "${side_a[@]}"
+        timed_boot B "${side_b[@]}"
+        timed_boot A "${side_a[@]}"
     fi
     printf '\rab: %d of %d rounds' "$i" "$runs" >&2
 done

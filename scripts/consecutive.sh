@@ -16,26 +16,20 @@ eval "options=($1)"
 shift
 [ "${1:-}" != -- ] || shift
 [ $# -gt 0 ] || set -- true
-flint=target/release/flint
-[ -x "$flint" ] || cargo build --release --locked -p flint
-[ -f out/fw.bin ] || "$flint" build >/dev/null
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+cmd=("$@")
+tool=consecutive
+# shellcheck source=lib/timed-boots.sh
+. scripts/lib/timed-boots.sh
 for i in $(seq "$runs"); do
-    if ! "$flint" run -q "${options[@]}" --timeline-json "$work/t.json" -- "$@" >"$work/out" 2>"$work/err"; then
-        echo "consecutive: boot $i failed: flint run ${options[*]} -- $*" >&2
-        tail -5 "$work/err" >&2
-        exit 1
-    fi
-    total=$(sed -n 's/.*"total_ms": *\([0-9.]*\).*/\1/p' "$work/t.json")
-    echo "$i $total"
-done | awk '
-    { printf "boot %2d %8.1f ms\n", $1, $2; v[$1 % 2, ++n[$1 % 2]] = $2 }
+    timed_boot "$i" "${options[@]}"
+done
+awk '$2 == "total" {
+        printf "boot %2d %8.1f ms\n", $1, $3; v[$1 % 2, ++n[$1 % 2]] = $3
+    }
     function median(p,   i, j, t, c) {
         c = n[p]
         for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (v[p, j] < v[p, i]) { t = v[p, i]; v[p, i] = v[p, j]; v[p, j] = t }
         return (v[p, int((c + 1) / 2)] + v[p, int(c / 2) + 1]) / 2
     }
-    END { o = median(1); e = median(0); printf "odd boots median %.1f ms, even boots median %.1f ms, even/odd %.2f\n", o, e, e / o }'
-echo "flint run ${options[*]} -- $*"
+    END { o = median(1); e = median(0); printf "odd boots median %.1f ms, even boots median %.1f ms, even/odd %.2f\n", o, e, e / o }' "$work/samples"
+echo "flint run ${options[*]} -- ${cmd[*]}"
