@@ -3,7 +3,7 @@
 use crate::env::{self, EXIT_FAILURE};
 use crate::qemu::Machine;
 use crate::rootfs::FsType;
-use crate::run::{self, Accel, Boot, RootArgs, RunArgs};
+use crate::run::{self, Accel, Boot, HugePages, RootArgs, RunArgs};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -129,6 +129,10 @@ struct RunCli {
     /// cached) skips the kernel's own decompression; auto uses it when the kernel supports it.
     #[arg(long, value_enum, default_value_t = Boot::Auto)]
     boot: Boot,
+    /// Transparent huge pages for the guest's RAM: auto is off under TCG (faster boots
+    /// there, see BENCHMARKS.md) and on under KVM.
+    #[arg(long, value_enum, default_value_t = HugePages::Auto)]
+    huge_pages: HugePages,
     /// More kernel parameters, after flint's own (so a later value overrides an earlier one).
     #[arg(long, value_name = "PARAMS")]
     append: Option<String>,
@@ -290,6 +294,7 @@ fn execute(command: Command) -> Result<u8> {
                 mode,
                 accel: args.accel,
                 boot: args.boot,
+                huge_pages: args.huge_pages,
                 append: args.append,
                 untuned: args.untuned,
                 print_cmd: args.print_cmd,

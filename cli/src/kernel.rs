@@ -2,7 +2,8 @@
 //! kernel source) and any bzImage given by path, with what each has built in.
 //!
 //! A cached kernel is a directory `kernels/<name>/` in the cache holding `vmlinuz`, its
-//! `config`, a `version` file and, when it uses modules, a `modules/` tree.
+//! `config`, its `System.map` (symbol addresses, for profiling), a `version` file and, when it
+//! uses modules, a `modules/` tree.
 
 use crate::env::{self, progress, Fix};
 use crate::modules::ModuleTree;
@@ -278,6 +279,9 @@ pub fn fetch_debian_cloud(force: bool) -> Result<PathBuf> {
             .context("the package has no boot/vmlinuz")?;
         std::fs::copy(root.join(format!("boot/config-{version}")), tmp.join("config"))
             .context("the package has no boot/config")?;
+        // For scripts/profile.py, which names the kernel functions it samples.
+        std::fs::copy(root.join(format!("boot/System.map-{version}")), tmp.join("System.map"))
+            .context("the package has no boot/System.map")?;
         let modules = [root.join(format!("lib/modules/{version}")), root.join(format!("usr/lib/modules/{version}"))]
             .into_iter()
             .find(|m| m.is_dir())
@@ -477,6 +481,7 @@ fn collect_minimal(work: &Path, dir: &Path, source: &str, key: &str, fragment: &
     std::fs::create_dir_all(dir)?;
     std::fs::copy(obj.join("arch/x86/boot/bzImage"), dir.join("vmlinuz"))?;
     std::fs::copy(obj.join(".config"), dir.join("config"))?;
+    std::fs::copy(obj.join("System.map"), dir.join("System.map"))?;
     std::fs::write(dir.join("version"), format!("{release} (from {MINIMAL_SOURCE_PACKAGE} {source})\n"))?;
     std::fs::write(dir.join("key"), format!("{key}\n"))?;
     std::fs::write(dir.join("fragment.sha256"), format!("{}\n", env::sha256_hex(fragment.as_bytes())))?;

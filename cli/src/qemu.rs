@@ -1,6 +1,7 @@
 //! Describing a QEMU VM and running it to completion with a deadline.
 
 use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -137,6 +138,23 @@ pub struct Vm {
     pub serial: Serial,
     pub virtio_ports: Vec<VirtioPort>,
     pub extra_args: Vec<String>,
+    /// Whether QEMU may back the guest's RAM with transparent huge pages (it asks for them).
+    /// Off, the host kernel is told not to for QEMU's process (`PR_SET_THP_DISABLE`, which
+    /// no shell command line can say).
+    pub huge_pages: bool,
+}
+
+/// Makes the host kernel back none of `command`'s memory with transparent huge pages
+/// (`PR_SET_THP_DISABLE`, kept across its exec).
+fn without_huge_pages(command: &mut Command) {
+    // SAFETY: prctl(2) is async-signal-safe and changes only the child's own flag. A kernel
+    // without the flag refuses it, and the program then runs as it would have anyway.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+            Ok(())
+        });
+    }
 }
 
 impl Vm {
@@ -157,6 +175,7 @@ impl Vm {
             serial: Serial::Stdio,
             virtio_ports: Vec::new(),
             extra_args: Vec::new(),
+            huge_pages: true,
         }
     }
 
@@ -288,6 +307,9 @@ impl Vm {
     pub fn command(&self) -> Command {
         let mut command = Command::new(QEMU);
         command.args(self.args());
+        if !self.huge_pages {
+            without_huge_pages(&mut command);
+        }
         command
     }
 
@@ -371,6 +393,19 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_child_runs_without_huge_pages() {
+        let thp = |command: &mut Command| {
+            let status = command.args(["THP_enabled", "/proc/self/status"]).output().unwrap();
+            String::from_utf8(status.stdout).unwrap().split_whitespace().last().map(str::to_string)
+        };
+        let mut command = Command::new("grep");
+        without_huge_pages(&mut command);
+        assert_eq!(thp(&mut command).as_deref(), Some("0"));
+        // The flag is the child's: this process and its other children keep theirs.
+        assert_eq!(thp(&mut Command::new("grep")).as_deref(), Some("1"));
+    }
 
     #[test]
     fn shell_quoting_round_trips_through_sh() {

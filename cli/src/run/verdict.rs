@@ -160,6 +160,7 @@ mod tests {
             mode: RootMode::Overlay,
             accel: Accel::Tcg,
             boot: Boot::Auto,
+            huge_pages: HugePages::Auto,
             append: None,
             untuned: false,
             print_cmd: false,
