@@ -15,7 +15,7 @@ unless the kernel lacks CONFIG_RANDOMIZE_BASE or gets `nokaslr`). The System.map
 cached kernel's (`flint kernel` keeps it) unless --map names one. Sampling stops the vCPU
 briefly each time, so the boot runs slower than without it: read shares, not durations.
 """
-import argparse, bisect, collections, os, re, shlex, socket, subprocess, sys, tempfile, time
+import argparse, bisect, collections, ctypes, os, re, shlex, socket, subprocess, sys, tempfile, time
 
 # flint's firmware runs from its ROM's alias at the top of the address space (layout.ld);
 # the kernel and its modules live above KERNEL_SPACE.
@@ -35,6 +35,19 @@ def qemu_command(options, command):
     if done.returncode != 0:
         die(f"flint run --print-cmd failed: {done.stderr.strip()}")
     return done.stdout.strip().splitlines()[-1]
+
+
+def huge_pages(options, qemu_cmd):
+    """What `flint run` would choose (--huge-pages, auto: on under KVM only); the printed
+    command cannot say it, so the sampler applies it to QEMU's process itself."""
+    words = shlex.split(options)
+    choice = words[words.index("--huge-pages") + 1] if "--huge-pages" in words[:-1] else "auto"
+    return choice == "on" or (choice == "auto" and "-accel kvm" in qemu_cmd)
+
+
+def without_huge_pages():
+    PR_SET_THP_DISABLE = 41
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
 
 
 def kernel_map(options):
@@ -85,12 +98,12 @@ class Monitor:
         return answer.decode(errors="replace")
 
 
-def sample(qemu_cmd, interval):
+def sample(qemu_cmd, interval, thp):
     with tempfile.TemporaryDirectory() as work:
         path = os.path.join(work, "monitor.sock")
         full = f"{qemu_cmd} -monitor unix:{path},server=on,wait=off"
         qemu = subprocess.Popen(full, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                stderr=subprocess.DEVNULL, preexec_fn=None if thp else without_huge_pages)
         start = time.monotonic()
         while not os.path.exists(path):
             if qemu.poll() is not None:
@@ -131,7 +144,8 @@ def main():
             return "(firmware)"
         return "(a module)" if address >= KERNEL_SPACE else "(user space, or the kernel before paging)"
 
-    samples, total = sample(qemu_command(args.options, args.command), args.interval / 1000)
+    qemu_cmd = qemu_command(args.options, args.command)
+    samples, total = sample(qemu_cmd, args.interval / 1000, huge_pages(args.options, qemu_cmd))
     if not samples:
         die("no samples: the VM ended before the first one")
     # Each sample stands for the time since the previous one; what came before the first
