@@ -3,7 +3,7 @@
 use crate::env::{self, EXIT_FAILURE};
 use crate::qemu::Machine;
 use crate::rootfs::FsType;
-use crate::run::{self, Accel, Boot, HugePages, RootArgs, RunArgs};
+use crate::run::{self, Accel, Acpi, Boot, HugePages, RootArgs, RunArgs};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -133,6 +133,11 @@ struct RunCli {
     /// there, see BENCHMARKS.md) and on under KVM.
     #[arg(long, value_enum, default_value_t = HugePages::Auto)]
     huge_pages: HugePages,
+    /// ACPI for the guest: auto is off on microvm with one CPU when the kernel reads
+    /// virtio-mmio devices from its command line (QEMU names them there; faster boots, see
+    /// BENCHMARKS.md), else on.
+    #[arg(long, value_enum, default_value_t = Acpi::Auto)]
+    acpi: Acpi,
     /// More kernel parameters, after flint's own (so a later value overrides an earlier one).
     #[arg(long, value_name = "PARAMS")]
     append: Option<String>,
@@ -295,6 +300,7 @@ fn execute(command: Command) -> Result<u8> {
                 accel: args.accel,
                 boot: args.boot,
                 huge_pages: args.huge_pages,
+                acpi: args.acpi,
                 append: args.append,
                 untuned: args.untuned,
                 print_cmd: args.print_cmd,

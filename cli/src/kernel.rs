@@ -155,6 +155,12 @@ impl Kernel {
         )
     }
 
+    /// Whether the kernel's configuration is known to set `option` (e.g.
+    /// `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES`) to `y`.
+    pub fn has_builtin(&self, option: &str) -> bool {
+        self.config_values().is_some_and(|config| config.get(option).is_some_and(|value| value == "y"))
+    }
+
     /// Whether the kernel has `option` (e.g. `CONFIG_VIRTIO_BLK`), built in or as `module`.
     pub fn provides(&self, option: &str, module: &str, tree: Option<&ModuleTree>) -> Provided {
         if let Some(config) = self.config_values() {

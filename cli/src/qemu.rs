@@ -138,6 +138,9 @@ pub struct Vm {
     pub serial: Serial,
     pub virtio_ports: Vec<VirtioPort>,
     pub extra_args: Vec<String>,
+    /// ACPI tables for the guest (QEMU's default). Off only on microvm, whose devices QEMU
+    /// then names on the kernel command line (`virtio_mmio.device=`).
+    pub acpi: bool,
     /// Whether QEMU may back the guest's RAM with transparent huge pages (it asks for them).
     /// Off, the host kernel is told not to for QEMU's process (`PR_SET_THP_DISABLE`, which
     /// no shell command line can say).
@@ -176,15 +179,18 @@ impl Vm {
             virtio_ports: Vec::new(),
             extra_args: Vec::new(),
             huge_pages: true,
+            acpi: true,
         }
     }
 
     /// The arguments after the program name. `-nodefaults` drops the VGA card, NIC and
     /// floppy/CD-ROM that a one-shot VM never uses; COM1 goes where `serial` says.
     pub fn args(&self) -> Vec<String> {
+        let machine =
+            if self.acpi { self.machine.name().to_string() } else { format!("{},acpi=off", self.machine.name()) };
         let mut args: Vec<String> = vec![
             "-M".into(),
-            self.machine.name().into(),
+            machine,
             "-accel".into(),
             self.accel.clone(),
             "-m".into(),

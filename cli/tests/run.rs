@@ -338,16 +338,21 @@ fn print_cmd_prints_a_runnable_qemu_command() {
     }
 }
 
-/// `--append` reaches the kernel after flint's own parameters, where a later value wins;
-/// `--untuned` leaves flint's tuning out.
+/// `--append` reaches the kernel after flint's own parameters, where a later value wins, and
+/// reaches the modules the init loads (Debian's virtio_blk is one) as modprobe would pass
+/// them; `--untuned` leaves flint's tuning out.
 #[test]
 fn append_adds_kernel_parameters_last_and_untuned_drops_the_tuning() {
-    let output = run(&["run", "--append", "flint_test.a=1 flint_test.b=2", "--", "cat", "/proc/cmdline"]);
+    let script = "cat /proc/cmdline; cat /sys/module/virtio_blk/parameters/queue_depth";
+    let append = "flint_test.a=1 flint_test.b=2 virtio_blk.queue_depth=16";
+    let output = run(&["run", "--append", append, "--", "sh", "-c", script]);
     assert_status(&output, 0);
-    let cmdline = text(&output.stdout);
+    let stdout = text(&output.stdout);
+    let (cmdline, queue_depth) = stdout.trim_end().rsplit_once('\n').unwrap();
     // The firmware appends its own timestamps (flint.fwtsc=) after everything.
-    assert!(cmdline.contains(" flint.status=/dev/vport0p4 flint_test.a=1 flint_test.b=2 "), "{cmdline}");
+    assert!(cmdline.contains(&format!(" flint.status=/dev/vport0p4 {append} ")), "{cmdline}");
     assert!(cmdline.contains(" noreplace-smp "), "flint's tuning is gone: {cmdline}");
+    assert_eq!(queue_depth, "16", "the module parameter did not reach virtio_blk");
 
     let output = run(&["run", "--untuned", "--", "cat", "/proc/cmdline"]);
     assert_status(&output, 0);
@@ -360,8 +365,7 @@ fn append_adds_kernel_parameters_last_and_untuned_drops_the_tuning() {
 #[test]
 fn a_kernel_that_never_starts_the_init_is_stopped() {
     let started = Instant::now();
-    let output =
-        run(&["run", "--boot-timeout", "5", "--append", "rdinit=/flint-test-absent panic=0", "--", "true"]);
+    let output = run(&["run", "--boot-timeout", "5", "--append", "rdinit=/flint-test-absent panic=0", "--", "true"]);
     assert_status(&output, 125);
     let stderr = text(&output.stderr);
     assert!(stderr.contains("did not start flint's init within --boot-timeout 5s"), "{stderr}");
@@ -421,6 +425,35 @@ fn the_default_microvm_runs_from_a_virtio_mmio_root() {
     assert!(rest.starts_with("\n/sys/devices/platform/LNRO0005:"), "root disk not on virtio-mmio: {rest}");
     assert!(rest.ends_with("/block/vda\n0\n"), "PCI devices on microvm: {rest}");
     assert_eq!(text(&output.stderr), "err\n");
+}
+
+/// On microvm with one CPU and a kernel that reads virtio-mmio devices from its command line
+/// (the minimal one), the guest has no ACPI unless asked; the disk is found either way.
+#[test]
+fn microvm_drops_acpi_for_a_kernel_that_does_not_need_it() {
+    let script = "test -e /sys/firmware/acpi && echo acpi || echo none; readlink -f /sys/block/vda";
+    let output = run(&["run", "--kernel", "minimal", "--", "sh", "-c", script]);
+    assert_status(&output, 0);
+    let stdout = text(&output.stdout);
+    assert!(stdout.starts_with("none\n/sys/devices/virtio-mmio-cmdline/"), "{stdout}");
+    let output = run(&["run", "--kernel", "minimal", "--acpi", "on", "--", "sh", "-c", script]);
+    assert_status(&output, 0);
+    let stdout = text(&output.stdout);
+    assert!(stdout.starts_with("acpi\n/sys/devices/platform/LNRO0005:"), "{stdout}");
+}
+
+/// `--acpi off` where Linux would lose its disk or its CPUs is refused before booting.
+#[test]
+fn acpi_off_is_refused_where_it_cannot_work() {
+    for (args, needle) in [
+        (&["--machine", "pc"][..], "--acpi off works on microvm only"),
+        (&["--kernel", "minimal", "--cpus", "2"][..], "--acpi off boots one CPU only"),
+        (&[][..], "kernel debian-cloud does not read them there"),
+    ] {
+        let output = run(&[&["run", "--acpi", "off"][..], args, &["--", "true"][..]].concat());
+        assert_status(&output, 125);
+        assert!(text(&output.stderr).contains(needle), "{args:?}: {}", text(&output.stderr));
+    }
 }
 
 /// The minimal kernel has virtio-mmio built in; its bzImage (not the PVH entry) boots too.

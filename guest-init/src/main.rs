@@ -31,14 +31,15 @@ fn main() -> ! {
 fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
     mounts::mount_all(&mounts::BASIC)?;
     timeline::read_firmware_stamps();
-    let params = Params::parse(params::read_cmdline(cmdline)?).map_err(ParamError::failure)?;
+    let cmdline = params::read_cmdline(cmdline)?;
+    let params = Params::parse(cmdline).map_err(ParamError::failure)?;
     if let Some(stamps) = params.firmware_tsc {
         timeline::set_firmware_stamps(stamps);
     }
     // Decoded before the slow steps so a bad list fails fast.
     let mut space = exec::Space::default();
     let command = space.command(&params)?;
-    modules::load(params.modules)?;
+    modules::load(params.modules, cmdline)?;
     // As early as it can exist, so later failures are reported through it.
     poweroff::open_status_device(params.status, params.device_wait_ms)?;
     if let Some(root) = &params.root {

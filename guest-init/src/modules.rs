@@ -3,8 +3,11 @@
 //! There is no modprobe and no modules.dep: the list itself is the load order, so a module's
 //! dependencies must come before it (the host CLI works them out from each `.ko`'s
 //! `depends=`). `finit_module` lets the kernel read the file itself, so nothing is copied.
+//! Each module gets the parameters the command line gives it (`<module>.<param>=<value>`),
+//! as modprobe would pass them: e.g. the `virtio_mmio.device=` words QEMU adds on a microvm
+//! without ACPI.
 
-use crate::params::Modules;
+use crate::params::{self, Modules};
 use crate::report::Failure;
 use crate::status;
 use rustix::fs::{Mode, OFlags};
@@ -13,14 +16,15 @@ use rustix::io::Errno;
 const DIR: &[u8] = b"/lib/modules/";
 const SUFFIX: &[u8] = b".ko";
 
-pub fn load(modules: Modules<'_>) -> Result<(), Failure> {
+pub fn load(modules: Modules<'_>, cmdline: &[u8]) -> Result<(), Failure> {
+    let mut module_params = [0; params::CMDLINE_MAX];
     for name in modules.iter() {
-        load_one(name)?;
+        load_one(name, params::module_params(cmdline, name, &mut module_params))?;
     }
     Ok(())
 }
 
-fn load_one(name: &[u8]) -> Result<(), Failure> {
+fn load_one(name: &[u8], module_params: &core::ffi::CStr) -> Result<(), Failure> {
     // Names were checked to be at most 55 bytes, so the path always fits.
     let mut path = [0u8; 80];
     let len = DIR.len() + name.len() + SUFFIX.len();
@@ -37,7 +41,7 @@ fn load_one(name: &[u8]) -> Result<(), Failure> {
             .errno(errno)
             .text(": put it in the initramfs or drop it from flint.modules")
     })?;
-    match rustix::system::finit_module(&file, c"", 0) {
+    match rustix::system::finit_module(&file, module_params, 0) {
         // Built in or already loaded: what we wanted is there.
         Ok(()) | Err(Errno::EXIST) => Ok(()),
         Err(errno) => Err(Failure::new(status::MODULE_FAILED)

@@ -262,6 +262,47 @@ pub fn status_device(cmdline: &[u8]) -> Option<&[u8]> {
     path("flint.status", value?).ok()
 }
 
+/// The parameters the command line gives module `module` (words `<module>.<param>[=value]`,
+/// `-` and `_` alike in the name), as `finit_module` takes them: `param=value` words joined
+/// by spaces, quoted where the value has a space, NUL-terminated, in `out`. What modprobe
+/// does for loadable modules; the kernel applies such words itself only to built-in ones.
+/// Words that do not fit in `out` are left out.
+pub fn module_params<'o>(cmdline: &[u8], module: &[u8], out: &'o mut [u8; CMDLINE_MAX]) -> &'o core::ffi::CStr {
+    let same = |a: u8, b: u8| a == b || (matches!(a, b'-' | b'_') && matches!(b, b'-' | b'_'));
+    let mut len = 0;
+    for (key, value) in Tokens(cmdline) {
+        let Some((name, param)) = key.iter().position(|&byte| byte == b'.').map(|dot| key.split_at(dot)) else {
+            continue;
+        };
+        let param = &param[1..];
+        if param.is_empty() || name.len() != module.len() || !name.iter().zip(module).all(|(&a, &b)| same(a, b)) {
+            continue;
+        }
+        let quote = value.is_some_and(|value| value.iter().any(|&byte| is_space(byte)));
+        let word_len = param.len() + value.map_or(0, |value| 1 + value.len() + if quote { 2 } else { 0 });
+        // A separating space before, the NUL after.
+        if len + usize::from(len > 0) + word_len + 1 > out.len() {
+            continue;
+        }
+        let separator: &[u8] = if len > 0 { b" " } else { b"" };
+        let mut push = |bytes: &[u8]| {
+            out[len..len + bytes.len()].copy_from_slice(bytes);
+            len += bytes.len();
+        };
+        push(separator);
+        push(param);
+        if let Some(value) = value {
+            push(if quote { b"=\"" } else { b"=" });
+            push(value);
+            if quote {
+                push(b"\"");
+            }
+        }
+    }
+    out[len] = 0;
+    core::ffi::CStr::from_bytes_until_nul(&out[..=len]).expect("NUL-terminated")
+}
+
 /// The command line's words as (key, value) pairs, split and unquoted like the kernel's
 /// `next_arg()`: a word runs to the next unquoted space; a `"` opening the word or the value
 /// and the `"` closing the word are dropped. Stops at `--`, after which words are init's argv.
@@ -408,6 +449,24 @@ mod tests {
     fn tokens(cmdline: &str) -> Vec<(String, Option<String>)> {
         let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).unwrap();
         Tokens(cmdline.as_bytes()).map(|(key, value)| (text(key), value.map(text))).collect()
+    }
+
+    #[test]
+    fn module_parameters_come_from_the_command_line_like_modprobe_takes_them() {
+        let params = |cmdline: &str, module: &str| {
+            let mut out = [0; CMDLINE_MAX];
+            module_params(cmdline.as_bytes(), module.as_bytes(), &mut out).to_str().unwrap().to_string()
+        };
+        let cmdline = "quiet virtio_mmio.device=512@0xfeb00e00:12 virtio-mmio.device=512@0xfeb00c00:11 \
+                       virtio_blk.queue_depth=8 virtio_mmio. .x=1 ext4.msg=\"a b\" ext4.flag -- virtio_mmio.after=1";
+        assert_eq!(params(cmdline, "virtio_mmio"), "device=512@0xfeb00e00:12 device=512@0xfeb00c00:11");
+        assert_eq!(params(cmdline, "virtio-mmio"), params(cmdline, "virtio_mmio"));
+        assert_eq!(params(cmdline, "virtio_blk"), "queue_depth=8");
+        assert_eq!(params(cmdline, "ext4"), "msg=\"a b\" flag");
+        assert_eq!(params(cmdline, "virtio"), "");
+        // What does not fit is left out, never cut.
+        let long = format!("m.a=1 m.b={} m.c=3", "x".repeat(CMDLINE_MAX));
+        assert_eq!(params(&long, "m"), "a=1 c=3");
     }
 
     #[test]

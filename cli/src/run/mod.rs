@@ -26,8 +26,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use wait_timeout::ChildExt;
@@ -93,6 +93,44 @@ pub enum Accel {
     Auto,
 }
 
+/// ACPI for the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Acpi {
+    On,
+    /// microvm with one CPU, and a kernel that takes virtio-mmio devices from its command
+    /// line: Linux then skips ACPI's setup and the local APIC timer's calibration.
+    Off,
+    /// Off where it can be, else on.
+    Auto,
+}
+
+/// Without ACPI, QEMU names microvm's devices on the kernel command line, which only a kernel
+/// with this option reads (Debian's cloud kernel lacks it).
+const MMIO_CMDLINE_DEVICES: &str = "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES";
+
+/// Whether the guest gets ACPI, or why `--acpi off` cannot be had.
+fn acpi_on(args: &RunArgs, kernel: &Kernel) -> Result<bool> {
+    let machine_can = args.machine == Machine::Microvm && args.cpus == 1;
+    let kernel_can = kernel.has_builtin(MMIO_CMDLINE_DEVICES);
+    match args.acpi {
+        Acpi::On => Ok(true),
+        Acpi::Auto => Ok(!(machine_can && kernel_can)),
+        Acpi::Off if machine_can && kernel_can => Ok(false),
+        Acpi::Off if machine_can => bail!(
+            "--acpi off needs a kernel configured with {MMIO_CMDLINE_DEVICES}=y: without ACPI, QEMU names microvm's devices on the kernel command line, and kernel {} does not read them there (or its configuration is unknown); drop --acpi off",
+            kernel.label
+        ),
+        Acpi::Off if args.machine != Machine::Microvm => bail!(
+            "--acpi off works on microvm only: on {} Linux finds PCI interrupt routing through ACPI (flint's firmware writes no MP or PIR table); drop --acpi off or use --machine microvm",
+            args.machine.name()
+        ),
+        Acpi::Off => bail!(
+            "--acpi off boots one CPU only (flint's firmware writes no MP table, so Linux would see one of the {}): drop --acpi off or use --cpus 1",
+            args.cpus
+        ),
+    }
+}
+
 /// Transparent huge pages for the guest's RAM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum HugePages {
@@ -134,6 +172,7 @@ pub struct RunArgs {
     pub accel: Accel,
     pub boot: Boot,
     pub huge_pages: HugePages,
+    pub acpi: Acpi,
     /// More kernel parameters, after flint's own.
     pub append: Option<String>,
     /// Without flint's boot-time tuning of the kernel command line.
@@ -171,6 +210,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
     let firmware = env::firmware(args.firmware.as_deref())?;
     let kernel = Kernel::resolve(args.kernel.as_deref())?;
+    let acpi = acpi_on(args, &kernel)?;
     let root = prepare_root(args)?;
     let environment = environment(&args.env)?;
     let cwd = args.cwd.clone().unwrap_or_else(|| "/".into());
@@ -194,6 +234,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     vm.machine = args.machine;
     vm.accel = accel.into();
     vm.cpu = (accel == "kvm").then(|| "host".to_string());
+    vm.acpi = acpi;
     vm.huge_pages = match args.huge_pages {
         HugePages::On => true,
         HugePages::Off => false,

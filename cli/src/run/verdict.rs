@@ -161,6 +161,7 @@ mod tests {
             accel: Accel::Tcg,
             boot: Boot::Auto,
             huge_pages: HugePages::Auto,
+            acpi: Acpi::Auto,
             append: None,
             untuned: false,
             print_cmd: false,
@@ -186,10 +187,7 @@ mod tests {
     fn the_status_line_wins_and_covers_all_256_statuses() {
         for status in [0u8, 3, 137, 255] {
             let port = format!("flint-ready\nflint-status {status}\n");
-            let verdict = decide(
-                &end(QemuEnd::Exited(((status as i32) << 1 | 1) & 0xff), &port, ""),
-                &args(),
-            );
+            let verdict = decide(&end(QemuEnd::Exited(((status as i32) << 1 | 1) & 0xff), &port, ""), &args());
             assert_eq!(verdict, Verdict { status, messages: vec![], show_console: false, show_qemu_stderr: false });
         }
     }
@@ -246,7 +244,11 @@ mod tests {
         assert_eq!((late.status, late.show_console), (124, true));
         let hung = decide(&end(QemuEnd::BootTimedOut, "", ""), &args());
         assert_eq!((hung.status, hung.show_console), (125, true));
-        assert!(hung.messages[0].contains("did not start flint's init within --boot-timeout 60s"), "{:?}", hung.messages);
+        assert!(
+            hung.messages[0].contains("did not start flint's init within --boot-timeout 60s"),
+            "{:?}",
+            hung.messages
+        );
         assert_eq!(decide(&end(QemuEnd::Signaled(9), "", ""), &args()).status, 125);
     }
 
