@@ -280,36 +280,47 @@ fn execute(command: Command) -> Result<u8> {
             println!("{}", args.output.display());
             Ok(0)
         }
-        Command::Run(args) => {
-            let args = *args;
-            let mode = args.root.mode();
-            run::run(&RunArgs {
-                firmware: args.firmware,
-                kernel: args.kernel,
-                root: args.root.root,
-                root_image: args.root.root_image,
-                machine: args.machine,
-                memory: args.memory,
-                cpus: args.cpus,
-                env: args.env,
-                cwd: args.cwd,
-                user: args.user,
-                timeout: args.timeout,
-                boot_timeout: args.boot_timeout,
-                mode,
-                accel: args.accel,
-                boot: args.boot,
-                huge_pages: args.huge_pages,
-                acpi: args.acpi,
-                append: args.append,
-                untuned: args.untuned,
-                print_cmd: args.print_cmd,
-                timeline: args.timeline,
-                timeline_json: args.timeline_json,
-                verbose: args.verbose,
-                command: args.command,
-            })
-        }
+        Command::Run(args) => run::run(&run_args(*args)),
+    }
+}
+
+/// What `flint run WORDS` means, with every default as the command line has it (the bench
+/// boots "as `flint run` does" through this).
+pub fn parse_run_args(words: &[&str]) -> Result<RunArgs> {
+    let cli = Cli::try_parse_from(["flint", "run"].iter().chain(words)).map_err(|error| anyhow::anyhow!("{error}"))?;
+    match cli.command {
+        Command::Run(args) => Ok(run_args(*args)),
+        _ => unreachable!("parsed as `flint run`"),
+    }
+}
+
+fn run_args(args: RunCli) -> RunArgs {
+    let mode = args.root.mode();
+    RunArgs {
+        firmware: args.firmware,
+        kernel: args.kernel,
+        root: args.root.root,
+        root_image: args.root.root_image,
+        machine: args.machine,
+        memory: args.memory,
+        cpus: args.cpus,
+        env: args.env,
+        cwd: args.cwd,
+        user: args.user,
+        timeout: args.timeout,
+        boot_timeout: args.boot_timeout,
+        mode,
+        accel: args.accel,
+        boot: args.boot,
+        huge_pages: args.huge_pages,
+        acpi: args.acpi,
+        append: args.append,
+        untuned: args.untuned,
+        print_cmd: args.print_cmd,
+        timeline: args.timeline,
+        timeline_json: args.timeline_json,
+        verbose: args.verbose,
+        command: args.command,
     }
 }
 

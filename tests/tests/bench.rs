@@ -76,7 +76,7 @@ fn reduced_bench_reports_every_case() {
     for row in microvm_rows.filter(|row| row["firmware"] != "floor" && row["status"] == "ok") {
         assert!(row["over_floor_ms"].is_number(), "a microvm row without its floor: {row:#}");
     }
-    for variant in ["PVH", "PVH, q35", "PVH, microvm", "disk image, PVH", "disk image, UKI"] {
+    for variant in ["PVH", "PVH, q35", "PVH, microvm", "disk image, PVH", "disk image, UKI", "flint run"] {
         assert!(ok(1, "flint", &format!("debian-cloud ({variant})")), "flint's {variant} row: {json:#}");
     }
     // qboot, where installed (scripts/setup.sh installs it), also runs on microvm, its own machine.
@@ -85,8 +85,9 @@ fn reduced_bench_reports_every_case() {
         assert!(ok(0, "qboot", "PVH (microvm)"), "qboot's microvm null row: {json:#}");
     }
 
-    // flint's kernel runs carry the phases of its init's timeline (but on microvm, whose one
-    // serial port is the console); the others have none.
+    // flint's kernel runs carry the phases of its init's timeline (but its plain microvm row,
+    // whose one serial port is the console; the `flint run` row has its status port); the
+    // others have none.
     for row in scenarios[1]["results"].as_array().unwrap().iter().filter(|row| row["status"] == "ok") {
         let names: Vec<&str> = row["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
         if row["firmware"] == "flint" && !row["kernel"].as_str().unwrap().contains("microvm") {

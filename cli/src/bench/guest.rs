@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// The workload, run from the root filesystem.
-const WORKLOAD: &str = "/bin/true";
+pub const WORKLOAD: &str = "/bin/true";
 /// What the busybox init prints once the workload succeeded.
 pub const BUSYBOX_DONE: &str = "flint-bench: workload exited 0";
 /// The same for every firmware: console on COM1, kernel messages off, reboot (so QEMU exits

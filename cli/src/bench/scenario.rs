@@ -231,6 +231,9 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
                 let kernel = format!("{} (disk image, {label})", inputs.kernel.label);
                 cases.push(Case { firmware: firmware.name(), kernel, machine: Machine::Pc, init, plan });
             }
+            let plan = flint_run_plan(&image, &inputs.kernel.label, setup)?;
+            let kernel = format!("{} (flint run)", inputs.kernel.label);
+            cases.push(Case { firmware: firmware.name(), kernel, machine: Machine::Microvm, init, plan });
         }
     }
     Ok(cases)
@@ -275,6 +278,32 @@ fn flint_plan(image: &Path, boot: &FlintBoot, inputs: &KernelInputs, setup: &Set
     }
     vm.append = Some(boot.inputs.cmdline.clone());
     Ok(flint_run(vm, setup.inputs, boot.machine != Machine::Microvm))
+}
+
+/// flint as `flint run --kernel KERNEL -- /bin/true` boots: its default machine, command line,
+/// ACPI and memory choices, on the same default root.
+fn flint_run_plan(image: &Path, kernel: &str, setup: &Setup) -> Result<Plan> {
+    static CASES: AtomicUsize = AtomicUsize::new(0);
+    let status_file = setup.inputs.join(format!("flint-run-{}.status", CASES.fetch_add(1, Ordering::Relaxed)));
+    let firmware = image.to_string_lossy();
+    let args = crate::cli::parse_run_args(&[
+        "--kernel",
+        kernel,
+        "--firmware",
+        &firmware,
+        "--accel",
+        setup.accel,
+        "--",
+        guest::WORKLOAD,
+    ])?;
+    let vm = crate::run::unattended_vm(&args, &status_file)?;
+    Ok(Plan::Run(Box::new(Run {
+        vm,
+        deadline: KERNEL_DEADLINE,
+        status_file: Some(status_file),
+        expect: Expect::FlintInit,
+        unsupported_when: None,
+    })))
 }
 
 /// flint booting a disk image made by `flint image` (no `-kernel`), root on the same disk.

@@ -204,7 +204,14 @@ pub(crate) struct Root {
     pub cached: bool,
 }
 
-pub fn run(args: &RunArgs) -> Result<u8> {
+/// The VM as `flint run` boots it, before its disk, console and ports are attached.
+struct Prepared {
+    vm: Vm,
+    root: Root,
+    accel: &'static str,
+}
+
+fn prepare(args: &RunArgs) -> Result<Prepared> {
     if env::find_program(QEMU).is_none() {
         bail!("{QEMU} not found in PATH: install QEMU (apt-get install qemu-system-x86, or run scripts/setup.sh)");
     }
@@ -251,7 +258,29 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     if args.verbose {
         vm.fw_cfg_strings.push(("opt/flint/log".into(), "1".into()));
     }
+    Ok(Prepared { vm, root, accel })
+}
 
+/// The VM `flint run` would boot for `args`, with no input, its output discarded, the console
+/// on QEMU's stdout and the status port written to `status` (timeline and status lines): for
+/// timing it.
+pub fn unattended_vm(args: &RunArgs, status: &Path) -> Result<Vm> {
+    let Prepared { mut vm, root, .. } = prepare(args)?;
+    if args.mode == RootMode::Rw && root.cached {
+        bail!("--rw on flint's cached root cannot be timed: it needs a private copy");
+    }
+    vm.drives.push(Drive { path: root.image, read_only: args.mode != RootMode::Rw });
+    vm.serial = Serial::Stdio;
+    vm.virtio_ports = ["stdin", "stdout", "stderr"]
+        .into_iter()
+        .map(|name| VirtioPort { name: format!("flint.{name}"), backend: PortBackend::Null })
+        .chain([VirtioPort { name: "flint.status".into(), backend: PortBackend::File(status.to_path_buf()) }])
+        .collect();
+    Ok(vm)
+}
+
+pub fn run(args: &RunArgs) -> Result<u8> {
+    let Prepared { mut vm, root, accel } = prepare(args)?;
     if args.print_cmd {
         if args.mode == RootMode::Rw && root.cached {
             bail!("--print-cmd with --rw needs an image of your own: make one with `flint rootfs DIR -o IMAGE` and pass --root-image IMAGE");
