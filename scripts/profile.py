@@ -12,7 +12,8 @@ sequence of runs of samples in one function.
 
 The kernel must not be relocated (flint's PVH boot, the default, never is; a bzImage boot is
 unless the kernel lacks CONFIG_RANDOMIZE_BASE or gets `nokaslr`). The System.map is the
-cached kernel's (`flint kernel` keeps it) unless --map names one. Sampling stops the vCPU
+cached kernel's (`flint kernel minimal` keeps it; Debian's package has none) unless --map
+names one. Sampling stops the vCPU
 briefly each time, so the boot runs slower than without it: read shares, not durations.
 """
 import argparse, bisect, collections, ctypes, os, re, shlex, socket, subprocess, sys, tempfile, time
@@ -60,13 +61,16 @@ def kernel_map(options):
 
 def read_map(path):
     if not os.path.isfile(path):
-        die(f"no {path}: pass --map SYSTEM_MAP, or get the kernel again (`flint kernel NAME --force`)")
+        die(f"no {path}: pass --map SYSTEM_MAP (`flint kernel minimal --force` keeps the minimal kernel's)")
     symbols = []
     with open(path) as lines:
         for line in lines:
             fields = line.split()
             if len(fields) >= 3 and fields[1] in "tTwW":
                 symbols.append((int(fields[0], 16), fields[2]))
+    if not symbols:
+        die(f"{path} names no functions (Debian's packages carry a placeholder; the real map is in "
+            "linux-image-VERSION-dbg): pass --map SYSTEM_MAP")
     symbols.sort()
     return [address for address, _ in symbols], [name for _, name in symbols]
 

@@ -2,8 +2,9 @@
 //! kernel source) and any bzImage given by path, with what each has built in.
 //!
 //! A cached kernel is a directory `kernels/<name>/` in the cache holding `vmlinuz`, its
-//! `config`, its `System.map` (symbol addresses, for profiling), a `version` file and, when it
-//! uses modules, a `modules/` tree.
+//! `config`, a `version` file and, when it uses modules, a `modules/` tree; the minimal kernel
+//! also keeps its `System.map` (symbol addresses, for scripts/profile.py; Debian's package
+//! carries only a placeholder).
 
 use crate::env::{self, progress, Fix};
 use crate::modules::ModuleTree;
@@ -285,9 +286,6 @@ pub fn fetch_debian_cloud(force: bool) -> Result<PathBuf> {
             .context("the package has no boot/vmlinuz")?;
         std::fs::copy(root.join(format!("boot/config-{version}")), tmp.join("config"))
             .context("the package has no boot/config")?;
-        // For scripts/profile.py, which names the kernel functions it samples.
-        std::fs::copy(root.join(format!("boot/System.map-{version}")), tmp.join("System.map"))
-            .context("the package has no boot/System.map")?;
         let modules = [root.join(format!("lib/modules/{version}")), root.join(format!("usr/lib/modules/{version}"))]
             .into_iter()
             .find(|m| m.is_dir())
