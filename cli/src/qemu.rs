@@ -1,5 +1,6 @@
 //! Describing a QEMU VM and running it to completion with a deadline.
 
+use crate::env;
 use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -48,12 +49,17 @@ impl Machine {
     }
 }
 
-/// The host's TSC rate in kHz, measured once per process against the monotonic clock over
-/// 10 ms: each end is the tightest of a few (TSC, clock, TSC) readings, so the error is a
-/// few parts per million.
+/// The host's TSC rate in kHz, measured once per host boot (remembered in the cache) against
+/// the monotonic clock over 10 ms: each end is the tightest of a few (TSC, clock, TSC)
+/// readings, so the error is a few parts per million.
 pub fn host_tsc_khz() -> u64 {
     static KHZ: OnceLock<u64> = OnceLock::new();
     *KHZ.get_or_init(|| {
+        // Measured once per host boot: the rate does not change while the host runs.
+        let boot = env::boot_id();
+        if let Some(khz) = env::recall("tsc-khz", &boot).and_then(|khz| khz.parse().ok()) {
+            return khz;
+        }
         let reading = || {
             (0..5)
                 .map(|_| {
@@ -69,7 +75,9 @@ pub fn host_tsc_khz() -> u64 {
         thread::sleep(Duration::from_millis(10));
         let (_, end_tsc, end) = reading();
         let nanos = (end - start).as_nanos();
-        ((end_tsc - start_tsc) as u128 * 1_000_000 / nanos) as u64
+        let khz = ((end_tsc - start_tsc) as u128 * 1_000_000 / nanos) as u64;
+        env::remember("tsc-khz", &boot, &khz.to_string());
+        khz
     })
 }
 

@@ -270,11 +270,29 @@ pub struct DefaultRoot {
 
 pub fn busybox_root() -> Result<DefaultRoot> {
     let roots = env::cache_subdir("roots")?;
+    let made = |dir: &Path| {
+        let root = DefaultRoot { image: dir.join("root.ext4"), tree: dir.join("tree") };
+        (root.image.is_file() && root.tree.is_dir()).then_some(root)
+    };
+    // The root made last time from this very /bin/busybox: no package query, no hashing.
+    let installed = env::file_identity(Path::new(INSTALLED_BUSYBOX));
+    if let Some(name) = installed.as_deref().and_then(|identity| env::recall("default-root", identity)) {
+        if let Some(root) = made(&roots.join(name)) {
+            return Ok(root);
+        }
+    }
     let (busybox, _download) = busybox_binary(&roots)?;
     let bytes = std::fs::read(&busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
-    let dir = roots.join(format!("busybox-{}", &env::sha256_hex(&bytes)[..16]));
+    let name = format!("busybox-{}", &env::sha256_hex(&bytes)[..16]);
+    let dir = roots.join(&name);
     let root = DefaultRoot { image: dir.join("root.ext4"), tree: dir.join("tree") };
-    if root.image.is_file() && root.tree.is_dir() {
+    let remember = || {
+        if let (true, Some(identity)) = (busybox == Path::new(INSTALLED_BUSYBOX), &installed) {
+            env::remember("default-root", identity, &name);
+        }
+    };
+    if made(&dir).is_some() {
+        remember();
         return Ok(root);
     }
     progress("making the default root filesystem from busybox-static (once)");
@@ -322,8 +340,12 @@ pub fn busybox_root() -> Result<DefaultRoot> {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result.context("cannot make the default busybox root")?;
+    remember();
     Ok(root)
 }
+
+/// Where Debian's busybox-static puts its binary.
+const INSTALLED_BUSYBOX: &str = "/bin/busybox";
 
 /// Debian's static busybox: the installed one if `busybox-static` is installed, else
 /// downloaded with apt-get. Returns its path and the download directory to remove.
@@ -332,8 +354,8 @@ fn busybox_binary(roots: &Path) -> Result<(PathBuf, Option<env::TempDir>)> {
         .args(["-W", "-f=${Status}", "busybox-static"])
         .output()
         .is_ok_and(|out| out.status.success() && out.stdout.ends_with(b" installed"));
-    if installed && Path::new("/bin/busybox").is_file() {
-        return Ok((PathBuf::from("/bin/busybox"), None));
+    if installed && Path::new(INSTALLED_BUSYBOX).is_file() {
+        return Ok((PathBuf::from(INSTALLED_BUSYBOX), None));
     }
     let cached = roots.join("busybox-static.bin");
     if cached.is_file() {

@@ -79,9 +79,23 @@ fn lz4_legacy(mut data: &[u8]) -> Result<Vec<u8>> {
 /// The kernel's PVH-bootable vmlinux, extracted once into the cache (keyed by the bzImage's
 /// content); `None` when the kernel has no PVH entry (built without `CONFIG_PVH`).
 pub fn pvh_image(kernel: &Kernel) -> Result<Option<PathBuf>> {
+    let dir = env::cache_subdir("vmlinux")?;
+    // The bzImage's hash from the last run, while the file is the same one: no reading it.
+    let identity = env::file_identity(&kernel.image);
+    let known = identity.as_deref().and_then(|identity| env::recall("vmlinux-key", identity));
+    if let Some(key) = &known {
+        if dir.join(format!("{key}.elf")).is_file() {
+            return Ok(Some(dir.join(format!("{key}.elf"))));
+        }
+        if dir.join(format!("{key}.no-pvh")).is_file() {
+            return Ok(None);
+        }
+    }
     let bzimage = std::fs::read(&kernel.image).with_context(|| format!("cannot read {}", kernel.image.display()))?;
     let key = &env::sha256_hex(&bzimage)[..32];
-    let dir = env::cache_subdir("vmlinux")?;
+    if let Some(identity) = &identity {
+        env::remember("vmlinux-key", identity, key);
+    }
     let (image, no_pvh) = (dir.join(format!("{key}.elf")), dir.join(format!("{key}.no-pvh")));
     if image.is_file() {
         return Ok(Some(image));
