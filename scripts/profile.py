@@ -38,11 +38,16 @@ def qemu_command(options, command):
     return done.stdout.strip().splitlines()[-1]
 
 
+def option_value(options, name, default):
+    """The value `options` (flint run's, as one string) gives `name` (`--name VALUE`)."""
+    words = shlex.split(options)
+    return words[words.index(name) + 1] if name in words[:-1] else default
+
+
 def huge_pages(options, qemu_cmd):
     """What `flint run` would choose (--huge-pages, auto: on under KVM only); the printed
     command cannot say it, so the sampler applies it to QEMU's process itself."""
-    words = shlex.split(options)
-    choice = words[words.index("--huge-pages") + 1] if "--huge-pages" in words[:-1] else "auto"
+    choice = option_value(options, "--huge-pages", "auto")
     return choice == "on" or (choice == "auto" and "-accel kvm" in qemu_cmd)
 
 
@@ -52,8 +57,7 @@ def without_huge_pages():
 
 
 def kernel_map(options):
-    words = shlex.split(options)
-    kernel = words[words.index("--kernel") + 1] if "--kernel" in words[:-1] else "debian-cloud"
+    kernel = option_value(options, "--kernel", "debian-cloud")
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     path = kernel if os.path.isdir(kernel) else os.path.join(cache, "flint/kernels", kernel)
     return os.path.join(path, "System.map")

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub const DEFAULT: &str = "debian-cloud";
@@ -36,6 +37,8 @@ pub struct Kernel {
     pub modules: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub version: Option<String>,
+    /// `config` parsed, on first use: every driver check reads it.
+    parsed_config: OnceLock<Option<BTreeMap<String, String>>>,
 }
 
 /// Whether a kernel has a feature, from its config (or its module tree when it has no config).
@@ -67,7 +70,7 @@ impl Kernel {
             }
             if spec == "minimal"
                 && std::fs::read_to_string(dir.join("fragment.sha256")).map(|h| h.trim().to_string()).ok()
-                    != Some(fragment_hash())
+                    != Some(fragment_hash(MINIMAL_CONFIG))
             {
                 progress("note: the cached minimal kernel was built from another scripts/kernel/minimal.config: run `flint kernel minimal` to rebuild it");
             }
@@ -90,6 +93,7 @@ impl Kernel {
             modules: Some(dir.join("modules")).filter(|m| m.is_dir()),
             config: Some(dir.join("config")).filter(|c| c.is_file()),
             version: std::fs::read_to_string(dir.join("version")).ok().map(|v| v.trim().to_string()),
+            parsed_config: OnceLock::new(),
         })
     }
 
@@ -108,6 +112,7 @@ impl Kernel {
             modules: Some(dir.join("modules")).filter(|m| m.is_dir()),
             config: Some(dir.join("config")).filter(|c| c.is_file()),
             version: None,
+            parsed_config: OnceLock::new(),
         };
         // A distribution layout: /boot/vmlinuz-<version> with /boot/config-<version> and
         // /lib/modules/<version>.
@@ -146,14 +151,18 @@ impl Kernel {
         }
     }
 
-    fn config_values(&self) -> Option<BTreeMap<String, String>> {
-        let text = std::fs::read_to_string(self.config.as_ref()?).ok()?;
-        Some(
-            text.lines()
-                .filter_map(|line| line.split_once('='))
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect(),
-        )
+    fn config_values(&self) -> Option<&BTreeMap<String, String>> {
+        self.parsed_config
+            .get_or_init(|| {
+                let text = std::fs::read_to_string(self.config.as_ref()?).ok()?;
+                Some(
+                    text.lines()
+                        .filter_map(|line| line.split_once('='))
+                        .map(|(key, value)| (key.to_string(), value.to_string()))
+                        .collect(),
+                )
+            })
+            .as_ref()
     }
 
     /// Whether the kernel's configuration is known to set `option` (e.g.
@@ -354,8 +363,9 @@ fn source_version() -> Result<String> {
     })
 }
 
-fn fragment_hash() -> String {
-    env::sha256_hex(MINIMAL_CONFIG.as_bytes())
+/// What `fragment.sha256` of a built minimal kernel holds.
+fn fragment_hash(fragment: &str) -> String {
+    env::sha256_hex(fragment.as_bytes())
 }
 
 /// What `flint kernel minimal` builds: the fragment (scripts/kernel/minimal.config unless
@@ -488,7 +498,7 @@ fn collect_minimal(work: &Path, dir: &Path, source: &str, key: &str, fragment: &
     std::fs::copy(obj.join("System.map"), dir.join("System.map"))?;
     std::fs::write(dir.join("version"), format!("{release} (from {MINIMAL_SOURCE_PACKAGE} {source})\n"))?;
     std::fs::write(dir.join("key"), format!("{key}\n"))?;
-    std::fs::write(dir.join("fragment.sha256"), format!("{}\n", env::sha256_hex(fragment.as_bytes())))?;
+    std::fs::write(dir.join("fragment.sha256"), format!("{}\n", fragment_hash(fragment)))?;
     Ok(())
 }
 

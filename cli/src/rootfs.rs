@@ -268,16 +268,23 @@ pub struct DefaultRoot {
     pub tree: PathBuf,
 }
 
+impl DefaultRoot {
+    fn in_dir(dir: &Path) -> DefaultRoot {
+        DefaultRoot { image: dir.join("root.ext4"), tree: dir.join("tree") }
+    }
+
+    fn is_made(&self) -> bool {
+        self.image.is_file() && self.tree.is_dir()
+    }
+}
+
 pub fn busybox_root() -> Result<DefaultRoot> {
     let roots = env::cache_subdir("roots")?;
-    let made = |dir: &Path| {
-        let root = DefaultRoot { image: dir.join("root.ext4"), tree: dir.join("tree") };
-        (root.image.is_file() && root.tree.is_dir()).then_some(root)
-    };
     // The root made last time from this very /bin/busybox: no package query, no hashing.
     let installed = env::file_identity(Path::new(INSTALLED_BUSYBOX));
     if let Some(name) = installed.as_deref().and_then(|identity| env::recall("default-root", identity)) {
-        if let Some(root) = made(&roots.join(name)) {
+        let root = DefaultRoot::in_dir(&roots.join(name));
+        if root.is_made() {
             return Ok(root);
         }
     }
@@ -285,13 +292,13 @@ pub fn busybox_root() -> Result<DefaultRoot> {
     let bytes = std::fs::read(&busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
     let name = format!("busybox-{}", &env::sha256_hex(&bytes)[..16]);
     let dir = roots.join(&name);
-    let root = DefaultRoot { image: dir.join("root.ext4"), tree: dir.join("tree") };
+    let root = DefaultRoot::in_dir(&dir);
     let remember = || {
         if let (true, Some(identity)) = (busybox == Path::new(INSTALLED_BUSYBOX), &installed) {
             env::remember("default-root", identity, &name);
         }
     };
-    if made(&dir).is_some() {
+    if root.is_made() {
         remember();
         return Ok(root);
     }

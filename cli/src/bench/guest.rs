@@ -29,8 +29,10 @@ const KERNEL_ARGS: &str = "console=ttyS0 quiet panic=-1";
 pub struct KernelInputs {
     pub kernel: Kernel,
     pub root_image: PathBuf,
-    /// flint's inputs on `pc` and `q35` (microvm's differ: `flint_inputs`).
+    /// flint's inputs on `pc` and `q35` ...
     pub flint: FlintInputs,
+    /// ... and on microvm (virtio-mmio modules, no COM2 for the status, the TSC rate).
+    pub flint_microvm: FlintInputs,
     /// The busybox initramfs way on `pc` (and `q35`, `q35` has the same PCI drivers) ...
     pub busybox: BusyboxInputs,
     /// ... and on microvm, for qboot, microvm's own firmware.
@@ -54,19 +56,9 @@ pub struct FlintInputs {
 /// (microvm has one serial port only: its rows have the total alone).
 pub const STATUS_ON_COM2: &str = "flint.status=/dev/ttyS1";
 
-/// flint's initrd and command line for `kernel` on `machine` under `accel`.
-pub fn flint_inputs(kernel: &Kernel, machine: Machine, accel: &str, dir: &Path) -> Result<FlintInputs> {
-    flint_inputs_with(kernel, &root_modules(kernel, machine)?, machine, accel, dir)
-}
-
-/// The same, with the modules `machine` needs already known.
-fn flint_inputs_with(
-    kernel: &Kernel,
-    modules: &[Module],
-    machine: Machine,
-    accel: &str,
-    dir: &Path,
-) -> Result<FlintInputs> {
+/// flint's initrd and command line for `kernel` on `machine` under `accel`, given the modules
+/// the machine needs.
+fn flint_inputs(kernel: &Kernel, modules: &[Module], machine: Machine, accel: &str, dir: &Path) -> Result<FlintInputs> {
     let names: Vec<&str> = modules.iter().map(|module| module.name.as_str()).collect();
     let initrd = if modules.is_empty() {
         None
@@ -99,11 +91,12 @@ fn module_archive(modules: &[Module]) -> Initramfs {
 /// Writes the initrds of `kernel` into `dir`.
 pub fn prepare(kernel: Kernel, root: &DefaultRoot, accel: &str, dir: &Path) -> Result<KernelInputs> {
     let modules = root_modules(&kernel, Machine::Pc)?;
-    let flint = flint_inputs_with(&kernel, &modules, Machine::Pc, accel, dir)?;
+    let flint = flint_inputs(&kernel, &modules, Machine::Pc, accel, dir)?;
     let busybox = busybox_inputs(&kernel, &modules, root, Machine::Pc, accel, dir)?;
     let microvm_modules = root_modules(&kernel, Machine::Microvm)?;
+    let flint_microvm = flint_inputs(&kernel, &microvm_modules, Machine::Microvm, accel, dir)?;
     let busybox_microvm = busybox_inputs(&kernel, &microvm_modules, root, Machine::Microvm, accel, dir)?;
-    Ok(KernelInputs { kernel, root_image: root.image.clone(), flint, busybox, busybox_microvm })
+    Ok(KernelInputs { kernel, root_image: root.image.clone(), flint, flint_microvm, busybox, busybox_microvm })
 }
 
 /// The busybox initramfs (the module archive plus busybox and its script) for `machine`, and

@@ -216,11 +216,10 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
             cases.push(Case { firmware: firmware.name(), kernel, machine: Machine::Microvm, init, plan });
         }
         if let (true, Some(vmlinux), Ok(image)) = (flint, &pvh, available(firmware, setup.flint)) {
-            let microvm_inputs = guest::flint_inputs(&inputs.kernel, Machine::Microvm, setup.accel, setup.inputs)?;
             for (machine, label) in
                 [(Machine::Pc, "PVH"), (Machine::Q35, "PVH, q35"), (Machine::Microvm, "PVH, microvm")]
             {
-                let flint_inputs = if machine == Machine::Microvm { &microvm_inputs } else { &inputs.flint };
+                let flint_inputs = if machine == Machine::Microvm { &inputs.flint_microvm } else { &inputs.flint };
                 let boot = FlintBoot { kernel: Some(vmlinux), inputs: flint_inputs, machine };
                 let plan = flint_plan(&image, &boot, &inputs, setup)?;
                 let kernel = format!("{} ({label})", inputs.kernel.label);
