@@ -3,28 +3,32 @@
 # options in turn (A B B A A B B A ...), RUNS times each, and prints the medians of each phase of the
 # boot timeline (QEMU start, firmware, kernel, init, workload, shutdown, total), their spread
 # and the ratio B/A. Only the ratio within one run means something on a noisy host.
-#   scripts/ab.sh [-n RUNS] "OPTIONS A" "OPTIONS B" [-- CMD ARGS...]    (CMD defaults to true)
-# Examples:
+#   scripts/ab.sh [-n RUNS] [--flint-a BIN] [--flint-b BIN] "OPTIONS A" "OPTIONS B" [-- CMD ARGS...]
+# CMD defaults to true; --flint-a/--flint-b boot that side with another flint binary (as
+# scripts/ab-revs.sh does to compare two commits). Examples:
 #   scripts/ab.sh -n 10 "--kernel minimal" "--kernel minimal --append 'noreplace-smp nokaslr'"
 #   scripts/ab.sh "--kernel minimal --machine pc" "--kernel minimal --machine microvm"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=8
-if [ "${1:-}" = -n ]; then
-    runs=$2
-    shift 2
-fi
-[ $# -ge 2 ] || { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+declare -A flint_of
+while [ $# -gt 0 ]; do
+    case $1 in
+        -n) runs=$2; shift 2 ;;
+        --flint-a) flint_of[A]=$2; shift 2 ;;
+        --flint-b) flint_of[B]=$2; shift 2 ;;
+        *) break ;;
+    esac
+done
+[ $# -ge 2 ] || { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 # Each side is split as the shell would, so quotes group: "--append 'a=1 b=2'".
 eval "side_a=($1)"
 eval "side_b=($2)"
 shift 2
-[ "${1:-}" != -- ] || shift
-[ $# -gt 0 ] || set -- true
-cmd=("$@")
 tool=ab
 # shellcheck source=lib/timed-boots.sh
 . scripts/lib/timed-boots.sh
+take_workload "$@"
 # ABBA, not ABAB: on these hosts a boot that follows another at once can run ~15% faster
 # or slower than the one before it, alternately (transparent huge pages for QEMU's RAM; see
 # BENCHMARKS.md), so strict alternation would give one side all the fast slots.

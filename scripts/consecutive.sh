@@ -7,19 +7,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=12
-if [ "${1:-}" = -n ]; then
-    runs=$2
-    shift 2
-fi
-[ $# -ge 1 ] || { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+# shellcheck source=lib/runs-option.sh
+. scripts/lib/runs-option.sh
+take_runs_option 1 6 "$@"
+set -- "${rest[@]}"
 eval "options=($1)"
 shift
-[ "${1:-}" != -- ] || shift
-[ $# -gt 0 ] || set -- true
-cmd=("$@")
 tool=consecutive
 # shellcheck source=lib/timed-boots.sh
 . scripts/lib/timed-boots.sh
+take_workload "$@"
 for i in $(seq "$runs"); do
     timed_boot "$i" "${options[@]}"
 done

@@ -20,7 +20,7 @@ import argparse, bisect, collections, ctypes, os, re, shlex, socket, subprocess,
 
 # flint's firmware runs from its ROM's alias at the top of the address space (layout.ld);
 # the kernel and its modules live above KERNEL_SPACE.
-FIRMWARE_CODE = 0xFFFF_FFFF_FFFC_0000
+FIRMWARE_CODE = 0xFFFF_FFFF_FFFD_0000
 KERNEL_SPACE = 0xFFFF_8000_0000_0000
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLINT = os.path.join(ROOT, "target/release/flint")
@@ -58,9 +58,13 @@ def without_huge_pages():
 
 def kernel_map(options):
     kernel = option_value(options, "--kernel", "debian-cloud")
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    path = kernel if os.path.isdir(kernel) else os.path.join(cache, "flint/kernels", kernel)
-    return os.path.join(path, "System.map")
+    if not os.path.isdir(kernel):
+        # flint knows where its cache is ($FLINT_CACHE, $XDG_CACHE_HOME, ~/.cache).
+        done = subprocess.run([FLINT, "kernel", kernel], capture_output=True, text=True, cwd=ROOT)
+        if done.returncode != 0:
+            die(f"flint kernel {kernel} failed: {done.stderr.strip()}")
+        kernel = done.stdout.strip().splitlines()[-1]
+    return os.path.join(kernel, "System.map")
 
 
 def read_map(path):

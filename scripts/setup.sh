@@ -20,6 +20,7 @@ want xz xz-utils
 want lz4 lz4
 want bison bison
 want flex flex
+want patch patch
 [ -e /usr/include/gelf.h ] || need_pkgs+=(libelf-dev)
 [ -e /usr/share/qemu/qboot.rom ] || need_pkgs+=(qemu-system-x86)
 [ -e /usr/share/seabios/bios-256k.bin ] || need_pkgs+=(seabios)

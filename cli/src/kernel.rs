@@ -25,6 +25,11 @@ pub const KNOWN: [(&str, &str); 2] = [
 
 /// The config fragment of the `minimal` kernel (the file in the source tree is the original).
 pub const MINIMAL_CONFIG: &str = include_str!("../../scripts/kernel/minimal.config");
+/// The `minimal` kernel's changes to Debian's source (scripts/kernel/patches/), in order;
+/// each file says why.
+const MINIMAL_PATCHES: [&str; 1] = [include_str!("../../scripts/kernel/patches/no-initmem-poison.patch")];
+/// Where a build tree records the patches its source carries (scripts/ab-revs.sh reads it).
+const APPLIED_PATCHES: &str = "applied.patch";
 const DEBIAN_CLOUD_META: &str = "linux-image-cloud-amd64";
 const MINIMAL_SOURCE_PACKAGE: &str = "linux-source-6.1";
 
@@ -69,10 +74,10 @@ impl Kernel {
                 }
             }
             if spec == "minimal"
-                && std::fs::read_to_string(dir.join("fragment.sha256")).map(|h| h.trim().to_string()).ok()
-                    != Some(fragment_hash(MINIMAL_CONFIG))
+                && std::fs::read_to_string(dir.join("recipe.sha256")).map(|h| h.trim().to_string()).ok()
+                    != Some(recipe_hash(MINIMAL_CONFIG))
             {
-                progress("note: the cached minimal kernel was built from another scripts/kernel/minimal.config: run `flint kernel minimal` to rebuild it");
+                progress("note: the cached minimal kernel was built from another scripts/kernel/minimal.config or patches: run `flint kernel minimal` to rebuild it");
             }
             let mut kernel = Kernel::from_dir(&dir)?;
             kernel.label = spec.to_string();
@@ -312,7 +317,7 @@ pub fn fetch_debian_cloud(force: bool) -> Result<PathBuf> {
 }
 
 /// What building Linux needs on the host, as (program or header, Debian package).
-const BUILD_NEEDS: [(&str, &str); 9] = [
+const BUILD_NEEDS: [(&str, &str); 10] = [
     ("make", "make"),
     ("gcc", "gcc"),
     ("bc", "bc"),
@@ -323,6 +328,7 @@ const BUILD_NEEDS: [(&str, &str); 9] = [
     // scripts/kernel/minimal.config compresses the kernel with lz4.
     ("lz4", "lz4"),
     ("/usr/include/gelf.h", "libelf-dev"),
+    ("patch", "patch"),
 ];
 
 fn check_build_tools() -> Result<()> {
@@ -363,9 +369,9 @@ fn source_version() -> Result<String> {
     })
 }
 
-/// What `fragment.sha256` of a built minimal kernel holds.
-fn fragment_hash(fragment: &str) -> String {
-    env::sha256_hex(fragment.as_bytes())
+/// What `recipe.sha256` of a built minimal kernel holds: its fragment and the patches.
+fn recipe_hash(fragment: &str) -> String {
+    env::sha256_hex(format!("{fragment}\n{}", MINIMAL_PATCHES.concat()).as_bytes())
 }
 
 /// What `flint kernel minimal` builds: the fragment (scripts/kernel/minimal.config unless
@@ -393,7 +399,9 @@ pub fn build_minimal(build: &MinimalBuild) -> Result<PathBuf> {
     };
     env::require_tool("apt-get", "apt")?;
     let source = source_version()?;
-    let key = env::sha256_hex(format!("{MINIMAL_SOURCE_PACKAGE} {source}\n{fragment}").as_bytes())[..16].to_string();
+    let key = env::sha256_hex(format!("{MINIMAL_SOURCE_PACKAGE} {source}\n{}", recipe_hash(&fragment)).as_bytes())
+        [..16]
+        .to_string();
     if !build.force
         && dest.join("vmlinuz").is_file()
         && std::fs::read_to_string(dest.join("key")).is_ok_and(|k| k.trim() == key)
@@ -457,6 +465,7 @@ fn build_minimal_in(work: &Path, source: &str, fragment: &str, force: bool) -> R
         std::fs::write(work.join(".unpacked"), format!("{source}\n"))?;
     }
 
+    apply_patches(work, &MINIMAL_PATCHES.concat())?;
     let obj = work.join("obj");
     if force {
         let _ = std::fs::remove_dir_all(&obj);
@@ -479,6 +488,47 @@ fn build_minimal_in(work: &Path, source: &str, fragment: &str, force: bool) -> R
     Ok(())
 }
 
+/// Brings the shared source tree to carry `patches` and nothing else: what the last build
+/// applied (recorded in `applied.patch`) is reverted first when it differs; Kbuild then
+/// recompiles the files the change touched.
+fn apply_patches(work: &Path, patches: &str) -> Result<()> {
+    let record = work.join(APPLIED_PATCHES);
+    let applied = std::fs::read_to_string(&record).unwrap_or_default();
+    if applied == patches {
+        return Ok(());
+    }
+    // A patch that fails leaves no .rej or .orig files behind in the shared tree.
+    let patch = |file: &Path, revert: bool| {
+        let mut command = Command::new("patch");
+        command
+            .args(["-s", "-p1", "--forward", "--reject-file=-", "--no-backup-if-mismatch"])
+            .arg("-d")
+            .arg(work.join("src"))
+            .arg("-i")
+            .arg(file);
+        command.stdin(std::process::Stdio::null());
+        if revert {
+            command.arg("-R");
+        }
+        env::run_tool(&mut command)
+    };
+    if !applied.is_empty() {
+        progress("reverting the patches of the last build");
+        patch(&record, true).context("cannot revert the last build's patches: delete the build tree")?;
+        std::fs::remove_file(&record)?;
+    }
+    if !patches.is_empty() {
+        progress("patching the source (scripts/kernel/patches)");
+        let wanted = work.join("wanted.patch");
+        std::fs::write(&wanted, patches)?;
+        patch(&wanted, false).with_context(|| {
+            format!("the patches do not apply to this source: delete {} to start from a fresh tree", work.display())
+        })?;
+        std::fs::rename(&wanted, &record)?;
+    }
+    Ok(())
+}
+
 /// `make` on the build tree `work`: the source in `src/`, the objects in `obj/`.
 fn make(work: &Path, args: &[&str]) -> Command {
     let mut command = Command::new("make");
@@ -498,7 +548,7 @@ fn collect_minimal(work: &Path, dir: &Path, source: &str, key: &str, fragment: &
     std::fs::copy(obj.join("System.map"), dir.join("System.map"))?;
     std::fs::write(dir.join("version"), format!("{release} (from {MINIMAL_SOURCE_PACKAGE} {source})\n"))?;
     std::fs::write(dir.join("key"), format!("{key}\n"))?;
-    std::fs::write(dir.join("fragment.sha256"), format!("{}\n", fragment_hash(fragment)))?;
+    std::fs::write(dir.join("recipe.sha256"), format!("{}\n", recipe_hash(fragment)))?;
     Ok(())
 }
 
@@ -555,4 +605,35 @@ fn compile_with_progress(command: &mut Command) -> Result<()> {
         bail!("make bzImage failed ({status}); its last lines are above");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diff(old: &str, new: &str) -> String {
+        format!("Why, in prose.\n\n--- a/f.c\n+++ b/f.c\n@@ -1 +1 @@\n-{old}\n+{new}\n")
+    }
+
+    #[test]
+    fn a_build_tree_carries_one_set_of_patches_at_a_time() {
+        let work = env::TempDir::new("flint-patch-test").unwrap();
+        let src = work.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("f.c"), "a\n").unwrap();
+        let read = || std::fs::read_to_string(src.join("f.c")).unwrap();
+        apply_patches(work.path(), &diff("a", "b")).unwrap();
+        assert_eq!(read(), "b\n");
+        // The same set again is left as it is (patching twice would fail).
+        apply_patches(work.path(), &diff("a", "b")).unwrap();
+        assert_eq!(read(), "b\n");
+        // Another set: the first is reverted, then the second applies to the original.
+        apply_patches(work.path(), &diff("a", "c")).unwrap();
+        assert_eq!(read(), "c\n");
+        apply_patches(work.path(), "").unwrap();
+        assert_eq!(read(), "a\n");
+        assert!(!work.path().join(APPLIED_PATCHES).exists());
+        let error = apply_patches(work.path(), &diff("x", "y")).unwrap_err();
+        assert!(format!("{error:#}").contains("do not apply"), "{error:#}");
+    }
 }

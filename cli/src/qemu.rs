@@ -279,18 +279,22 @@ impl Vm {
     /// The virtio-serial controller and its ports.
     fn port_args(&self, args: &mut Vec<String>) {
         if !self.virtio_ports.is_empty() {
+            // Linux sets up two virtqueues for every port the controller can have (31 by
+            // default), so it gets only as many as there are ports; number 0 is reserved.
+            let max_ports = self.virtio_ports.len() + 1;
             // Without ioeventfd, QEMU handles the guest's "data queued" notification before the
             // guest's write() returns, so data written just before the guest ends the VM
             // (the workload's last output, the status line) has reached the host already.
             match self.machine {
-                Machine::Pc | Machine::Q35 => {
-                    args.extend(["-device".into(), "virtio-serial-pci,id=flint-vser,ioeventfd=off".into()])
-                }
+                Machine::Pc | Machine::Q35 => args.extend([
+                    "-device".into(),
+                    format!("virtio-serial-pci,id=flint-vser,max_ports={max_ports},ioeventfd=off"),
+                ]),
                 // There the option belongs to the virtio-mmio transports, which the machine
                 // creates itself.
                 Machine::Microvm => args.extend([
                     "-device".into(),
-                    "virtio-serial-device,id=flint-vser".into(),
+                    format!("virtio-serial-device,id=flint-vser,max_ports={max_ports}"),
                     "-global".into(),
                     "virtio-mmio.ioeventfd=off".into(),
                 ]),
@@ -450,7 +454,8 @@ mod tests {
         vm.drives = vec![Drive { path: "/root.ext4".into(), read_only: true }];
         vm.virtio_ports = vec![VirtioPort { name: "flint.status".into(), backend: PortBackend::Null }];
         let args = vm.args().join(" ");
-        let ports = args.find("-device virtio-serial-device,id=flint-vser -global virtio-mmio.ioeventfd=off");
+        let ports =
+            args.find("-device virtio-serial-device,id=flint-vser,max_ports=2 -global virtio-mmio.ioeventfd=off");
         let disk = args.find(
             "-drive file=/root.ext4,format=raw,readonly=on,if=none,id=flint-disk0 -device virtio-blk-device,drive=flint-disk0",
         );
@@ -470,7 +475,7 @@ mod tests {
         let args = vm.args().join(" ");
         for expected in [
             "-chardev file,id=flint-com1,path=/tmp/a,,b/console.log,append=on -serial chardev:flint-com1",
-            "-device virtio-serial-pci,id=flint-vser,ioeventfd=off",
+            "-device virtio-serial-pci,id=flint-vser,max_ports=4,ioeventfd=off",
             "-chardev stdio,id=flint-port0,signal=off -device virtserialport,bus=flint-vser.0,nr=1,chardev=flint-port0,name=flint.stdin",
             "-chardev socket,id=flint-port1,path=/run/x/out.sock -device virtserialport,bus=flint-vser.0,nr=2,chardev=flint-port1,name=flint.stdout",
             "-chardev null,id=flint-port2 -device virtserialport,bus=flint-vser.0,nr=3,chardev=flint-port2,name=flint.status",

@@ -140,8 +140,8 @@ fn hash_entry(h: &mut Sha256, rel: &Path, meta: &Metadata) {
     }
 }
 
-/// The image size for `scan`: content, inode tables and journal with room to spare (the file
-/// is sparse, so spare room costs no disk space).
+/// The image size for `scan`: content, inode tables and a journal with room to spare (the
+/// file is sparse, so spare room costs no disk space).
 fn auto_size(scan: &Scan) -> u64 {
     let size = scan.bytes + scan.bytes / 8 + inodes(scan) * 256 + (64 << 20);
     size.div_ceil(1 << 20) << 20
@@ -155,7 +155,7 @@ fn inodes(scan: &Scan) -> u64 {
 pub fn make_image(dir: &Path, out: &Path, fs: FsType, size: Option<u64>) -> Result<Scan> {
     let scan = scan(dir, false)?;
     match fs {
-        FsType::Ext4 => make_ext4(dir, out, &scan, size)?,
+        FsType::Ext4 => make_ext4(dir, out, &scan, size, Journal::Keep)?,
         FsType::Erofs => {
             if size.is_some() {
                 bail!("--size applies to ext4 only: erofs images are exactly as big as their content");
@@ -169,7 +169,18 @@ pub fn make_image(dir: &Path, out: &Path, fs: FsType, size: Option<u64>) -> Resu
     Ok(scan)
 }
 
-fn make_ext4(dir: &Path, out: &Path, scan: &Scan, size: Option<u64>) -> Result<()> {
+/// Whether an ext4 image gets a journal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Journal {
+    /// For images a user may mount read-write and keep (`flint rootfs`).
+    Keep,
+    /// For flint's cached images, which flint only mounts read-only (alone or under an
+    /// overlay) or writes as a throwaway copy: loading a journal costs every mount a few
+    /// milliseconds under TCG (BENCHMARKS.md, "Tuning") and protects nothing there.
+    Omit,
+}
+
+fn make_ext4(dir: &Path, out: &Path, scan: &Scan, size: Option<u64>, journal: Journal) -> Result<()> {
     env::require_tool("mkfs.ext4", "e2fsprogs")?;
     let mut size = size.unwrap_or_else(|| auto_size(scan));
     let mut attempt = 0;
@@ -180,6 +191,7 @@ fn make_ext4(dir: &Path, out: &Path, scan: &Scan, size: Option<u64>) -> Result<(
         drop(file);
         let output = Command::new("mkfs.ext4")
             .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-L", "flint-root"])
+            .args(if journal == Journal::Omit { &["-O", "^has_journal"][..] } else { &[] })
             .arg("-N")
             .arg(inodes(scan).to_string())
             .arg("-d")
@@ -239,11 +251,21 @@ pub fn rootfs(dir: &Path, out: &Path, fs: FsType, size: Option<u64>) -> Result<(
     Ok(())
 }
 
+/// A private copy of `image` at `copy`, to write without touching the cache: sparse, and a
+/// reflink where the filesystem allows.
+pub fn private_copy(image: &Path, copy: &Path) -> Result<()> {
+    env::run_tool(Command::new("cp").arg("--sparse=always").arg("--reflink=auto").arg(image).arg(copy))
+}
+
+/// Ends every cached image's name, changed whenever flint makes them differently so that
+/// older ones are not reused (f2: no journal).
+const CACHE_FORMAT: &str = "f2";
+
 /// The ext4 image of `dir` in the cache, made on first use; named by the content's hash.
 pub fn cached_ext4(dir: &Path) -> Result<PathBuf> {
     let scan = scan(dir, true)?;
     let images = env::cache_subdir("images")?;
-    let image = images.join(format!("{}.ext4", &scan.hash[..32]));
+    let image = images.join(format!("{}-{CACHE_FORMAT}.ext4", &scan.hash[..32]));
     if image.is_file() {
         return Ok(image);
     }
@@ -253,7 +275,7 @@ pub fn cached_ext4(dir: &Path) -> Result<PathBuf> {
         scan.bytes.div_ceil(1 << 20)
     ));
     let tmp = env::temp_sibling(&image);
-    let result = make_ext4(dir, &tmp, &scan, None).and_then(|()| Ok(std::fs::rename(&tmp, &image)?));
+    let result = make_ext4(dir, &tmp, &scan, None, Journal::Omit).and_then(|()| Ok(std::fs::rename(&tmp, &image)?));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -282,7 +304,8 @@ pub fn busybox_root() -> Result<DefaultRoot> {
     let roots = env::cache_subdir("roots")?;
     // The root made last time from this very /bin/busybox: no package query, no hashing.
     let installed = env::file_identity(Path::new(INSTALLED_BUSYBOX));
-    if let Some(name) = installed.as_deref().and_then(|identity| env::recall("default-root", identity)) {
+    let recalled = installed.as_deref().and_then(|identity| env::recall("default-root", identity));
+    if let Some(name) = recalled.filter(|name| name.ends_with(CACHE_FORMAT)) {
         let root = DefaultRoot::in_dir(&roots.join(name));
         if root.is_made() {
             return Ok(root);
@@ -290,7 +313,7 @@ pub fn busybox_root() -> Result<DefaultRoot> {
     }
     let (busybox, _download) = busybox_binary(&roots)?;
     let bytes = std::fs::read(&busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
-    let name = format!("busybox-{}", &env::sha256_hex(&bytes)[..16]);
+    let name = format!("busybox-{}-{CACHE_FORMAT}", &env::sha256_hex(&bytes)[..16]);
     let dir = roots.join(&name);
     let root = DefaultRoot::in_dir(&dir);
     let remember = || {
@@ -340,7 +363,7 @@ pub fn busybox_root() -> Result<DefaultRoot> {
         )?;
         std::fs::write(tree.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
         let scan = scan(&tree, false)?;
-        make_ext4(&tree, &tmp.join("root.ext4"), &scan, None)?;
+        make_ext4(&tree, &tmp.join("root.ext4"), &scan, None, Journal::Omit)?;
         env::publish(&tmp, &dir, false)
     })();
     if result.is_err() {

@@ -7,7 +7,7 @@ use crate::env;
 use crate::kernel::Kernel;
 use anyhow::{bail, Context, Result};
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const SETUP_SECTS: usize = 0x1f1;
 const PAYLOAD_OFFSET: usize = 0x248;
@@ -76,6 +76,28 @@ fn lz4_legacy(mut data: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Where the cache keeps what it found in the bzImage whose hash is the key: the vmlinux, or
+/// a marker that it has no PVH entry.
+struct CacheEntry {
+    image: PathBuf,
+    no_pvh: PathBuf,
+}
+
+impl CacheEntry {
+    fn new(dir: &Path, key: &str) -> CacheEntry {
+        CacheEntry { image: dir.join(format!("{key}.elf")), no_pvh: dir.join(format!("{key}.no-pvh")) }
+    }
+
+    /// The answer, once that bzImage was looked at: its vmlinux, or `None` (no PVH entry).
+    fn answer(&self) -> Option<Option<PathBuf>> {
+        if self.image.is_file() {
+            Some(Some(self.image.clone()))
+        } else {
+            self.no_pvh.is_file().then_some(None)
+        }
+    }
+}
+
 /// The kernel's PVH-bootable vmlinux, extracted once into the cache (keyed by the bzImage's
 /// content); `None` when the kernel has no PVH entry (built without `CONFIG_PVH`).
 pub fn pvh_image(kernel: &Kernel) -> Result<Option<PathBuf>> {
@@ -83,26 +105,19 @@ pub fn pvh_image(kernel: &Kernel) -> Result<Option<PathBuf>> {
     // The bzImage's hash from the last run, while the file is the same one: no reading it.
     let identity = env::file_identity(&kernel.image);
     let known = identity.as_deref().and_then(|identity| env::recall("vmlinux-key", identity));
-    if let Some(key) = &known {
-        if dir.join(format!("{key}.elf")).is_file() {
-            return Ok(Some(dir.join(format!("{key}.elf"))));
-        }
-        if dir.join(format!("{key}.no-pvh")).is_file() {
-            return Ok(None);
-        }
+    if let Some(answer) = known.and_then(|key| CacheEntry::new(&dir, &key).answer()) {
+        return Ok(answer);
     }
     let bzimage = std::fs::read(&kernel.image).with_context(|| format!("cannot read {}", kernel.image.display()))?;
     let key = &env::sha256_hex(&bzimage)[..32];
     if let Some(identity) = &identity {
         env::remember("vmlinux-key", identity, key);
     }
-    let (image, no_pvh) = (dir.join(format!("{key}.elf")), dir.join(format!("{key}.no-pvh")));
-    if image.is_file() {
-        return Ok(Some(image));
+    let entry = CacheEntry::new(&dir, key);
+    if let Some(answer) = entry.answer() {
+        return Ok(answer);
     }
-    if no_pvh.is_file() {
-        return Ok(None);
-    }
+    let CacheEntry { image, no_pvh } = entry;
     env::progress(format!("extracting a PVH vmlinux from {}", kernel.image.display()));
     let vmlinux = decompress(payload(&bzimage)?)?;
     let (path, content) = match loader::pvh::entry_point(&vmlinux) {

@@ -408,14 +408,14 @@ fn timeline_phases_cover_the_run() {
 /// microvm, the default machine: no PCI; the root disk and the four ports are virtio-mmio
 /// devices (Debian's kernel loads virtio_mmio from the module initramfs). Input, both outputs
 /// and a status that only the status port carries exactly all cross, and the disk is the one
-/// from ACPI's LNRO0005.
+/// from ACPI's LNRO0005, with the init's 2 MiB read-ahead.
 #[test]
 fn the_default_microvm_runs_from_a_virtio_mmio_root() {
     let input = noise(256 << 10, 7);
     let output = run_with_input(
         flint()
             .args(["run", "--", "sh", "-c"])
-            .arg("cat; echo; readlink -f /sys/block/vda; ls /sys/bus/pci/devices | wc -l; echo err >&2; exit 255"),
+            .arg("cat; echo; readlink -f /sys/block/vda; cat /sys/block/vda/queue/read_ahead_kb; ls /sys/bus/pci/devices | wc -l; echo err >&2; exit 255"),
         &input,
     );
     assert_status(&output, 255);
@@ -423,7 +423,7 @@ fn the_default_microvm_runs_from_a_virtio_mmio_root() {
     assert!(echoed == input, "stdin came back altered; stderr:\n{}", text(&output.stderr));
     let rest = text(rest);
     assert!(rest.starts_with("\n/sys/devices/platform/LNRO0005:"), "root disk not on virtio-mmio: {rest}");
-    assert!(rest.ends_with("/block/vda\n0\n"), "PCI devices on microvm: {rest}");
+    assert!(rest.ends_with("/block/vda\n2048\n0\n"), "read-ahead, or PCI devices on microvm: {rest}");
     assert_eq!(text(&output.stderr), "err\n");
 }
 
@@ -440,6 +440,29 @@ fn microvm_drops_acpi_for_a_kernel_that_does_not_need_it() {
     assert_status(&output, 0);
     let stdout = text(&output.stdout);
     assert!(stdout.starts_with("acpi\n/sys/devices/platform/LNRO0005:"), "{stdout}");
+}
+
+/// The default overlay root lets a workload remove a directory of the image and make it
+/// again, empty: the overlay marks it opaque with an extended attribute on its tmpfs layer.
+#[test]
+fn the_overlay_root_replaces_a_directory_of_the_image() {
+    for kernel in ["minimal", "debian-cloud"] {
+        let script = "rm -rf /etc && mkdir /etc && ls -A /etc | wc -l";
+        let output = run(&["run", "--kernel", kernel, "--", "sh", "-c", script]);
+        assert_status(&output, 0);
+        assert_eq!(text(&output.stdout), "0\n", "{kernel}: {}", text(&output.stderr));
+    }
+}
+
+/// flint strips the signatures of the modules it hands its init (the kernel then marks itself
+/// tainted with unsigned modules, 8192), unless the command line demands signed modules.
+#[test]
+fn modules_load_unsigned_unless_the_command_line_enforces_signatures() {
+    for (append, taint) in [(&[][..], "8192\n"), (&["--append", "module.sig_enforce=1"][..], "0\n")] {
+        let output = run(&[&["run"][..], append, &["--", "cat", "/proc/sys/kernel/tainted"][..]].concat());
+        assert_status(&output, 0);
+        assert_eq!(text(&output.stdout), taint, "{append:?}: {}", text(&output.stderr));
+    }
 }
 
 /// `--acpi off` where Linux would lose its disk or its CPUs is refused before booting.

@@ -142,14 +142,14 @@ pub fn install_tables<T: Transport>(
     arena: &mut [u8],
     arena_base: u64,
 ) -> Result<Option<AcpiTables>, AcpiError> {
-    let Some(loader_file) = fw_cfg.find(LOADER_FILE) else {
+    let Some(loader_file) = fw_cfg.find(LOADER_FILE.as_bytes()) else {
         return Ok(None);
     };
     // The first select of an ACPI file makes QEMU rebuild the tables (with the PCI and PM state
     // programmed so far), which can change the sizes the directory read at probe time gave.
     fw_cfg.select_file(&loader_file);
     fw_cfg.read_directory();
-    let Some(loader_file) = fw_cfg.find(LOADER_FILE) else {
+    let Some(loader_file) = fw_cfg.find(LOADER_FILE.as_bytes()) else {
         return Ok(None);
     };
     let script_len = loader_file.size as usize;
@@ -249,10 +249,7 @@ impl<'s> Loader<'s, '_> {
         if self.count == MAX_FILES {
             return Err(AcpiError::TooManyFiles);
         }
-        let file = core::str::from_utf8(name)
-            .ok()
-            .and_then(|name| fw_cfg.find(name))
-            .ok_or(AcpiError::UnknownFile(file_name))?;
+        let file = fw_cfg.find(name).ok_or(AcpiError::UnknownFile(file_name))?;
         let size = file.size as usize;
         let start = (self.base + self.top as u64)
             .checked_sub(size as u64)
@@ -299,10 +296,7 @@ impl<'s> Loader<'s, '_> {
     ) -> Result<(), AcpiError> {
         let dest_name = FileName::new(dest);
         // The destination is a writable fw_cfg file, not necessarily loaded into memory.
-        let dest_file = core::str::from_utf8(dest)
-            .ok()
-            .and_then(|name| fw_cfg.find(name))
-            .ok_or(AcpiError::UnknownFile(dest_name))?;
+        let dest_file = fw_cfg.find(dest).ok_or(AcpiError::UnknownFile(dest_name))?;
         let src = self.find(src)?;
         let width = pointer_width(dest_name, size)?;
         if u64::from(dest_offset) + u64::from(size) > u64::from(dest_file.size) {

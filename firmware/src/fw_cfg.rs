@@ -105,8 +105,8 @@ impl<T: Transport> FwCfg<T> {
         self.dma
     }
 
-    pub fn find(&self, name: &str) -> Option<File> {
-        self.files[..self.file_count].iter().find(|f| f.name() == name.as_bytes()).copied()
+    pub fn find(&self, name: &[u8]) -> Option<File> {
+        self.files[..self.file_count].iter().find(|f| f.name() == name).copied()
     }
 
     /// Reads the first `dest.len()` bytes of an item.
@@ -215,12 +215,12 @@ mod tests {
             let mut dev = FakeFwCfg::with_files(dma, &[("etc/e820", vec![1, 2, 3]), ("etc/acpi/rsdp", vec![9; 36])]);
             let mut cfg = FwCfg::probe(&mut dev).expect("signature");
             assert_eq!(cfg.has_dma(), dma);
-            let file = cfg.find("etc/acpi/rsdp").expect("file present");
+            let file = cfg.find(b"etc/acpi/rsdp").expect("file present");
             assert_eq!(file.size, 36);
             let mut buf = [0u8; 36];
             cfg.read_file(&file, &mut buf);
             assert_eq!(buf, [9; 36]);
-            assert!(cfg.find("etc/acpi").is_none(), "prefix must not match");
+            assert!(cfg.find(b"etc/acpi").is_none(), "prefix must not match");
         }
     }
 
@@ -234,7 +234,7 @@ mod tests {
     fn writes_need_dma() {
         let mut dev = FakeFwCfg::with_files(false, &[("etc/vmgenid_addr", vec![0; 8])]);
         let mut cfg = FwCfg::probe(&mut dev).unwrap();
-        let file = cfg.find("etc/vmgenid_addr").unwrap();
+        let file = cfg.find(b"etc/vmgenid_addr").unwrap();
         assert_eq!(cfg.write_file(&file, 0, &[1]), Err(DmaError));
     }
 }

@@ -68,7 +68,7 @@ fn boot() -> Result<Handoff, BootError> {
     chipset::enable_power_management(&mut pci_config, chipset);
 
     let mut fw_cfg = FwCfg::probe(PortTransport).ok_or(BootError::NoFwCfg)?;
-    console::set_verbose(fw_cfg.find("opt/flint/log").is_some());
+    console::set_verbose(fw_cfg.find(b"opt/flint/log").is_some());
     log!("fw_cfg found, DMA {}, chipset {chipset}", if fw_cfg.has_dma() { "on" } else { "off" });
 
     let mut map = read_memory_map(&mut fw_cfg)?;
@@ -81,9 +81,14 @@ fn boot() -> Result<Handoff, BootError> {
         // As SeaBIOS does, so Linux trusts the MCFG table at once.
         map.mark(chipset::MMCONFIG_BASE, chipset::MMCONFIG_SIZE, e820::RESERVED).map_err(BootError::Map)?;
     }
-    chipset::route_interrupts(&mut pci_config, &mut PortElcr, chipset);
-    let windows = Windows { mem: (ram_top.max(PCI_MEM_FLOOR), PCI_MEM_END), io: PCI_IO };
-    let devices = pci::setup(&mut pci_config, chipset, &windows).map_err(BootError::Pci)?;
+    let devices = if microvm {
+        // Nothing answers on its PCI ports; skipping the scan skips translating its code too.
+        pci::Summary::none()
+    } else {
+        chipset::route_interrupts(&mut pci_config, &mut PortElcr, chipset);
+        let windows = Windows { mem: (ram_top.max(PCI_MEM_FLOOR), PCI_MEM_END), io: PCI_IO };
+        pci::setup(&mut pci_config, chipset, &windows).map_err(BootError::Pci)?
+    };
     log!("PCI: {} functions set up", devices.functions().len());
 
     // After PCI: QEMU builds the ACPI tables when they are first read, from the BARs and PM
@@ -116,7 +121,7 @@ fn boot() -> Result<Handoff, BootError> {
 /// QEMU's `etc/e820` (RAM below and above the PCI hole, reserved ranges) plus the legacy
 /// low-memory holes a PC firmware reports.
 fn read_memory_map<T: Transport>(fw_cfg: &mut FwCfg<T>) -> Result<MemoryMap, BootError> {
-    let file = fw_cfg.find("etc/e820").ok_or(BootError::NoMemoryMap)?;
+    let file = fw_cfg.find(b"etc/e820").ok_or(BootError::NoMemoryMap)?;
     let mut raw = [0u8; e820::ENTRY_SIZE * 32];
     let raw = raw.get_mut(..file.size as usize).ok_or(BootError::NoMemoryMap)?;
     fw_cfg.read_file(&file, raw);

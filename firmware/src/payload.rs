@@ -15,7 +15,7 @@ const INIT_CPIO: &[u8; include_bytes!(concat!(env!("OUT_DIR"), "/init.cpio")).le
     include_bytes!(concat!(env!("OUT_DIR"), "/init.cpio"));
 
 /// With this fw_cfg file present, the embedded init is put in front of the user's initrd.
-const ADD_INIT_SWITCH: &str = "opt/flint/add-init";
+const ADD_INIT_SWITCH: &[u8] = b"opt/flint/add-init";
 
 /// Reads QEMU's command-line blob to `layout::CMDLINE`; returns it (with anything QEMU
 /// appended after the NUL) and the length of the command line itself.

@@ -143,6 +143,16 @@ impl fmt::Display for Function {
     }
 }
 
+const EMPTY_FUNCTION: Function = Function {
+    bdf: Bdf::new(0, 0, 0),
+    vendor: 0,
+    device: 0,
+    class: 0,
+    header: Header::Device,
+    irq: None,
+    bars: [None; bar::COUNT],
+};
+
 /// What `setup` did, one entry per function, for the caller to log.
 pub struct Summary {
     functions: [Function; MAX_FUNCTIONS],
@@ -150,6 +160,11 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// No functions: for a machine without PCI (microvm).
+    pub fn none() -> Summary {
+        Summary { functions: [EMPTY_FUNCTION; MAX_FUNCTIONS], count: 0 }
+    }
+
     pub fn functions(&self) -> &[Function] {
         &self.functions[..self.count]
     }
@@ -213,16 +228,7 @@ pub fn setup<C: ConfigSpace>(cfg: &mut C, chipset: Chipset, windows: &Windows) -
 
 /// Lists bus 0's functions and sizes the BARs of ordinary devices, with their decoding off.
 fn discover<C: ConfigSpace>(cfg: &mut C) -> Result<Summary, PciError> {
-    let empty = Function {
-        bdf: Bdf::new(0, 0, 0),
-        vendor: 0,
-        device: 0,
-        class: 0,
-        header: Header::Device,
-        irq: None,
-        bars: [None; bar::COUNT],
-    };
-    let mut summary = Summary { functions: [empty; MAX_FUNCTIONS], count: 0 };
+    let mut summary = Summary::none();
     for device in 0..DEVICES_PER_BUS {
         for function in 0..FUNCTIONS_PER_DEVICE {
             let bdf = Bdf::new(0, device, function);
@@ -246,7 +252,7 @@ fn discover<C: ConfigSpace>(cfg: &mut C) -> Result<Summary, PciError> {
                     HEADER_BRIDGE => Header::Bridge,
                     layout => Header::Other(layout),
                 },
-                ..empty
+                ..EMPTY_FUNCTION
             };
             if slot.header == Header::Device {
                 // A BAR being sized briefly decodes all-ones addresses: keep decoding off.

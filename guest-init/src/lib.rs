@@ -12,7 +12,6 @@
 
 pub mod argv;
 mod clock;
-mod decimal;
 pub mod exec;
 mod gpt_root;
 pub mod modules;

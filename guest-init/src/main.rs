@@ -44,7 +44,6 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
     poweroff::open_status_device(params.status, params.device_wait_ms)?;
     if let Some(root) = &params.root {
         root::switch_to(root, params.device_wait_ms)?;
-        mounts::mount_all(&mounts::BASIC)?;
     }
     mounts::mount_all(&mounts::EXTRA)?;
     timeline::mark(Stamp::Root);

@@ -52,6 +52,11 @@ fn load_one(name: &[u8], module_params: &core::ffi::CStr) -> Result<(), Failure>
             .text(match errno {
                 // ENOENT from the loader means an unresolved symbol.
                 Errno::NOENT => ": list the modules it depends on before it in flint.modules",
+                // Unsigned under module.sig_enforce, or under lockdown: flint strips signatures
+                // unless it sees those on the command line it builds.
+                Errno::KEYREJECTED | Errno::PERM => {
+                    ": the kernel takes signed modules only: add module.sig_enforce=1 to flint's --append so it keeps their signatures"
+                }
                 _ => ": use the modules built for this kernel (see dmesg for details)",
             })),
     }

@@ -47,7 +47,7 @@ impl Failure {
     }
 
     pub fn number(mut self, value: u64) -> Self {
-        for &digit in crate::decimal::decimal(value, &mut [0; 20]) {
+        for &digit in loader::decimal::decimal(value, &mut [0; 20]) {
             self.push(digit);
         }
         self

@@ -54,7 +54,7 @@ pub fn read_firmware_stamps() {
     let mut path = [0u8; 64];
     for index in 0..16u8 {
         let mut digits = [0; 20];
-        let dir = [SETUP_DATA_DIR.as_bytes(), crate::decimal::decimal(u64::from(index), &mut digits)];
+        let dir = [SETUP_DATA_DIR.as_bytes(), loader::decimal::decimal(u64::from(index), &mut digits)];
         let mut kind = [0u8; 16];
         let Some(read) = read_file(&dir, b"/type", &mut path, &mut kind) else { return };
         if &kind[..read] != SETUP_TYPE {
@@ -116,12 +116,12 @@ pub fn line(buf: &mut [u8; 320]) -> &[u8] {
     let mut digits = [0; 20];
     push(LINE_PREFIX.as_bytes());
     push(b"tsc_hz=");
-    push(crate::decimal::decimal(tsc_hz, &mut digits));
+    push(loader::decimal::decimal(tsc_hz, &mut digits));
     for (name, stamp) in NAMES.iter().zip(&STAMPS) {
         push(b" ");
         push(name.as_bytes());
         push(b"=");
-        push(crate::decimal::decimal(stamp.load(Ordering::Relaxed), &mut digits));
+        push(loader::decimal::decimal(stamp.load(Ordering::Relaxed), &mut digits));
     }
     push(b"\n");
     &buf[..len]

@@ -2,14 +2,15 @@
 //! disk's sectors), this crate decides what goes where and builds the zero page, the firmware
 //! executes it. For disk boots it reads the GPT ([`gpt`]) and tells what the boot partition
 //! holds ([`boot_image`]) through [`read_at::ReadAt`], so the firmware only does the I/O.
-//! Pure logic, testable on the host, with no allocation (the guest init uses `gpt` and
-//! `read_at` without an allocator, the firmware everything).
+//! Pure logic, testable on the host, with no allocation (the guest init uses `gpt`,
+//! `read_at` and `decimal` without an allocator, the firmware everything).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod boot_image;
 pub mod boot_params;
 pub mod bzimage;
+pub mod decimal;
 pub mod e820;
 pub mod gpt;
 pub mod plan;

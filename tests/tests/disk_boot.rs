@@ -132,6 +132,41 @@ fn flint_image_with_the_minimal_kernel_boots_without_an_initrd() {
     expect_job_ran(&disk, Machine::Pc);
 }
 
+/// Whether the ext4 file system starting `offset` bytes into `file` has a journal: the
+/// superblock's compatible features (at byte 0x5C of the superblock, itself at byte 1024).
+fn has_journal(file: &Path, offset: u64) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    const HAS_JOURNAL: u32 = 0x4;
+    let mut f = std::fs::File::open(file).unwrap();
+    f.seek(SeekFrom::Start(offset + 1024 + 0x5C)).unwrap();
+    let mut features = [0u8; 4];
+    f.read_exact(&mut features).unwrap();
+    u32::from_le_bytes(features) & HAS_JOURNAL != 0
+}
+
+/// The byte offset of the second partition (flint's root) in a GPT disk.
+fn root_partition_start(disk: &Path) -> u64 {
+    let json = Command::new("sfdisk").arg("--json").arg(disk).output().unwrap().stdout;
+    let table: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    table["partitiontable"]["partitions"][1]["start"].as_u64().unwrap() * 512
+}
+
+#[test]
+fn flint_image_rw_journals_its_root_which_flints_cached_root_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("rw.img");
+    flint_image(&disk, &["--kernel", "minimal", "--rw"]);
+    assert!(has_journal(&disk, root_partition_start(&disk)), "a --rw disk is written at every boot and kept");
+    let cached = flint::rootfs::busybox_root().unwrap().image;
+    assert!(!has_journal(&cached, 0), "flint only reads its cached root, or writes a throwaway copy");
+
+    let mut vm = Vm::new(firmware());
+    vm.drives.push(Drive { path: disk.clone(), read_only: false });
+    let (outcome, console) = boot(&vm);
+    assert_eq!(outcome.exit_code(), Some(2 * 3 + 1), "console:\n{console}");
+    assert!(console.lines().any(|l| l.starts_with("out:6.1")), "the job's output is missing:\n{console}");
+}
+
 #[test]
 fn a_uki_on_a_disk_laid_out_by_sfdisk_boots() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@
 use super::write_input;
 use crate::initramfs::Initramfs;
 use crate::kernel::Kernel;
-use crate::modules::{add_to_initramfs, load_list, Module};
+use crate::modules::{add_to_initramfs, load_list, Module, Signatures};
 use crate::qemu::Machine;
 use crate::rootfs::DefaultRoot;
 use crate::rootfs::FsType;
@@ -60,12 +60,6 @@ pub const STATUS_ON_COM2: &str = "flint.status=/dev/ttyS1";
 /// the machine needs.
 fn flint_inputs(kernel: &Kernel, modules: &[Module], machine: Machine, accel: &str, dir: &Path) -> Result<FlintInputs> {
     let names: Vec<&str> = modules.iter().map(|module| module.name.as_str()).collect();
-    let initrd = if modules.is_empty() {
-        None
-    } else {
-        let name = format!("{}-{}-modules.cpio", kernel.label.replace('/', "_"), machine.name());
-        Some(write_input(dir, &name, &module_archive(modules).to_bytes())?)
-    };
     let mut cmdline = format!("{KERNEL_ARGS} flint.root=/dev/vda flint.rootfstype=ext4 flint.ro");
     if !names.is_empty() {
         cmdline.push_str(&format!(" flint.modules={}", names.join(",")));
@@ -79,12 +73,19 @@ fn flint_inputs(kernel: &Kernel, modules: &[Module], machine: Machine, accel: &s
         cmdline.push(' ');
         cmdline.push_str(&param);
     }
+    let initrd = if modules.is_empty() {
+        None
+    } else {
+        let name = format!("{}-{}-modules.cpio", kernel.label.replace('/', "_"), machine.name());
+        let signatures = Signatures::for_flint_init(kernel, cmdline.split_whitespace());
+        Some(write_input(dir, &name, &module_archive(modules, signatures).to_bytes())?)
+    };
     Ok(FlintInputs { initrd, cmdline })
 }
 
-fn module_archive(modules: &[Module]) -> Initramfs {
+fn module_archive(modules: &[Module], signatures: Signatures) -> Initramfs {
     let mut archive = Initramfs::new();
-    add_to_initramfs(&mut archive, modules);
+    add_to_initramfs(&mut archive, modules, signatures);
     archive
 }
 
@@ -110,7 +111,8 @@ fn busybox_inputs(
     dir: &Path,
 ) -> Result<BusyboxInputs> {
     let names: Vec<&str> = modules.iter().map(|module| module.name.as_str()).collect();
-    let mut archive = module_archive(modules);
+    // Signed, as the distribution ships them: what a user of the busybox way loads.
+    let mut archive = module_archive(modules, Signatures::Keep);
     archive
         .file_from("/bin/busybox", 0o755, &root.tree.join("bin/busybox"))
         .with_context(|| format!("cannot read busybox from the root tree {}", root.tree.display()))?;

@@ -122,7 +122,7 @@ impl ScenarioReport {
                 let base = row.kernel.split(" (").next().unwrap_or_default();
                 let same_kernel =
                     |kernel: &str| kernel.split(" (").next() == Some(base) && !kernel.contains("disk image");
-                let reference = |machine: &str, kernel_matters: bool| {
+                let fastest_on = |machine: &str, kernel_matters: bool| {
                     fastest(
                         &mut flint
                             .iter()
@@ -130,9 +130,9 @@ impl ScenarioReport {
                             .map(|&(_, _, ms)| ms),
                     )
                 };
-                let reference = reference(&row.machine, true)
-                    .or_else(|| reference("pc", true))
-                    .or_else(|| reference(&row.machine, false))
+                let reference = fastest_on(&row.machine, true)
+                    .or_else(|| fastest_on("pc", true))
+                    .or_else(|| fastest_on(&row.machine, false))
                     .or(fastest_flint);
                 let floor = floors.iter().find(|(machine, _)| *machine == row.machine).map(|&(_, ms)| ms);
                 let over_floor = floor.filter(|_| row.firmware != FLOOR).map(|floor_ms| ms - floor_ms);

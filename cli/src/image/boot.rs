@@ -5,7 +5,7 @@
 use super::{file_len, mib};
 use crate::env::{self, progress, Fix};
 use crate::initramfs::Initramfs;
-use crate::modules::Module;
+use crate::modules::{Module, Signatures};
 use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -22,12 +22,12 @@ pub struct Parts<'a> {
 
 /// flint's guest init as `/init`, with the modules at `/lib/modules/<name>.ko`: with its own
 /// initrd the image does not depend on the init embedded in whichever firmware boots it.
-pub fn initrd(modules: &[Module], dir: &Path) -> Result<PathBuf> {
+pub fn initrd(modules: &[Module], signatures: Signatures, dir: &Path) -> Result<PathBuf> {
     let init = crate::fwbuild::guest_init()?;
     let mut archive = Initramfs::new();
     archive.dir("/dev").dir("/proc").dir("/sys");
     archive.file_from("/init", 0o755, &init)?;
-    crate::modules::add_to_initramfs(&mut archive, modules);
+    crate::modules::add_to_initramfs(&mut archive, modules, signatures);
     let path = dir.join("initrd.cpio");
     std::fs::write(&path, archive.to_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)

@@ -9,12 +9,14 @@ mod disk;
 
 use crate::env;
 use crate::kernel::Kernel;
+use crate::modules::Signatures;
 use crate::qemu::Machine;
 use crate::run::guest::{check_cwd, check_in_root, environment, init_words, needs_on, resolve_root, Job};
-use crate::run::{parse_timeout, parse_user, RootArgs};
+use crate::run::{parse_timeout, parse_user, RootArgs, RootMode};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 /// What the boot partition holds.
@@ -137,7 +139,11 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     }
 
     let temp = env::TempDir::new("flint-image")?;
-    let initrd = if modules.is_empty() { None } else { Some(boot::initrd(&modules, temp.path())?) };
+    let initrd = if modules.is_empty() {
+        None
+    } else {
+        Some(boot::initrd(&modules, Signatures::for_flint_init(&kernel, cmdline.split_whitespace()), temp.path())?)
+    };
     let parts = boot::Parts { cmdline: &cmdline, initrd: initrd.as_deref() };
     let boot_image = match args.format {
         Format::Pvh => boot::pvh(&pvh_vmlinux(&kernel)?, &parts, temp.path())?,
@@ -147,8 +153,22 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
             None => boot::uki(&kernel.image, &args.uki_stub, &parts, temp.path())?,
         },
     };
-    disk::write(&args.output, &boot_image, &root.image)?;
+    let root_image =
+        if mode == RootMode::Rw && root.cached { journaled_copy(&root.image, temp.path())? } else { root.image };
+    disk::write(&args.output, &boot_image, &root_image)?;
     Ok(args.output.clone())
+}
+
+/// flint's cached ext4 images have no journal (flint never keeps what it writes to them); a
+/// disk whose root is written at every boot and kept gets one, so a crash cannot corrupt it.
+fn journaled_copy(image: &Path, dir: &Path) -> Result<PathBuf> {
+    env::require_tool("tune2fs", "e2fsprogs")?;
+    let copy = dir.join("root.ext4");
+    crate::rootfs::private_copy(image, &copy).context("cannot copy the root image to add a journal")?;
+    // Its chatter on stdout says nothing the user needs; a failure's stderr is kept.
+    env::tool_output(Command::new("tune2fs").args(["-O", "has_journal"]).arg(&copy))
+        .context("cannot add a journal to the root image")?;
+    Ok(copy)
 }
 
 fn pvh_vmlinux(kernel: &Kernel) -> Result<PathBuf> {

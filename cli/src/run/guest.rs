@@ -148,9 +148,9 @@ pub(crate) fn needs_on(machine: Machine, fs: FsType, mode: RootMode, ports: bool
 }
 
 /// An initramfs with the modules at `/lib/modules/<name>.ko`, kept in the cache by content.
-pub(super) fn module_initrd(modules: &[crate::modules::Module]) -> Result<PathBuf> {
+pub(super) fn module_initrd(modules: &[crate::modules::Module], signatures: Signatures) -> Result<PathBuf> {
     let mut archive = Initramfs::new();
-    crate::modules::add_to_initramfs(&mut archive, modules);
+    crate::modules::add_to_initramfs(&mut archive, modules, signatures);
     let bytes = archive.to_bytes();
     let dir = env::cache_subdir("initrds")?;
     let path = dir.join(format!("{}.cpio", &env::sha256_hex(&bytes)[..32]));
@@ -165,7 +165,7 @@ pub(super) fn module_initrd(modules: &[crate::modules::Module]) -> Result<PathBu
 /// Kernel parameters that skip start-up work a one-job VM never needs: probing the PS/2
 /// keyboard controller, the clocksource watchdog and IO-APIC timer check, the crypto
 /// self-tests, rewriting every lock prefix of the kernel when it finds one CPU. Each is
-/// measured with `scripts/ab.sh` (BENCHMARKS.md, "Kernel command line").
+/// measured with `scripts/ab.sh` (BENCHMARKS.md, "Tuning").
 const BOOT_TUNING: [&str; 7] = [
     "i8042.noaux",
     "i8042.nokbd",

@@ -13,7 +13,7 @@
 use crate::env::{self, Exit, Fix, EXIT_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT};
 use crate::initramfs::Initramfs;
 use crate::kernel::Kernel;
-use crate::modules::Need;
+use crate::modules::{Need, Signatures};
 use crate::qemu::{Drive, Machine, PortBackend, Serial, VirtioPort, Vm, QEMU};
 use crate::rootfs::{self, FsType, Lookup};
 use crate::timeline::{HostTimes, Timeline};
@@ -235,7 +235,11 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
             kernel.cmdline_max()
         );
     }
-    let initrd = if modules.is_empty() { None } else { Some(module_initrd(&modules)?) };
+    let initrd = if modules.is_empty() {
+        None
+    } else {
+        Some(module_initrd(&modules, Signatures::for_flint_init(&kernel, cmdline.split_whitespace()))?)
+    };
 
     let mut vm = Vm::new(&firmware);
     vm.machine = args.machine;
@@ -300,10 +304,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let temp = env::TempDir::new("flint")?;
     let image = if args.mode == RootMode::Rw && root.cached {
         let copy = temp.path().join(format!("root.{}", root.fs.name()));
-        env::run_tool(
-            std::process::Command::new("cp").arg("--sparse=always").arg("--reflink=auto").arg(&root.image).arg(&copy),
-        )
-        .context("cannot make a private copy of the root image for --rw")?;
+        rootfs::private_copy(&root.image, &copy).context("cannot make a private copy of the root image for --rw")?;
         copy
     } else {
         root.image.clone()

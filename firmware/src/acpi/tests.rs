@@ -72,7 +72,7 @@ fn device(dma: bool, script: &[[u8; 128]]) -> FakeFwCfg {
 /// Runs the loader over `dev`; also returns `VMGENID_ADDR`'s selector.
 fn run(dev: &mut FakeFwCfg, arena: &mut [u8]) -> (Result<Option<AcpiTables>, AcpiError>, u16) {
     let mut cfg = FwCfg::probe(dev).expect("signature");
-    let select = cfg.find(VMGENID_ADDR).map_or(0, |f| f.select);
+    let select = cfg.find(VMGENID_ADDR.as_bytes()).map_or(0, |f| f.select);
     (install_tables(&mut cfg, arena, BASE), select)
 }
 

@@ -1,5 +1,6 @@
-//! Unsigned decimal formatting without `core::fmt`, which would cost more than the init's
-//! own code.
+//! Unsigned decimal formatting without `core::fmt`, for the firmware and the guest init:
+//! `core::fmt` would cost more code than either's own (and under TCG every line of code run
+//! once is translated once).
 
 /// The digits of `value`, written at the end of `buf`.
 pub fn decimal(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
