@@ -21,6 +21,9 @@ want lz4 lz4
 want bison bison
 want flex flex
 want patch patch
+# depmod, for kernels whose module tree has no modules.dep (Debian's packages); it lives in
+# /sbin, which an ordinary user's PATH may lack.
+[ -x /sbin/depmod ] || [ -x /usr/sbin/depmod ] || need_pkgs+=(kmod)
 [ -e /usr/include/gelf.h ] || need_pkgs+=(libelf-dev)
 [ -e /usr/share/qemu/qboot.rom ] || need_pkgs+=(qemu-system-x86)
 [ -e /usr/share/seabios/bios-256k.bin ] || need_pkgs+=(seabios)

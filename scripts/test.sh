@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: installs what is missing (QEMU, busybox,
-# filesystem tools, Debian's cloud kernel), builds fw.bin with `flint build` and the minimal
-# kernel, then runs every test.
+# filesystem tools, Debian's cloud and generic kernels), builds fw.bin with `flint build` and
+# the minimal kernel, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 cargo run --locked -p flint -- build
+cargo run --locked -p flint -- kernel debian-generic
 # The kernel with everything built in that the guest-init tests boot (compiles Linux once,
 # about 10 minutes on 2 cores; cached by its configuration afterwards).
 cargo run --locked -p flint -- kernel minimal

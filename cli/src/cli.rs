@@ -1,6 +1,7 @@
 //! The command line: `flint build | kernel | rootfs | run | image | bench`.
 
 use crate::env::{self, EXIT_FAILURE};
+use crate::kernel::Flavour;
 use crate::qemu::Machine;
 use crate::rootfs::FsType;
 use crate::run::{self, Accel, Acpi, Boot, HugePages, RootArgs, RunArgs};
@@ -53,7 +54,7 @@ struct KernelArgs {
     #[arg(long)]
     force: bool,
     /// Print the path of the kernel's PVH-bootable vmlinux instead of its directory: the
-    /// bzImage's payload decompressed (gzip, xz, zstd, lz4) and checked for a PVH entry note,
+    /// bzImage's payload decompressed (any compression Linux uses) and checked for a PVH entry note,
     /// once (cached by content).
     #[arg(long)]
     pvh: bool,
@@ -73,6 +74,11 @@ struct KernelArgs {
 enum KernelName {
     /// Debian 12's cloud kernel, downloaded (virtio drivers are modules).
     DebianCloud,
+    /// Debian 12's generic kernel, the default of a Debian host, downloaded.
+    DebianGeneric,
+    /// Print the kernel config fragment flint's guests need, to merge into your own .config
+    /// (scripts/kconfig/merge_config.sh, or `make olddefconfig` after appending it).
+    Config,
     /// Built from Debian's linux-source-6.1 with scripts/kernel/minimal.config (takes minutes).
     Minimal,
 }
@@ -93,9 +99,8 @@ struct RootfsArgs {
 
 #[derive(Args, Debug)]
 struct RunCli {
-    /// Kernel: a cached name (debian-cloud, minimal) or a path to a bzImage or kernel directory.
-    #[arg(long, value_name = "NAME|PATH")]
-    kernel: Option<String>,
+    #[command(flatten)]
+    kernel: crate::kernel::KernelChoice,
     #[command(flatten)]
     root: RootArgs,
     /// QEMU's machine type; microvm boots fastest (no PCI for Linux to enumerate).
@@ -238,24 +243,30 @@ fn execute(command: Command) -> Result<u8> {
                 return Ok(0);
             }
             let kernel = match &args.from {
-                Some(path) => crate::kernel::Kernel::resolve(Some(&path.to_string_lossy()))?,
+                Some(path) => crate::kernel::Kernel::resolve(Some(&path.to_string_lossy()), None)?,
                 None => {
+                    let builds_minimal = matches!(args.name, KernelName::Minimal);
+                    if !builds_minimal && (args.config.is_some() || args.output.is_some()) {
+                        anyhow::bail!("--config and --output build the minimal kernel: use `flint kernel minimal --config FRAGMENT -o DIR`");
+                    }
                     let dir = match args.name {
                         KernelName::Minimal => crate::kernel::build_minimal(&crate::kernel::MinimalBuild {
                             fragment: args.config.clone(),
                             output: args.output.clone(),
                             force: args.force,
                         })?,
-                        KernelName::DebianCloud if args.config.is_some() || args.output.is_some() => {
-                            anyhow::bail!("--config and --output build the minimal kernel: use `flint kernel minimal --config FRAGMENT -o DIR`")
+                        KernelName::DebianCloud => crate::kernel::debian::fetch(Flavour::Cloud, args.force)?,
+                        KernelName::DebianGeneric => crate::kernel::debian::fetch(Flavour::Generic, args.force)?,
+                        KernelName::Config => {
+                            print!("{}", crate::run::config_fragment());
+                            return Ok(0);
                         }
-                        KernelName::DebianCloud => crate::kernel::fetch_debian_cloud(args.force)?,
                     };
                     if !args.pvh {
                         println!("{}", dir.display());
                         return Ok(0);
                     }
-                    crate::kernel::Kernel::resolve(Some(&dir.to_string_lossy()))?
+                    crate::kernel::Kernel::resolve(Some(&dir.to_string_lossy()), None)?
                 }
             };
             let Some(vmlinux) = crate::vmlinux::pvh_image(&kernel)? else {

@@ -99,15 +99,12 @@ pub fn source_tree() -> Option<PathBuf> {
     is_tree(built_from).then(|| built_from.to_path_buf())
 }
 
-/// The firmware image: `--firmware`, else `$FLINT_FW`, else `out/fw.bin` in the source tree.
+/// The firmware image: `--firmware`, else `$FLINT_FW`, else the one built into this binary.
 pub fn firmware(given: Option<&Path>) -> Result<PathBuf> {
     let (path, origin) = match (given, std::env::var_os("FLINT_FW").filter(|p| !p.is_empty())) {
         (Some(path), _) => (path.to_path_buf(), "--firmware"),
         (None, Some(path)) => (PathBuf::from(path), "FLINT_FW"),
-        (None, None) => match source_tree() {
-            Some(tree) => (tree.join("out/fw.bin"), "the source tree"),
-            None => bail!("no firmware image: pass --firmware PATH or set FLINT_FW (run `flint build` in the flint source tree to make out/fw.bin)"),
-        },
+        (None, None) => return crate::embedded::firmware(),
     };
     match std::fs::metadata(&path) {
         Ok(meta) if meta.is_file() => Ok(path),
@@ -121,6 +118,8 @@ pub fn firmware(given: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// Whether `program` is found in PATH (or is a path to an executable file).
+/// The sbin directories are searched after PATH: the filesystem tools (mkfs.ext4, debugfs,
+/// sfdisk, depmod) live there, and an ordinary user's PATH often lacks them.
 pub fn find_program(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable =
@@ -128,8 +127,17 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
     if program.contains('/') {
         return executable(Path::new(program)).then(|| PathBuf::from(program));
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| executable(candidate))
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| executable(candidate))
+}
+
+/// A command for `program`, found as `find_program` finds it (so sbin tools run for an
+/// ordinary user too); left to fail with its own name when it is nowhere.
+pub fn command(program: &str) -> Command {
+    Command::new(find_program(program).unwrap_or_else(|| PathBuf::from(program)))
 }
 
 /// Fails with an install hint when a host tool is missing.

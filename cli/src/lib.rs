@@ -5,6 +5,8 @@
 
 pub mod bench;
 pub mod cli;
+pub mod decompress;
+pub mod embedded;
 pub mod env;
 pub mod fwbuild;
 pub mod image;

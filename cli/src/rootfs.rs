@@ -162,7 +162,7 @@ pub fn make_image(dir: &Path, out: &Path, fs: FsType, size: Option<u64>) -> Resu
             }
             env::require_tool("mkfs.erofs", "erofs-utils")?;
             let _ = std::fs::remove_file(out);
-            env::run_tool(Command::new("mkfs.erofs").arg("--quiet").arg(out).arg(dir))
+            env::run_tool(env::command("mkfs.erofs").arg("--quiet").arg(out).arg(dir))
                 .with_context(|| format!("cannot make an erofs image of {}", dir.display()))?;
         }
     }
@@ -189,7 +189,7 @@ fn make_ext4(dir: &Path, out: &Path, scan: &Scan, size: Option<u64>, journal: Jo
             .fix(format_args!("cannot create {}", out.display()), "pass a writable output path")?;
         file.set_len(size).with_context(|| format!("cannot size {}", out.display()))?;
         drop(file);
-        let output = Command::new("mkfs.ext4")
+        let output = env::command("mkfs.ext4")
             .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-L", "flint-root"])
             .args(if journal == Journal::Omit { &["-O", "^has_journal"][..] } else { &[] })
             .arg("-N")
@@ -219,7 +219,7 @@ fn make_ext4(dir: &Path, out: &Path, scan: &Scan, size: Option<u64>, journal: Jo
         let commands: String = scan.missing_mount_points.iter().map(|m| format!("mkdir /{m}\n")).collect();
         let script = env::temp_sibling(out);
         std::fs::write(&script, commands)?;
-        let result = env::tool_output(Command::new("debugfs").arg("-w").arg("-f").arg(&script).arg(out));
+        let result = env::tool_output(env::command("debugfs").arg("-w").arg("-f").arg(&script).arg(out));
         let _ = std::fs::remove_file(&script);
         result.context("cannot add the mount points /dev, /proc, /sys, /tmp to the image")?;
     }

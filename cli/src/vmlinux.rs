@@ -3,18 +3,16 @@
 //! the PVH entry note with the `loader` crate. Booting the vmlinux skips the kernel's own
 //! decompression and relocation.
 
+use crate::decompress::decompress;
 use crate::env;
 use crate::kernel::Kernel;
 use anyhow::{bail, Context, Result};
-use std::io::Read;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 const SETUP_SECTS: usize = 0x1f1;
 const PAYLOAD_OFFSET: usize = 0x248;
 const PAYLOAD_LENGTH: usize = 0x24c;
-/// The lz4 legacy frame Linux uses: magic, then blocks each prefixed by their length.
-const LZ4_LEGACY_MAGIC: [u8; 4] = [0x02, 0x21, 0x4c, 0x18];
-const LZ4_LEGACY_BLOCK: usize = 8 << 20;
 
 fn u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.get(offset..offset + 4)?.try_into().ok()?))
@@ -37,43 +35,30 @@ pub fn payload(bzimage: &[u8]) -> Result<&[u8]> {
         .context("the bzImage is truncated: its payload runs past the end of the file")
 }
 
-/// Decompresses a payload, recognising the format by its magic bytes.
-pub fn decompress(payload: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    match payload {
-        [0x1f, 0x8b, ..] => {
-            flate2::read::GzDecoder::new(payload).read_to_end(&mut out).context("gzip payload is corrupt")?;
-        }
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => {
-            ruzstd::decoding::StreamingDecoder::new(payload)
-                .context("zstd payload is corrupt")?
-                .read_to_end(&mut out)
-                .context("zstd payload is corrupt")?;
-        }
-        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => {
-            lzma_rs::xz_decompress(&mut &payload[..], &mut out)
-                .map_err(|e| anyhow::anyhow!("xz payload is corrupt: {e:?}"))?;
-        }
-        [a, b, c, d, ..] if [*a, *b, *c, *d] == LZ4_LEGACY_MAGIC => out = lz4_legacy(&payload[4..])?,
-        _ => bail!("unknown kernel compression (supported: gzip, zstd, xz, lz4): pass a vmlinux instead"),
-    }
-    Ok(out)
+/// Why a bzImage's vmlinux cannot be had: no payload, an unknown or corrupt compression, or
+/// not an ELF file inside. A distinct error, for the callers that can boot the bzImage instead.
+#[derive(Debug)]
+struct Unextractable {
+    image: PathBuf,
+    reason: anyhow::Error,
 }
 
-/// Blocks until the data ends; Linux's build appends the uncompressed size (4 bytes) after
-/// the last block, which reads as a length with no block behind it.
-fn lz4_legacy(mut data: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    while let Some(len) = u32_at(data, 0) {
-        let Some(block) = data.get(4..4 + len as usize) else { break };
-        let decoded = lz4_flex::block::decompress(block, LZ4_LEGACY_BLOCK).context("lz4 payload is corrupt")?;
-        out.extend_from_slice(&decoded);
-        data = &data[4 + len as usize..];
+impl fmt::Display for Unextractable {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "cannot extract a PVH vmlinux from {}: {:#}", self.image.display(), self.reason)
     }
-    if out.is_empty() {
-        bail!("lz4 payload is empty or corrupt");
+}
+
+impl std::error::Error for Unextractable {}
+
+/// The bzImage's vmlinux, or `None` when it has no PVH entry note.
+fn extract(bzimage: &[u8]) -> Result<Option<Vec<u8>>> {
+    let vmlinux = decompress(payload(bzimage)?)?;
+    match loader::pvh::entry_point(&vmlinux) {
+        Ok(_) => Ok(Some(vmlinux)),
+        Err(loader::pvh::PvhError::NoPvhNote) => Ok(None),
+        Err(e) => bail!("{e}"),
     }
-    Ok(out)
 }
 
 /// Where the cache keeps what it found in the bzImage whose hash is the key: the vmlinux, or
@@ -119,16 +104,33 @@ pub fn pvh_image(kernel: &Kernel) -> Result<Option<PathBuf>> {
     }
     let CacheEntry { image, no_pvh } = entry;
     env::progress(format!("extracting a PVH vmlinux from {}", kernel.image.display()));
-    let vmlinux = decompress(payload(&bzimage)?)?;
-    let (path, content) = match loader::pvh::entry_point(&vmlinux) {
-        Ok(_) => (&image, vmlinux),
-        Err(loader::pvh::PvhError::NoPvhNote) => (&no_pvh, Vec::new()),
-        Err(e) => bail!("{}: {e}", kernel.image.display()),
+    let vmlinux = extract(&bzimage).map_err(|reason| Unextractable { image: kernel.image.clone(), reason })?;
+    let (path, content) = match vmlinux {
+        Some(vmlinux) => (&image, vmlinux),
+        None => (&no_pvh, Vec::new()),
     };
     let tmp = env::temp_sibling(path);
     std::fs::write(&tmp, content)?;
     std::fs::rename(&tmp, path)?;
     Ok(Some(image).filter(|image| image.is_file()))
+}
+
+/// `pvh_image` for callers that can boot the bzImage instead (`--boot auto`): a kernel whose
+/// vmlinux cannot be extracted gets a note and `None`, as one without a PVH entry does.
+pub fn pvh_image_or_note(kernel: &Kernel) -> Result<Option<PathBuf>> {
+    match pvh_image(kernel) {
+        Err(error) => match error.downcast::<Unextractable>() {
+            Ok(Unextractable { image, reason }) => {
+                env::progress(format!(
+                    "note: cannot extract a PVH vmlinux from {} ({reason:#}): booting its bzImage",
+                    image.display()
+                ));
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        },
+        found => found,
+    }
 }
 
 #[cfg(test)]
@@ -138,21 +140,6 @@ mod tests {
     #[test]
     fn rejects_what_is_not_a_bzimage() {
         assert!(payload(b"not a kernel").is_err());
-        assert!(decompress(b"\0\0\0\0plain").is_err());
-    }
-
-    #[test]
-    fn decompresses_gzip_and_lz4_legacy() {
-        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut gz, &data).unwrap();
-        assert_eq!(decompress(&gz.finish().unwrap()).unwrap(), data);
-
-        let block = lz4_flex::block::compress(&data);
-        let mut legacy = LZ4_LEGACY_MAGIC.to_vec();
-        legacy.extend((block.len() as u32).to_le_bytes());
-        legacy.extend(&block);
-        legacy.extend((data.len() as u32).to_le_bytes());
-        assert_eq!(decompress(&legacy).unwrap(), data);
+        assert!(extract(b"not a kernel").is_err());
     }
 }

@@ -1,8 +1,8 @@
 //! Loading the kernel modules listed in `flint.modules`, in order, from the initramfs.
 //!
 //! There is no modprobe and no modules.dep: the list itself is the load order, so a module's
-//! dependencies must come before it (the host CLI works them out from each `.ko`'s
-//! `depends=`). `finit_module` lets the kernel read the file itself, so nothing is copied.
+//! dependencies must come before it (the host CLI works the order out as modprobe would:
+//! dependencies, soft dependencies, aliases). `finit_module` lets the kernel read the file itself, so nothing is copied.
 //! Each module gets the parameters the command line gives it (`<module>.<param>=<value>`),
 //! as modprobe would pass them: e.g. the `virtio_mmio.device=` words QEMU adds on a microvm
 //! without ACPI.

@@ -9,7 +9,7 @@ use flint_tests::*;
 use std::io::Write;
 
 fn vmlinux(name: &str) -> std::path::PathBuf {
-    let kernel = Kernel::resolve(Some(name)).expect("kernel in the cache: run scripts/test.sh");
+    let kernel = Kernel::resolve(Some(name), None).expect("kernel in the cache: run scripts/test.sh");
     flint::vmlinux::pvh_image(&kernel).expect("extraction works").expect("the kernel has a PVH entry")
 }
 

@@ -22,17 +22,21 @@ pub enum ScenarioName {
     Null,
     /// Debian's cloud kernel runs `true` from an ext4 root on virtio-blk.
     Debian,
+    /// The same with Debian's generic kernel (a Debian host's default, `flint kernel debian-generic`).
+    DebianGeneric,
     /// The same with flint's minimal kernel (`flint kernel minimal`).
     Minimal,
 }
 
 impl ScenarioName {
-    pub const ALL: [ScenarioName; 3] = [ScenarioName::Null, ScenarioName::Debian, ScenarioName::Minimal];
+    pub const ALL: [ScenarioName; 4] =
+        [ScenarioName::Null, ScenarioName::Debian, ScenarioName::DebianGeneric, ScenarioName::Minimal];
 
     pub fn name(self) -> &'static str {
         match self {
             ScenarioName::Null => "null",
             ScenarioName::Debian => "debian",
+            ScenarioName::DebianGeneric => "debian-generic",
             ScenarioName::Minimal => "minimal",
         }
     }
@@ -44,6 +48,9 @@ impl ScenarioName {
             }
             ScenarioName::Debian => {
                 "Debian's cloud kernel runs `true` from an ext4 root on virtio-blk, then powers off"
+            }
+            ScenarioName::DebianGeneric => {
+                "Debian's generic kernel runs `true` from an ext4 root on virtio-blk, then powers off"
             }
             ScenarioName::Minimal => {
                 "flint's minimal kernel runs `true` from an ext4 root on virtio-blk, then powers off"
@@ -118,7 +125,10 @@ pub struct Setup<'a> {
 pub fn prepare(name: ScenarioName, setup: &Setup) -> Result<Prepared> {
     match name {
         ScenarioName::Null => null_cases(setup).map(Prepared::Cases),
-        ScenarioName::Debian => kernel_cases(setup, Kernel::resolve(Some("debian-cloud"))?).map(Prepared::Cases),
+        ScenarioName::Debian => kernel_cases(setup, Kernel::resolve(Some("debian-cloud"), None)?).map(Prepared::Cases),
+        ScenarioName::DebianGeneric => {
+            kernel_cases(setup, Kernel::resolve(Some("debian-generic"), None)?).map(Prepared::Cases)
+        }
         ScenarioName::Minimal => {
             if !env::cache_dir()?.join("kernels/minimal/vmlinuz").is_file() {
                 return Ok(Prepared::Skipped(
@@ -126,7 +136,7 @@ pub fn prepare(name: ScenarioName, setup: &Setup) -> Result<Prepared> {
                         .into(),
                 ));
             }
-            kernel_cases(setup, Kernel::resolve(Some("minimal"))?).map(Prepared::Cases)
+            kernel_cases(setup, Kernel::resolve(Some("minimal"), None)?).map(Prepared::Cases)
         }
     }
 }
@@ -192,7 +202,8 @@ fn null_cases(setup: &Setup) -> Result<Vec<Case>> {
 fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
     let root = rootfs::busybox_root()?;
     // flint also boots the kernel's vmlinux through its PVH entry, as `flint run` does by default.
-    let pvh = if setup.firmwares.contains(&Firmware::Flint) { crate::vmlinux::pvh_image(&kernel)? } else { None };
+    let pvh =
+        if setup.firmwares.contains(&Firmware::Flint) { crate::vmlinux::pvh_image_or_note(&kernel)? } else { None };
     let inputs = guest::prepare(kernel, &root, setup.accel, setup.inputs)?;
     let mut cases = Vec::new();
     for &firmware in setup.firmwares {

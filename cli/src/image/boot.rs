@@ -23,7 +23,7 @@ pub struct Parts<'a> {
 /// flint's guest init as `/init`, with the modules at `/lib/modules/<name>.ko`: with its own
 /// initrd the image does not depend on the init embedded in whichever firmware boots it.
 pub fn initrd(modules: &[Module], signatures: Signatures, dir: &Path) -> Result<PathBuf> {
-    let init = crate::fwbuild::guest_init()?;
+    let init = crate::embedded::guest_init()?;
     let mut archive = Initramfs::new();
     archive.dir("/dev").dir("/proc").dir("/sys");
     archive.file_from("/init", 0o755, &init)?;

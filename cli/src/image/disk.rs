@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// The Discoverable Partitions Specification has no type for a boot image; this is flint's.
 pub const BOOT_TYPE: &str = "6AF119E6-6761-4A72-BB47-A541EDCC1854";
@@ -56,7 +56,7 @@ fn partition(disk: &Path, boot_size: u64, root_size: u64) -> Result<()> {
         boot_size / SECTOR,
         root_size / SECTOR
     );
-    let mut child = Command::new("sfdisk")
+    let mut child = env::command("sfdisk")
         .args(["--quiet", "--no-reread", "--no-tell-kernel"])
         .arg(disk)
         .stdin(Stdio::piped())
@@ -74,7 +74,7 @@ fn partition(disk: &Path, boot_size: u64, root_size: u64) -> Result<()> {
 
 /// Where sfdisk put the two partitions, in bytes.
 fn starts(disk: &Path) -> Result<[u64; 2]> {
-    let json = env::tool_output(Command::new("sfdisk").arg("--json").arg(disk))?;
+    let json = env::tool_output(env::command("sfdisk").arg("--json").arg(disk))?;
     let table: serde_json::Value = serde_json::from_str(&json).context("sfdisk --json printed something else")?;
     let table = &table["partitiontable"];
     let sector = table["sectorsize"].as_u64().unwrap_or(SECTOR);

@@ -8,7 +8,7 @@ mod boot;
 mod disk;
 
 use crate::env;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, KernelChoice};
 use crate::modules::Signatures;
 use crate::qemu::Machine;
 use crate::run::guest::{check_cwd, check_in_root, environment, init_words, needs_on, resolve_root, Job};
@@ -16,7 +16,6 @@ use crate::run::{parse_timeout, parse_user, RootArgs, RootMode};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// What the boot partition holds.
@@ -35,9 +34,8 @@ pub struct ImageArgs {
     /// The disk image to write.
     #[arg(short, long, value_name = "IMAGE")]
     output: PathBuf,
-    /// Kernel: a cached name (debian-cloud, minimal) or a path to a bzImage or kernel directory.
-    #[arg(long, value_name = "NAME|PATH")]
-    kernel: Option<String>,
+    #[command(flatten)]
+    kernel: KernelChoice,
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     format: Format,
     /// QEMU machine the image will boot on: it decides the disk's transport (and so the
@@ -84,7 +82,7 @@ impl ImageArgs {
     ) -> Self {
         ImageArgs {
             output: output.into(),
-            kernel: Some(kernel.into()),
+            kernel: KernelChoice::named(kernel),
             format,
             machine: Machine::Pc,
             uki_stub: boot::UKI_STUB.into(),
@@ -105,7 +103,7 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     let cwd = args.cwd.as_deref().unwrap_or("/");
     check_cwd(cwd)?;
     let environment = environment(&args.env)?;
-    let kernel = Kernel::resolve(args.kernel.as_deref())?;
+    let kernel = args.kernel.resolve()?;
     // The image is copied into the root partition, so even `--rw` leaves it untouched.
     let root = resolve_root(args.root.root.as_ref(), args.root.root_image.as_ref(), mode)?;
     if let Some(tree) = &root.tree {
@@ -148,7 +146,7 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     let boot_image = match args.format {
         Format::Pvh => boot::pvh(&pvh_vmlinux(&kernel)?, &parts, temp.path())?,
         Format::Uki => boot::uki(&kernel.image, &args.uki_stub, &parts, temp.path())?,
-        Format::Auto => match crate::vmlinux::pvh_image(&kernel)? {
+        Format::Auto => match crate::vmlinux::pvh_image_or_note(&kernel)? {
             Some(vmlinux) => boot::pvh(&vmlinux, &parts, temp.path())?,
             None => boot::uki(&kernel.image, &args.uki_stub, &parts, temp.path())?,
         },
@@ -166,7 +164,7 @@ fn journaled_copy(image: &Path, dir: &Path) -> Result<PathBuf> {
     let copy = dir.join("root.ext4");
     crate::rootfs::private_copy(image, &copy).context("cannot copy the root image to add a journal")?;
     // Its chatter on stdout says nothing the user needs; a failure's stderr is kept.
-    env::tool_output(Command::new("tune2fs").args(["-O", "has_journal"]).arg(&copy))
+    env::tool_output(env::command("tune2fs").args(["-O", "has_journal"]).arg(&copy))
         .context("cannot add a journal to the root image")?;
     Ok(copy)
 }

@@ -147,6 +147,51 @@ pub(crate) fn needs_on(machine: Machine, fs: FsType, mode: RootMode, ports: bool
     needs
 }
 
+/// What every flint guest needs built in, whatever the machine and root, with why.
+const BUILT_IN: [(&str, &str); 17] = [
+    ("CONFIG_64BIT", "the firmware enters a 64-bit kernel"),
+    ("CONFIG_PVH", "microvm boots the uncompressed vmlinux through its PVH entry"),
+    ("CONFIG_BLK_DEV_INITRD", "flint's init arrives as an initramfs"),
+    ("CONFIG_BINFMT_ELF", "the init and the workload"),
+    ("CONFIG_BINFMT_SCRIPT", "#! workloads"),
+    ("CONFIG_TTY", "the console"),
+    ("CONFIG_SERIAL_8250", "the console (COM1)"),
+    ("CONFIG_SERIAL_8250_CONSOLE", "the console (COM1)"),
+    ("CONFIG_DEVTMPFS", "/dev"),
+    ("CONFIG_UNIX98_PTYS", "/dev/pts"),
+    ("CONFIG_PROC_FS", "/proc"),
+    ("CONFIG_SYSFS", "/sys"),
+    ("CONFIG_TMPFS", "/tmp and the overlay root's upper layer"),
+    ("CONFIG_TMPFS_XATTR", "the overlay root's upper layer"),
+    ("CONFIG_PCI", "pc and q35's virtio-pci devices"),
+    ("CONFIG_VIRTIO_MENU", "the virtio drivers below"),
+    (
+        "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES",
+        "microvm without ACPI: QEMU lists its virtio-mmio devices on the command line",
+    ),
+];
+
+/// What `flint kernel config` prints: the options flint's guests use on any machine with
+/// any root, as a fragment to merge into a kernel's own config. The drivers may be modules
+/// (`=m`): flint loads them; `=y` boots faster.
+pub fn config_fragment() -> String {
+    let mut out = String::from("# flint's guests: merge into a kernel config (scripts/kconfig/merge_config.sh)\n");
+    for (option, why) in BUILT_IN {
+        out.push_str(&format!("# {why}\n{option}=y\n"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for machine in [Machine::Microvm, Machine::Pc] {
+        for fs in [FsType::Ext4, FsType::Erofs] {
+            for need in needs_on(machine, fs, RootMode::Overlay, true) {
+                if seen.insert(need.option) {
+                    out.push_str(&format!("# {}\n{}=y\n", need.purpose, need.option));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// An initramfs with the modules at `/lib/modules/<name>.ko`, kept in the cache by content.
 pub(super) fn module_initrd(modules: &[crate::modules::Module], signatures: Signatures) -> Result<PathBuf> {
     let mut archive = Initramfs::new();

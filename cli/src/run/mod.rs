@@ -12,7 +12,7 @@
 
 use crate::env::{self, Exit, Fix, EXIT_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT};
 use crate::initramfs::Initramfs;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, KernelChoice};
 use crate::modules::{Need, Signatures};
 use crate::qemu::{Drive, Machine, PortBackend, Serial, VirtioPort, Vm, QEMU};
 use crate::rootfs::{self, FsType, Lookup};
@@ -38,6 +38,7 @@ mod session;
 mod verdict;
 
 use accel::*;
+pub use guest::config_fragment;
 use guest::*;
 use session::*;
 pub use session::{Ending, QemuEnd};
@@ -156,7 +157,7 @@ pub enum Boot {
 #[derive(Debug, Clone)]
 pub struct RunArgs {
     pub firmware: Option<PathBuf>,
-    pub kernel: Option<String>,
+    pub kernel: KernelChoice,
     pub root: Option<PathBuf>,
     pub root_image: Option<PathBuf>,
     pub machine: Machine,
@@ -216,7 +217,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
         bail!("{QEMU} not found in PATH: install QEMU (apt-get install qemu-system-x86, or run scripts/setup.sh)");
     }
     let firmware = env::firmware(args.firmware.as_deref())?;
-    let kernel = Kernel::resolve(args.kernel.as_deref())?;
+    let kernel = args.kernel.resolve()?;
     let acpi = acpi_on(args, &kernel)?;
     let root = prepare_root(args)?;
     let environment = environment(&args.env)?;
@@ -357,7 +358,7 @@ fn boot_image(kernel: &Kernel, boot: Boot) -> Result<PathBuf> {
         Boot::Pvh => crate::vmlinux::pvh_image(kernel)?.with_context(|| {
             format!("kernel {} has no PVH entry (built without CONFIG_PVH): use --boot bzimage", kernel.label)
         })?,
-        Boot::Auto => crate::vmlinux::pvh_image(kernel)?.unwrap_or_else(|| kernel.image.clone()),
+        Boot::Auto => crate::vmlinux::pvh_image_or_note(kernel)?.unwrap_or_else(|| kernel.image.clone()),
     })
 }
 

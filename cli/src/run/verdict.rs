@@ -146,7 +146,7 @@ mod tests {
     fn args() -> RunArgs {
         RunArgs {
             firmware: None,
-            kernel: None,
+            kernel: KernelChoice::default(),
             root: None,
             root_image: None,
             machine: Machine::Pc,
