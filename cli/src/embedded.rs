@@ -3,7 +3,7 @@
 //! written once into the cache under its content hash.
 
 use crate::env;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::PathBuf;
 
 const FIRMWARE: &[u8] = include_bytes!(env!("FLINT_EMBEDDED_FW"));
@@ -19,14 +19,10 @@ pub fn guest_init() -> Result<PathBuf> {
     materialize(&format!("flint-init-{}", env!("FLINT_EMBEDDED_INIT_SHA")), INIT)
 }
 
-/// `bytes` in `embedded/<name>` of the cache; written (atomically) only when missing.
+/// `bytes` in `embedded/<name>` of the cache; written (atomically) unless the file there holds
+/// them already (compared, not trusted: a crash may have cut an older flint's copy short).
 fn materialize(name: &str, bytes: &[u8]) -> Result<PathBuf> {
     let path = env::cache_subdir("embedded")?.join(name);
-    if std::fs::metadata(&path).is_ok_and(|meta| meta.len() == bytes.len() as u64) {
-        return Ok(path);
-    }
-    let tmp = env::temp_sibling(&path);
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    env::cache_bytes(&path, bytes)?;
     Ok(path)
 }

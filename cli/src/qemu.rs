@@ -2,9 +2,11 @@
 
 use crate::env;
 use std::io::{self, Read};
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -153,6 +155,9 @@ pub struct Vm {
     /// Off, the host kernel is told not to for QEMU's process (`PR_SET_THP_DISABLE`, which
     /// no shell command line can say).
     pub huge_pages: bool,
+    /// A backstop to the caller's own deadline: the kernel ends QEMU once it has used this
+    /// much CPU time (`RLIMIT_CPU`), should the caller be stopped or hung. `None`: no limit.
+    pub cpu_time: Option<Duration>,
 }
 
 /// Makes the host kernel back none of `command`'s memory with transparent huge pages
@@ -165,6 +170,121 @@ fn without_huge_pages(command: &mut Command) {
             libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
             Ok(())
         });
+    }
+}
+
+/// Ends QEMU when this process ends, however it ends (SIGKILL included): before its exec,
+/// QEMU's process forks a watchdog that waits for the lifeline pipe to close (the kernel closes
+/// its write end, which only this process holds, when the last of its threads is gone), then
+/// kills QEMU. Not `PR_SET_PDEATHSIG` on QEMU itself: the kernel clears that when a process
+/// changes its uid, which `-runas` does (measured: QEMU as `nobody` outlived a SIGKILLed
+/// parent), and it fires when the spawning thread ends rather than the process. The
+/// watchdog's own parent-death signal is tied to QEMU's main thread (the one that forked it),
+/// so it never outlives QEMU.
+fn die_with_this_process(command: &mut Command) {
+    let lifeline = lifeline();
+    // SAFETY: the closure runs in the forked child before exec and makes only raw system
+    // calls, none of which allocates or takes a lock; the watchdog never returns from it.
+    unsafe {
+        command.pre_exec(move || {
+            let lifeline = lifeline.map_err(io::Error::from_raw_os_error)?;
+            let qemu = libc::getpid();
+            // The raw system call: the watchdog needs none of libc's fork handlers.
+            match libc::syscall(libc::SYS_fork) {
+                -1 => Err(io::Error::last_os_error()),
+                0 => watchdog(lifeline, qemu),
+                _ => Ok(()),
+            }
+        });
+    }
+}
+
+/// The read end of a pipe whose write end stays open in this process, and in no other
+/// (close-on-exec), until it ends; or why there is none.
+fn lifeline() -> Result<RawFd, i32> {
+    static PIPE: OnceLock<Result<(io::PipeReader, io::PipeWriter), i32>> = OnceLock::new();
+    let pipe = PIPE.get_or_init(|| io::pipe().map_err(|e| e.raw_os_error().unwrap_or(libc::EMFILE)));
+    pipe.as_ref().map(|(read, _)| read.as_raw_fd()).map_err(|&errno| errno)
+}
+
+/// The watchdog: kills `qemu` once `lifeline` reads as closed.
+///
+/// # Safety
+/// Only in a child just forked by `qemu`, which it must be the only thread of.
+unsafe fn watchdog(lifeline: RawFd, qemu: libc::pid_t) -> ! {
+    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    if libc::getppid() != qemu {
+        // QEMU ended (its exec failed) before the signal was set.
+        libc::_exit(0);
+    }
+    // The terminal's signals reach the whole process group: QEMU decides for itself.
+    for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTERM, libc::SIGTSTP] {
+        libc::signal(signal, libc::SIG_IGN);
+    }
+    libc::prctl(libc::PR_SET_NAME, c"flint-watchdog".as_ptr());
+    // Nothing else of the parent's stays open: its pipes (std's exec-error pipe, the
+    // callers' output pipes) must close when QEMU's exec closes them. (Until then, the
+    // parent's spawn waits: all of the above is in place when it returns.)
+    libc::dup2(lifeline, 0);
+    if libc::syscall(libc::SYS_close_range, 1 as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint) != 0 {
+        // Linux before 5.9.
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        for fd in 1..limit.rlim_cur.min(1 << 20) as libc::c_int {
+            libc::close(fd);
+        }
+    }
+    let mut byte = 0u8;
+    while libc::read(0, (&mut byte as *mut u8).cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
+    libc::kill(qemu, libc::SIGKILL);
+    libc::_exit(0)
+}
+
+/// `RLIMIT_CPU` for `command`'s process, in whole seconds (rounded up), or the hard limit it
+/// already has if that is lower.
+fn limit_cpu_time(command: &mut Command, limit: Duration) {
+    let seconds = limit.as_secs() + u64::from(limit.subsec_nanos() > 0);
+    // SAFETY: getrlimit(2) and setrlimit(2) are async-signal-safe and touch only the child's
+    // limits, which are only lowered (always allowed).
+    unsafe {
+        command.pre_exec(move || {
+            let mut limit: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_CPU, &mut limit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            limit.rlim_max = limit.rlim_max.min(seconds);
+            limit.rlim_cur = limit.rlim_max;
+            match libc::setrlimit(libc::RLIMIT_CPU, &limit) {
+                0 => Ok(()),
+                _ => Err(io::Error::last_os_error()),
+            }
+        });
+    }
+}
+
+/// A started QEMU, killed and reaped when dropped: no return path, an early error included,
+/// leaves it running.
+pub struct Running(Child);
+
+impl Deref for Running {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Both do nothing once the child has been waited for.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -188,6 +308,7 @@ impl Vm {
             extra_args: Vec::new(),
             huge_pages: true,
             acpi: true,
+            cpu_time: None,
         }
     }
 
@@ -205,6 +326,8 @@ impl Vm {
             self.memory.clone(),
             "-smp".into(),
             self.cpus.to_string(),
+            // -bios, -kernel and -initrd are machine properties that QEMU takes verbatim:
+            // doubled commas would be part of the name.
             "-bios".into(),
             self.firmware.display().to_string(),
             "-nodefaults".into(),
@@ -213,12 +336,14 @@ impl Vm {
             "none".into(),
             "-no-reboot".into(),
         ];
+        // SAFETY: geteuid(2) cannot fail and has no side effects.
+        args.extend(confinement(unsafe { libc::geteuid() } == 0));
         match &self.serial {
             Serial::Stdio => args.extend(["-serial".into(), "stdio".into()]),
             // Appending, so that /dev/stderr redirected to a file is not truncated.
             Serial::File(path) => args.extend([
                 "-chardev".into(),
-                format!("file,id=flint-com1,path={},append=on", option_value(path)),
+                format!("file,id=flint-com1,path={},append=on", path_value(path)),
                 "-serial".into(),
                 "chardev:flint-com1".into(),
             ]),
@@ -237,7 +362,7 @@ impl Vm {
             args.extend(["-append".into(), append.clone()]);
         }
         for (name, value) in &self.fw_cfg_strings {
-            args.extend(["-fw_cfg".into(), format!("name={name},string={value}")]);
+            args.extend(["-fw_cfg".into(), format!("name={},string={}", option_value(name), option_value(value))]);
         }
         // On microvm each device takes the free virtio-mmio transport that QEMU describes first
         // to the guest (in the ACPI tables, or in `virtio_mmio.device=` without ACPI), and
@@ -261,7 +386,7 @@ impl Vm {
     fn drive_args(&self, args: &mut Vec<String>) {
         for (index, drive) in self.drives.iter().enumerate() {
             let ro = if drive.read_only { ",readonly=on" } else { "" };
-            let file = format!("file={},format=raw{ro}", drive.path.display());
+            let file = format!("file={},format=raw{ro}", path_value(&drive.path));
             match self.machine {
                 Machine::Pc | Machine::Q35 => args.extend(["-drive".into(), format!("{file},if=virtio")]),
                 // No PCI bus for `if=virtio` (virtio-blk-pci): the disk goes on a virtio-mmio
@@ -303,8 +428,8 @@ impl Vm {
         for (index, port) in self.virtio_ports.iter().enumerate() {
             let id = format!("flint-port{index}");
             let chardev = match &port.backend {
-                PortBackend::Socket(path) => format!("socket,id={id},path={}", option_value(path)),
-                PortBackend::File(path) => format!("file,id={id},path={},append=on", option_value(path)),
+                PortBackend::Socket(path) => format!("socket,id={id},path={}", path_value(path)),
+                PortBackend::File(path) => format!("file,id={id},path={},append=on", path_value(path)),
                 PortBackend::Stdio => format!("stdio,id={id},signal=off"),
                 PortBackend::Null => format!("null,id={id}"),
             };
@@ -322,25 +447,36 @@ impl Vm {
         std::iter::once(QEMU.to_string()).chain(self.args()).map(|arg| shell_quote(&arg)).collect::<Vec<_>>().join(" ")
     }
 
+    /// QEMU's command; the QEMU it starts dies with this process (see `die_with_this_process`).
     pub fn command(&self) -> Command {
         let mut command = Command::new(QEMU);
         command.args(self.args());
         if !self.huge_pages {
             without_huge_pages(&mut command);
         }
+        if let Some(limit) = self.cpu_time {
+            limit_cpu_time(&mut command, limit);
+        }
+        die_with_this_process(&mut command);
         command
+    }
+
+    /// Starts QEMU, to be killed and reaped however the caller returns.
+    pub fn spawn(&self, stdin: Stdio, stdout: Stdio, stderr: Stdio) -> io::Result<Running> {
+        let child = self
+            .command()
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {QEMU}: {e}")))?;
+        Ok(Running(child))
     }
 
     /// Runs the VM with no input, capturing COM1, killing it at the deadline.
     pub fn run(&self, deadline: Duration) -> io::Result<Outcome> {
         let start = Instant::now();
-        let mut child = self
-            .command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {QEMU}: {e}")))?;
+        let mut child = self.spawn(Stdio::null(), Stdio::piped(), Stdio::piped())?;
         let stdout = drain(child.stdout.take().expect("piped"));
         let stderr = drain(child.stderr.take().expect("piped"));
         let status = match child.wait_timeout(deadline)? {
@@ -361,9 +497,28 @@ impl Vm {
     }
 }
 
-/// A path as a QEMU option value: commas are doubled, as QEMU's option parser wants.
-fn option_value(path: &std::path::Path) -> String {
-    path.display().to_string().replace(',', ",,")
+/// A value inside a QEMU option string (`-drive`, `-chardev`, `-fw_cfg`): commas are doubled,
+/// or QEMU reads what follows one as further options (`file=a,snapshot=on.img`).
+fn option_value(value: &str) -> String {
+    value.replace(',', ",,")
+}
+
+fn path_value(path: &Path) -> String {
+    option_value(&path.display().to_string())
+}
+
+/// QEMU's seccomp filter (`-sandbox`): no obsolete system calls, no new processes, no
+/// scheduler or resource changes. As root, QEMU also becomes `nobody` once it has opened its
+/// files and connected its sockets (`-runas`). It does so after installing the filter, so
+/// the filter must then allow set*uid (`elevateprivileges`; QEMU 7.2 dies of SIGSYS
+/// otherwise); a QEMU that already runs unprivileged gets them denied.
+fn confinement(root: bool) -> Vec<String> {
+    let sandbox = "on,obsolete=deny,spawn=deny,resourcecontrol=deny";
+    if root {
+        ["-sandbox", sandbox, "-runas", "nobody"].map(String::from).to_vec()
+    } else {
+        vec!["-sandbox".into(), format!("{sandbox},elevateprivileges=deny")]
+    }
 }
 
 /// Quotes `arg` for a POSIX shell, leaving plainly safe words alone.
@@ -423,6 +578,73 @@ mod tests {
         assert_eq!(thp(&mut command).as_deref(), Some("0"));
         // The flag is the child's: this process and its other children keep theirs.
         assert_eq!(thp(&mut Command::new("grep")).as_deref(), Some("1"));
+    }
+
+    /// The state letter of a process (`Z` for a zombie), or `None` once it is gone.
+    fn state(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next())
+    }
+
+    #[test]
+    fn the_watchdog_lives_as_long_as_its_process_and_holds_no_pipe() {
+        let mut command = Command::new("sleep");
+        command.arg("60");
+        die_with_this_process(&mut command);
+        let mut child = command.spawn().unwrap();
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+        let watchdog: u32 = children.trim().parse().expect("one child, the watchdog");
+        let comm = std::fs::read_to_string(format!("/proc/{watchdog}/comm")).unwrap();
+        assert_eq!(comm.trim(), "flint-watchdog");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let start = Instant::now();
+        while !matches!(state(watchdog), None | Some('Z')) {
+            assert!(start.elapsed() < Duration::from_secs(2), "the watchdog outlived its process");
+            thread::sleep(Duration::from_millis(10));
+        }
+        // The output pipe closes with the program: the watchdog kept no copy of it.
+        let mut command = Command::new("echo");
+        command.arg("done");
+        die_with_this_process(&mut command);
+        assert_eq!(command.output().unwrap().stdout, b"done\n");
+    }
+
+    #[test]
+    fn a_dropped_qemu_is_killed_and_reaped() {
+        let child = Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id();
+        drop(Running(child));
+        assert_eq!(state(pid), None);
+    }
+
+    #[test]
+    fn qemu_is_sandboxed_and_drops_root() {
+        let sandbox = "on,obsolete=deny,spawn=deny,resourcecontrol=deny";
+        assert_eq!(confinement(true), ["-sandbox", sandbox, "-runas", "nobody"]);
+        assert_eq!(confinement(false), ["-sandbox".to_string(), format!("{sandbox},elevateprivileges=deny")]);
+        assert!(Vm::new("/fw.bin").args().join(" ").contains(" -sandbox on,"));
+    }
+
+    /// Option strings double commas; -bios, -kernel and -initrd take the path as it is (QEMU 7.2
+    /// fails to open `a,,b` there).
+    #[test]
+    fn commas_in_paths_are_escaped_where_qemu_parses_options() {
+        let mut vm = Vm::new("/fw,1.bin");
+        vm.kernel = Some("/k,1".into());
+        vm.initrd = Some("/i,1".into());
+        vm.drives = vec![Drive { path: "/a,snapshot=on.img".into(), read_only: false }];
+        vm.fw_cfg_strings = vec![("opt/x".into(), "a,b".into())];
+        let args = vm.args();
+        for (option, value) in [
+            ("-bios", "/fw,1.bin"),
+            ("-kernel", "/k,1"),
+            ("-initrd", "/i,1"),
+            ("-drive", "file=/a,,snapshot=on.img,format=raw,if=virtio"),
+            ("-fw_cfg", "name=opt/x,string=a,,b"),
+        ] {
+            assert!(args.windows(2).any(|pair| pair == [option, value]), "{option} {value} not in {args:?}");
+        }
     }
 
     #[test]

@@ -161,12 +161,19 @@ pub fn make_image(dir: &Path, out: &Path, fs: FsType, size: Option<u64>) -> Resu
                 bail!("--size applies to ext4 only: erofs images are exactly as big as their content");
             }
             env::require_tool("mkfs.erofs", "erofs-utils")?;
-            let _ = std::fs::remove_file(out);
-            env::run_tool(env::command("mkfs.erofs").arg("--quiet").arg(out).arg(dir))
+            env::tool_output(tool("mkfs.erofs").arg("--quiet").arg(out).arg(dir))
                 .with_context(|| format!("cannot make an erofs image of {}", dir.display()))?;
         }
     }
     Ok(scan)
+}
+
+/// A filesystem tool whose messages are strerror's English words, which is how a full host
+/// disk is told apart from a full image ([`env::disk_full_or`]).
+fn tool(program: &str) -> Command {
+    let mut command = env::command(program);
+    command.env("LC_ALL", "C");
+    command
 }
 
 /// Whether an ext4 image gets a journal.
@@ -189,7 +196,7 @@ fn make_ext4(dir: &Path, out: &Path, scan: &Scan, size: Option<u64>, journal: Jo
             .fix(format_args!("cannot create {}", out.display()), "pass a writable output path")?;
         file.set_len(size).with_context(|| format!("cannot size {}", out.display()))?;
         drop(file);
-        let output = env::command("mkfs.ext4")
+        let output = tool("mkfs.ext4")
             .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-L", "flint-root"])
             .args(if journal == Journal::Omit { &["-O", "^has_journal"][..] } else { &[] })
             .arg("-N")
@@ -203,8 +210,12 @@ fn make_ext4(dir: &Path, out: &Path, scan: &Scan, size: Option<u64>, journal: Jo
             break;
         }
         let message = String::from_utf8_lossy(&output.stderr).trim().replace('\n', "; ");
-        let full =
-            message.contains("Could not allocate") || message.contains("No space") || message.contains("too small");
+        // The image's own filesystem is full: libext2fs's words. A full host disk is ENOSPC's
+        // "No space left on device" instead, which a bigger image cannot cure; the caller
+        // reports it ([`env::disk_full_or`]).
+        let full = ["Could not allocate", "Not enough space", "No free space", "too small"]
+            .iter()
+            .any(|words| message.contains(words));
         if full && attempt < 2 {
             attempt += 1;
             size *= 2;
@@ -219,7 +230,7 @@ fn make_ext4(dir: &Path, out: &Path, scan: &Scan, size: Option<u64>, journal: Jo
         let commands: String = scan.missing_mount_points.iter().map(|m| format!("mkdir /{m}\n")).collect();
         let script = env::temp_sibling(out);
         std::fs::write(&script, commands)?;
-        let result = env::tool_output(env::command("debugfs").arg("-w").arg("-f").arg(&script).arg(out));
+        let result = env::tool_output(tool("debugfs").arg("-w").arg("-f").arg(&script).arg(out));
         let _ = std::fs::remove_file(&script);
         result.context("cannot add the mount points /dev, /proc, /sys, /tmp to the image")?;
     }
@@ -236,16 +247,16 @@ pub fn rootfs(dir: &Path, out: &Path, fs: FsType, size: Option<u64>) -> Result<(
         bail!("cannot write {}: the directory {} does not exist: create it first", out.display(), parent.display());
     }
     progress(format!("making an {} image of {}", fs.name(), dir.display()));
-    let tmp = env::temp_sibling(out);
-    let scan = make_image(dir, &tmp, fs, size).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
+    let mut missing_mount_points = Vec::new();
+    env::make_file(out, |tmp| {
+        missing_mount_points = make_image(dir, tmp, fs, size)?.missing_mount_points;
+        Ok(())
     })?;
-    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
-    if fs == FsType::Erofs && !scan.missing_mount_points.is_empty() {
+    if fs == FsType::Erofs && !missing_mount_points.is_empty() {
         progress(format!(
             "note: {} has no /{}: erofs is read-only, so run it with --overlay (the default), or add them to the directory",
             dir.display(),
-            scan.missing_mount_points.join(", /")
+            missing_mount_points.join(", /")
         ));
     }
     Ok(())
@@ -254,7 +265,9 @@ pub fn rootfs(dir: &Path, out: &Path, fs: FsType, size: Option<u64>) -> Result<(
 /// A private copy of `image` at `copy`, to write without touching the cache: sparse, and a
 /// reflink where the filesystem allows.
 pub fn private_copy(image: &Path, copy: &Path) -> Result<()> {
-    env::run_tool(Command::new("cp").arg("--sparse=always").arg("--reflink=auto").arg(image).arg(copy))
+    env::tool_output(tool("cp").arg("--sparse=always").arg("--reflink=auto").arg(image).arg(copy))
+        .map(drop)
+        .map_err(|error| env::disk_full_or(error, copy))
 }
 
 /// Ends every cached image's name, changed whenever flint makes them differently so that
@@ -266,7 +279,12 @@ pub fn cached_ext4(dir: &Path) -> Result<PathBuf> {
     let scan = scan(dir, true)?;
     let images = env::cache_subdir("images")?;
     let image = images.join(format!("{}-{CACHE_FORMAT}.ext4", &scan.hash[..32]));
-    if image.is_file() {
+    if env::is_cached(&image) {
+        return Ok(image);
+    }
+    // Concurrent flints make it once; the others find it made when the lock is theirs.
+    let _lock = env::lock_cache(&images);
+    if env::is_cached(&image) {
         return Ok(image);
     }
     progress(format!(
@@ -274,12 +292,7 @@ pub fn cached_ext4(dir: &Path) -> Result<PathBuf> {
         dir.display(),
         scan.bytes.div_ceil(1 << 20)
     ));
-    let tmp = env::temp_sibling(&image);
-    let result = make_ext4(dir, &tmp, &scan, None, Journal::Omit).and_then(|()| Ok(std::fs::rename(&tmp, &image)?));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
+    env::make_cached_file(&image, |tmp| make_ext4(dir, tmp, &scan, None, Journal::Omit))?;
     Ok(image)
 }
 
@@ -294,10 +307,6 @@ impl DefaultRoot {
     fn in_dir(dir: &Path) -> DefaultRoot {
         DefaultRoot { image: dir.join("root.ext4"), tree: dir.join("tree") }
     }
-
-    fn is_made(&self) -> bool {
-        self.image.is_file() && self.tree.is_dir()
-    }
 }
 
 pub fn busybox_root() -> Result<DefaultRoot> {
@@ -305,73 +314,64 @@ pub fn busybox_root() -> Result<DefaultRoot> {
     // The root made last time from this very /bin/busybox: no package query, no hashing.
     let installed = env::file_identity(Path::new(INSTALLED_BUSYBOX));
     let recalled = installed.as_deref().and_then(|identity| env::recall("default-root", identity));
-    if let Some(name) = recalled.filter(|name| name.ends_with(CACHE_FORMAT)) {
-        let root = DefaultRoot::in_dir(&roots.join(name));
-        if root.is_made() {
-            return Ok(root);
+    if let Some(dir) = recalled.filter(|name| name.ends_with(CACHE_FORMAT)).map(|name| roots.join(name)) {
+        if env::is_cached(&dir) {
+            return Ok(DefaultRoot::in_dir(&dir));
         }
     }
+    // Concurrent flints make it once; the others find it made when the lock is theirs.
+    let _lock = env::lock_cache(&roots);
     let (busybox, _download) = busybox_binary(&roots)?;
     let bytes = std::fs::read(&busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
     let name = format!("busybox-{}-{CACHE_FORMAT}", &env::sha256_hex(&bytes)[..16]);
     let dir = roots.join(&name);
-    let root = DefaultRoot::in_dir(&dir);
-    let remember = || {
-        if let (true, Some(identity)) = (busybox == Path::new(INSTALLED_BUSYBOX), &installed) {
-            env::remember("default-root", identity, &name);
-        }
-    };
-    if root.is_made() {
-        remember();
-        return Ok(root);
+    if !env::is_cached(&dir) {
+        progress("making the default root filesystem from busybox-static (once)");
+        env::make_dir(&dir, |tmp| make_busybox_root(tmp, &bytes)).context("cannot make the default busybox root")?;
     }
-    progress("making the default root filesystem from busybox-static (once)");
-    let tmp = env::temp_sibling(&dir);
-    let _ = std::fs::remove_dir_all(&tmp);
-    let result = (|| -> Result<()> {
-        let tree = tmp.join("tree");
-        std::fs::create_dir_all(tree.join("bin"))?;
-        std::fs::write(tree.join("bin/busybox"), &bytes)?;
-        std::fs::set_permissions(tree.join("bin/busybox"), std::fs::Permissions::from_mode(0o755))?;
-        let applets = env::tool_output(Command::new(tree.join("bin/busybox")).arg("--list-full"))
-            .context("cannot list busybox's applets")?;
-        for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "bin/busybox") {
-            let link = tree.join(applet);
-            if let Some(parent) = link.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            if link.symlink_metadata().is_err() {
-                std::os::unix::fs::symlink("/bin/busybox", &link)?;
-            }
-        }
-        for (dir, mode) in [
-            ("dev", 0o755),
-            ("proc", 0o555),
-            ("sys", 0o555),
-            ("tmp", 0o1777),
-            ("root", 0o700),
-            ("etc", 0o755),
-            ("run", 0o755),
-            ("var/tmp", 0o1777),
-        ] {
-            std::fs::create_dir_all(tree.join(dir))?;
-            std::fs::set_permissions(tree.join(dir), std::fs::Permissions::from_mode(mode))?;
-        }
-        std::fs::write(
-            tree.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-        )?;
-        std::fs::write(tree.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
-        let scan = scan(&tree, false)?;
-        make_ext4(&tree, &tmp.join("root.ext4"), &scan, None, Journal::Omit)?;
-        env::publish(&tmp, &dir, false)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
+    if let (true, Some(identity)) = (busybox == Path::new(INSTALLED_BUSYBOX), &installed) {
+        env::remember("default-root", identity, &name);
     }
-    result.context("cannot make the default busybox root")?;
-    remember();
-    Ok(root)
+    Ok(DefaultRoot::in_dir(&dir))
+}
+
+/// The default root's tree and image in `dir`, from the busybox binary `busybox`.
+fn make_busybox_root(dir: &Path, busybox: &[u8]) -> Result<()> {
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("bin"))?;
+    std::fs::write(tree.join("bin/busybox"), busybox)?;
+    std::fs::set_permissions(tree.join("bin/busybox"), std::fs::Permissions::from_mode(0o755))?;
+    let applets = env::tool_output(Command::new(tree.join("bin/busybox")).arg("--list-full"))
+        .context("cannot list busybox's applets")?;
+    for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "bin/busybox") {
+        let link = tree.join(applet);
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if link.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink("/bin/busybox", &link)?;
+        }
+    }
+    for (dir, mode) in [
+        ("dev", 0o755),
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("tmp", 0o1777),
+        ("root", 0o700),
+        ("etc", 0o755),
+        ("run", 0o755),
+        ("var/tmp", 0o1777),
+    ] {
+        std::fs::create_dir_all(tree.join(dir))?;
+        std::fs::set_permissions(tree.join(dir), std::fs::Permissions::from_mode(mode))?;
+    }
+    std::fs::write(
+        tree.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )?;
+    std::fs::write(tree.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+    let scan = scan(&tree, false)?;
+    make_ext4(&tree, &dir.join("root.ext4"), &scan, None, Journal::Omit)
 }
 
 /// Where Debian's busybox-static puts its binary.
@@ -388,7 +388,7 @@ fn busybox_binary(roots: &Path) -> Result<(PathBuf, Option<env::TempDir>)> {
         return Ok((PathBuf::from(INSTALLED_BUSYBOX), None));
     }
     let cached = roots.join("busybox-static.bin");
-    if cached.is_file() {
+    if env::is_cached(&cached) {
         return Ok((cached, None));
     }
     env::require_tool("apt-get", "apt")?;
@@ -402,9 +402,10 @@ fn busybox_binary(roots: &Path) -> Result<(PathBuf, Option<env::TempDir>)> {
         std::fs::read_dir(work.path())?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "deb"));
     let deb = deb.context("apt-get download busybox-static left no .deb")?;
     env::run_tool(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(work.path().join("root")))?;
-    let tmp = env::temp_sibling(&cached);
-    std::fs::copy(work.path().join("root/bin/busybox"), &tmp).context("busybox-static has no bin/busybox")?;
-    std::fs::rename(&tmp, &cached)?;
+    env::make_cached_file(&cached, |tmp| {
+        std::fs::copy(work.path().join("root/bin/busybox"), tmp).context("busybox-static has no bin/busybox")?;
+        Ok(())
+    })?;
     Ok((cached, Some(work)))
 }
 

@@ -15,8 +15,10 @@
 //!
 //! The QEMU start is the host-measured time to the line's arrival minus the guest's own time
 //! to writing it, so the phases add up to the host-measured total.
+//!
+//! The same line also tells `flint run`'s verdict whether the workload ever started.
 
-use flint_guest_init::timeline::{parse_line, NAMES};
+use flint_guest_init::timeline::{parse_line, LINE_PREFIX, NAMES};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -47,12 +49,56 @@ struct GuestStamps {
     ms: [f64; NAMES.len()],
 }
 
+/// The last of the init's report lines that start with `prefix` on the status port, parsed.
+/// The init writes its own after the workload and everything it left behind are gone, so an
+/// earlier one is not the init's; and the last occurrence in a line, since a line the
+/// workload left unfinished may sit in front of the init's.
+pub fn last_report<T>(status_port: &[u8], prefix: &str, parse: impl Fn(&[u8]) -> Option<T>) -> Option<T> {
+    let prefix = prefix.as_bytes();
+    status_port.split(|&byte| byte == b'\n').rev().find_map(|line| {
+        let start = line.windows(prefix.len()).rposition(|window| window == prefix)?;
+        parse(&line[start..])
+    })
+}
+
+fn last_line(status_port: &[u8]) -> Option<(u64, [u64; NAMES.len()])> {
+    last_report(status_port, LINE_PREFIX, parse_line)
+}
+
+fn stamp(name: &str) -> usize {
+    NAMES.iter().position(|n| *n == name).expect("known stamp")
+}
+
+/// What the init's timeline line says of the workload.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Workload {
+    /// No timeline line.
+    Unknown,
+    /// The init ended the VM before starting it (its `exec` stamp is 0).
+    NeverStarted,
+    /// It started, and ended after this long.
+    Ran(Duration),
+}
+
+impl Workload {
+    pub fn from_status_port(status_port: &[u8]) -> Workload {
+        match last_line(status_port) {
+            None => Workload::Unknown,
+            Some((_, stamps)) if stamps[stamp("exec")] == 0 => Workload::NeverStarted,
+            Some((tsc_hz, stamps)) => {
+                let ticks = stamps[stamp("exit")].saturating_sub(stamps[stamp("exec")]);
+                let nanos = u128::from(ticks) * 1_000_000_000 / u128::from(tsc_hz.max(1));
+                Workload::Ran(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)))
+            }
+        }
+    }
+}
+
 impl GuestStamps {
     /// `None` without a complete timeline line (another firmware, or an init that failed
     /// before writing it).
     fn parse(status_port: &[u8]) -> Option<GuestStamps> {
-        let text = String::from_utf8_lossy(status_port);
-        let (tsc_hz, stamps) = text.lines().find_map(|line| parse_line(line.as_bytes()))?;
+        let (tsc_hz, stamps) = last_line(status_port)?;
         if tsc_hz == 0 || stamps.contains(&0) {
             return None;
         }
@@ -60,7 +106,7 @@ impl GuestStamps {
     }
 
     fn at(&self, name: &str) -> f64 {
-        self.ms[NAMES.iter().position(|n| *n == name).expect("known stamp")]
+        self.ms[stamp(name)]
     }
 
     /// The phases the guest measured alone, from the firmware's first instruction to the
@@ -83,12 +129,15 @@ impl Timeline {
     /// From what arrived on the status port and when.
     pub fn from_status_port(status_port: &[u8], host: &HostTimes) -> Option<Timeline> {
         let guest = GuestStamps::parse(status_port)?;
-        let before_vm = host_ms(host.line_arrived) - guest.at("poweroff");
+        // The line left the guest before QEMU exited even when flint read it later (a status
+        // port flooded by the workload).
+        let arrived = host.line_arrived.min(host.qemu_exited);
+        let before_vm = host_ms(arrived) - guest.at("poweroff");
         let mut phases = vec![Phase { name: "qemu start", ms: before_vm + guest.at("fw_reset") }];
         phases.extend(guest.guest_phases());
         phases.push(Phase {
             name: "shutdown",
-            ms: guest.at("poweroff") - guest.at("exit") + host_ms(host.qemu_exited - host.line_arrived),
+            ms: guest.at("poweroff") - guest.at("exit") + host_ms(host.qemu_exited - arrived),
         });
         Some(Timeline { phases, total_ms: host_ms(host.qemu_exited), tsc_hz: guest.tsc_hz })
     }
@@ -137,6 +186,34 @@ mod tests {
         let timeline = Timeline::from_status_and_total(line, Duration::from_millis(1050)).unwrap();
         let ms: Vec<f64> = timeline.phases.iter().map(|p| (p.ms * 1000.0).round() / 1000.0).collect();
         assert_eq!(ms, [61.0, 5.0, 894.0, 60.0, 20.0, 10.0]);
+    }
+
+    #[test]
+    fn a_line_read_after_qemu_exited_counts_as_arriving_at_its_exit() {
+        let line = b"flint-timeline tsc_hz=1000000000 fw_reset=1000000 fw_loaded=5000000 \
+                     fw_handoff=6000000 init=900000000 root=950000000 exec=960000000 exit=980000000 poweroff=990000000\n";
+        let host = HostTimes { line_arrived: Duration::from_millis(1070), qemu_exited: Duration::from_millis(1050) };
+        let timeline = Timeline::from_status_port(line, &host).unwrap();
+        assert!((timeline.phases.iter().map(|p| p.ms).sum::<f64>() - 1050.0).abs() < 1e-6);
+        assert_eq!(timeline.phases.last().unwrap().ms.round(), 10.0);
+    }
+
+    #[test]
+    fn the_last_line_says_whether_the_workload_started() {
+        let line = |exec: u64, exit: u64| {
+            format!(
+                "flint-timeline tsc_hz=1000000000 fw_reset=1 fw_loaded=2 fw_handoff=3 init=4 root=5 exec={exec} exit={exit} poweroff=9\n"
+            )
+        };
+        assert_eq!(Workload::from_status_port(b"flint-ready\nflint-status 3\n"), Workload::Unknown);
+        let never = format!("flint-ready\n{}flint-status 122\n", line(0, 6));
+        assert_eq!(Workload::from_status_port(never.as_bytes()), Workload::NeverStarted);
+        // Lines the workload wrote come before the init's own, an unfinished one too.
+        let ran = Workload::Ran(Duration::from_millis(2500));
+        let forged = format!("flint-ready\n{}{}flint-status 0\n", line(0, 0), line(1_000_000, 2_501_000_000));
+        assert_eq!(Workload::from_status_port(forged.as_bytes()), ran);
+        let unfinished = format!("{}x{}", line(0, 0), line(1_000_000, 2_501_000_000));
+        assert_eq!(Workload::from_status_port(unfinished.as_bytes()), ran);
     }
 
     #[test]

@@ -62,7 +62,8 @@ fn extract(bzimage: &[u8]) -> Result<Option<Vec<u8>>> {
 }
 
 /// Where the cache keeps what it found in the bzImage whose hash is the key: the vmlinux, or
-/// a marker that it has no PVH entry.
+/// a marker that it has no PVH entry. Either counts once complete ([`env::is_cached`]): a
+/// vmlinux cut short by a crash or a full disk is extracted again.
 struct CacheEntry {
     image: PathBuf,
     no_pvh: PathBuf,
@@ -75,10 +76,10 @@ impl CacheEntry {
 
     /// The answer, once that bzImage was looked at: its vmlinux, or `None` (no PVH entry).
     fn answer(&self) -> Option<Option<PathBuf>> {
-        if self.image.is_file() {
+        if env::is_cached(&self.image) {
             Some(Some(self.image.clone()))
         } else {
-            self.no_pvh.is_file().then_some(None)
+            env::is_cached(&self.no_pvh).then_some(None)
         }
     }
 }
@@ -102,17 +103,23 @@ pub fn pvh_image(kernel: &Kernel) -> Result<Option<PathBuf>> {
     if let Some(answer) = entry.answer() {
         return Ok(answer);
     }
+    // Concurrent flints extract it once; the others find it made when the lock is theirs.
+    let _lock = env::lock_cache(&dir);
+    if let Some(answer) = entry.answer() {
+        return Ok(answer);
+    }
     let CacheEntry { image, no_pvh } = entry;
     env::progress(format!("extracting a PVH vmlinux from {}", kernel.image.display()));
-    let vmlinux = extract(&bzimage).map_err(|reason| Unextractable { image: kernel.image.clone(), reason })?;
-    let (path, content) = match vmlinux {
-        Some(vmlinux) => (&image, vmlinux),
-        None => (&no_pvh, Vec::new()),
-    };
-    let tmp = env::temp_sibling(path);
-    std::fs::write(&tmp, content)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(Some(image).filter(|image| image.is_file()))
+    match extract(&bzimage).map_err(|reason| Unextractable { image: kernel.image.clone(), reason })? {
+        Some(vmlinux) => {
+            env::make_cached_file(&image, |tmp| Ok(std::fs::write(tmp, vmlinux)?))?;
+            Ok(Some(image))
+        }
+        None => {
+            env::make_cached_file(&no_pvh, |tmp| Ok(std::fs::write(tmp, b"")?))?;
+            Ok(None)
+        }
+    }
 }
 
 /// `pvh_image` for callers that can boot the bzImage instead (`--boot auto`): a kernel whose

@@ -55,15 +55,12 @@ pub(super) fn probe_kvm(firmware: &Path) -> bool {
     vm.accel = "kvm".into();
     vm.memory = "32M".into();
     vm.serial = Serial::None;
-    let Ok(mut child) = vm.command().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn() else {
+    let Ok(mut child) = vm.spawn(Stdio::null(), Stdio::null(), Stdio::null()) else {
         return false;
     };
+    // A probe still running is killed as `child` goes.
     match child.wait_timeout(Duration::from_secs(3)) {
         Ok(Some(status)) => status.code().is_some_and(|code| code % 2 == 1 && code >= 3),
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            false
-        }
+        _ => false,
     }
 }

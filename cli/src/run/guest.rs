@@ -192,18 +192,14 @@ pub fn config_fragment() -> String {
     out
 }
 
-/// An initramfs with the modules at `/lib/modules/<name>.ko`, kept in the cache by content.
+/// An initramfs with the modules at `/lib/modules/<name>.ko`, kept in the cache by content
+/// (compared with the file there at each use: it is small, and at hand).
 pub(super) fn module_initrd(modules: &[crate::modules::Module], signatures: Signatures) -> Result<PathBuf> {
     let mut archive = Initramfs::new();
     crate::modules::add_to_initramfs(&mut archive, modules, signatures);
     let bytes = archive.to_bytes();
-    let dir = env::cache_subdir("initrds")?;
-    let path = dir.join(format!("{}.cpio", &env::sha256_hex(&bytes)[..32]));
-    if !path.is_file() {
-        let tmp = env::temp_sibling(&path);
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, &path)?;
-    }
+    let path = env::cache_subdir("initrds")?.join(format!("{}.cpio", &env::sha256_hex(&bytes)[..32]));
+    env::cache_bytes(&path, &bytes)?;
     Ok(path)
 }
 

@@ -20,8 +20,9 @@ use crate::timeline::{HostTimes, Timeline};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -303,6 +304,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
 
     let temp = env::TempDir::new("flint")?;
+    let _claim = claim(temp.path())?;
+    sweep_stale(temp.path());
     let image = if args.mode == RootMode::Rw && root.cached {
         let copy = temp.path().join(format!("root.{}", root.fs.name()));
         rootfs::private_copy(&root.image, &copy).context("cannot make a private copy of the root image for --rw")?;
@@ -326,6 +329,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
     let deadline =
         args.timeout.map(|t| t + if accel == "kvm" { Duration::from_secs(30) } else { Duration::from_secs(120) });
+    // The deadline in CPU time: each vCPU and QEMU's main loop can keep a host CPU busy, and
+    // one more for QEMU's other threads.
+    vm.cpu_time = deadline.map(|deadline| deadline.saturating_mul(args.cpus.saturating_add(2)));
     let end = boot(&vm, listeners, &console_log, deadline, args.boot_timeout, args.verbose)?;
     let verdict = decide(&end, args);
     // With --verbose the console was shown as it came.
@@ -362,6 +368,49 @@ fn boot_image(kernel: &Kernel, boot: Boot) -> Result<PathBuf> {
     })
 }
 
+/// Locks `dir` for as long as the returned file is open (an exclusive `flock`, which the
+/// kernel drops however flint ends), so that `sweep_stale` leaves it alone.
+fn claim(dir: &Path) -> Result<std::fs::File> {
+    let file = std::fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    // SAFETY: flock(2) on a descriptor that `file` owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!("cannot lock {}: {}", dir.display(), std::io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+/// The process id in the name of a `flint run` temporary directory (`flint-<pid>-<hex>`, as
+/// `env::TempDir::new("flint")` names them).
+fn run_dir_pid(name: &str) -> Option<libc::pid_t> {
+    let (pid, tag) = name.strip_prefix("flint-")?.split_once('-')?;
+    let tagged = !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_hexdigit());
+    (tagged && pid.bytes().all(|b| b.is_ascii_digit())).then(|| pid.parse().ok()).flatten()
+}
+
+/// Removes the temporary directories that killed runs left beside `ours` (a SIGKILLed flint
+/// cannot remove its own): this user's, whose process is gone and whose lock is free. The
+/// lock tells them from a live run whose process is merely invisible here (another PID
+/// namespace sharing the directory).
+fn sweep_stale(ours: &Path) {
+    let (Some(base), Ok(me)) = (ours.parent(), std::fs::metadata(ours).map(|m| m.uid())) else { return };
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(run_dir_pid) else { continue };
+        // Not followed: a symbolic link is no directory of ours.
+        if !entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == me) {
+            continue;
+        }
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone =
+            unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            if let Ok(_lock) = claim(&entry.path()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
 fn report_timeline(end: &Ending, args: &RunArgs) -> Result<()> {
     let host = HostTimes { line_arrived: end.status_arrived, qemu_exited: end.elapsed };
     let Some(timeline) = Timeline::from_status_port(&end.status_port, &host) else {
@@ -389,9 +438,13 @@ pub fn parse_user(text: &str) -> Result<(u32, u32), String> {
     parsed.ok_or_else(|| "expected UID or UID:GID, numbers from 0 to 4294967294".to_string())
 }
 
-/// `--timeout SECS`: seconds with up to 3 decimals (the guest's resolution).
+/// `--timeout SECS`: seconds with up to 3 decimals (the guest's resolution), at most what
+/// the guest can count (milliseconds in 64 bits).
 pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     let invalid = || "expected seconds such as 10 or 2.5 (at most 3 decimals, more than 0)".to_string();
+    let too_long = || {
+        format!("at most {}.{:03} seconds (the guest counts milliseconds in 64 bits)", u64::MAX / 1000, u64::MAX % 1000)
+    };
     let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
     if whole.is_empty()
         || fraction.is_empty()
@@ -400,10 +453,62 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     {
         return Err(invalid());
     }
-    let millis = whole.parse::<u64>().map_err(|_| invalid())?.checked_mul(1000).ok_or_else(invalid)?
-        + fraction.parse::<u64>().map_err(|_| invalid())? * 10u64.pow(3 - fraction.len() as u32);
+    // Digits only: parsing fails on overflow alone.
+    let whole = whole.parse::<u64>().map_err(|_| too_long())?;
+    let fraction = fraction.parse::<u64>().map_err(|_| invalid())? * 10u64.pow(3 - fraction.len() as u32);
+    let millis = whole.checked_mul(1000).and_then(|ms| ms.checked_add(fraction)).ok_or_else(too_long)?;
     if millis == 0 {
         return Err(invalid());
     }
     Ok(Duration::from_millis(millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_past_the_guest_limit_are_refused_not_wrapped() {
+        assert_eq!(parse_timeout("18446744073709551.615"), Ok(Duration::from_millis(u64::MAX)));
+        for huge in ["18446744073709551.616", "18446744073709551.999", "18446744073709552", "99999999999999999999999"] {
+            let error = parse_timeout(huge).unwrap_err();
+            assert!(error.contains("at most 18446744073709551.615 seconds"), "{huge}: {error}");
+        }
+    }
+
+    #[test]
+    fn run_directories_are_told_by_name() {
+        assert_eq!(run_dir_pid("flint-1234-5f3a9c"), Some(1234));
+        for other in
+            ["flint-image-1234-5f3a9c", "flint-1234", "flint-1234-", "flint--5f", "flint-12x-5f", "flint-1234-xyz"]
+        {
+            assert_eq!(run_dir_pid(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn the_sweep_takes_dead_unlocked_run_directories_only() {
+        let base = env::TempDir::new("flint-sweep-test").unwrap();
+        let dead = {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            child.wait().unwrap();
+            child.id()
+        };
+        let dir = |name: String| {
+            let path = base.path().join(name);
+            std::fs::create_dir(&path).unwrap();
+            std::fs::write(path.join("console.log"), b"").unwrap();
+            path
+        };
+        let ours = dir(format!("flint-{}-1", std::process::id()));
+        let stale = dir(format!("flint-{dead}-2"));
+        let locked = dir(format!("flint-{dead}-3"));
+        let other = dir(format!("flint-image-{dead}-4"));
+        let _lock = claim(&locked).unwrap();
+        sweep_stale(&ours);
+        assert!(!stale.exists());
+        for kept in [&ours, &locked, &other] {
+            assert!(kept.exists(), "{}", kept.display());
+        }
+    }
 }

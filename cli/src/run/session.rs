@@ -1,7 +1,15 @@
 //! One QEMU process: spawning it, wiring the virtio-serial ports to flint's stdio, relaying
 //! signals, and collecting how it ended.
+//!
+//! The guest is untrusted, so flint's memory stays bounded whatever it sends: the workload's
+//! output passes with back-pressure (a slow reader slows the guest down), and the status
+//! port, the console and QEMU's stderr are kept as a [`Tail`].
 
 use super::*;
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::ops::Deref;
+use std::sync::atomic::AtomicU64;
 
 /// How QEMU ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,12 +29,66 @@ pub enum QemuEnd {
 pub struct Ending {
     pub qemu: QemuEnd,
     /// What arrived on the status port.
-    pub status_port: Vec<u8>,
-    pub console: String,
-    pub qemu_stderr: Vec<u8>,
+    pub status_port: Tail,
+    /// COM1, as QEMU wrote it.
+    pub console: Tail,
+    pub qemu_stderr: Tail,
     pub elapsed: Duration,
     /// When the status port's last bytes arrived, after spawning QEMU.
     pub status_arrived: Duration,
+}
+
+/// How much of the status port, the console and QEMU's stderr flint keeps: their last 64 KiB
+/// (the status and timeline lines come last, and the end of a console says what went wrong).
+pub const TAIL_MAX: usize = 64 * 1024;
+
+/// The end of a stream the guest controls: its last [`TAIL_MAX`] bytes, and how long it was.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tail {
+    bytes: Vec<u8>,
+    total: u64,
+}
+
+impl Tail {
+    pub fn push(&mut self, data: &[u8]) {
+        self.total += data.len() as u64;
+        self.bytes.extend_from_slice(&data[data.len().saturating_sub(TAIL_MAX)..]);
+        // Trimmed only at twice the size, so each byte is moved at most once on average.
+        if self.bytes.len() > 2 * TAIL_MAX {
+            self.bytes.drain(..self.bytes.len() - TAIL_MAX);
+        }
+    }
+
+    /// The end of a file (the console log, once QEMU has exited).
+    pub fn of_file(path: &Path) -> Tail {
+        let read = || -> std::io::Result<Tail> {
+            let mut file = File::open(path)?;
+            let total = file.metadata()?.len();
+            file.seek(SeekFrom::Start(total.saturating_sub(TAIL_MAX as u64)))?;
+            let mut bytes = Vec::new();
+            file.take(TAIL_MAX as u64).read_to_end(&mut bytes)?;
+            Ok(Tail { bytes, total })
+        };
+        read().unwrap_or_default()
+    }
+
+    /// How many bytes came in all.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// How many bytes were dropped from the front.
+    pub fn cut(&self) -> u64 {
+        self.total - self.len() as u64
+    }
+}
+
+impl Deref for Tail {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[self.bytes.len().saturating_sub(TAIL_MAX)..]
+    }
 }
 
 /// The process-wide signal that asked flint to stop, or 0.
@@ -73,13 +135,13 @@ pub(super) fn boot(
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {QEMU}"))?;
-    let qemu_stderr = crate::qemu::drain(child.stderr.take().expect("piped"));
+    let qemu_stderr = drain_timed(child.stderr.take().expect("piped"), started, Arc::default());
     let streams = match accept_all(&listeners, &mut child) {
         Ok(streams) => streams,
         Err(error) => {
             let _ = child.kill();
             let _ = child.wait();
-            let stderr = qemu_stderr.join().ok().and_then(Result::ok).unwrap_or_default();
+            let (stderr, _) = qemu_stderr.join().unwrap_or_default();
             let stderr = String::from_utf8_lossy(&stderr);
             let reason =
                 stderr.lines().map(str::trim).find(|l| !l.is_empty()).map_or_else(|| error.to_string(), str::to_string);
@@ -94,31 +156,42 @@ pub(super) fn boot(
     thread::spawn(move || copy_stdin(stdin_port));
     let stdout_fd = std::io::stdout().as_fd().try_clone_to_owned()?;
     let stderr_fd = std::io::stderr().as_fd().try_clone_to_owned()?;
-    let outputs =
-        [pump(stdout_port, std::fs::File::from(stdout_fd)), pump(stderr_port, std::fs::File::from(stderr_fd))];
+    let outputs = [
+        ("stdout", Pump::start(stdout_port, File::from(stdout_fd), started)),
+        ("stderr", Pump::start(stderr_port, File::from(stderr_fd), started)),
+    ];
     let heard = Arc::new(AtomicBool::new(false));
     let status = drain_timed(status_port, started, heard.clone());
     let tail = verbose.then(|| tail_console(console_log.to_path_buf()));
 
     let qemu = wait(&mut child, deadline, (boot_timeout, &heard), started)?;
     let elapsed = started.elapsed();
-    for (reader, writer) in outputs {
-        let _ = reader.join();
-        let _ = writer.join();
+    let held_back: Vec<&str> =
+        outputs.into_iter().filter_map(|(name, pump)| pump.finish(elapsed).then_some(name)).collect();
+    for name in held_back {
+        eprintln!(
+            "flint: warning: the VM ended while the workload's {name} waited for a slow reader: the end of it (up to 4 MiB) may be missing"
+        );
     }
     let (status_port, status_arrived) = status.join().unwrap_or_default();
     if let Some((stop, handle)) = tail {
         let _ = stop.send(());
         let _ = handle.join();
     }
-    Ok(Ending {
-        qemu,
-        status_port,
-        console: String::from_utf8_lossy(&std::fs::read(console_log).unwrap_or_default()).replace('\r', ""),
-        qemu_stderr: qemu_stderr.join().ok().and_then(Result::ok).unwrap_or_default(),
-        elapsed,
-        status_arrived,
-    })
+    let console = Tail::of_file(console_log);
+    let (qemu_stderr, _) = qemu_stderr.join().unwrap_or_default();
+    if verbose {
+        for (name, tail) in [("status port", &status_port), ("console", &console), ("QEMU's stderr", &qemu_stderr)] {
+            if tail.cut() > 0 {
+                eprintln!(
+                    "flint: the {name} carried {} bytes: flint kept only the last {} KiB",
+                    tail.total(),
+                    TAIL_MAX / 1024
+                );
+            }
+        }
+    }
+    Ok(Ending { qemu, status_port, console, qemu_stderr, elapsed, status_arrived })
 }
 
 /// Accepts QEMU's connection on every listener (it connects to each while starting up).
@@ -173,69 +246,113 @@ pub(super) fn copy_stdin(mut port: UnixStream) {
     let _ = port.shutdown(std::net::Shutdown::Write);
 }
 
-/// Moves one output stream from its port to `out`. The socket is read by its own thread
-/// into memory so QEMU never has to hold guest output back (output held back when the guest
-/// powers off would be lost); a second thread writes it out.
-pub(super) fn pump(mut port: UnixStream, mut out: std::fs::File) -> (JoinHandle<()>, JoinHandle<()>) {
-    let (send, receive) = mpsc::channel::<Vec<u8>>();
-    let reader = thread::spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match port.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if send.send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-    });
-    let writer = thread::spawn(move || {
-        let mut broken = false;
-        for chunk in receive {
-            // A closed pipe (`flint run ... | head`) ends the copying, not the workload.
-            if !broken && out.write_all(&chunk).is_err() {
-                broken = true;
-            }
-        }
-    });
-    (reader, writer)
+/// How many reads (of up to 64 KiB each, so 4 MiB) one output stream may hold between its
+/// port and a slow reader. Past that flint stops reading the port, QEMU stops taking the
+/// guest's writes and the workload waits: back-pressure, so nothing piles up in flint. The
+/// cushion keeps the port flowing through a reader's short stalls.
+const OUTPUT_CHUNKS: usize = 64;
+
+/// One output stream on its way from its port to flint's stdout or stderr: one thread reads
+/// the socket, another writes what it read.
+pub(super) struct Pump {
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+    /// When (in nanoseconds after `started`) the reader last stopped waiting for room, 0 if
+    /// it never did. While it waits QEMU holds the guest's latest writes back in the guest's
+    /// queue (up to 128 writes of 32 KiB), and they are lost if the VM ends then: the init
+    /// does not wait for the host before ending it.
+    held_until: Arc<AtomicU64>,
 }
 
-/// Reads a stream to its end in a thread, also noting when (after `start`) the last bytes
-/// arrived, and setting `heard` at the first.
+impl Pump {
+    pub(super) fn start(mut port: UnixStream, mut out: File, started: Instant) -> Pump {
+        let (send, receive) = mpsc::sync_channel::<Vec<u8>>(OUTPUT_CHUNKS);
+        let held_until = Arc::new(AtomicU64::new(0));
+        let held = held_until.clone();
+        let reader = thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let chunk = match port.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => buf[..n].to_vec(),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                let sent = match send.try_send(chunk) {
+                    Err(mpsc::TrySendError::Full(chunk)) => {
+                        let sent = send.send(chunk).is_ok();
+                        held.store(nanos(started.elapsed()), Ordering::SeqCst);
+                        sent
+                    }
+                    sent => sent.is_ok(),
+                };
+                if !sent {
+                    break;
+                }
+            }
+        });
+        let writer = thread::spawn(move || {
+            let mut broken = false;
+            for chunk in receive {
+                // A closed pipe (`flint run ... | head`) ends the copying, not the workload:
+                // the rest is read and dropped.
+                if !broken && out.write_all(&chunk).is_err() {
+                    broken = true;
+                }
+            }
+        });
+        Pump { reader, writer, held_until }
+    }
+
+    /// Waits for the stream's end; whether flint was holding it back for a slow reader
+    /// when QEMU exited at `exited`: shortly before (a slow reader lets the reader go for
+    /// one read at a time), or after, while it read what was left in the socket.
+    fn finish(self, exited: Duration) -> bool {
+        let _ = self.reader.join();
+        let _ = self.writer.join();
+        let held_until = self.held_until.load(Ordering::SeqCst);
+        held_until != 0 && held_until + nanos(Duration::from_millis(100)) >= nanos(exited)
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Reads a stream to its end in a thread, keeping its [`Tail`] and noting when (after
+/// `start`) the last bytes arrived, and setting `heard` at the first. Read as fast as it
+/// comes: the init's status line is lost if QEMU still holds it when the VM ends.
 pub(super) fn drain_timed(
     mut from: impl Read + Send + 'static,
     start: Instant,
     heard: Arc<AtomicBool>,
-) -> JoinHandle<(Vec<u8>, Duration)> {
+) -> JoinHandle<(Tail, Duration)> {
     thread::spawn(move || {
-        let (mut data, mut arrived) = (Vec::new(), Duration::ZERO);
-        let mut chunk = [0u8; 4096];
+        let (mut tail, mut arrived) = (Tail::default(), Duration::ZERO);
+        let mut chunk = vec![0u8; 64 * 1024];
         while let Ok(n @ 1..) = from.read(&mut chunk) {
-            data.extend_from_slice(&chunk[..n]);
+            tail.push(&chunk[..n]);
             arrived = start.elapsed();
             heard.store(true, Ordering::SeqCst);
         }
-        (data, arrived)
+        (tail, arrived)
     })
 }
 
-/// With `--verbose`, shows the console as it is written.
+/// With `--verbose`, shows the console as it is written (read as it grows, a piece at a time).
 pub(super) fn tail_console(path: PathBuf) -> (mpsc::Sender<()>, JoinHandle<()>) {
     let (stop, stopped) = mpsc::channel::<()>();
     let handle = thread::spawn(move || {
-        let mut shown = 0usize;
+        let mut log = None;
+        let mut buf = vec![0u8; 64 * 1024];
         loop {
             let done = !matches!(stopped.recv_timeout(Duration::from_millis(50)), Err(mpsc::RecvTimeoutError::Timeout));
-            if let Ok(data) = std::fs::read(&path) {
-                if data.len() > shown {
-                    let mut stderr = std::io::stderr().lock();
-                    let _ = stderr.write_all(&data[shown..]);
-                    shown = data.len();
+            if log.is_none() {
+                log = File::open(&path).ok();
+            }
+            if let Some(log) = &mut log {
+                while let Ok(n @ 1..) = log.read(&mut buf) {
+                    let _ = std::io::stderr().write_all(&buf[..n]);
                 }
             }
             if done {
@@ -282,5 +399,34 @@ pub(super) fn wait(
                 (signal, _) => QemuEnd::Interrupted(signal),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tail_keeps_the_last_bytes_of_any_flood() {
+        let mut tail = Tail::default();
+        let data: Vec<u8> = (0..10 * TAIL_MAX).map(|i| (i % 251) as u8).collect();
+        for piece in data.chunks(1000).chain([&data[..3 * TAIL_MAX]]) {
+            tail.push(piece);
+            assert!(tail.bytes.len() <= 3 * TAIL_MAX);
+        }
+        assert_eq!(&tail[..], &data[2 * TAIL_MAX..3 * TAIL_MAX]);
+        assert_eq!((tail.total(), tail.cut()), (13 * TAIL_MAX as u64, 12 * TAIL_MAX as u64));
+    }
+
+    #[test]
+    fn a_tail_of_a_file_reads_only_its_end() {
+        let path = std::env::temp_dir().join(format!("flint-tail-{}", std::process::id()));
+        let data: Vec<u8> = (0..3 * TAIL_MAX + 5).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let tail = Tail::of_file(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(&tail[..], &data[2 * TAIL_MAX + 5..]);
+        assert_eq!(tail.cut(), 2 * TAIL_MAX as u64 + 5);
+        assert_eq!(Tail::of_file(&path), Tail::default());
     }
 }

@@ -1,6 +1,8 @@
 //! What flint reports and the status it exits with, from how the VM ended.
 
 use super::*;
+use crate::timeline::{last_report, Workload};
+use flint_guest_init::status;
 
 /// What flint reports and the status it exits with.
 #[derive(Debug, PartialEq, Eq)]
@@ -13,9 +15,32 @@ pub struct Verdict {
 }
 
 /// The statuses with which the guest init reports its own failures (guest-init/README.md)
-/// rather than the workload's: flint reports them as its own failure.
+/// rather than the workload's: flint reports them as its own failure when the init ended the
+/// VM before starting the workload.
 pub(super) const INIT_FAILURES: [u8; 6] = [119, 120, 121, 122, 123, 125];
 
+/// The statuses the init's child ends with when the workload's set-up (125) or its program
+/// (126, 127) fails after the init started it; its console line says why.
+const CHILD_FAILURES: [u8; 3] = [status::SETUP_FAILED, status::NOT_EXECUTABLE, status::NOT_FOUND];
+
+/// The most the init writes on the status port when it ends the VM without starting the
+/// workload (its ready, timeline and status lines, some 350 bytes): more came from the
+/// workload, which then ran.
+const INIT_REPORT_MAX: u64 = 4096;
+
+/// The status and the report, from what the workload cannot forge. It can write the console
+/// (`/dev/console`) and, as root, the status port (taking the init's fd with pidfd_getfd),
+/// so neither is believed on its own:
+/// - the status port's last status line counts only if QEMU's exit code, which the init sets
+///   through isa-debug-exit as it ends the VM, agrees; otherwise the exit code wins;
+/// - the init failed only if the workload never started: nothing came on the status port, or
+///   only what the init writes, with its timeline line (the last, written after everything
+///   else was killed) lacking the `exec` stamp. A workload flooding the port can have the
+///   init's own lines lost when the VM ends and its forged ones left last, but not with a
+///   port that short. Console lines then say why; they never make a failure by themselves.
+///
+/// A root workload can still end the VM itself through isa-debug-exit or reboot(2) after
+/// writing the port: what the host then sees is all its own.
 pub fn decide(end: &Ending, args: &RunArgs) -> Verdict {
     let fail = |message: String, show_console: bool, show_qemu_stderr: bool| Verdict {
         status: EXIT_FAILURE,
@@ -59,80 +84,87 @@ pub fn decide(end: &Ending, args: &RunArgs) -> Verdict {
         QemuEnd::Signaled(signal) => return fail(format!("QEMU was killed by signal {signal}"), true, true),
         QemuEnd::Exited(code) => code,
     };
-    let line = String::from_utf8_lossy(&end.status_port)
-        .lines()
-        .rev()
-        .find_map(|line| flint_guest_init::status::parse_line(line.as_bytes()));
-    // isa-debug-exit makes QEMU exit with (value << 1) | 1; 0 is a power-off or reboot
-    // without a status, any other even code is QEMU's own failure.
-    // QEMU's own errors exit 1 too, which is also what isa-debug-exit makes of 0; QEMU then
-    // says why on stderr.
-    let qemu_error = code == 1 && !end.qemu_stderr.iter().all(u8::is_ascii_whitespace);
-    let debug_exit = (code % 2 == 1 && !qemu_error).then(|| ((code - 1) / 2) as u8);
-    let firmware_error = end.console.lines().find_map(|l| l.strip_prefix("flint: error: ")).map(str::to_string);
-    let init_errors: Vec<&str> = end.console.lines().filter_map(|l| l.strip_prefix("flint-init: ")).collect();
-    let status = match (line, debug_exit) {
-        (Some(status), _) => status,
-        (None, Some(value)) => {
-            if let Some(error) = firmware_error {
-                return fail(format!("the firmware failed (status {value}): {error}"), true, true);
-            }
-            value
+    let line = last_report(&end.status_port, status::LINE_PREFIX, status::parse_line);
+    // isa-debug-exit makes QEMU exit with (value << 1) | 1, of which the OS keeps 8 bits.
+    let encoded = |status: u8| (i32::from(status) << 1 | 1) & 0xff;
+    let status = match line {
+        // The init writes the line just before ending the VM: the two agree, and the line
+        // keeps the 8th bit the exit code lost.
+        Some(status) if encoded(status) == code => status,
+        // QEMU's own errors exit 1 too (what isa-debug-exit makes of 0); QEMU then says why.
+        _ if code == 1 && !end.qemu_stderr.iter().all(u8::is_ascii_whitespace) => {
+            return fail(format!("QEMU failed (exit status 1): {}", first_line(&end.qemu_stderr)), false, true)
         }
-        (None, None) if code == 0 => {
+        // No line, or one the workload wrote (the init's own may be lost behind a flood):
+        // the exit code is the init's.
+        _ if code % 2 == 1 => (code >> 1) as u8,
+        // Powered off without isa-debug-exit: nothing to check the line against.
+        Some(status) if code == 0 => status,
+        None if code == 0 => {
             return fail(
                 "the VM stopped without reporting the workload's status (the kernel panicked, or the firmware has no flint init: run `flint build`): its console is above".into(),
                 true,
                 true,
             )
         }
-        (None, None) => {
-            let stderr = String::from_utf8_lossy(&end.qemu_stderr);
-            let first = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("no message");
-            return fail(format!("QEMU failed (exit status {code}): {}", first.trim()), false, true);
-        }
+        _ => return fail(format!("QEMU failed (exit status {code}): {}", first_line(&end.qemu_stderr)), false, true),
     };
-    if init_errors.is_empty() {
-        return Verdict { status, messages: Vec::new(), show_console: false, show_qemu_stderr: false };
+    let mut verdict = Verdict { status, messages: Vec::new(), show_console: false, show_qemu_stderr: false };
+    if let Some(claimed) = line.filter(|&claimed| claimed != status) {
+        verdict.messages.push(format!(
+            "flint: warning: the status port's last line says {claimed} but QEMU's exit code says {status} (exact below 128): reporting {status}"
+        ));
     }
-    let guest = |status: u8| Verdict {
-        status,
-        messages: init_errors.iter().map(|e| format!("flint: error: in the guest: {e}")).collect(),
-        show_console: false,
-        show_qemu_stderr: false,
-    };
-    match status {
-        EXIT_TIMEOUT => Verdict {
-            status,
-            messages: vec![format!(
+    let console = String::from_utf8_lossy(&end.console).replace('\r', "");
+    let init_error = console.lines().rev().find_map(|l| l.strip_prefix("flint-init: "));
+    let workload = Workload::from_status_port(&end.status_port);
+    if end.status_port.total() == 0 {
+        // The init never opened the status port: neither it nor the workload ran, and the
+        // console is the firmware's and the kernel's.
+        if let Some(error) = console.lines().find_map(|l| l.strip_prefix("flint: error: ")) {
+            return fail(format!("the firmware failed (status {status}): {error}"), true, true);
+        }
+    }
+    let never_started = end.status_port.total() == 0
+        || (end.status_port.total() <= INIT_REPORT_MAX && workload == Workload::NeverStarted);
+    if never_started && INIT_FAILURES.contains(&status) {
+        let why = init_error.unwrap_or("its console is above");
+        return fail(format!("the guest init failed (status {status}): {why}"), true, false);
+    }
+    match (status, workload) {
+        (EXIT_TIMEOUT, Workload::Ran(ran)) if args.timeout.is_some_and(|timeout| ran >= timeout.mul_f64(0.99)) => {
+            verdict.messages.push(format!(
                 "flint: error: the workload ran longer than --timeout {}s and was killed",
                 args.timeout.unwrap_or_default().as_secs_f64()
-            )],
-            show_console: false,
-            show_qemu_stderr: false,
-        },
-        EXIT_NOT_EXECUTABLE | EXIT_NOT_FOUND => guest(status),
-        s if INIT_FAILURES.contains(&s) => {
-            let mut verdict = guest(EXIT_FAILURE);
-            verdict.show_console = true;
-            verdict.messages = vec![format!(
-                "flint: error: the guest init failed (status {s}): {}",
-                init_errors.last().copied().unwrap_or_default()
-            )];
-            verdict
+            ))
         }
-        _ => Verdict { status, messages: Vec::new(), show_console: false, show_qemu_stderr: false },
+        (status, _) if CHILD_FAILURES.contains(&status) => {
+            verdict.messages.extend(init_error.map(|error| format!("flint: error: in the guest: {error}")))
+        }
+        _ => {}
     }
+    verdict
 }
 
-pub(super) fn show_console(console: &str) {
-    if console.trim().is_empty() {
+/// The first line of QEMU's stderr that says something.
+fn first_line(stderr: &[u8]) -> String {
+    let stderr = String::from_utf8_lossy(stderr);
+    stderr.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no message").to_string()
+}
+
+pub(super) fn show_console(console: &Tail) {
+    let text = String::from_utf8_lossy(console).replace('\r', "");
+    if text.trim().is_empty() {
         eprintln!("flint: (the console log is empty)");
         return;
     }
-    eprintln!("flint: --- console (COM1) ---");
-    eprint!("{console}");
-    if !console.ends_with('\n') {
+    if console.cut() > 0 {
+        eprintln!("flint: --- console (COM1): its last {} KiB of {} bytes ---", TAIL_MAX / 1024, console.total());
+    } else {
+        eprintln!("flint: --- console (COM1) ---");
+    }
+    eprint!("{text}");
+    if !text.ends_with('\n') {
         eprintln!();
     }
     eprintln!("flint: --- end of console ---");
@@ -172,15 +204,38 @@ mod tests {
         }
     }
 
+    fn tail(text: &str) -> Tail {
+        let mut tail = Tail::default();
+        tail.push(text.as_bytes());
+        tail
+    }
+
     fn end(qemu: QemuEnd, status_port: &str, console: &str) -> Ending {
         Ending {
             qemu,
-            status_port: status_port.into(),
-            console: console.into(),
-            qemu_stderr: b"qemu: oops\n".to_vec(),
+            status_port: tail(status_port),
+            console: tail(console),
+            qemu_stderr: tail("qemu: oops\n"),
             elapsed: Duration::ZERO,
             status_arrived: Duration::ZERO,
         }
+    }
+
+    /// What the init writes last: its timeline (a 1 GHz TSC; `exec` 0 if the workload never
+    /// started) and status lines.
+    fn init_lines(exec_ms: u64, exit_ms: u64, status: u8) -> String {
+        let ms = |ms: u64| ms * 1_000_000;
+        format!(
+            "flint-timeline tsc_hz=1000000000 fw_reset=1 fw_loaded=2 fw_handoff=3 init=4 root=5 exec={} exit={} poweroff={}\nflint-status {status}\n",
+            ms(exec_ms),
+            ms(exit_ms),
+            ms(exit_ms + 1)
+        )
+    }
+
+    /// QEMU's exit code when the init ends the VM with `status`.
+    fn exited(status: u8) -> QemuEnd {
+        QemuEnd::Exited((i32::from(status) << 1 | 1) & 0xff)
     }
 
     #[test]
@@ -196,7 +251,7 @@ mod tests {
     fn without_a_status_line_qemus_exit_code_is_used() {
         assert_eq!(decide(&end(QemuEnd::Exited(7), "", ""), &args()).status, 3);
         let mut zero = end(QemuEnd::Exited(1), "", "");
-        zero.qemu_stderr.clear();
+        zero.qemu_stderr = Tail::default();
         assert_eq!(decide(&zero, &args()).status, 0);
         let panic = decide(&end(QemuEnd::Exited(0), "", "Kernel panic"), &args());
         assert_eq!((panic.status, panic.show_console), (125, true));
@@ -211,30 +266,63 @@ mod tests {
             decide(&end(QemuEnd::Exited(35), "", "flint: error: no kernel to boot: pass one with -kernel\n"), &args());
         assert_eq!(firmware.status, 125);
         assert!(firmware.messages[0].contains("firmware failed (status 17): no kernel to boot"));
-        let root = decide(
-            &end(QemuEnd::Exited(245), "flint-status 122\n", "flint-init: root device /dev/vda did not appear\n"),
-            &args(),
-        );
+        let root_lines = format!("flint-ready\n{}", init_lines(0, 0, 122));
+        let root = decide(&end(exited(122), &root_lines, "flint-init: root device /dev/vda did not appear\n"), &args());
         assert_eq!((root.status, root.show_console), (125, true));
         assert!(root.messages[0].contains("guest init failed (status 122): root device"));
-        let missing = decide(
-            &end(QemuEnd::Exited(255), "flint-status 127\n", "flint-init: cannot execute nope: ENOENT\n"),
-            &args(),
-        );
+        // Before the status port was open: QEMU's exit code alone.
+        let modules = decide(&end(exited(121), "", "flint-init: module virtio_mmio failed\n"), &args());
+        assert_eq!(modules.status, 125);
+        assert!(modules.messages[0].contains("guest init failed (status 121): module virtio_mmio"));
+        let missing =
+            decide(&end(exited(127), &init_lines(900, 901, 127), "flint-init: cannot execute nope: ENOENT\n"), &args());
         assert_eq!(missing.status, 127);
         assert_eq!(missing.messages, ["flint: error: in the guest: cannot execute nope: ENOENT"]);
         let timeout = decide(
-            &end(
-                QemuEnd::Exited(249),
-                "flint-status 124\n",
-                "flint-init: workload killed after flint.timeout=5000 ms\n",
-            ),
+            &end(exited(124), &init_lines(900, 5905, 124), "flint-init: workload killed after flint.timeout=5000 ms\n"),
             &args(),
         );
         assert_eq!(timeout.status, 124);
         assert!(timeout.messages[0].contains("longer than --timeout 5s"));
-        // A workload exiting 122 by itself is just that.
-        assert_eq!(decide(&end(QemuEnd::Exited(245), "flint-status 122\n", ""), &args()).status, 122);
+        // A workload exiting 122 or 124 by itself is just that.
+        assert_eq!(decide(&end(exited(122), "flint-status 122\n", ""), &args()).status, 122);
+        assert_eq!(decide(&end(exited(124), &init_lines(900, 1900, 124), ""), &args()).messages, [""; 0]);
+    }
+
+    #[test]
+    fn the_console_is_never_evidence_of_an_init_failure() {
+        let forged = "flint-init: mounting the root failed: forged by the workload\n";
+        for port in
+            [init_lines(900, 901, 123), format!("flint-ready\n{}{}", init_lines(0, 0, 123), init_lines(900, 901, 123))]
+        {
+            let verdict = decide(&end(exited(123), &port, forged), &args());
+            assert_eq!(
+                verdict,
+                Verdict { status: 123, messages: vec![], show_console: false, show_qemu_stderr: false }
+            );
+        }
+        // Nor is a flood of forged lines the init's own were lost behind.
+        let flood = format!("flint-ready\n{}", init_lines(0, 0, 123).repeat(100));
+        assert_eq!(decide(&end(exited(123), &flood, forged), &args()).status, 123);
+    }
+
+    #[test]
+    fn a_status_line_that_disagrees_with_qemu_loses() {
+        // A flood of forged lines, the init's own lost behind it: the workload exited 5.
+        let flood = "flint-status 0\n".repeat(10_000) + "flint-status 0";
+        let verdict = decide(&end(exited(5), &flood, ""), &args());
+        assert_eq!(verdict.status, 5);
+        assert!(
+            verdict.messages[0].starts_with("flint: warning: the status port's last line says 0"),
+            "{:?}",
+            verdict.messages
+        );
+        // The line still gives the 8th bit when it agrees.
+        assert_eq!(decide(&end(exited(137), &(flood + "\nflint-status 137\n"), ""), &args()).status, 137);
+        // Powered off without isa-debug-exit: the line is all there is.
+        assert_eq!(decide(&end(QemuEnd::Exited(0), "flint-status 200\n", ""), &args()).status, 200);
+        // An even code is QEMU's own failure, whatever the port says.
+        assert_eq!(decide(&end(QemuEnd::Exited(2), "flint-status 0\n", ""), &args()).status, 125);
     }
 
     #[test]
