@@ -7,41 +7,23 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod common;
+use common::{assert_status, text};
+
 fn flint(cache: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flint"));
-    command.arg("--quiet").env("FLINT_CACHE", cache).stdin(Stdio::null());
+    let mut command = common::flint();
+    command.env("FLINT_CACHE", cache);
     command
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[track_caller]
-fn assert_status(output: &Output, status: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(status),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-}
-
-/// A scratch directory under the target dir, fresh for each test.
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("flint-cache-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("flint-cache-{name}"))
 }
 
 /// The minimal kernel's directory in the real cache: outside the tests' caches, so they
 /// need not build it.
 fn minimal_kernel() -> String {
-    let dir = flint::env::cache_dir().expect("flint's cache directory").join("kernels/minimal");
-    assert!(dir.join("vmlinuz").is_file(), "no minimal kernel at {}: run scripts/test.sh", dir.display());
-    dir.to_str().unwrap().to_string()
+    common::minimal_kernel().to_str().unwrap().to_string()
 }
 
 /// `flint run` of a shell script on the minimal kernel with `cache`, and more arguments.

@@ -7,37 +7,21 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
+
+mod common;
+use common::{assert_status, text};
 use std::time::{Duration, Instant};
 
 /// flint with its temporary directories in `tmp`.
 fn flint(tmp: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flint"));
-    command.arg("--quiet").env_remove("XDG_RUNTIME_DIR").env("TMPDIR", tmp).stdin(Stdio::null());
+    let mut command = common::flint();
+    command.env_remove("XDG_RUNTIME_DIR").env("TMPDIR", tmp);
     command
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[track_caller]
-fn assert_status(output: &Output, status: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(status),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-}
-
-/// A scratch directory under the target dir, fresh for each test (short: sockets go in it).
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("conf-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("conf-{name}"))
 }
 
 /// A process's children, over all its threads.

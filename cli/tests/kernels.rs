@@ -5,32 +5,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-fn flint() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flint"));
-    command.arg("--quiet").stdin(Stdio::null());
-    command
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[track_caller]
-fn assert_status(output: &Output, status: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(status),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-}
-
-fn cache() -> PathBuf {
-    flint::env::cache_dir().expect("flint's cache directory")
-}
+mod common;
+use common::{assert_status, cache, flint, minimal_kernel, text};
 
 /// A fresh directory in the system's temp dir, which an ordinary user can reach (the
 /// checkout, and so cargo's target dir, may be under root's home).
@@ -39,12 +17,6 @@ fn public_scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
-fn minimal_kernel() -> PathBuf {
-    let dir = cache().join("kernels/minimal");
-    assert!(dir.join("vmlinuz").is_file(), "no minimal kernel at {}: run scripts/test.sh", dir.display());
     dir
 }
 

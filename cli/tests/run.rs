@@ -9,13 +9,10 @@ use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-fn flint() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flint"));
-    command.arg("--quiet");
-    command
-}
+mod common;
+use common::{assert_status, flint, text};
+use std::time::{Duration, Instant};
 
 /// Runs flint with `stdin` as its input, returning everything it did.
 fn run_with_input(command: &mut Command, stdin: &[u8]) -> Output {
@@ -35,21 +32,6 @@ fn run(args: &[&str]) -> Output {
     run_with_input(flint().args(args), b"")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[track_caller]
-fn assert_status(output: &Output, status: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(status),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&output.stdout[..output.stdout.len().min(2000)]),
-        text(&output.stderr)
-    );
-}
-
 /// Deterministic bytes covering every value (xorshift64).
 fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed;
@@ -63,12 +45,8 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// A scratch directory under the target dir, fresh for each test.
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("flint-cli-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("flint-cli-{name}"))
 }
 
 /// A small root directory: Debian's static busybox (installed by scripts/setup.sh) with a

@@ -1,0 +1,51 @@
+//! What every test of the `flint` binary uses: the command, its output as text, the status
+//! check that shows both streams, scratch directories and the cached minimal kernel.
+
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// The binary under test, quiet, with no input unless a test gives some.
+pub fn flint() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flint"));
+    command.arg("--quiet").stdin(Stdio::null());
+    command
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+pub fn assert_status(output: &Output, status: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(status),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&output.stdout[..output.stdout.len().min(2000)]),
+        text(&output.stderr)
+    );
+}
+
+/// A scratch directory under the target dir, fresh for each test (names stay short: sockets
+/// go in some).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// flint's cache, where scripts/test.sh puts the kernels.
+pub fn cache() -> PathBuf {
+    flint::env::cache_dir().expect("flint's cache directory")
+}
+
+/// The minimal kernel's directory in the cache (scripts/test.sh builds it).
+pub fn minimal_kernel() -> PathBuf {
+    let dir = cache().join("kernels/minimal");
+    assert!(dir.join("vmlinuz").is_file(), "no minimal kernel at {}: run scripts/test.sh", dir.display());
+    dir
+}
