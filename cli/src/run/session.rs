@@ -1,15 +1,18 @@
 //! One QEMU process: spawning it, wiring the virtio-serial ports to flint's stdio, relaying
 //! signals, and collecting how it ended.
 //!
-//! The guest is untrusted, so flint's memory stays bounded whatever it sends: the workload's
-//! output passes with back-pressure (a slow reader slows the guest down), and the status
-//! port, the console and QEMU's stderr are kept as a [`Tail`].
+//! The guest is untrusted, so flint's memory stays bounded whatever it sends: what of the
+//! workload's output its reader has not taken yet waits in a few MiB of memory and then in a
+//! capped file ([`output`]), and the status port, the console and QEMU's stderr are kept as a
+//! [`Tail`].
 
 use super::*;
+use output::{Pump, LIMITS};
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::ops::Deref;
-use std::sync::atomic::AtomicU64;
+
+mod output;
 
 /// How QEMU ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +120,9 @@ pub(super) fn take_signals() {
     }
 }
 
-/// Starts QEMU, connects the ports, pumps the streams and waits for the end.
+/// Starts QEMU, connects the ports, pumps the streams and waits for the end, and for the
+/// workload's output to have gone out. The output's spill files go beside the console log, in
+/// the run's private directory.
 pub(super) fn boot(
     vm: &Vm,
     listeners: Vec<UnixListener>,
@@ -128,19 +133,12 @@ pub(super) fn boot(
 ) -> Result<Ending> {
     take_signals();
     let started = Instant::now();
-    let mut child = vm
-        .command()
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {QEMU}"))?;
+    let mut child = vm.spawn(Stdio::null(), Stdio::null(), Stdio::piped())?;
     let qemu_stderr = drain_timed(child.stderr.take().expect("piped"), started, Arc::default());
     let streams = match accept_all(&listeners, &mut child) {
         Ok(streams) => streams,
         Err(error) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            drop(child);
             let (stderr, _) = qemu_stderr.join().unwrap_or_default();
             let stderr = String::from_utf8_lossy(&stderr);
             let reason =
@@ -157,21 +155,19 @@ pub(super) fn boot(
     let stdout_fd = std::io::stdout().as_fd().try_clone_to_owned()?;
     let stderr_fd = std::io::stderr().as_fd().try_clone_to_owned()?;
     let outputs = [
-        ("stdout", Pump::start(stdout_port, File::from(stdout_fd), started)),
-        ("stderr", Pump::start(stderr_port, File::from(stderr_fd), started)),
+        Pump::start("stdout", stdout_port, File::from(stdout_fd), console_log.with_file_name("stdout.spill"), LIMITS),
+        Pump::start("stderr", stderr_port, File::from(stderr_fd), console_log.with_file_name("stderr.spill"), LIMITS),
     ];
     let heard = Arc::new(AtomicBool::new(false));
     let status = drain_timed(status_port, started, heard.clone());
     let tail = verbose.then(|| tail_console(console_log.to_path_buf()));
 
     let qemu = wait(&mut child, deadline, (boot_timeout, &heard), started)?;
-    let elapsed = started.elapsed();
-    let held_back: Vec<&str> =
-        outputs.into_iter().filter_map(|(name, pump)| pump.finish(elapsed).then_some(name)).collect();
-    for name in held_back {
-        eprintln!(
-            "flint: warning: the VM ended while the workload's {name} waited for a slow reader: the end of it (up to 4 MiB) may be missing"
-        );
+    let exited = Instant::now();
+    let elapsed = exited - started;
+    let warnings: Vec<String> = outputs.into_iter().filter_map(|pump| pump.finish(exited)).collect();
+    for warning in warnings {
+        eprintln!("flint: warning: {warning}");
     }
     let (status_port, status_arrived) = status.join().unwrap_or_default();
     if let Some((stop, handle)) = tail {
@@ -244,79 +240,6 @@ pub(super) fn copy_stdin(mut port: UnixStream) {
         }
     }
     let _ = port.shutdown(std::net::Shutdown::Write);
-}
-
-/// How many reads (of up to 64 KiB each, so 4 MiB) one output stream may hold between its
-/// port and a slow reader. Past that flint stops reading the port, QEMU stops taking the
-/// guest's writes and the workload waits: back-pressure, so nothing piles up in flint. The
-/// cushion keeps the port flowing through a reader's short stalls.
-const OUTPUT_CHUNKS: usize = 64;
-
-/// One output stream on its way from its port to flint's stdout or stderr: one thread reads
-/// the socket, another writes what it read.
-pub(super) struct Pump {
-    reader: JoinHandle<()>,
-    writer: JoinHandle<()>,
-    /// When (in nanoseconds after `started`) the reader last stopped waiting for room, 0 if
-    /// it never did. While it waits QEMU holds the guest's latest writes back in the guest's
-    /// queue (up to 128 writes of 32 KiB), and they are lost if the VM ends then: the init
-    /// does not wait for the host before ending it.
-    held_until: Arc<AtomicU64>,
-}
-
-impl Pump {
-    pub(super) fn start(mut port: UnixStream, mut out: File, started: Instant) -> Pump {
-        let (send, receive) = mpsc::sync_channel::<Vec<u8>>(OUTPUT_CHUNKS);
-        let held_until = Arc::new(AtomicU64::new(0));
-        let held = held_until.clone();
-        let reader = thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let chunk = match port.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => buf[..n].to_vec(),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                };
-                let sent = match send.try_send(chunk) {
-                    Err(mpsc::TrySendError::Full(chunk)) => {
-                        let sent = send.send(chunk).is_ok();
-                        held.store(nanos(started.elapsed()), Ordering::SeqCst);
-                        sent
-                    }
-                    sent => sent.is_ok(),
-                };
-                if !sent {
-                    break;
-                }
-            }
-        });
-        let writer = thread::spawn(move || {
-            let mut broken = false;
-            for chunk in receive {
-                // A closed pipe (`flint run ... | head`) ends the copying, not the workload:
-                // the rest is read and dropped.
-                if !broken && out.write_all(&chunk).is_err() {
-                    broken = true;
-                }
-            }
-        });
-        Pump { reader, writer, held_until }
-    }
-
-    /// Waits for the stream's end; whether flint was holding it back for a slow reader
-    /// when QEMU exited at `exited`: shortly before (a slow reader lets the reader go for
-    /// one read at a time), or after, while it read what was left in the socket.
-    fn finish(self, exited: Duration) -> bool {
-        let _ = self.reader.join();
-        let _ = self.writer.join();
-        let held_until = self.held_until.load(Ordering::SeqCst);
-        held_until != 0 && held_until + nanos(Duration::from_millis(100)) >= nanos(exited)
-    }
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Reads a stream to its end in a thread, keeping its [`Tail`] and noting when (after
