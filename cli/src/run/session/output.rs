@@ -304,18 +304,23 @@ mod tests {
         (slow.join().unwrap(), taken_when_written, warning)
     }
 
-    #[test]
-    fn a_slow_reader_gets_every_byte_in_order_without_holding_the_writer_back() {
-        let dir = TempDir::new("flint-output-test").unwrap();
-        let data = pattern(20 << 20);
-        let (got, taken_when_written, warning) = through(&data, Limits { memory: 1 << 20, spill: 1 << 30 }, dir.path());
+    #[track_caller]
+    fn assert_same(got: &[u8], data: &[u8]) {
         assert!(
             got == data,
             "{} bytes of {}, differing from byte {:?}",
             got.len(),
             data.len(),
-            first_difference(&got, &data)
+            first_difference(got, data)
         );
+    }
+
+    #[test]
+    fn a_slow_reader_gets_every_byte_in_order_without_holding_the_writer_back() {
+        let dir = TempDir::new("flint-output-test").unwrap();
+        let data = pattern(20 << 20);
+        let (got, taken_when_written, warning) = through(&data, Limits { memory: 1 << 20, spill: 1 << 30 }, dir.path());
+        assert_same(&got, &data);
         // The writer was done long before the reader: the rest waited in memory and the file.
         assert!(taken_when_written < data.len() as u64 / 2, "the reader had {taken_when_written} bytes");
         assert_eq!(warning, None);
@@ -327,13 +332,7 @@ mod tests {
         let dir = TempDir::new("flint-output-test").unwrap();
         let data = pattern(8 << 20);
         let (got, _, warning) = through(&data, Limits { memory: 256 << 10, spill: 1 << 20 }, dir.path());
-        assert!(
-            got == data,
-            "{} bytes of {}, differing from byte {:?}",
-            got.len(),
-            data.len(),
-            first_difference(&got, &data)
-        );
+        assert_same(&got, &data);
         let warning = warning.expect("held back at the cap");
         assert!(warning.contains("1 MiB of it already waited in flint's spill file"), "{warning}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the spill file is left");
