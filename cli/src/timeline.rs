@@ -224,4 +224,92 @@ mod tests {
             b"flint-timeline tsc_hz=1 fw_reset=0 fw_loaded=0 fw_handoff=0 init=1 root=2 exec=3 exit=4 poweroff=5\n";
         assert!(Timeline::from_status_port(partial, &host).is_none(), "no firmware stamps: not flint's firmware");
     }
+
+    mod fuzz {
+        //! The init's timeline line, formatted by the guest's own code, read back here:
+        //! after any noise the workload wrote, the phases add up and the workload's run time
+        //! is the init's; from garbage, no timeline and no panic.
+        use super::*;
+        use flint_guest_init::timeline::{format_line, STAMPS_LEN};
+        use proptest::prelude::*;
+
+        /// Stamps in boot order, none zero, as a 1 MHz to 10 GHz TSC counts them.
+        fn stamps() -> impl Strategy<Value = (u64, [u64; STAMPS_LEN])> {
+            (1_000_000..10_000_000_000u64, any::<[u32; STAMPS_LEN]>()).prop_map(|(tsc_hz, gaps)| {
+                let mut stamps = [0u64; STAMPS_LEN];
+                let mut now = 0u64;
+                for (stamp, gap) in stamps.iter_mut().zip(gaps) {
+                    now += u64::from(gap) + 1;
+                    *stamp = now;
+                }
+                (tsc_hz, stamps)
+            })
+        }
+
+        fn noise() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..40),
+                (any::<u64>(), any::<[u64; STAMPS_LEN]>()).prop_map(|(hz, stamps)| format_line(
+                    hz,
+                    stamps,
+                    &mut [0; 320]
+                )
+                .to_vec()),
+                Just(LINE_PREFIX.as_bytes().to_vec()),
+                Just(b"flint-status 0\n".to_vec()),
+            ];
+            prop::collection::vec(piece, 0..16).prop_map(|pieces| pieces.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn the_inits_line_after_any_noise_is_read_back(
+                noise in noise(),
+                (tsc_hz, stamps) in stamps(),
+                arrived_ms in 0..100_000u64,
+                extra_ms in 0..100_000u64,
+            ) {
+                let line = format_line(tsc_hz, stamps, &mut [0; 320]).to_vec();
+                let port = [noise.as_slice(), &line, b"flint-status 0\n"].concat();
+                let host = HostTimes {
+                    line_arrived: Duration::from_millis(arrived_ms),
+                    qemu_exited: Duration::from_millis(arrived_ms + extra_ms),
+                };
+                let timeline = Timeline::from_status_port(&port, &host).expect("a timeline");
+                prop_assert_eq!(timeline.tsc_hz, tsc_hz);
+                let sum: f64 = timeline.phases.iter().map(|phase| phase.ms).sum();
+                let scale: f64 = timeline.phases.iter().map(|phase| phase.ms.abs()).sum::<f64>() + timeline.total_ms;
+                prop_assert!((sum - timeline.total_ms).abs() <= 1e-9 * scale + 1e-6, "{} vs {}", sum, timeline.total_ms);
+                // The guest's own phases are never negative: its stamps are in order.
+                prop_assert!(timeline.phases[1..5].iter().all(|phase| phase.ms >= 0.0));
+                let ticks = stamps[6] - stamps[5];
+                let expected = Duration::from_nanos((u128::from(ticks) * 1_000_000_000 / u128::from(tsc_hz)) as u64);
+                prop_assert_eq!(Workload::from_status_port(&port), Workload::Ran(expected));
+                let unattended = Timeline::from_status_and_total(&port, host.qemu_exited).expect("a timeline");
+                let sum: f64 = unattended.phases.iter().map(|phase| phase.ms).sum();
+                prop_assert!((sum - unattended.total_ms).abs() <= 1e-9 * scale + 1e-6);
+            }
+
+            /// Garbage, lines cut short, stamps at their extremes: whatever comes out, no
+            /// panic (no overflow, no division by zero).
+            #[test]
+            fn any_port_gives_a_timeline_or_none(
+                noise in noise(),
+                tail in prop::collection::vec(any::<u8>(), 0..8),
+                arrived in any::<u32>(),
+                exited in any::<u32>(),
+            ) {
+                let port = [noise.as_slice(), &tail].concat();
+                let host = HostTimes {
+                    line_arrived: Duration::from_micros(arrived.into()),
+                    qemu_exited: Duration::from_micros(exited.into()),
+                };
+                let _ = Timeline::from_status_port(&port, &host);
+                let _ = Timeline::from_status_and_total(&port, host.qemu_exited);
+                let _ = Workload::from_status_port(&port);
+            }
+        }
+    }
 }

@@ -237,4 +237,154 @@ mod tests {
         let file = cfg.find(b"etc/vmgenid_addr").unwrap();
         assert_eq!(cfg.write_file(&file, 0, &[1]), Err(DmaError));
     }
+
+    mod fuzz {
+        //! The directory is QEMU's bytes: whatever they hold, probing keeps to its limits and
+        //! finds exactly the entries a straightforward reading of the format gives.
+        use super::super::fake::FakeFwCfg;
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// One directory entry as QEMU lays it out (big-endian size and select, a 56-byte name).
+        fn entry(size: u32, select: u16, name: &[u8]) -> Vec<u8> {
+            let mut entry = size.to_be_bytes().to_vec();
+            entry.extend(select.to_be_bytes());
+            entry.extend([0, 0]);
+            let mut padded = [0u8; NAME_LEN];
+            padded[..name.len().min(NAME_LEN)].copy_from_slice(&name[..name.len().min(NAME_LEN)]);
+            entry.extend(padded);
+            entry
+        }
+
+        /// Directories with any count (above the 128 entries kept too), names that repeat,
+        /// lack a NUL or hold one early, and items cut short or padded with junk.
+        fn directory() -> impl Strategy<Value = Vec<u8>> {
+            let name = prop::collection::vec(prop::sample::select(b"ab/\0\xff".to_vec()), 0..=NAME_LEN + 2);
+            let entries = prop::collection::vec((any::<u32>(), any::<u16>(), name), 0..140);
+            let count = prop_oneof![Just(None), Just(Some(u32::MAX)), Just(Some(129)), (0..200u32).prop_map(Some)];
+            let end = prop_oneof![Just(None), any::<prop::sample::Index>().prop_map(Some)];
+            (entries, count, end, prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(entries, count, end, junk)| {
+                let count = count.unwrap_or(entries.len() as u32);
+                let mut raw = count.to_be_bytes().to_vec();
+                for (size, select, name) in &entries {
+                    raw.extend(entry(*size, *select, name));
+                }
+                if let Some(end) = end {
+                    raw.truncate(end.index(raw.len() + 1));
+                }
+                raw.extend(junk);
+                raw
+            })
+        }
+
+        /// The directory read plainly, with the fake's zeroes past an item's end.
+        fn model(raw: &[u8]) -> Vec<(u32, u16, Vec<u8>)> {
+            let byte = |at: usize| raw.get(at).copied().unwrap_or(0);
+            let count = u32::from_be_bytes([byte(0), byte(1), byte(2), byte(3)]).min(MAX_FILES as u32) as usize;
+            (0..count)
+                .map(|i| {
+                    let at = 4 + i * DIR_ENTRY_LEN;
+                    let size = u32::from_be_bytes([byte(at), byte(at + 1), byte(at + 2), byte(at + 3)]);
+                    let select = u16::from_be_bytes([byte(at + 4), byte(at + 5)]);
+                    let name: Vec<u8> = (0..NAME_LEN).map(|j| byte(at + 8 + j)).take_while(|&b| b != 0).collect();
+                    (size, select, name)
+                })
+                .collect()
+        }
+
+        fn device(dma: bool, raw: Vec<u8>) -> FakeFwCfg {
+            let mut fake = FakeFwCfg::with_files(dma, &[]);
+            fake.items.insert(key::FILE_DIR, raw);
+            fake
+        }
+
+        fn check_against_model(cfg: &FwCfg<&mut FakeFwCfg>, raw: &[u8]) -> Result<(), TestCaseError> {
+            let model = model(raw);
+            prop_assert!(cfg.file_count <= MAX_FILES);
+            prop_assert_eq!(cfg.file_count, model.len());
+            for (_, _, name) in &model {
+                let found = cfg.find(name);
+                prop_assert!(found.is_some(), "{:?} not found", name);
+                let found = found.unwrap();
+                // The first entry of that name wins.
+                let first = model.iter().find(|(_, _, other)| other == name).unwrap();
+                prop_assert_eq!((found.size, found.select, found.name()), (first.0, first.1, first.2.as_slice()));
+                prop_assert!(found.name().len() <= NAME_LEN && !found.name().contains(&0));
+            }
+            // Names the directory cannot hold are never found.
+            prop_assert!(cfg.find(&[b'a'; NAME_LEN + 1]).is_none());
+            prop_assert!(cfg.find(b"a\0").is_none());
+            Ok(())
+        }
+
+        /// A transport that regenerates the directory when a file is selected, as QEMU does
+        /// for its ACPI files.
+        struct Regenerating<'a> {
+            fake: &'a mut FakeFwCfg,
+            next: Option<Vec<u8>>,
+        }
+
+        impl Transport for &mut Regenerating<'_> {
+            fn select(&mut self, key: u16) {
+                if key > key::FILE_DIR {
+                    if let Some(next) = self.next.take() {
+                        self.fake.items.insert(key::FILE_DIR, next);
+                    }
+                }
+                (&mut *self.fake).select(key)
+            }
+            fn read(&mut self, buf: &mut [u8]) {
+                (&mut *self.fake).read(buf)
+            }
+            fn dma_read(&mut self, key: u16, dest: &mut [u8]) -> Result<(), DmaError> {
+                (&mut *self.fake).dma_read(key, dest)
+            }
+            fn dma_write(&mut self, key: u16, offset: u32, src: &[u8]) -> Result<(), DmaError> {
+                (&mut *self.fake).dma_write(key, offset, src)
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_directory_is_read_within_limits(raw in directory(), dma in any::<bool>()) {
+                let mut dev = device(dma, raw.clone());
+                let cfg = FwCfg::probe(&mut dev).expect("signature");
+                check_against_model(&cfg, &raw)?;
+            }
+
+            /// Re-reading a directory that changed (grown, shrunk, garbled) forgets the old one.
+            #[test]
+            fn a_reread_directory_replaces_the_old(first in directory(), second in directory(), dma in any::<bool>()) {
+                let mut dev = device(dma, first.clone());
+                let mut regenerating = Regenerating { fake: &mut dev, next: Some(second.clone()) };
+                let mut cfg = FwCfg::probe(&mut regenerating).expect("signature");
+                let model_first = model(&first);
+                prop_assert_eq!(cfg.file_count, model_first.len());
+                cfg.select_file(&File { select: key::FILE_DIR + 1, size: 0, name: [0; NAME_LEN] });
+                cfg.read_directory();
+                let model_second = model(&second);
+                prop_assert_eq!(cfg.file_count, model_second.len());
+                for (_, _, name) in &model_first {
+                    let found = cfg.find(name);
+                    let expected = model_second.iter().find(|(_, _, other)| other == name);
+                    prop_assert_eq!(found.map(|f| (f.size, f.select)), expected.map(|e| (e.0, e.1)));
+                }
+            }
+
+            /// Reading any item into any buffer, with and without DMA, fills exactly the buffer.
+            #[test]
+            fn items_read_into_buffers_of_any_size(data in prop::collection::vec(any::<u8>(), 0..300), len in 0..400usize, dma in any::<bool>()) {
+                let mut dev = FakeFwCfg::with_files(dma, &[("etc/x", data.clone())]);
+                let mut cfg = FwCfg::probe(&mut dev).unwrap();
+                let file = cfg.find(b"etc/x").unwrap();
+                prop_assert_eq!(file.size as usize, data.len());
+                let mut buf = vec![0xa5; len];
+                cfg.read_file(&file, &mut buf);
+                let expected: Vec<u8> = (0..len).map(|i| data.get(i).copied().unwrap_or(0)).collect();
+                prop_assert_eq!(buf, expected);
+            }
+        }
+    }
 }

@@ -158,5 +158,32 @@ mod tests {
                 prop_assert_eq!(encode(&items).to_string(), text);
             }
         }
+
+        /// Into space of any size, an item decodes whole and within it, or is `TooLong`;
+        /// the bytes past the item are left alone.
+        #[test]
+        fn decoding_stays_within_the_space_given(
+            items in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 1..6),
+            room in 0..64usize,
+        ) {
+            let text = encode(&items).to_string();
+            let mut decoder = Decoder::new(text.as_bytes()).unwrap();
+            for item in &items {
+                let mut out = vec![0xa5u8; room + 8];
+                match decoder.next_into(&mut out[..room]) {
+                    Some(Ok(len)) => {
+                        prop_assert!(len <= room);
+                        prop_assert_eq!(&out[..len], item.as_slice());
+                    }
+                    Some(Err(error)) => {
+                        prop_assert_eq!(error, DecodeError::TooLong);
+                        prop_assert!(item.len() > room, "{} bytes did not fit {}", item.len(), room);
+                    }
+                    None => prop_assert!(false, "an item went missing"),
+                }
+                prop_assert!(out[room..].iter().all(|&byte| byte == 0xa5));
+            }
+            prop_assert!(decoder.next_into(&mut [0; 64]).is_none());
+        }
     }
 }

@@ -237,6 +237,7 @@ fn search(command: &Command<'_>) -> Errno {
 mod tests {
     use super::*;
     use crate::argv::encode;
+    use proptest::prelude::*;
 
     fn params<'a>(argv: &'a str, env: Option<&'a str>) -> Params<'a> {
         let mut params = Params::parse(b"flint.argv=,").unwrap();
@@ -307,5 +308,118 @@ mod tests {
         let too_many = format!("YQ,{}", ",".repeat(CMDLINE_MAX));
         let mut space = Space::default();
         assert!(space.command(&params(&too_many, None)).is_err());
+    }
+
+    /// Items a command line could carry: any bytes but NUL in argv, `NAME=value` in env.
+    fn lists() -> impl Strategy<Value = (Vec<Vec<u8>>, Option<Vec<Vec<u8>>>)> {
+        let argv = prop::collection::vec(prop::collection::vec(1..=255u8, 0..48), 1..24)
+            .prop_filter("a program name", |argv| !argv[0].is_empty());
+        let variable = ("[A-Za-z_][A-Za-z0-9_]{0,7}", prop::collection::vec(1..=255u8, 0..32))
+            .prop_map(|(name, value)| [name.as_bytes(), b"=", &value].concat());
+        (argv, prop::option::of(prop::collection::vec(variable, 0..16)))
+    }
+
+    fn mutate(text: &mut Vec<u8>, at: prop::sample::Index, byte: u8, how: u8) {
+        if text.is_empty() {
+            text.push(byte);
+            return;
+        }
+        let index = at.index(text.len());
+        match how % 4 {
+            0 => text[index] = byte,
+            1 => {
+                text.remove(index);
+            }
+            2 => text.insert(index, byte),
+            _ => text.truncate(index),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Encoded by the host, decoded by the init: the execve arrays hold the same items,
+        /// and PATH comes from the environment.
+        #[test]
+        fn lists_round_trip_into_execve_arrays((argv, env) in lists()) {
+            let argv_text = encode(&argv).to_string();
+            let env_text = env.as_ref().map(|env| encode(env).to_string());
+            let params = params(&argv_text, env_text.as_deref());
+            let mut space = Space::default();
+            let command = space.command(&params).unwrap();
+            prop_assert_eq!(strings(command.argv), argv.clone());
+            prop_assert_eq!(command.program, argv[0].as_slice());
+            match &env {
+                Some(env) => {
+                    prop_assert_eq!(strings(command.envp), env.clone());
+                    let path = env.iter().find_map(|variable| variable.strip_prefix(b"PATH="));
+                    prop_assert_eq!(command.search_path, path.unwrap_or(DEFAULT_PATH));
+                }
+                None => prop_assert_eq!(strings(command.envp), [DEFAULT_ENV.to_bytes()]),
+            }
+        }
+
+        /// Mutated encodings and garbage decode to the same arrays a correct list would, or
+        /// fail with status 120, whatever they hold.
+        #[test]
+        fn mutated_lists_decode_or_fail_cleanly(
+            (argv, env) in lists(),
+            mutations in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(b"AQYZa_-,=+/ \0\xff".to_vec()), any::<u8>(), any::<bool>()), 1..6),
+            garbage in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let mut argv_text = encode(&argv).to_string().into_bytes();
+            let mut env_text = encode(&env.unwrap_or_default()).to_string().into_bytes();
+            for (at, byte, how, in_env) in mutations {
+                mutate(if in_env { &mut env_text } else { &mut argv_text }, at, byte, how);
+            }
+            for (argv_text, env_text) in [(&argv_text, &env_text), (&garbage, &env_text), (&argv_text, &garbage)] {
+                let mut params = params("", None);
+                params.argv = argv_text;
+                params.env = Some(env_text);
+                let mut space = Space::default();
+                match space.command(&params) {
+                    Ok(command) => {
+                        let argv = strings(command.argv);
+                        prop_assert!(!argv[0].is_empty() && argv.iter().all(|item| !item.contains(&0)));
+                        // Strict decoding: the items encode back to the very text.
+                        prop_assert_eq!(encode(&argv).to_string().into_bytes(), argv_text.to_vec());
+                        let env = strings(command.envp);
+                        prop_assert_eq!(encode(&env).to_string().into_bytes(), env_text.to_vec());
+                        prop_assert!(env.iter().all(|variable| variable.iter().position(|&b| b == b'=').is_some_and(|i| i > 0)));
+                    }
+                    Err(failure) => prop_assert_eq!(failure.status, status::BAD_PARAMETERS),
+                }
+            }
+        }
+
+        /// Whatever fits on the command line fits the decoding space: lists of any shape
+        /// whose encodings together take at most CMDLINE_MAX bytes decode.
+        #[test]
+        fn anything_the_command_line_holds_fits(lengths in prop::collection::vec(0..64usize, 1..2000), split in any::<prop::sample::Index>()) {
+            let mut items: Vec<Vec<u8>> = Vec::new();
+            let mut encoded = 0;
+            for len in lengths {
+                // Unpadded base64 and the comma.
+                let cost = (len * 4).div_ceil(3) + 1;
+                if encoded + cost > CMDLINE_MAX - "flint.argv= flint.env=".len() {
+                    break;
+                }
+                encoded += cost;
+                items.push(vec![b'a'; len]);
+            }
+            if items[0].is_empty() {
+                items[0].push(b'a');
+            }
+            let split = split.index(items.len()) + 1;
+            let env: Vec<Vec<u8>> = items[split..].iter().map(|item| [b"A=".as_slice(), item].concat()).collect();
+            let argv_text = encode(&items[..split]).to_string();
+            let env_text = encode(&env).to_string();
+            let mut space = Space::default();
+            let command = space.command(&params(&argv_text, Some(&env_text)));
+            prop_assert!(command.is_ok(), "{} + {} bytes", argv_text.len(), env_text.len());
+            let command = command.unwrap();
+            prop_assert_eq!(command.argv.len(), split + 1);
+            prop_assert_eq!(command.envp.len(), env.len() + 1);
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod exec;
 mod gpt_root;
 pub mod modules;
 pub mod mounts;
+pub mod oom;
 pub mod params;
 pub mod poweroff;
 pub mod report;

@@ -436,6 +436,9 @@ pub(crate) fn decimal(digits: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -7,6 +7,7 @@
 //! ordinary ACPI power-off (QEMU then exits 0).
 
 use crate::clock::{self, Deadline};
+use crate::oom;
 use crate::report::Failure;
 use crate::status;
 use crate::stdio;
@@ -95,6 +96,11 @@ fn write_status(status: u8) {
     // SAFETY: `open_status_device` stored an fd it gave up ownership of; nothing closes it.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     let _ = rustix::io::write(fd, timeline::line(&mut [0; 320]));
+    // Right before the status line, where the host looks for it.
+    let kills = oom::kills();
+    if kills > 0 {
+        let _ = rustix::io::write(fd, status::oom_line(kills, &mut [0; 37]));
+    }
     let mut buf = [0; 17];
     let line = status::line(status, &mut buf);
     let _ = rustix::io::write(fd, line);

@@ -8,6 +8,7 @@
 
 use crate::clock::{self, Deadline};
 use crate::exec::{self, Command};
+use crate::oom;
 use crate::report::Failure;
 use crate::status;
 use crate::stdio::Stdio;
@@ -28,6 +29,7 @@ pub fn run(command: &Command<'_>, stdio: &Stdio, timeout_ms: Option<u64>) -> Res
     // Make Ctrl-Alt-Del send SIGINT to init (forwarded to the workload) instead of an
     // immediate reboot. Not essential, so a failure is ignored.
     let _ = rustix::system::reboot(RebootCommand::CadOff);
+    oom::before_workload();
 
     // SAFETY: the init never starts threads, so forking is sound.
     let workload = match unsafe { sys::fork() } {
@@ -38,6 +40,10 @@ pub fn run(command: &Command<'_>, stdio: &Stdio, timeout_ms: Option<u64>) -> Res
     let deadline = timeout_ms.map(Deadline::after_ms);
     loop {
         if let Some(status) = reap(workload) {
+            // The OOM killer's signal is SIGKILL: 128 + 9.
+            if status == 137 {
+                oom::after_workload();
+            }
             return Ok(status);
         }
         let timeout = match deadline {

@@ -26,6 +26,10 @@ pub const INIT_PANICKED: u8 = 119;
 
 /// What the init writes on the `flint.status` device, followed by the status and `\n`.
 pub const LINE_PREFIX: &str = "flint-status ";
+/// The line the init writes just before the status line when the kernel's OOM killer ended
+/// processes while the workload ran (`flint-oom-kills <n>`): hosts that predate it skip it,
+/// and an init that predates it simply never writes it.
+pub const OOM_PREFIX: &str = "flint-oom-kills ";
 /// The first line on the `flint.status` device, as soon as the init has it open: the host
 /// knows from it that the kernel booted (and stops waiting for a boot that hangs).
 pub const READY_LINE: &str = "flint-ready\n";
@@ -82,9 +86,34 @@ pub fn parse_line(line: &[u8]) -> Option<u8> {
     u8::try_from(value).ok()
 }
 
+/// Formats the OOM line, e.g. `flint-oom-kills 1\n`; returns the used part of `buf`.
+pub fn oom_line(kills: u64, buf: &mut [u8; 37]) -> &[u8] {
+    let prefix = OOM_PREFIX.as_bytes();
+    let mut digits = [0; 20];
+    let digits = loader::decimal::decimal(kills, &mut digits);
+    let len = prefix.len() + digits.len();
+    buf[..prefix.len()].copy_from_slice(prefix);
+    buf[prefix.len()..len].copy_from_slice(digits);
+    buf[len] = b'\n';
+    &buf[..=len]
+}
+
+/// Reads back an OOM line, for the host side: `Some(kills)` for exactly `flint-oom-kills <n>`
+/// (canonical decimal, with or without the newline and a `\r` before it).
+pub fn parse_oom_line(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let digits = line.strip_prefix(OOM_PREFIX.as_bytes())?;
+    if digits.len() > 1 && digits[0] == b'0' {
+        return None;
+    }
+    crate::params::decimal(digits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn wait_statuses_follow_the_shell() {
@@ -119,5 +148,82 @@ mod tests {
             assert_eq!(parse_line(bad.as_bytes()), None, "{bad}");
         }
         assert_eq!(parse_line(b"flint-status 42\r\n"), Some(42));
+    }
+
+    #[test]
+    fn oom_lines_round_trip_and_reject_anything_else() {
+        for kills in [0, 1, 9, 10, 12345, u64::MAX] {
+            let mut buf = [0; 37];
+            let line = oom_line(kills, &mut buf);
+            assert_eq!(line, format!("flint-oom-kills {kills}\n").as_bytes());
+            assert_eq!(parse_oom_line(line), Some(kills));
+        }
+        assert_eq!(parse_oom_line(b"flint-oom-kills 3\r\n"), Some(3));
+        for bad in [
+            "flint-oom-kills ",
+            "flint-oom-kills 01",
+            "flint-oom-kills -1",
+            "flint-oom-kills 1 ",
+            "flint-oom-kills 18446744073709551616",
+            "flint-oom-kills  1",
+            "flint-status 1",
+            "xflint-oom-kills 1",
+        ] {
+            assert_eq!(parse_oom_line(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    /// The spellings a line may arrive in: as written, without its newline, or with a `\r`
+    /// a tty adds.
+    fn spellings(line: &[u8]) -> [Vec<u8>; 3] {
+        let bare = line.strip_suffix(b"\n").unwrap().to_vec();
+        [line.to_vec(), bare.clone(), [bare.as_slice(), b"\r\n"].concat()]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Whatever bytes arrive, a status is read only from the one canonical line that
+        /// says it: the parser is the exact inverse of the formatter.
+        #[test]
+        fn a_status_is_read_only_from_its_own_line(bytes in prop::collection::vec(any::<u8>(), 0..24), status in any::<u8>()) {
+            let mut buf = [0; 17];
+            let canonical = line(status, &mut buf).to_vec();
+            for spelling in spellings(&canonical) {
+                prop_assert_eq!(parse_line(&spelling), Some(status));
+            }
+            // Random bytes, and random bytes after the prefix (where the digits go).
+            for candidate in [bytes.clone(), [LINE_PREFIX.as_bytes(), &bytes].concat()] {
+                if let Some(parsed) = parse_line(&candidate) {
+                    let mut buf = [0; 17];
+                    let canonical = line(parsed, &mut buf);
+                    prop_assert!(spellings(canonical).contains(&candidate), "{:?}", candidate);
+                }
+            }
+        }
+
+        #[test]
+        fn an_oom_count_is_read_only_from_its_own_line(bytes in prop::collection::vec(any::<u8>(), 0..24), kills in any::<u64>()) {
+            let mut buf = [0; 37];
+            let canonical = oom_line(kills, &mut buf).to_vec();
+            for spelling in spellings(&canonical) {
+                prop_assert_eq!(parse_oom_line(&spelling), Some(kills));
+            }
+            let digits = [OOM_PREFIX.as_bytes(), &bytes[..bytes.len().min(8)], kills.to_string().as_bytes()].concat();
+            for candidate in [bytes.clone(), [OOM_PREFIX.as_bytes(), &bytes].concat(), digits] {
+                if let Some(parsed) = parse_oom_line(&candidate) {
+                    let mut buf = [0; 37];
+                    let canonical = oom_line(parsed, &mut buf);
+                    prop_assert!(spellings(canonical).contains(&candidate), "{:?}", candidate);
+                }
+            }
+        }
+
+        /// The two lines never pass for each other.
+        #[test]
+        fn status_and_oom_lines_are_told_apart(status in any::<u8>(), kills in any::<u64>()) {
+            prop_assert_eq!(parse_oom_line(line(status, &mut [0; 17])), None);
+            prop_assert_eq!(parse_line(oom_line(kills, &mut [0; 37])), None);
+        }
     }
 }

@@ -32,7 +32,7 @@ pub enum Stamp {
 
 pub const NAMES: [&str; STAMPS_LEN] =
     ["fw_reset", "fw_loaded", "fw_handoff", "init", "root", "exec", "exit", "poweroff"];
-const STAMPS_LEN: usize = 8;
+pub const STAMPS_LEN: usize = 8;
 
 static STAMPS: [AtomicU64; STAMPS_LEN] = [const { AtomicU64::new(0) }; STAMPS_LEN];
 static INIT_MONOTONIC_NS: AtomicU64 = AtomicU64::new(0);
@@ -108,6 +108,12 @@ pub fn line(buf: &mut [u8; 320]) -> &[u8] {
     let elapsed_ns = crate::clock::now_ns().saturating_sub(INIT_MONOTONIC_NS.load(Ordering::Relaxed));
     let ticks = tsc().saturating_sub(STAMPS[Stamp::Init as usize].load(Ordering::Relaxed));
     let tsc_hz = if elapsed_ns == 0 { 0 } else { (u128::from(ticks) * 1_000_000_000 / u128::from(elapsed_ns)) as u64 };
+    format_line(tsc_hz, STAMPS.each_ref().map(|stamp| stamp.load(Ordering::Relaxed)), buf)
+}
+
+/// The timeline line for these values: 320 bytes hold it even with every value at its
+/// largest (some 270 bytes).
+pub fn format_line(tsc_hz: u64, stamps: [u64; STAMPS_LEN], buf: &mut [u8; 320]) -> &[u8] {
     let mut len = 0;
     let mut push = |bytes: &[u8]| {
         buf[len..len + bytes.len()].copy_from_slice(bytes);
@@ -117,11 +123,11 @@ pub fn line(buf: &mut [u8; 320]) -> &[u8] {
     push(LINE_PREFIX.as_bytes());
     push(b"tsc_hz=");
     push(loader::decimal::decimal(tsc_hz, &mut digits));
-    for (name, stamp) in NAMES.iter().zip(&STAMPS) {
+    for (name, stamp) in NAMES.iter().zip(stamps) {
         push(b" ");
         push(name.as_bytes());
         push(b"=");
-        push(loader::decimal::decimal(stamp.load(Ordering::Relaxed), &mut digits));
+        push(loader::decimal::decimal(stamp, &mut digits));
     }
     push(b"\n");
     &buf[..len]
@@ -146,6 +152,7 @@ pub fn parse_line(line: &[u8]) -> Option<(u64, [u64; STAMPS_LEN])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn lines_round_trip() {
@@ -153,5 +160,59 @@ mod tests {
         assert_eq!(parse_line(line), Some((2_000_000_000, [1, 2, 3, 4, 5, 6, 7, 8])));
         assert_eq!(parse_line(b"flint-timeline tsc_hz=1 fw_reset=1"), None);
         assert_eq!(parse_line(b"flint-status 0\n"), None);
+    }
+
+    #[test]
+    fn the_longest_line_fits() {
+        let line = format_line(u64::MAX, [u64::MAX; STAMPS_LEN], &mut [0; 320]).to_vec();
+        assert!(line.len() < 320, "{}", line.len());
+        assert_eq!(parse_line(&line), Some((u64::MAX, [u64::MAX; STAMPS_LEN])));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// What the init writes is what the host reads, whatever the values.
+        #[test]
+        fn any_values_round_trip(tsc_hz in any::<u64>(), stamps in any::<[u64; STAMPS_LEN]>()) {
+            let mut buf = [0; 320];
+            let line = format_line(tsc_hz, stamps, &mut buf);
+            prop_assert_eq!(parse_line(line), Some((tsc_hz, stamps)));
+            prop_assert_eq!(line.iter().filter(|&&byte| byte == b'\n').count(), 1);
+        }
+
+        /// Mutated lines (a byte changed, dropped or inserted, or the line cut short) and
+        /// plain garbage parse cleanly: to values that format back to a line that parses the
+        /// same, or to nothing.
+        #[test]
+        fn mutated_lines_parse_or_are_rejected(
+            tsc_hz in any::<u64>(),
+            stamps in any::<[u64; STAMPS_LEN]>(),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            how in 0..4u8,
+            garbage in prop::collection::vec(any::<u8>(), 0..320),
+        ) {
+            let mut line = format_line(tsc_hz, stamps, &mut [0; 320]).to_vec();
+            let index = at.index(line.len());
+            match how {
+                0 => line[index] = byte,
+                1 => { line.remove(index); }
+                2 => line.insert(index, byte),
+                _ => line.truncate(index),
+            }
+            for candidate in [line, garbage] {
+                if let Some((tsc_hz, stamps)) = parse_line(&candidate) {
+                    let again = format_line(tsc_hz, stamps, &mut [0; 320]).to_vec();
+                    prop_assert_eq!(parse_line(&again), Some((tsc_hz, stamps)));
+                }
+            }
+        }
+
+        /// `flint.fwtsc=` from the command line never panics, whatever it holds.
+        #[test]
+        fn firmware_stamps_from_any_value(value in prop::collection::vec(prop::sample::select(b"0123456789,x".to_vec()), 0..80)) {
+            set_firmware_stamps(&value);
+        }
     }
 }

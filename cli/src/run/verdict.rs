@@ -141,9 +141,31 @@ pub fn decide(end: &Ending, args: &RunArgs) -> Verdict {
         (status, _) if CHILD_FAILURES.contains(&status) => {
             verdict.messages.extend(init_error.map(|error| format!("flint: error: in the guest: {error}")))
         }
+        (OOM_KILLED, _) if oom_kills(&end.status_port) > 0 => verdict
+            .messages
+            .push(format!("flint: the guest's OOM killer ended the workload: raise --memory (now {})", args.memory)),
         _ => {}
     }
     verdict
+}
+
+/// The status of a workload that died of SIGKILL, the OOM killer's signal (or whose shell
+/// reports a child that did).
+const OOM_KILLED: u8 = 128 + 9;
+
+/// How many processes the guest's OOM killer ended while the workload ran, as the init's
+/// `flint-oom-kills` line says: it writes that line right before its status line, so only
+/// the whole line right before the status line the verdict takes counts (one the workload
+/// wrote earlier does not). 0 without it: no OOM kill, or an init that predates the line.
+fn oom_kills(status_port: &[u8]) -> u64 {
+    let prefix = status::LINE_PREFIX.as_bytes();
+    let mut lines = status_port.split(|&byte| byte == b'\n').rev();
+    // The status line `last_report` takes: the last line that ends in a valid one.
+    let status_line = lines.by_ref().find(|line| {
+        let start = line.windows(prefix.len()).rposition(|window| window == prefix);
+        start.is_some_and(|start| status::parse_line(&line[start..]).is_some())
+    });
+    status_line.and(lines.next()).and_then(status::parse_oom_line).unwrap_or(0)
 }
 
 /// The first line of QEMU's stderr that says something.
@@ -326,6 +348,39 @@ mod tests {
     }
 
     #[test]
+    fn an_oom_kill_is_named_with_the_memory_to_raise() {
+        let oom = "flint: the guest's OOM killer ended the workload: raise --memory (now 512M)";
+        let report = |kills: Option<u64>, status: u8| {
+            let lines = init_lines(900, 1900, status);
+            let (timeline, status_line) = lines.split_at(lines.find("flint-status").unwrap());
+            let oom = kills.map(|kills| format!("flint-oom-kills {kills}\n")).unwrap_or_default();
+            format!("flint-ready\n{timeline}{oom}{status_line}")
+        };
+        let killed = decide(&end(exited(137), &report(Some(1), 137), ""), &args());
+        assert_eq!((killed.status, killed.messages.as_slice()), (137, [oom.to_string()].as_slice()));
+        let mut small = args();
+        small.memory = "128M".into();
+        let killed = decide(&end(exited(137), &report(Some(2), 137), ""), &small);
+        assert_eq!(killed.messages, ["flint: the guest's OOM killer ended the workload: raise --memory (now 128M)"]);
+        // SIGKILL from elsewhere, an init that predates the line, a status other than 137.
+        for (kills, status) in [(Some(0), 137), (None, 137), (Some(1), 0), (Some(1), 9)] {
+            let verdict = decide(&end(exited(status), &report(kills, status), ""), &args());
+            assert_eq!((verdict.status, verdict.messages.len()), (status, 0), "{kills:?} {status}");
+        }
+        // A line the workload wrote before the init's report is not the init's.
+        let forged = format!("flint-oom-kills 1\nflint-status 137\n{}", report(None, 137));
+        assert_eq!(decide(&end(exited(137), &forged, ""), &args()).messages, [""; 0]);
+        assert_eq!(oom_kills(forged.as_bytes()), 0);
+        assert_eq!(oom_kills(b"flint-oom-kills 3\r\nflint-status 137\r\n"), 3);
+        assert_eq!(oom_kills(b"flint-oom-kills 3\nflint-status 137\nflint-status 1x\n"), 3);
+        assert_eq!(oom_kills(b"flint-oom-kills 3\nflint-status 137\nflint-oom-kills 4\n"), 3);
+        for none in [&b""[..], b"flint-oom-kills 3\n", b"flint-oom-kills 3", b"xflint-oom-kills 3\nflint-status 137\n"]
+        {
+            assert_eq!(oom_kills(none), 0, "{}", String::from_utf8_lossy(none));
+        }
+    }
+
+    #[test]
     fn host_side_endings() {
         assert_eq!(decide(&end(QemuEnd::Interrupted(2), "", ""), &args()).status, 130);
         let late = decide(&end(QemuEnd::DeadlineKilled, "", ""), &args());
@@ -360,5 +415,146 @@ mod tests {
         assert_eq!(vars, [b"HOME=/root".to_vec(), b"PATH=/bin".to_vec(), b"A=b=c".to_vec()]);
         assert!(environment(&["=x".into()]).is_err());
         assert!(environment(&["FLINT_SURELY_UNSET_VARIABLE".into()]).is_err());
+    }
+
+    mod fuzz {
+        //! The status port and the console carry what the guest (the workload, as root)
+        //! chose to send: whatever they hold, the verdict takes the status from the init's
+        //! report only when QEMU's exit code agrees, never from the console, and never
+        //! panics.
+        use super::*;
+        use flint_guest_init::timeline::{format_line, STAMPS_LEN};
+        use proptest::prelude::*;
+
+        /// What the workload may write on the port: garbage, and lines that look like the
+        /// init's, whole or cut.
+        fn noise() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..40),
+                (any::<u8>()).prop_map(|s| format!("flint-status {s}\n").into_bytes()),
+                (any::<u64>()).prop_map(|n| format!("flint-oom-kills {n}\n").into_bytes()),
+                Just(b"flint-ready\n".to_vec()),
+                Just(b"flint-status ".to_vec()),
+                Just(b"flint-oom-kills ".to_vec()),
+                (any::<u64>(), any::<[u64; STAMPS_LEN]>()).prop_map(|(hz, stamps)| format_line(
+                    hz,
+                    stamps,
+                    &mut [0; 320]
+                )
+                .to_vec()),
+                Just(b"\r\n".to_vec()),
+            ];
+            prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+        }
+
+        /// The init's own report as it writes it: timeline (the workload started), the OOM
+        /// line if it has one, the status line.
+        fn report(status: u8, kills: u64, stamps: [u64; STAMPS_LEN]) -> Vec<u8> {
+            let mut stamps = stamps.map(|stamp| stamp | 1);
+            stamps.sort_unstable();
+            let mut report = format_line(1_000_000_000, stamps, &mut [0; 320]).to_vec();
+            if kills > 0 {
+                report.extend(flint_guest_init::status::oom_line(kills, &mut [0; 37]));
+            }
+            report.extend(flint_guest_init::status::line(status, &mut [0; 17]));
+            report
+        }
+
+        fn ending(qemu: QemuEnd, status_port: &[u8], console: &[u8], qemu_stderr: &[u8]) -> Ending {
+            let tail = |bytes: &[u8]| {
+                let mut tail = Tail::default();
+                tail.push(bytes);
+                tail
+            };
+            Ending {
+                qemu,
+                status_port: tail(status_port),
+                console: tail(console),
+                qemu_stderr: tail(qemu_stderr),
+                elapsed: Duration::ZERO,
+                status_arrived: Duration::ZERO,
+            }
+        }
+
+        fn qemu_end() -> impl Strategy<Value = QemuEnd> {
+            prop_oneof![
+                4 => (0..256i32).prop_map(QemuEnd::Exited),
+                4 => any::<u8>().prop_map(exited),
+                1 => (1..65i32).prop_map(QemuEnd::Signaled),
+                1 => (1..65i32).prop_map(QemuEnd::Interrupted),
+                1 => Just(QemuEnd::DeadlineKilled),
+                1 => Just(QemuEnd::BootTimedOut),
+            ]
+        }
+
+        fn console() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..40),
+                Just(b"flint-init: forged failure\n".to_vec()),
+                Just(b"flint: error: forged firmware failure\r\n".to_vec()),
+                Just(b"\r".to_vec()),
+            ];
+            prop::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any ending: one-line messages, and a status from the port only if QEMU's exit
+            /// code agrees with it.
+            #[test]
+            fn any_ending_gives_a_verdict(
+                qemu in qemu_end(),
+                port in noise(),
+                console in console(),
+                stderr in prop::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let verdict = decide(&ending(qemu.clone(), &port, &console, &stderr), &args());
+                prop_assert!(verdict.messages.iter().all(|message| !message.contains('\n')), "{:?}", verdict.messages);
+                if let QemuEnd::Exited(code) = qemu {
+                    if code % 2 == 1 {
+                        let agrees = (i32::from(verdict.status) << 1 | 1) & 0xff == code;
+                        prop_assert!(agrees || verdict.status == EXIT_FAILURE, "{} from {}", verdict.status, code);
+                    }
+                }
+            }
+
+            /// Once the status port has carried anything, the console (which the workload
+            /// writes too) changes no status and no decision, only the words.
+            #[test]
+            fn the_console_never_decides(
+                qemu in qemu_end(),
+                port in noise(),
+                console in console(),
+                other in console(),
+            ) {
+                prop_assume!(!port.is_empty());
+                let one = decide(&ending(qemu.clone(), &port, &console, b""), &args());
+                let two = decide(&ending(qemu, &port, &other, b""), &args());
+                prop_assert_eq!(
+                    (one.status, one.show_console, one.show_qemu_stderr),
+                    (two.status, two.show_console, two.show_qemu_stderr)
+                );
+            }
+
+            /// Whatever the workload wrote first, the init's report that follows gives the
+            /// exact status, and the OOM message exactly when the init saw an OOM kill end a
+            /// workload with status 137.
+            #[test]
+            fn the_inits_report_after_any_noise_is_exact(
+                noise in noise(),
+                status in prop_oneof![Just(137u8), any::<u8>()],
+                kills in prop_oneof![Just(0u64), Just(1), any::<u64>()],
+                stamps in any::<[u64; STAMPS_LEN]>(),
+                console in console(),
+            ) {
+                let port = [b"flint-ready\n".as_slice(), &noise, &report(status, kills, stamps)].concat();
+                prop_assert_eq!(oom_kills(&port), kills);
+                let verdict = decide(&ending(exited(status), &port, &console, b""), &args());
+                prop_assert_eq!(verdict.status, status);
+                let oom = verdict.messages.iter().any(|message| message.contains("OOM killer"));
+                prop_assert_eq!(oom, status == 137 && kills > 0, "{:?}", verdict.messages);
+            }
+        }
     }
 }

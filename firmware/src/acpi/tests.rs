@@ -222,3 +222,196 @@ fn messages_are_one_line() {
         assert!(!message.contains('\n') && !message.is_empty(), "{message}");
     }
 }
+
+mod fuzz {
+    //! The script and the files are QEMU's bytes: whatever they hold, the loader writes only
+    //! inside the arena above the script, reports pointers only into fw_cfg files that have
+    //! room for them, and ends in tables or an error, never a panic.
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::{select, Index};
+
+    /// Names the scripts use: the device's files and a few it lacks.
+    const NAMES: [&str; 7] = [RSDP, TABLES, VMGENID_ADDR, "etc/f1", "etc/f2", "etc/nope", ""];
+    const GUARD: usize = 256;
+    const FILL: u8 = 0xa5;
+
+    fn name() -> impl Strategy<Value = &'static str> {
+        select(NAMES.to_vec())
+    }
+
+    /// Offsets and lengths near the files' sizes, where the bounds checks are, and anywhere.
+    fn number() -> impl Strategy<Value = u32> {
+        prop_oneof![0..300u32, select(vec![u32::MAX, u32::MAX - 3, 1 << 31]), any::<u32>()]
+    }
+
+    fn pointer_size() -> impl Strategy<Value = u8> {
+        prop_oneof![select(vec![1u8, 2, 4, 8]), any::<u8>()]
+    }
+
+    fn record() -> impl Strategy<Value = [u8; 128]> {
+        let align = prop_oneof![select(vec![0u32, 1, 2, 3, 4, 16, 64, 4096, 1 << 31]), any::<u32>()];
+        let zone = prop_oneof![select(vec![ZONE_HIGH, ZONE_FSEG]), any::<u8>()];
+        prop_oneof![
+            (name(), align, zone).prop_map(|(file, align, zone)| allocate(file, align, zone)),
+            (name(), name(), number(), pointer_size()).prop_map(|(d, s, offset, size)| add_pointer(d, s, offset, size)),
+            (name(), number(), number(), number())
+                .prop_map(|(f, offset, start, len)| add_checksum(f, offset, start, len)),
+            (name(), name(), number(), number(), pointer_size())
+                .prop_map(|(d, s, dest_offset, src_offset, size)| write_pointer(d, s, dest_offset, src_offset, size)),
+            Just([0u8; 128]),
+            prop::array::uniform32(any::<u8>()).prop_map(|bytes| {
+                let mut raw = [0u8; 128];
+                for (i, chunk) in raw.chunks_mut(32).enumerate() {
+                    chunk.copy_from_slice(&bytes.map(|b| b.rotate_left(i as u32)));
+                }
+                raw
+            }),
+        ]
+    }
+
+    /// A script: the good one or random records, then a few bytes changed and perhaps cut
+    /// to a length that is not whole records.
+    fn script() -> impl Strategy<Value = Vec<u8>> {
+        let allocated = prop::collection::vec(record(), 0..24).prop_map(|records| {
+            let mut script =
+                vec![allocate(RSDP, 16, ZONE_FSEG), allocate(TABLES, 64, ZONE_HIGH), allocate("etc/f1", 4, ZONE_HIGH)];
+            script.extend(records);
+            script
+        });
+        // QEMU's script, random records, and random records after the allocations (so more of
+        // them reach the bounds checks).
+        let records = prop_oneof![Just(good_script()), prop::collection::vec(record(), 0..24), allocated];
+        let changes = prop::collection::vec((any::<Index>(), any::<u8>()), 0..6);
+        (records, changes, prop::option::weighted(0.1, any::<Index>())).prop_map(|(records, changes, cut)| {
+            let mut script = records.concat();
+            if !script.is_empty() {
+                for (at, byte) in changes {
+                    let at = at.index(script.len());
+                    script[at] = byte;
+                }
+            }
+            if let Some(cut) = cut.filter(|_| !script.is_empty()) {
+                script.truncate(cut.index(script.len()));
+            }
+            script
+        })
+    }
+
+    /// The device's files: the real shapes or random ones, of random sizes.
+    fn files() -> impl Strategy<Value = Vec<(&'static str, Vec<u8>)>> {
+        let blob = |len: usize| prop::collection::vec(any::<u8>(), 0..len);
+        (blob(600), blob(64), blob(16), blob(64), blob(300), any::<bool>()).prop_map(
+            |(tables, rsdp, vmgenid, f1, f2, real)| {
+                if real {
+                    vec![(TABLES, tables_blob()), (RSDP, rsdp_blob()), (VMGENID_ADDR, vec![0; 8]), ("etc/f1", f1)]
+                } else {
+                    vec![(TABLES, tables), (RSDP, rsdp), (VMGENID_ADDR, vmgenid), ("etc/f1", f1), ("etc/f2", f2)]
+                }
+            },
+        )
+    }
+
+    fn base() -> impl Strategy<Value = u64> {
+        prop_oneof![Just(BASE), Just(0u64), Just(0xffff_f000u64), (0..1u64 << 48)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn any_script_stays_inside_its_arena(
+            script in script(),
+            files in files(),
+            arena_len in prop_oneof![1 => 0..1024usize, 4 => 1024..8192usize],
+            base in base(),
+            dma in any::<bool>(),
+        ) {
+            let mut all = vec![(LOADER, script.clone())];
+            all.extend(files.iter().cloned());
+            let mut dev = FakeFwCfg::with_files(dma, &all);
+            let mut memory = vec![FILL; GUARD + arena_len + GUARD];
+            let result = {
+                let mut cfg = FwCfg::probe(&mut dev).expect("signature");
+                install_tables(&mut cfg, &mut memory[GUARD..GUARD + arena_len], base)
+            };
+            // Nothing outside the arena was touched.
+            prop_assert!(memory[..GUARD].iter().chain(&memory[GUARD + arena_len..]).all(|&b| b == FILL));
+            let arena = &memory[GUARD..GUARD + arena_len];
+            let size_of = |name: &str| files.iter().find(|(n, _)| *n == name).map(|(_, data)| data.len());
+            // Pointers went to writable files, within them, in a pointer's width.
+            for (select, offset, bytes) in &dev.writes {
+                let (name, data) = &all[usize::from(*select) - 0x20];
+                prop_assert!([1, 2, 4, 8].contains(&bytes.len()), "{}", name);
+                prop_assert!(*offset as usize + bytes.len() <= data.len(), "{} at {}", name, offset);
+            }
+            match result {
+                Ok(Some(tables)) => {
+                    let script_end = base + script.len() as u64;
+                    let arena_end = base + arena_len as u64;
+                    let rsdp_len = size_of(RSDP).unwrap() as u64;
+                    prop_assert!(script_end <= tables.used_start && tables.used_start <= tables.rsdp);
+                    prop_assert!(tables.rsdp + rsdp_len <= arena_end);
+                    // The script is read into the arena's bottom and stays as read; the space
+                    // between it and the lowest table stays untouched.
+                    prop_assert_eq!(&arena[..script.len()], script.as_slice());
+                    let used = (tables.used_start - base) as usize;
+                    prop_assert!(arena[script.len()..used].iter().all(|&b| b == FILL));
+                }
+                Ok(None) => prop_assert!(false, "the device has a table-loader"),
+                Err(error) => {
+                    let message = error.to_string();
+                    prop_assert!(!message.is_empty() && !message.contains('\n'), "{}", message);
+                }
+            }
+        }
+
+        /// QEMU's script over tables of any content, anywhere below 4 GiB: the pointers hold
+        /// the tables' addresses and every checksum comes out zero.
+        #[test]
+        fn the_good_script_patches_any_tables(
+            tables in prop::array::uniform32(any::<u8>()),
+            rsdp_bytes in prop::array::uniform32(any::<u8>()),
+            base in (0..0xfff0_0000u64).prop_map(|base| base & !0xfff),
+        ) {
+            // Random table bodies, with the headers and pointer fields the script patches.
+            let mut blob = tables_blob();
+            for (i, byte) in blob.iter_mut().enumerate().skip(HEADER_LEN) {
+                if !(RSDT_AT..RSDT_AT + RSDT_LEN).contains(&i) {
+                    *byte = tables[i % 32];
+                }
+            }
+            let mut rsdp = rsdp_blob();
+            rsdp[8..15].copy_from_slice(&rsdp_bytes[..7]);
+            let mut dev = FakeFwCfg::with_files(
+                true,
+                &[(LOADER, good_script().concat()), (TABLES, blob.clone()), (RSDP, rsdp), (VMGENID_ADDR, vec![0; 8])],
+            );
+            let mut arena = vec![0u8; 4096];
+            let tables = {
+                let mut cfg = FwCfg::probe(&mut dev).unwrap();
+                install_tables(&mut cfg, &mut arena, base).unwrap().unwrap()
+            };
+            let at = |address: u64| (address - base) as usize;
+            let rsdp = &arena[at(tables.rsdp)..at(tables.rsdp) + 36];
+            let blob_address = u32_at(rsdp, 16) - RSDT_AT as u64;
+            let placed = &arena[at(blob_address)..at(blob_address) + blob.len()];
+            prop_assert_eq!(u64::from_le_bytes(rsdp[24..32].try_into().unwrap()), blob_address + RSDT_AT as u64);
+            prop_assert_eq!(u32_at(placed, RSDT_AT + HEADER_LEN), blob_address + FACP_AT as u64);
+            prop_assert_eq!(checksum(&rsdp[..20]), 0);
+            prop_assert_eq!(checksum(rsdp), 0);
+            prop_assert_eq!(checksum(&placed[FACP_AT..FACP_AT + 64]), 0);
+            prop_assert_eq!(checksum(&placed[RSDT_AT..RSDT_AT + RSDT_LEN]), 0);
+            // Bytes the script does not patch arrive as QEMU sent them.
+            prop_assert_eq!(&placed[RSDT_AT + RSDT_LEN..], &blob[RSDT_AT + RSDT_LEN..]);
+        }
+
+        /// Any single record decodes or is refused, never read past its 128 bytes.
+        #[test]
+        fn any_record_decodes_or_is_refused(raw in prop::collection::vec(any::<u8>(), 128), kind in 0..6u32) {
+            let mut raw = raw;
+            raw[..4].copy_from_slice(&kind.to_le_bytes());
+            let _ = command::parse(&raw);
+        }
+    }
+}
