@@ -1,7 +1,8 @@
 //! `flint bench` in reduced mode: one repetition of the null-kernel and Debian scenarios with
 //! every firmware. Checks that each case booted the way it must, that report.json has the
-//! documented keys and that report.svg is a whole SVG document; never the timings, which
-//! depend on the machine.
+//! documented keys and its headline, that the table opens with it, and that report.svg is a
+//! whole SVG document whose every bar says its firmware, kernel, boot path and machine; never
+//! the timings, which depend on the machine.
 
 use flint::bench::{BenchOptions, Firmware, ScenarioName};
 use flint_tests::*;
@@ -97,8 +98,79 @@ fn reduced_bench_reports_every_case() {
         }
     }
 
+    // The headline: flint as `flint run` boots against each other firmware's fastest row,
+    // and each firmware's cost over the floor on each machine.
+    let headline = &json["headline"];
+    let end_to_end = headline["end_to_end"].as_array().unwrap_or_else(|| panic!("no headline: {json:#}"));
+    assert_eq!(end_to_end.len(), 1, "{headline:#}");
+    assert_eq!(end_to_end[0]["scenario"], "debian");
+    assert_eq!(end_to_end[0]["flint"]["label"], "flint · debian-cloud · flint run · microvm", "{headline:#}");
+    let peers: Vec<&str> = end_to_end[0]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|peer| {
+            assert!(peer["ratio_to_flint"].as_f64().unwrap() > 0.0, "{peer:#}");
+            assert!(peer["label"].as_str().unwrap().starts_with(peer["firmware"].as_str().unwrap()), "{peer:#}");
+            peer["firmware"].as_str().unwrap()
+        })
+        .collect();
+    for firmware in ["qboot", "SeaBIOS", "OVMF"] {
+        assert_eq!(
+            peers.contains(&firmware),
+            ok(1, firmware, "debian-cloud"),
+            "{firmware} in the headline: {headline:#}"
+        );
+    }
+    let overhead = headline["firmware_overhead"].as_array().unwrap();
+    let machines: Vec<&str> = overhead.iter().map(|entry| entry["machine"].as_str().unwrap()).collect();
+    assert_eq!(machines, ["pc", "microvm"], "{headline:#}");
+    for entry in overhead {
+        assert!(entry["floor_ms"].as_f64().unwrap() > 0.0, "{entry:#}");
+        let firmwares = entry["firmwares"].as_array().unwrap();
+        assert!(firmwares.iter().any(|firmware| firmware["firmware"] == "flint"), "{entry:#}");
+        assert!(firmwares.iter().all(|firmware| firmware["over_floor_ms"].is_number()), "{entry:#}");
+    }
+    let table = report.table();
+    let headline_at = table.find("\nHeadline (medians of 1 runs").unwrap_or_else(|| panic!("no headline:\n{table}"));
+    assert!(headline_at < table.find("\nnull:").unwrap(), "the table opens with its headline:\n{table}");
+
     let svg = std::fs::read_to_string(output.path().join("report.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "not a whole SVG document:\n{svg}");
     assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
-    assert!(svg.contains("flint / bzImage") && svg.contains("flint (flint-init)"), "bars are labelled");
+    // Every bar that ran says firmware · kernel · boot path · machine, and no two alike.
+    let labels: Vec<&str> = svg
+        .split("</text>")
+        .filter_map(|element| element.rsplit_once('>').map(|(_, text)| text.trim()))
+        .filter(|text| text.matches(" · ").count() == 3)
+        .collect();
+    // The panels come in the report's order, a bar per row that ran.
+    let mut rest = labels.as_slice();
+    for scenario in scenarios {
+        let ran = scenario["results"].as_array().unwrap().iter().filter(|row| row["status"] == "ok").count();
+        assert!(rest.len() >= ran, "{} bars short in {}: {labels:#?}", ran - rest.len(), scenario["name"]);
+        let (mine, next) = rest.split_at(ran);
+        for label in mine {
+            assert_eq!(mine.iter().filter(|other| *other == label).count(), 1, "{label:?} twice: {mine:#?}");
+        }
+        rest = next;
+    }
+    assert!(rest.is_empty(), "bars of no row: {rest:#?}");
+    for label in [
+        "floor · none · reset vector · pc",
+        "flint · null · bzImage · pc",
+        "flint · null · PVH · microvm",
+        "flint · debian-cloud · bzImage · pc",
+        "flint · debian-cloud · PVH · q35",
+        "flint · debian-cloud · PVH · microvm",
+        "flint · debian-cloud · disk image, UKI · pc",
+        "flint · debian-cloud · flint run · microvm",
+    ] {
+        assert!(labels.contains(&label), "no bar {label:?}: {labels:#?}");
+    }
+    if ok(1, "qboot", "debian-cloud") {
+        assert!(labels.contains(&"qboot · debian-cloud · bzImage · microvm"), "{labels:#?}");
+    }
+    assert!(svg.contains("Headline, end to end: flint (flint run, microvm)"), "the chart's headline");
+    assert!(svg.contains("Headline, over the floor on microvm"), "the chart's headline");
 }

@@ -3,11 +3,18 @@
 //! JSON shape (all times in milliseconds of host wall time, spawn to exit of QEMU):
 //! ```text
 //! { host: {date, cpu_model, cpus, qemu, accel, load_before, load_after}, repetitions,
+//!   headline: {
+//!     end_to_end: [ { scenario, flint: FIGURE, peers: [ FIGURE + ratio_to_flint ] } ],
+//!     firmware_overhead: [ { scenario, machine, floor_ms, firmwares: [ FIGURE + over_floor_ms ] } ] },
 //!   scenarios: [ { name, description, skipped?, results: [
 //!     { firmware, kernel, machine, init, status: ok|failed|unsupported|unavailable, reason?,
 //!       command, samples_ms: [..], stats: {n, median_ms, min_ms, max_ms}?,
 //!       ratio_to_flint?, over_floor_ms?, phases: [ {name, median_ms} ] } ] } ] }
+//! FIGURE: { firmware, kernel, machine, boot, label, median_ms }
 //! ```
+//! `headline` is derived from `scenarios` when the report is written (see [`Headline`]); a
+//! report read back recomputes it. `label` names firmware, kernel, boot path and machine, as the
+//! chart's bars and the table's rows do (see [`CaseReport::label`]).
 //! `phases` holds, for flint's kernel runs, the median of each phase of its init's timeline
 //! (qemu start and exit, firmware, kernel, init, workload, shutdown); the chart stacks them.
 //! Other firmwares report no stamps, so their `phases` is empty.
@@ -16,10 +23,11 @@ use super::host::Host;
 use super::scenario::FLOOR;
 use super::stats::Stats;
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use std::fmt::Write;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Written with its [`Headline`] (the `Serialize` impl below), read back without it.
+#[derive(Clone, Debug, Deserialize)]
 pub struct Report {
     pub host: Host,
     pub repetitions: u32,
@@ -90,6 +98,266 @@ impl Status {
             Status::Unsupported { reason } => format!("unsupported: {reason}"),
             Status::Unavailable { reason } => format!("unavailable: {reason}"),
         }
+    }
+}
+
+/// How a row booted, spelled out from its `kernel` text and `machine`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Boot {
+    /// The kernel's name: `null` for the null kernels, `none` for the floor.
+    pub kernel: String,
+    /// `bzImage` (the kernel's own entry, loaded by the firmware from `-kernel`), `PVH` (its
+    /// vmlinux's PVH entry), `disk image, PVH` or `disk image, UKI` (no `-kernel`: the firmware
+    /// reads it from a disk made by `flint image`), `flint run` (the VM as `flint run` boots
+    /// it), or `reset vector` for the floor.
+    pub path: String,
+    /// QEMU's machine type.
+    pub machine: String,
+}
+
+impl CaseReport {
+    /// The row's kernel, boot path and machine. The `kernel` text is `<kernel>` or
+    /// `<kernel> (<path>[, <machine>])`, the null kernels' `<kernel>` being their form (bzImage,
+    /// PVH) and the floor's `none`; a kernel without a path boots through its bzImage.
+    pub fn boot(&self) -> Boot {
+        let (base, details) = match self.kernel.split_once(" (") {
+            Some((base, rest)) => (base, rest.strip_suffix(')').unwrap_or(rest)),
+            None => (self.kernel.as_str(), ""),
+        };
+        // The machine is said on its own.
+        let details: Vec<&str> =
+            details.split(", ").filter(|detail| !detail.is_empty() && *detail != self.machine).collect();
+        let (kernel, path) = if self.firmware == FLOOR {
+            ("none".to_string(), "reset vector".to_string())
+        } else if self.init.is_none() {
+            // A null kernel: the base is its form.
+            ("null".to_string(), std::iter::once(base).chain(details).collect::<Vec<_>>().join(", "))
+        } else if details.is_empty() {
+            (base.to_string(), "bzImage".to_string())
+        } else {
+            (base.to_string(), details.join(", "))
+        };
+        Boot { kernel, path, machine: self.machine.clone() }
+    }
+
+    /// `firmware · kernel · boot path · machine`, e.g. `flint · debian-cloud · PVH · microvm`.
+    pub fn label(&self) -> String {
+        let Boot { kernel, path, machine } = self.boot();
+        format!("{} · {kernel} · {path} · {machine}", self.firmware)
+    }
+}
+
+/// The rows' labels ([`CaseReport::label`]), each one unique: a label two rows would share (no
+/// scenario makes such rows today) gets the row's `kernel` text appended.
+pub fn labels(rows: &[&CaseReport]) -> Vec<String> {
+    let plain: Vec<String> = rows.iter().map(|row| row.label()).collect();
+    plain
+        .iter()
+        .zip(rows)
+        .enumerate()
+        .map(|(index, (label, row))| {
+            let shared = plain.iter().enumerate().any(|(other, same)| other != index && same == label);
+            if shared {
+                format!("{label} [{}]", row.kernel)
+            } else {
+                label.clone()
+            }
+        })
+        .collect()
+}
+
+/// What a reader wants first: in each kernel scenario, flint as `flint run` boots against each
+/// other firmware's fastest way to boot the same kernel, end to end; in the null scenario, what
+/// each firmware costs over the floor on each machine.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Headline {
+    pub end_to_end: Vec<EndToEnd>,
+    pub firmware_overhead: Vec<Overhead>,
+}
+
+/// One row of the report, named.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Figure {
+    pub firmware: String,
+    /// The row's `kernel` text, as in `scenarios`.
+    pub kernel: String,
+    pub machine: String,
+    /// The boot path ([`Boot::path`]).
+    pub boot: String,
+    /// [`CaseReport::label`].
+    pub label: String,
+    pub median_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EndToEnd {
+    pub scenario: String,
+    /// flint's `(flint run)` row; failing that (it did not run), flint's fastest row.
+    pub flint: Figure,
+    /// Each other firmware's fastest row, in the report's order.
+    pub peers: Vec<Versus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Versus {
+    #[serde(flatten)]
+    pub figure: Figure,
+    /// This median over flint's: how many times flint's time this firmware takes.
+    pub ratio_to_flint: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Overhead {
+    pub scenario: String,
+    pub machine: String,
+    /// The floor's median on this machine: QEMU's own start and exit.
+    pub floor_ms: f64,
+    /// Each firmware's fastest row on this machine, in the report's order.
+    pub firmwares: Vec<OverFloor>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OverFloor {
+    #[serde(flatten)]
+    pub figure: Figure,
+    /// This median minus the floor's.
+    pub over_floor_ms: f64,
+}
+
+impl Figure {
+    fn of(row: &CaseReport) -> Option<Figure> {
+        let stats = row.stats.filter(|_| row.status == Status::Ok)?;
+        Some(Figure {
+            firmware: row.firmware.clone(),
+            kernel: row.kernel.clone(),
+            machine: row.machine.clone(),
+            boot: row.boot().path,
+            label: row.label(),
+            median_ms: stats.median_ms,
+        })
+    }
+}
+
+impl Headline {
+    pub fn of(scenarios: &[ScenarioReport]) -> Headline {
+        let mut headline = Headline::default();
+        for scenario in scenarios {
+            let rows: Vec<(&CaseReport, Figure)> =
+                scenario.results.iter().filter_map(|row| Some((row, Figure::of(row)?))).collect();
+            if rows.iter().any(|(row, _)| row.firmware == FLOOR) {
+                let mut machines: Vec<&str> = Vec::new();
+                for (row, _) in &rows {
+                    if !machines.contains(&row.machine.as_str()) {
+                        machines.push(&row.machine);
+                    }
+                }
+                for machine in machines {
+                    let on: Vec<&(&CaseReport, Figure)> =
+                        rows.iter().filter(|(row, _)| row.machine == machine).collect();
+                    let Some(floor_ms) = on.iter().find(|(row, _)| row.firmware == FLOOR).map(|(_, f)| f.median_ms)
+                    else {
+                        continue;
+                    };
+                    let firmwares: Vec<&(&CaseReport, Figure)> =
+                        on.into_iter().filter(|(row, _)| row.firmware != FLOOR).collect();
+                    let firmwares = fastest_of_each(&firmwares)
+                        .into_iter()
+                        .map(|figure| OverFloor { over_floor_ms: figure.median_ms - floor_ms, figure })
+                        .collect();
+                    let scenario = scenario.name.clone();
+                    headline.firmware_overhead.push(Overhead {
+                        scenario,
+                        machine: machine.into(),
+                        floor_ms,
+                        firmwares,
+                    });
+                }
+                continue;
+            }
+            let flint: Vec<&(&CaseReport, Figure)> = rows.iter().filter(|(row, _)| row.firmware == "flint").collect();
+            let flint_run = flint.iter().find(|(row, _)| row.kernel.ends_with("(flint run)"));
+            let Some((_, flint)) =
+                flint_run.or_else(|| flint.iter().min_by(|a, b| a.1.median_ms.total_cmp(&b.1.median_ms)))
+            else {
+                continue;
+            };
+            let others: Vec<&(&CaseReport, Figure)> = rows.iter().filter(|(row, _)| row.firmware != "flint").collect();
+            let peers = fastest_of_each(&others)
+                .into_iter()
+                .map(|figure| Versus { ratio_to_flint: figure.median_ms / flint.median_ms, figure })
+                .collect();
+            headline.end_to_end.push(EndToEnd { scenario: scenario.name.clone(), flint: flint.clone(), peers });
+        }
+        headline
+    }
+
+    /// The headline as text, for the top of the table.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for entry in &self.end_to_end {
+            let figures = std::iter::once(&entry.flint).chain(entry.peers.iter().map(|peer| &peer.figure));
+            let width = figures.map(|figure| figure.label.chars().count()).max().unwrap_or_default();
+            let flint = &entry.flint;
+            let _ = writeln!(out, "  {}, end to end:", entry.scenario);
+            let _ = writeln!(out, "    {:<width$} {:>9}", flint.label, duration(flint.median_ms));
+            if entry.peers.is_empty() {
+                let _ = writeln!(out, "    (no other firmware booted this kernel)");
+            }
+            for peer in &entry.peers {
+                let figure = &peer.figure;
+                let (label, median, ratio) = (&figure.label, duration(figure.median_ms), peer.ratio_to_flint);
+                let _ = writeln!(out, "    {label:<width$} {median:>9}  {ratio:.2}x flint's time");
+            }
+        }
+        for entry in &self.firmware_overhead {
+            let (scenario, machine, floor) = (&entry.scenario, &entry.machine, duration(entry.floor_ms));
+            let _ = writeln!(out, "  {scenario}, firmware over the floor on {machine} (floor {floor}):");
+            let width = entry.firmwares.iter().map(|firmware| firmware.figure.label.chars().count()).max();
+            let width = width.unwrap_or_default();
+            for firmware in &entry.firmwares {
+                let over = signed(firmware.over_floor_ms);
+                let _ = writeln!(out, "    {:<width$} {over:>9}", firmware.figure.label);
+            }
+        }
+        out
+    }
+}
+
+/// Each firmware's fastest of `rows`, in the order the firmwares first appear.
+fn fastest_of_each(rows: &[&(&CaseReport, Figure)]) -> Vec<Figure> {
+    let mut firmwares: Vec<&str> = Vec::new();
+    for (row, _) in rows {
+        if !firmwares.contains(&row.firmware.as_str()) {
+            firmwares.push(&row.firmware);
+        }
+    }
+    firmwares
+        .into_iter()
+        .filter_map(|firmware| {
+            rows.iter()
+                .filter(|(row, _)| row.firmware == firmware)
+                .min_by(|a, b| a.1.median_ms.total_cmp(&b.1.median_ms))
+                .map(|(_, figure)| figure.clone())
+        })
+        .collect()
+}
+
+impl Serialize for Report {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Written<'a> {
+            host: &'a Host,
+            repetitions: u32,
+            headline: Headline,
+            scenarios: &'a [ScenarioReport],
+        }
+        Written {
+            host: &self.host,
+            repetitions: self.repetitions,
+            headline: Headline::of(&self.scenarios),
+            scenarios: &self.scenarios,
+        }
+        .serialize(serializer)
     }
 }
 
@@ -182,21 +450,37 @@ impl Report {
             load(host.load_before),
             load(host.load_after)
         );
+        let headline = Headline::of(&self.scenarios).text();
+        if !headline.is_empty() {
+            let _ = write!(out, "\nHeadline (medians of {} runs, {}):\n{headline}", self.repetitions, host.date);
+        }
         for scenario in &self.scenarios {
             let _ = writeln!(out, "\n{}: {}", scenario.name, scenario.description);
             if let Some(reason) = &scenario.skipped {
                 let _ = writeln!(out, "  skipped: {reason}");
                 continue;
             }
-            let width = scenario.results.iter().map(|row| row.kernel.len()).max().unwrap_or(0).max(6);
+            let boots: Vec<Boot> = scenario.results.iter().map(CaseReport::boot).collect();
+            let width = |title: &str, values: &mut dyn Iterator<Item = &str>| {
+                values.map(str::len).chain([title.len()]).max().unwrap_or_default()
+            };
+            let firmware_width = width("firmware", &mut scenario.results.iter().map(|row| row.firmware.as_str()));
+            let kernel_width = width("kernel", &mut boots.iter().map(|boot| boot.kernel.as_str()));
+            let path_width = width("boot", &mut boots.iter().map(|boot| boot.path.as_str()));
+            let machine_width = width("machine", &mut boots.iter().map(|boot| boot.machine.as_str()));
             let _ = writeln!(
                 out,
-                "  {:<8} {:<width$} {:<10} {:>3} {:>9} {:>9} {:>9} {:>10} {:>7}",
-                "firmware", "kernel", "init", "n", "median", "min", "max", "over floor", "x flint"
+                "  {:<firmware_width$} {:<kernel_width$} {:<path_width$} {:<machine_width$} {:<10} {:>3} {:>9} {:>9} \
+                 {:>9} {:>10} {:>7}",
+                "firmware", "kernel", "boot", "machine", "init", "n", "median", "min", "max", "over floor", "x flint"
             );
-            for row in &scenario.results {
+            for (row, boot) in scenario.results.iter().zip(&boots) {
                 let init = row.init.as_deref().unwrap_or("-");
-                let _ = write!(out, "  {:<8} {:<width$} {:<10} ", row.firmware, row.kernel, init);
+                let _ = write!(
+                    out,
+                    "  {:<firmware_width$} {:<kernel_width$} {:<path_width$} {:<machine_width$} {:<10} ",
+                    row.firmware, boot.kernel, boot.path, boot.machine, init
+                );
                 let Some(stats) = row.stats.filter(|_| row.status == Status::Ok) else {
                     let _ = writeln!(out, "{}", row.status.describe());
                     continue;
@@ -216,6 +500,12 @@ impl Report {
         }
         out
     }
+}
+
+/// A difference, with its sign: `+7.9 ms`, `-0.6 ms`.
+pub fn signed(ms: f64) -> String {
+    let sign = if ms < 0.0 { "" } else { "+" };
+    format!("{sign}{}", duration(ms))
 }
 
 /// `35.2 ms` below a second, `2.46 s` above.
@@ -293,6 +583,140 @@ mod tests {
         assert_eq!(ratios, [Some(1.25), Some(1.0), Some(0.625), Some(1.5)]);
     }
 
+    fn kernel_row(firmware: &str, kernel: &str, machine: &str, samples: &[f64]) -> CaseReport {
+        let mut row = row(firmware, kernel, samples);
+        row.machine = machine.into();
+        row.init = Some(if firmware == "flint" { "flint-init" } else { "busybox" }.into());
+        row
+    }
+
+    #[test]
+    fn labels_say_firmware_kernel_boot_path_and_machine() {
+        let cases = [
+            (kernel_row("flint", "debian-cloud", "pc", &[1.0]), "flint · debian-cloud · bzImage · pc"),
+            (kernel_row("flint", "debian-cloud (PVH)", "pc", &[1.0]), "flint · debian-cloud · PVH · pc"),
+            (kernel_row("flint", "debian-cloud (PVH, q35)", "q35", &[1.0]), "flint · debian-cloud · PVH · q35"),
+            (kernel_row("flint", "minimal (PVH, microvm)", "microvm", &[1.0]), "flint · minimal · PVH · microvm"),
+            (kernel_row("flint", "x (disk image, PVH)", "pc", &[1.0]), "flint · x · disk image, PVH · pc"),
+            (kernel_row("flint", "x (disk image, UKI)", "pc", &[1.0]), "flint · x · disk image, UKI · pc"),
+            (kernel_row("flint", "x (flint run)", "microvm", &[1.0]), "flint · x · flint run · microvm"),
+            (kernel_row("qboot", "x (microvm)", "microvm", &[1.0]), "qboot · x · bzImage · microvm"),
+            (kernel_row("SeaBIOS", "x", "pc", &[1.0]), "SeaBIOS · x · bzImage · pc"),
+            (row(FLOOR, "none (microvm)", &[1.0]), "floor · none · reset vector · microvm"),
+            (row("qboot", "PVH (microvm)", &[1.0]), "qboot · null · PVH · microvm"),
+            (row("OVMF", "bzImage", &[1.0]), "OVMF · null · bzImage · pc"),
+        ];
+        for (row, label) in &cases {
+            assert_eq!(row.label(), *label, "{}", row.kernel);
+        }
+        let boot = cases[4].0.boot();
+        assert_eq!((boot.kernel.as_str(), boot.path.as_str(), boot.machine.as_str()), ("x", "disk image, PVH", "pc"));
+        // Labels stay unique even for rows the scenarios do not make.
+        let (a, b) =
+            (kernel_row("flint", "x (PVH, q35)", "q35", &[1.0]), kernel_row("flint", "x (PVH)", "q35", &[1.0]));
+        let c = kernel_row("flint", "x", "pc", &[1.0]);
+        assert_eq!(
+            labels(&[&a, &b, &c]),
+            ["flint · x · PVH · q35 [x (PVH, q35)]", "flint · x · PVH · q35 [x (PVH)]", "flint · x · bzImage · pc"]
+        );
+    }
+
+    #[test]
+    fn headline_puts_flint_run_against_each_peers_best_and_each_firmware_over_the_floor() {
+        let mut null = ScenarioReport {
+            name: "null".into(),
+            description: String::new(),
+            skipped: None,
+            results: vec![
+                row(FLOOR, "none", &[30.0]),
+                row("flint", "bzImage", &[40.0]),
+                row("flint", "PVH", &[38.0]),
+                row("qboot", "bzImage", &[36.0]),
+                row(FLOOR, "none (microvm)", &[20.0]),
+                row("flint", "bzImage (microvm)", &[25.0]),
+                row("qboot", "PVH (microvm)", &[22.5]),
+            ],
+        };
+        let mut unavailable = kernel_row("SeaBIOS", "debian-cloud", "pc", &[]);
+        unavailable.status = Status::Unavailable { reason: "not installed".into() };
+        let mut debian = ScenarioReport {
+            name: "debian".into(),
+            description: String::new(),
+            skipped: None,
+            results: vec![
+                kernel_row("flint", "debian-cloud (PVH)", "pc", &[1000.0]),
+                kernel_row("flint", "debian-cloud (flint run)", "microvm", &[1500.0]),
+                kernel_row("qboot", "debian-cloud", "pc", &[2600.0]),
+                kernel_row("qboot", "debian-cloud (microvm)", "microvm", &[2250.0]),
+                unavailable,
+            ],
+        };
+        null.compare();
+        debian.compare();
+        let report = Report {
+            host: Host {
+                date: "2026-01-02".into(),
+                cpu_model: "test".into(),
+                cpus: 2,
+                qemu: "QEMU 7.2".into(),
+                accel: "tcg".into(),
+                load_before: None,
+                load_after: None,
+            },
+            repetitions: 1,
+            scenarios: vec![null, debian],
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        let headline = &json["headline"];
+        let end_to_end = headline["end_to_end"].as_array().unwrap();
+        assert_eq!(end_to_end.len(), 1, "{headline:#}");
+        assert_eq!(end_to_end[0]["scenario"], "debian");
+        assert_eq!(end_to_end[0]["flint"]["label"], "flint · debian-cloud · flint run · microvm");
+        assert_eq!(end_to_end[0]["flint"]["boot"], "flint run");
+        let peers = end_to_end[0]["peers"].as_array().unwrap();
+        assert_eq!(peers.len(), 1, "only firmwares that booted: {headline:#}");
+        assert_eq!(peers[0]["label"], "qboot · debian-cloud · bzImage · microvm");
+        assert_eq!((peers[0]["median_ms"].as_f64(), peers[0]["ratio_to_flint"].as_f64()), (Some(2250.0), Some(1.5)));
+        let overhead = headline["firmware_overhead"].as_array().unwrap();
+        // (machine, floor, [(firmware, boot path, over the floor)])
+        type Summary<'a> = (&'a str, f64, Vec<(&'a str, &'a str, f64)>);
+        let summary: Vec<Summary> = overhead
+            .iter()
+            .map(|entry| {
+                let firmwares = entry["firmwares"].as_array().unwrap().iter().map(|firmware| {
+                    let over = firmware["over_floor_ms"].as_f64().unwrap();
+                    (firmware["firmware"].as_str().unwrap(), firmware["boot"].as_str().unwrap(), over)
+                });
+                (entry["machine"].as_str().unwrap(), entry["floor_ms"].as_f64().unwrap(), firmwares.collect())
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("pc", 30.0, vec![("flint", "PVH", 8.0), ("qboot", "bzImage", 6.0)]),
+                ("microvm", 20.0, vec![("flint", "bzImage", 5.0), ("qboot", "PVH", 2.5)]),
+            ]
+        );
+        // The rest of the report is as before, and it reads back.
+        assert!(json["scenarios"][1]["results"][0]["ratio_to_flint"].is_number());
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(back.scenarios.len(), 2);
+
+        // The table opens with the headline.
+        let table = report.table();
+        let headline_at = table.find("Headline (medians of 1 runs, 2026-01-02):").expect(&table);
+        assert!(headline_at < table.find("\nnull:").unwrap(), "{table}");
+        for line in [
+            "    flint · debian-cloud · flint run · microvm    1.50 s\n",
+            "    qboot · debian-cloud · bzImage · microvm      2.25 s  1.50x flint's time\n",
+            "  null, firmware over the floor on microvm (floor 20.0 ms):\n",
+            "    qboot · null · PVH · microvm       +2.5 ms\n",
+        ] {
+            assert!(table.contains(line), "{line:?} missing from\n{table}");
+        }
+        assert!(table.contains("  flint    debian-cloud flint run microvm flint-init "), "{table}");
+    }
+
     #[test]
     fn statuses_serialize_flat() {
         let mut failed = row("qboot", "bzImage", &[]);
@@ -306,5 +730,6 @@ mod tests {
     fn durations_read_naturally() {
         assert_eq!(duration(35.24), "35.2 ms");
         assert_eq!(duration(2460.0), "2.46 s");
+        assert_eq!((signed(7.91), signed(-0.6)), ("+7.9 ms".to_string(), "-0.6 ms".to_string()));
     }
 }
