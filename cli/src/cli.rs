@@ -120,9 +120,14 @@ struct RunCli {
     /// Run the command as this user and group (numbers).
     #[arg(short, long, value_name = "UID[:GID]", value_parser = run::parse_user)]
     user: Option<(u32, u32)>,
-    /// Kill the command after this many seconds (flint then exits 124).
+    /// Stop the command after this many seconds: SIGTERM, then SIGKILL after --grace
+    /// (flint then exits 124).
     #[arg(short, long, value_name = "SECS", value_parser = run::parse_timeout)]
     timeout: Option<Duration>,
+    /// How long the command gets to end after a signal flint forwards (SIGINT, SIGTERM, ...)
+    /// or after --timeout's SIGTERM, before it is killed and the VM stopped cleanly.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = run::parse_timeout)]
+    grace: Duration,
     /// Stop the VM (flint exits 125) if the kernel has not started flint's init within this
     /// many seconds: a kernel that hangs or panics early.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = run::parse_timeout)]
@@ -319,6 +324,7 @@ fn run_args(args: RunCli) -> RunArgs {
         cwd: args.cwd,
         user: args.user,
         timeout: args.timeout,
+        grace: args.grace,
         boot_timeout: args.boot_timeout,
         mode,
         accel: args.accel,

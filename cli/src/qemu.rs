@@ -458,6 +458,9 @@ impl Vm {
             limit_cpu_time(&mut command, limit);
         }
         die_with_this_process(&mut command);
+        // A process group of its own: a terminal's Ctrl-C (SIGINT to the foreground group)
+        // goes to flint alone, which forwards it to the workload instead of QEMU quitting.
+        command.process_group(0);
         command
     }
 

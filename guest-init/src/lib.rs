@@ -12,6 +12,7 @@
 
 pub mod argv;
 mod clock;
+pub mod control;
 pub mod exec;
 mod gpt_root;
 pub mod modules;

@@ -49,7 +49,7 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
     timeline::mark(Stamp::Root);
     let stdio = stdio::Stdio::open(&params)?;
     timeline::mark(Stamp::Exec);
-    let status = run::run(&command, &stdio, params.timeout_ms);
+    let status = run::run(&command, &stdio, params.timeout_ms, params.grace_ms);
     timeline::mark(Stamp::Exit);
     stdio.flush();
     status

@@ -33,6 +33,9 @@ pub struct Params<'a> {
     pub gid: u32,
     /// Kill the workload after this long; `None` lets it run forever.
     pub timeout_ms: Option<u64>,
+    /// After `flint.timeout`, how long the workload gets between SIGTERM and SIGKILL; 0 (the
+    /// default) kills it at once.
+    pub grace_ms: u64,
     pub stdin: &'a [u8],
     pub stdout: &'a [u8],
     pub stderr: &'a [u8],
@@ -150,7 +153,7 @@ pub fn read_cmdline(buf: &mut [u8; CMDLINE_MAX]) -> Result<&[u8], Failure> {
 }
 
 /// Every key, in the order of the `raw` slots in `Params::parse`.
-const KEYS: [&str; 18] = [
+const KEYS: [&str; 19] = [
     "flint.root",
     "flint.rootfstype",
     "flint.rootwait",
@@ -169,6 +172,7 @@ const KEYS: [&str; 18] = [
     "flint.stderr",
     "flint.status",
     "flint.fwtsc",
+    "flint.grace",
 ];
 /// Keys that are flags: present or not, never with a value.
 const FLAGS: [&str; 3] = ["flint.ro", "flint.rw", "flint.overlay"];
@@ -196,7 +200,7 @@ impl<'a> Params<'a> {
                 _ => raw[index] = Some(value),
             }
         }
-        let [root, rootfstype, rootwait, ro, rw, overlay, modules, argv, env, cwd, uid, gid, timeout, stdin, stdout, stderr, status, firmware_tsc] =
+        let [root, rootfstype, rootwait, ro, rw, overlay, modules, argv, env, cwd, uid, gid, timeout, stdin, stdout, stderr, status, firmware_tsc, grace] =
             raw.map(|slot| slot.map(Option::unwrap_or_default));
         let (ro, rw, overlay) = (ro.is_some(), rw.is_some(), overlay.is_some());
         if ro && rw {
@@ -244,6 +248,7 @@ impl<'a> Params<'a> {
             uid: uid.map_or(Ok(0), |value| id("flint.uid", value))?,
             gid: gid.map_or(Ok(0), |value| id("flint.gid", value))?,
             timeout_ms,
+            grace_ms: grace.map_or(Ok(0), |value| duration_ms("flint.grace", value))?,
             stdin: device("flint.stdin", stdin)?,
             stdout: device("flint.stdout", stdout)?,
             stderr: device("flint.stderr", stderr)?,
@@ -486,6 +491,7 @@ mod tests {
                 uid: 0,
                 gid: 0,
                 timeout_ms: None,
+                grace_ms: 0,
                 stdin: b"/dev/console",
                 stdout: b"/dev/console",
                 stderr: b"/dev/console",
@@ -507,7 +513,7 @@ mod tests {
         let params = parse(
             "console=ttyS0 flint.root=/dev/vdb flint.rootfstype=erofs flint.rootwait=0.5 flint.overlay \
              flint.modules=virtio_ring,virtio,virtio_blk flint.argv=c2g,LWM, flint.env=QT1i, flint.cwd=/work \
-             flint.uid=1000 flint.gid=100 flint.timeout=2.25 flint.stdin=/dev/null flint.stdout=/dev/ttyS1 \
+             flint.uid=1000 flint.gid=100 flint.timeout=2.25 flint.grace=1.5 flint.stdin=/dev/null flint.stdout=/dev/ttyS1 \
              flint.stderr=/dev/ttyS2 flint.status=/dev/hvc0",
         )
         .unwrap();
@@ -516,8 +522,8 @@ mod tests {
         assert_eq!(params.modules.iter().collect::<Vec<_>>(), [b"virtio_ring".as_slice(), b"virtio", b"virtio_blk"]);
         assert_eq!((params.argv, params.env), (b"c2g,LWM,".as_slice(), Some(b"QT1i,".as_slice())));
         assert_eq!(
-            (params.cwd, params.uid, params.gid, params.timeout_ms, params.device_wait_ms),
-            (b"/work".as_slice(), 1000, 100, Some(2250), 500)
+            (params.cwd, params.uid, params.gid, params.timeout_ms, params.grace_ms, params.device_wait_ms),
+            (b"/work".as_slice(), 1000, 100, Some(2250), 1500, 500)
         );
         assert_eq!(
             [params.stdin, params.stdout, params.stderr],

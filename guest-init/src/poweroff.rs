@@ -11,11 +11,11 @@ use crate::oom;
 use crate::report::Failure;
 use crate::status;
 use crate::stdio;
-use crate::sys;
+use crate::sys::{self, SigSet};
 use crate::timeline;
-use core::sync::atomic::{AtomicI32, Ordering};
-use rustix::fd::{BorrowedFd, IntoRawFd};
-use rustix::fs::OFlags;
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use rustix::fd::{AsFd, BorrowedFd, IntoRawFd};
+use rustix::fs::{FileType, OFlags};
 use rustix::io::Errno;
 use rustix::mount::MountFlags;
 use rustix::process::{Signal, WaitOptions};
@@ -28,17 +28,61 @@ const REAP_MS: u64 = 1000;
 
 /// The open `flint.status` device, or -1. A static so the panic handler can use it too.
 static STATUS_FD: AtomicI32 = AtomicI32::new(-1);
+/// The status device was opened read-write and raises SIGIO on input.
+static HOST_TALKS: AtomicBool = AtomicBool::new(false);
 
 /// Opens the status device, once it exists or `wait_ms` passed, unless it is open already.
 /// Early, so later failures are reported through it too.
+///
+/// Read-write where it can be: on a virtio-serial port (a character device that is no tty)
+/// the host's messages ([`crate::control`]) come back on it, and the kernel raises SIGIO when
+/// they arrive. Anything else (a serial tty, a file, a driver without `fasync`) is written
+/// only, and the init then simply hears nothing from the host.
 pub fn open_status_device(path: Option<&[u8]>, wait_ms: u64) -> Result<(), Failure> {
     if let Some(path) = path.filter(|_| STATUS_FD.load(Ordering::Relaxed) < 0) {
-        let fd = stdio::open(path, OFlags::WRONLY, "flint.status", Deadline::after_ms(wait_ms))?;
+        let deadline = Deadline::after_ms(wait_ms);
+        let fd = match stdio::open(path, OFlags::RDWR, "flint.status", deadline) {
+            Ok(fd) => {
+                let port = rustix::fs::fstat(&fd)
+                    .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::CharacterDevice)
+                    && rustix::termios::tcgetattr(&fd).is_err();
+                // SIGIO blocked first: the run loop takes it with rt_sigtimedwait.
+                let listening = port
+                    && sys::block(SigSet::EMPTY.with(Signal::IO)).is_ok()
+                    && sys::signal_on_input(fd.as_fd()).is_ok();
+                HOST_TALKS.store(listening, Ordering::Relaxed);
+                fd
+            }
+            Err(_) => stdio::open(path, OFlags::WRONLY, "flint.status", deadline)?,
+        };
         let _ = rustix::io::write(&fd, status::READY_LINE.as_bytes());
         // The fd stays open for the life of the VM.
         STATUS_FD.store(fd.into_raw_fd(), Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Whether the host's messages can arrive on the status device (and raise SIGIO).
+pub fn host_talks() -> bool {
+    HOST_TALKS.load(Ordering::Relaxed)
+}
+
+/// The host's messages that have arrived on the status device, without waiting: the filled
+/// part of `buf`, empty when there are none (or the host cannot talk).
+pub fn host_messages(buf: &mut [u8]) -> &[u8] {
+    let fd = STATUS_FD.load(Ordering::Relaxed);
+    if fd < 0 || !host_talks() {
+        return &[];
+    }
+    // SAFETY: as in `write_status`.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    if !sys::readable(fd) {
+        return &[];
+    }
+    match rustix::io::read(fd, &mut *buf) {
+        Ok(n) => &buf[..n],
+        Err(_) => &[],
+    }
 }
 
 pub fn power_off(status: u8) -> ! {

@@ -1,5 +1,6 @@
 //! Running the workload: fork, then wait for it while doing PID 1's other jobs (reaping the
-//! orphans it adopts, forwarding SIGTERM and SIGINT, enforcing `flint.timeout`).
+//! orphans it adopts, forwarding SIGTERM and SIGINT and the host's signals, enforcing
+//! `flint.timeout`).
 //!
 //! Signals are taken synchronously with `rt_sigtimedwait` instead of through handlers: the
 //! signals are blocked, so the kernel queues them even for PID 1 (which otherwise drops
@@ -7,8 +8,10 @@
 //! and "time is up" together, with no handler code or restorer trampoline.
 
 use crate::clock::{self, Deadline};
+use crate::control::Message;
 use crate::exec::{self, Command};
 use crate::oom;
+use crate::poweroff;
 use crate::report::Failure;
 use crate::status;
 use crate::stdio::Stdio;
@@ -19,11 +22,16 @@ use rustix::system::RebootCommand;
 const FORWARDED: [Signal; 2] = [Signal::TERM, Signal::INT];
 
 /// Runs the workload to its end and returns its status (or the timeout failure).
-pub fn run(command: &Command<'_>, stdio: &Stdio, timeout_ms: Option<u64>) -> Result<u8, Failure> {
+///
+/// At `flint.timeout` the workload gets SIGTERM, then SIGKILL `grace_ms` later (at once
+/// when 0), as `timeout -k` does; either way the VM's status is then 124. The host's
+/// messages on the status port ([`control`]) forward signals, or stop the workload with
+/// status 128+N.
+pub fn run(command: &Command<'_>, stdio: &Stdio, timeout_ms: Option<u64>, grace_ms: u64) -> Result<u8, Failure> {
     let setup = |what: &str, errno| {
         Failure::new(status::SETUP_FAILED).text(what).errno(errno).text(": the guest kernel is out of resources")
     };
-    let watched = SigSet::EMPTY.with(Signal::CHILD).with(Signal::TERM).with(Signal::INT);
+    let watched = SigSet::EMPTY.with(Signal::CHILD).with(Signal::TERM).with(Signal::INT).with(Signal::IO);
     // Blocked before forking, so a child that exits at once still leaves its SIGCHLD pending.
     sys::block(watched).map_err(|errno| setup("cannot block signals: ", errno))?;
     // Make Ctrl-Alt-Del send SIGINT to init (forwarded to the workload) instead of an
@@ -37,32 +45,81 @@ pub fn run(command: &Command<'_>, stdio: &Stdio, timeout_ms: Option<u64>) -> Res
         Ok(None) => exec::child(command, stdio),
         Err(errno) => return Err(setup("cannot fork the workload: ", errno)),
     };
-    let deadline = timeout_ms.map(Deadline::after_ms);
+    let timed_out = || {
+        Failure::new(status::TIMEOUT)
+            .text("workload killed after flint.timeout=")
+            .number(timeout_ms.unwrap_or_default())
+            .text(" ms: raise flint.timeout if it needs longer")
+    };
+    let mut deadline = timeout_ms.map(Deadline::after_ms);
+    // Once the timeout sent SIGTERM: when SIGKILL follows.
+    let mut kill_at: Option<Deadline> = None;
+    // Messages the host sent before the workload started wait on the port: read them now.
+    let mut host_wrote = poweroff::host_talks();
     loop {
         if let Some(status) = reap(workload) {
+            if kill_at.is_some() {
+                return Err(timed_out());
+            }
             // The OOM killer's signal is SIGKILL: 128 + 9.
             if status == 137 {
                 oom::after_workload();
             }
             return Ok(status);
         }
-        let timeout = match deadline {
-            Some(deadline) => match deadline.remaining_ns() {
-                0 => {
-                    let _ = rustix::process::kill_process(workload, Signal::KILL);
-                    return Err(Failure::new(status::TIMEOUT)
-                        .text("workload killed after flint.timeout=")
-                        .number(timeout_ms.unwrap_or_default())
-                        .text(" ms: raise flint.timeout if it needs longer"));
-                }
-                left => Some(clock::timespec(left)),
-            },
-            None => None,
+        if core::mem::take(&mut host_wrote) {
+            if let Some(status) = obey_host(workload) {
+                return Ok(status);
+            }
+        }
+        let now_due = |deadline: Option<Deadline>| deadline.map(|deadline| deadline.remaining_ns());
+        if now_due(kill_at) == Some(0) || (now_due(deadline) == Some(0) && grace_ms == 0) {
+            let _ = rustix::process::kill_process(workload, Signal::KILL);
+            return Err(timed_out());
+        }
+        if now_due(deadline) == Some(0) {
+            let _ = rustix::process::kill_process(workload, Signal::TERM);
+            deadline = None;
+            kill_at = Some(Deadline::after_ms(grace_ms));
+        }
+        let timeout = match (now_due(deadline), now_due(kill_at)) {
+            (Some(left), _) | (None, Some(left)) => Some(clock::timespec(left)),
+            (None, None) => None,
         };
         // SIGCHLD, a timeout (EAGAIN) or an interruption all lead back to the checks above.
-        if let Ok(signal) = sys::wait_signal(watched, timeout.as_ref()) {
-            if let Some(&forward) = FORWARDED.iter().find(|forward| forward.as_raw() == signal) {
-                let _ = rustix::process::kill_process(workload, forward);
+        match sys::wait_signal(watched, timeout.as_ref()) {
+            Ok(signal) if signal == Signal::IO.as_raw() => host_wrote = true,
+            Ok(signal) => {
+                if let Some(&forward) = FORWARDED.iter().find(|forward| forward.as_raw() == signal) {
+                    let _ = rustix::process::kill_process(workload, forward);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Acts on the host's messages that have arrived; returns the VM's status if one of them
+/// stops the workload.
+fn obey_host(workload: Pid) -> Option<u8> {
+    let mut buf = [0; 16];
+    loop {
+        let messages = poweroff::host_messages(&mut buf);
+        if messages.is_empty() {
+            return None;
+        }
+        for &byte in messages {
+            match Message::decode(byte) {
+                Some(Message::Forward(signal)) => {
+                    if let Some(signal) = Signal::from_named_raw(i32::from(signal)) {
+                        let _ = rustix::process::kill_process(workload, signal);
+                    }
+                }
+                Some(Message::Stop(signal)) => {
+                    let _ = rustix::process::kill_process(workload, Signal::KILL);
+                    return Some(Message::stop_status(signal));
+                }
+                None => {}
             }
         }
     }

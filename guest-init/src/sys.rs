@@ -2,6 +2,7 @@
 //! module, meant for libc implementations): fork, execve, signal masks, signal waiting,
 //! signalling every process, and I/O port access.
 
+use rustix::fd::{AsRawFd, BorrowedFd};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
 use rustix::time::Timespec;
@@ -93,4 +94,38 @@ pub fn exit(status: u8) -> ! {
     // SAFETY: exit_group takes an integer and does not return.
     let _ = unsafe { syscall!(Sysno::exit_group, status) };
     unreachable!("exit_group returned")
+}
+
+/// `fcntl` commands and flags rustix does not wrap (x86_64 values).
+const F_GETFL: usize = 3;
+const F_SETFL: usize = 4;
+const F_SETOWN: usize = 8;
+const O_ASYNC: usize = 0o20000;
+
+/// Has the kernel send SIGIO to this process when `fd` has data to read (`O_ASYNC`, owned
+/// by this process); only drivers with `fasync` support it.
+pub fn signal_on_input(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    let fd = fd.as_raw_fd() as usize;
+    let me = rustix::process::getpid().as_raw_nonzero().get() as usize;
+    // SAFETY: fcntl with integer arguments on an fd the caller keeps open.
+    unsafe {
+        syscall!(Sysno::fcntl, fd, F_SETOWN, me).map_err(errno)?;
+        let flags = syscall!(Sysno::fcntl, fd, F_GETFL).map_err(errno)?;
+        syscall!(Sysno::fcntl, fd, F_SETFL, flags | O_ASYNC).map(drop).map_err(errno)
+    }
+}
+
+/// Whether `fd` has data to read right now (`poll` with no wait).
+pub fn readable(fd: BorrowedFd<'_>) -> bool {
+    const POLLIN: i16 = 1;
+    #[repr(C)]
+    struct PollFd {
+        fd: i32,
+        events: i16,
+        revents: i16,
+    }
+    let mut poll = PollFd { fd: fd.as_raw_fd(), events: POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, no wait.
+    let ready = unsafe { syscall!(Sysno::poll, &mut poll as *mut PollFd, 1, 0) };
+    matches!(ready, Ok(1..)) && poll.revents & POLLIN != 0
 }

@@ -121,6 +121,7 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         cwd,
         user: args.user,
         timeout: args.timeout,
+        grace: None,
         tuned: true,
     });
     // Output goes to the console; input from it would be whatever QEMU's -serial gets.

@@ -235,6 +235,7 @@ pub(super) fn kernel_cmdline(
         cwd,
         user: args.user,
         timeout: args.timeout,
+        grace: Some(args.grace),
         tuned: !args.untuned,
     });
     words.extend(args.machine.kernel_params(accel));
@@ -258,6 +259,8 @@ pub(crate) struct Job<'a> {
     pub cwd: &'a str,
     pub user: Option<(u32, u32)>,
     pub timeout: Option<Duration>,
+    /// After the timeout's SIGTERM, how long until SIGKILL (`None`: SIGKILL at once).
+    pub grace: Option<Duration>,
     /// With [`BOOT_TUNING`].
     pub tuned: bool,
 }
@@ -304,6 +307,9 @@ pub(crate) fn init_words(job: &Job) -> Vec<String> {
     }
     if let Some(timeout) = job.timeout {
         words.push(format!("flint.timeout={}.{:03}", timeout.as_secs(), timeout.subsec_millis()));
+        if let Some(grace) = job.grace {
+            words.push(format!("flint.grace={}.{:03}", grace.as_secs(), grace.subsec_millis()));
+        }
     }
     words
 }

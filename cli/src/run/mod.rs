@@ -26,7 +26,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -168,6 +168,8 @@ pub struct RunArgs {
     pub cwd: Option<String>,
     pub user: Option<(u32, u32)>,
     pub timeout: Option<Duration>,
+    /// How long the workload gets after a forwarded signal or --timeout's SIGTERM.
+    pub grace: Duration,
     /// How long the kernel may take to start the init (its ready line) before flint stops it.
     pub boot_timeout: Duration,
     pub mode: RootMode,
@@ -327,12 +329,14 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     if args.verbose {
         eprintln!("flint: {}", vm.shell_command());
     }
-    let deadline =
-        args.timeout.map(|t| t + if accel == "kvm" { Duration::from_secs(30) } else { Duration::from_secs(120) });
+    // The guest stops the workload at --timeout plus --grace; the host's deadline is a backstop.
+    let deadline = args
+        .timeout
+        .map(|t| t + args.grace + if accel == "kvm" { Duration::from_secs(30) } else { Duration::from_secs(120) });
     // The deadline in CPU time: each vCPU and QEMU's main loop can keep a host CPU busy, and
     // one more for QEMU's other threads.
     vm.cpu_time = deadline.map(|deadline| deadline.saturating_mul(args.cpus.saturating_add(2)));
-    let end = boot(&vm, listeners, &console_log, deadline, args.boot_timeout, args.verbose)?;
+    let end = boot(&vm, listeners, &console_log, deadline, args.boot_timeout, args.grace, args.verbose)?;
     let verdict = decide(&end, args);
     // With --verbose the console was shown as it came.
     if verdict.show_console && !args.verbose {

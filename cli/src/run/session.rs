@@ -7,10 +7,12 @@
 //! [`Tail`].
 
 use super::*;
+use flint_guest_init::control::Message;
 use output::{Pump, LIMITS};
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::ops::Deref;
+use std::sync::Mutex;
 
 mod output;
 
@@ -94,30 +96,47 @@ impl Deref for Tail {
     }
 }
 
-/// The process-wide signal that asked flint to stop, or 0.
-pub(super) static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+/// The signals flint takes instead of dying of them: forwarded to the workload.
+const TAKEN: [i32; 6] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
 
-/// From here on SIGINT, SIGTERM and SIGHUP stop the VM (and flint then exits 128+N)
-/// instead of killing flint with its temporary directory left behind.
+/// The signals flint has taken and not acted on yet, oldest first.
+static SIGNALS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// How long the guest gets to end the VM itself after flint asked it to stop, before flint
+/// kills QEMU (the init kills the workload, syncs and remounts the root: a second under KVM,
+/// a few under TCG with much unwritten data).
+const STOP_BACKSTOP: Duration = Duration::from_secs(10);
+
+/// From here on the signals of [`TAKEN`] are queued in [`SIGNALS`] (for [`wait`] to forward
+/// to the workload, or to stop the VM with) instead of killing flint with its temporary
+/// directory left behind.
 pub(super) fn take_signals() {
+    static WAITER: std::sync::Once = std::sync::Once::new();
     // SAFETY: plain libc calls on a local signal set; the mask applies to this thread and
     // the threads it starts, and child processes get an empty mask from std.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        for signal in TAKEN {
             libc::sigaddset(&mut set, signal);
         }
         if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
             return;
         }
-        thread::spawn(move || loop {
-            let mut signal = 0;
-            if libc::sigwait(&set, &mut signal) == 0 {
-                INTERRUPTED.store(signal, Ordering::SeqCst);
-            }
+        WAITER.call_once(|| {
+            thread::spawn(move || loop {
+                let mut signal = 0;
+                if libc::sigwait(&set, &mut signal) == 0 {
+                    SIGNALS.lock().unwrap_or_else(|poison| poison.into_inner()).push(signal);
+                }
+            });
         });
     }
+}
+
+/// Takes the signals that arrived since the last call.
+fn taken_signals() -> Vec<i32> {
+    std::mem::take(&mut *SIGNALS.lock().unwrap_or_else(|poison| poison.into_inner()))
 }
 
 /// Starts QEMU, connects the ports, pumps the streams and waits for the end, and for the
@@ -129,6 +148,7 @@ pub(super) fn boot(
     console_log: &Path,
     deadline: Option<Duration>,
     boot_timeout: Duration,
+    grace: Duration,
     verbose: bool,
 ) -> Result<Ending> {
     take_signals();
@@ -158,11 +178,14 @@ pub(super) fn boot(
         Pump::start("stdout", stdout_port, File::from(stdout_fd), console_log.with_file_name("stdout.spill"), LIMITS),
         Pump::start("stderr", stderr_port, File::from(stderr_fd), console_log.with_file_name("stderr.spill"), LIMITS),
     ];
+    // The status port carries the host's messages the other way (`control`).
+    let status_writer = status_port.try_clone().ok();
     let heard = Arc::new(AtomicBool::new(false));
     let status = drain_timed(status_port, started, heard.clone());
     let tail = verbose.then(|| tail_console(console_log.to_path_buf()));
 
-    let qemu = wait(&mut child, deadline, (boot_timeout, &heard), started)?;
+    let stopping = Stopping::new(status_writer, grace);
+    let qemu = wait(&mut child, deadline, (boot_timeout, &heard), started, stopping)?;
     let exited = Instant::now();
     let elapsed = exited - started;
     let warnings: Vec<String> = outputs.into_iter().filter_map(|pump| pump.finish(exited)).collect();
@@ -286,28 +309,93 @@ pub(super) fn tail_console(path: PathBuf) -> (mpsc::Sender<()>, JoinHandle<()>) 
     (stop, handle)
 }
 
-/// Waits for QEMU to exit; stops it on a signal, at `deadline`, or at the boot timeout if
-/// the flag (the init's ready line arrived) is not set by then.
+/// How flint stops a running workload on its signals, as `docker run` and tini do: the
+/// first is forwarded (and so are later ones), then the workload has the grace period to
+/// end; at its end, or on a second SIGINT, the guest init is told to stop it (SIGKILL, a
+/// clean root, status 128+N); if the VM has not ended [`STOP_BACKSTOP`] after that, or on a
+/// third SIGINT, flint kills QEMU. Before the init is up, a signal kills QEMU at once.
+pub(super) struct Stopping<W = UnixStream> {
+    /// The host's side of the status port.
+    port: Option<W>,
+    grace: Duration,
+    /// The first signal, and when it came.
+    asked: Option<(i32, Instant)>,
+    /// The signal the stop was asked for, and when.
+    stop: Option<(i32, Instant)>,
+}
+
+impl<W: Write> Stopping<W> {
+    pub(super) fn new(port: Option<W>, grace: Duration) -> Self {
+        Stopping { port, grace, asked: None, stop: None }
+    }
+
+    /// Acts on `signal`; returns it if QEMU must be killed now (and flint exit 128+N).
+    pub(super) fn on_signal(&mut self, signal: i32, ready: bool, now: Instant) -> Option<i32> {
+        if !ready || self.port.is_none() {
+            return Some(signal);
+        }
+        match (self.asked, self.stop) {
+            (_, Some((stop, _))) => (signal == libc::SIGINT).then_some(stop),
+            (None, None) => {
+                self.asked = Some((signal, now));
+                self.send(Message::Forward(signal as u8))
+            }
+            (Some(_), None) if signal == libc::SIGINT => self.stop(signal, now),
+            (Some(_), None) => self.send(Message::Forward(signal as u8)),
+        }
+    }
+
+    /// Asks for the stop once the grace period is over; returns the signal if QEMU must be
+    /// killed now.
+    pub(super) fn on_time(&mut self, now: Instant) -> Option<i32> {
+        match (self.asked, self.stop) {
+            (Some((signal, at)), None) if now.duration_since(at) >= self.grace => self.stop(signal, now),
+            (_, Some((signal, at))) if now.duration_since(at) >= STOP_BACKSTOP => Some(signal),
+            _ => None,
+        }
+    }
+
+    fn stop(&mut self, signal: i32, now: Instant) -> Option<i32> {
+        self.stop = Some((signal, now));
+        self.send(Message::Stop(signal as u8))
+    }
+
+    /// Sends a message to the init; a port that is gone means the VM is ending anyway.
+    fn send(&mut self, message: Message) -> Option<i32> {
+        if let (Some(port), Some(byte)) = (&mut self.port, message.encode()) {
+            let _ = port.write_all(&[byte]);
+        }
+        None
+    }
+}
+
+/// Waits for QEMU to exit; stops the workload on a signal (see [`Stopping`]), and QEMU at
+/// `deadline`, or at the boot timeout if the flag (the init's ready line arrived) is not set
+/// by then.
 pub(super) fn wait(
     child: &mut Child,
     deadline: Option<Duration>,
     (boot_timeout, ready): (Duration, &AtomicBool),
     started: Instant,
+    mut stopping: Stopping,
 ) -> Result<QemuEnd> {
     use std::os::unix::process::ExitStatusExt;
     loop {
         if let Some(status) = child.wait_timeout(Duration::from_millis(50))? {
-            let signal = INTERRUPTED.load(Ordering::SeqCst);
             return Ok(match (status.code(), status.signal()) {
-                _ if signal != 0 => QemuEnd::Interrupted(signal),
                 (Some(code), _) => QemuEnd::Exited(code),
                 (None, Some(signal)) => QemuEnd::Signaled(signal),
                 (None, None) => QemuEnd::Signaled(0),
             });
         }
-        let signal = INTERRUPTED.load(Ordering::SeqCst);
+        let ready = ready.load(Ordering::SeqCst);
+        let mut signal = 0;
+        for taken in taken_signals() {
+            signal = stopping.on_signal(taken, ready, Instant::now()).unwrap_or(signal);
+        }
+        signal = stopping.on_time(Instant::now()).unwrap_or(signal);
         let late = deadline.is_some_and(|deadline| started.elapsed() > deadline);
-        let stuck = started.elapsed() > boot_timeout && !ready.load(Ordering::SeqCst);
+        let stuck = started.elapsed() > boot_timeout && !ready;
         if signal != 0 || late || stuck {
             // SIGTERM lets QEMU close down; SIGKILL if it does not within a second.
             // SAFETY: kill(2) on our own child's pid.
@@ -328,6 +416,34 @@ pub(super) fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signals_are_forwarded_then_a_stop_is_asked_then_qemu_is_killed() {
+        let grace = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        // Before the init is up, or with no port: QEMU is killed at once.
+        assert_eq!(Stopping::new(Some(Vec::new()), grace).on_signal(libc::SIGTERM, false, t0), Some(libc::SIGTERM));
+        assert_eq!(Stopping::<Vec<u8>>::new(None, grace).on_signal(libc::SIGTERM, true, t0), Some(libc::SIGTERM));
+
+        // Forwarded, then stopped when the grace period is over, then killed 10 s later.
+        let mut stopping = Stopping::new(Some(Vec::new()), grace);
+        assert_eq!(stopping.on_signal(libc::SIGTERM, true, t0), None);
+        assert_eq!(stopping.on_signal(libc::SIGHUP, true, at(1)), None);
+        assert_eq!(stopping.on_time(at(9)), None);
+        assert_eq!(stopping.on_time(at(10)), None);
+        assert_eq!(stopping.on_time(at(19)), None);
+        assert_eq!(stopping.on_time(at(20)), Some(libc::SIGTERM));
+        assert_eq!(stopping.port.unwrap(), [15, 1, 0x80 | 15]);
+
+        // A second Ctrl-C asks for the stop at once; a third kills QEMU.
+        let mut stopping = Stopping::new(Some(Vec::new()), grace);
+        assert_eq!(stopping.on_signal(libc::SIGINT, true, t0), None);
+        assert_eq!(stopping.on_signal(libc::SIGINT, true, at(1)), None);
+        assert_eq!(stopping.on_signal(libc::SIGTERM, true, at(2)), None);
+        assert_eq!(stopping.on_signal(libc::SIGINT, true, at(3)), Some(libc::SIGINT));
+        assert_eq!(stopping.port.unwrap(), [2, 0x80 | 2]);
+    }
 
     #[test]
     fn a_tail_keeps_the_last_bytes_of_any_flood() {

@@ -210,6 +210,7 @@ mod tests {
             cwd: None,
             user: None,
             timeout: Some(Duration::from_secs(5)),
+            grace: Duration::from_secs(10),
             boot_timeout: Duration::from_secs(60),
             mode: RootMode::Overlay,
             accel: Accel::Tcg,
