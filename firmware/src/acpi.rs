@@ -10,6 +10,8 @@
 mod command;
 
 use crate::fw_cfg::{FwCfg, Transport};
+use crate::put;
+use crate::report::{Hex, Sink, Text};
 use command::{Command, NAME_LEN, ZONE_FSEG, ZONE_HIGH};
 use core::fmt;
 use core::ops::Range;
@@ -45,18 +47,22 @@ impl FileName {
     }
 }
 
-impl fmt::Display for FileName {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+impl Text for FileName {
+    fn write(&self, out: &mut dyn Sink) {
         for &b in &self.bytes[..self.len] {
-            fmt::Write::write_char(f, if b.is_ascii_graphic() { char::from(b) } else { '?' })?;
+            out.put(&[if b.is_ascii_graphic() { b } else { b'?' }]);
         }
-        Ok(())
     }
 }
 
+/// For tests' assertions: the name in quotes.
 impl fmt::Debug for FileName {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "\"{self}\"")
+        let mut name = [0; NAME_LEN];
+        for (to, &b) in name.iter_mut().zip(&self.bytes[..self.len]) {
+            *to = if b.is_ascii_graphic() { b } else { b'?' };
+        }
+        write!(f, "\"{}\"", core::str::from_utf8(&name[..self.len]).unwrap_or_default())
     }
 }
 
@@ -77,59 +83,34 @@ pub enum AcpiError {
     NoRsdp,
 }
 
-impl fmt::Display for AcpiError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self {
-            AcpiError::ScriptSize { len } => write!(
-                f,
-                "{LOADER_FILE} is {len} bytes, not whole 128-byte commands; \
-                 this QEMU's linker/loader format is unsupported"
-            ),
+impl Text for AcpiError {
+    fn write(&self, out: &mut dyn Sink) {
+        match *self {
+            AcpiError::ScriptSize { len } => {
+                put!(out, "etc/table-loader is {} bytes, not whole 128-byte commands; this QEMU's linker/loader format is unsupported", len)
+            }
             AcpiError::UnterminatedName => {
-                write!(f, "{LOADER_FILE} has a file name without NUL in its 56 bytes; the script is corrupt")
+                put!(out, "etc/table-loader has a file name without NUL in its 56 bytes; the script is corrupt")
             }
-            AcpiError::UnknownFile(file) => write!(
-                f,
-                "{LOADER_FILE} uses {file}, which fw_cfg lacks or which was not allocated first; the script is corrupt"
-            ),
-            AcpiError::DuplicateAllocation(file) => {
-                write!(f, "{LOADER_FILE} allocates {file} twice; the script is corrupt")
-            }
+            AcpiError::UnknownFile(file) => put!(out, "etc/table-loader uses {}, which fw_cfg lacks or which was not allocated first; the script is corrupt", file),
+            AcpiError::DuplicateAllocation(file) => put!(out, "etc/table-loader allocates {} twice; the script is corrupt", file),
             AcpiError::TooManyFiles => {
-                write!(f, "{LOADER_FILE} allocates more than {MAX_FILES} files; raise acpi::MAX_FILES")
+                put!(out, "etc/table-loader allocates more than {} files; raise acpi::MAX_FILES", MAX_FILES)
             }
             AcpiError::BadAlignment { file, align } => {
-                write!(f, "{LOADER_FILE} aligns {file} to {align}, not a power of two; the script is corrupt")
+                put!(out, "etc/table-loader aligns {} to {}, not a power of two; the script is corrupt", file, align)
             }
-            AcpiError::BadZone { file, zone } => write!(
-                f,
-                "{LOADER_FILE} puts {file} in unknown zone {zone}; this QEMU's linker/loader format is unsupported"
-            ),
-            AcpiError::ArenaTooSmall { file, size, align, arena } => write!(
-                f,
-                "the {arena}-byte ACPI arena has no room left for {file} ({size} bytes, aligned to {align}); \
-                 give acpi::install_tables a larger arena"
-            ),
-            AcpiError::OutOfBounds { file, offset, len } => write!(
-                f,
-                "{LOADER_FILE} reaches {len} bytes at offset {offset:#x} of {file}, past its end; the script is corrupt"
-            ),
-            AcpiError::BadPointerSize { file, size } => write!(
-                f,
-                "{LOADER_FILE} patches a {size}-byte pointer in {file}, not 1, 2, 4 or 8; the script is corrupt"
-            ),
-            AcpiError::PointerOverflow { file, size } => write!(
-                f,
-                "a pointer patched into {file} does not fit in {size} bytes; place the ACPI arena lower in memory"
-            ),
+            AcpiError::BadZone { file, zone } => {
+                put!(out, "etc/table-loader puts {} in unknown zone {}; this QEMU's linker/loader format is unsupported", file, zone)
+            }
+            AcpiError::ArenaTooSmall { file, size, align, arena } => put!(out, "the {}-byte ACPI arena has no room left for {} ({} bytes, aligned to {}); give acpi::install_tables a larger arena", arena, file, size, align),
+            AcpiError::OutOfBounds { file, offset, len } => put!(out, "etc/table-loader reaches {} bytes at offset {} of {}, past its end; the script is corrupt", len, Hex(offset), file),
+            AcpiError::BadPointerSize { file, size } => put!(out, "etc/table-loader patches a {}-byte pointer in {}, not 1, 2, 4 or 8; the script is corrupt", size, file),
+            AcpiError::PointerOverflow { file, size } => put!(out, "a pointer patched into {} does not fit in {} bytes; place the ACPI arena lower in memory", file, size),
             AcpiError::WriteFailed(file) => {
-                write!(f, "fw_cfg refused a pointer written into {file}; QEMU takes such writes only by DMA")
+                put!(out, "fw_cfg refused a pointer written into {}; QEMU takes such writes only by DMA", file)
             }
-            AcpiError::NoRsdp => write!(
-                f,
-                "{LOADER_FILE} never allocates {}; without an RSDP Linux finds no ACPI tables",
-                FileName::new(RSDP_FILE)
-            ),
+            AcpiError::NoRsdp => put!(out, "etc/table-loader never allocates {}; without an RSDP Linux finds no ACPI tables", FileName::new(RSDP_FILE)),
         }
     }
 }

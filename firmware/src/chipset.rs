@@ -3,7 +3,7 @@
 //! MCFG table appears only once the MCH decodes it), and PCI interrupt routing.
 
 use crate::pci::{Bdf, ConfigSpace};
-use core::fmt;
+use crate::report::{Sink, Text};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Chipset {
@@ -15,14 +15,15 @@ pub enum Chipset {
     Unknown { vendor: u16, device: u16 },
 }
 
-/// For the log; plain `Display` keeps Debug's struct formatting out of the firmware.
-impl fmt::Display for Chipset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Chipset::Pc => f.write_str("pc"),
-            Chipset::Q35 => f.write_str("q35"),
-            Chipset::Unknown { .. } => f.write_str("other"),
-        }
+/// For the log.
+impl Text for Chipset {
+    fn write(&self, out: &mut dyn Sink) {
+        let name = match self {
+            Chipset::Pc => "pc",
+            Chipset::Q35 => "q35",
+            Chipset::Unknown { .. } => "other",
+        };
+        out.put(name.as_bytes());
     }
 }
 

@@ -4,8 +4,9 @@
 use crate::acpi::AcpiError;
 use crate::disk::DiskError;
 use crate::pci::PciError;
+use crate::put;
+use crate::report::{Sink, Text};
 use core::convert::Infallible;
-use core::fmt;
 use loader::boot_image::ImageError;
 use loader::bzimage::KernelError;
 use loader::e820::MapError;
@@ -81,37 +82,30 @@ impl BootError {
     }
 }
 
-impl fmt::Display for BootError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BootError::NoFwCfg => f.write_str("no QEMU fw_cfg device: run flint's firmware under QEMU (-bios fw.bin)"),
-            BootError::NoMemoryMap => {
-                f.write_str("fw_cfg has no etc/e820 memory map: use a QEMU of version 5.0 or later")
+impl Text for BootError {
+    fn write(&self, out: &mut dyn Sink) {
+        let text = match self {
+            BootError::NoFwCfg => "no QEMU fw_cfg device: run flint's firmware under QEMU (-bios fw.bin)",
+            BootError::NoMemoryMap => "fw_cfg has no etc/e820 memory map: use a QEMU of version 5.0 or later",
+            BootError::NoKernel => "no kernel: pass -kernel, or a flint disk image with -drive file=IMAGE,if=virtio",
+            BootError::Kernel(e) => return e.write(out),
+            BootError::Plan(e) => return e.write(out),
+            BootError::Pvh(e) => return e.write(out),
+            BootError::Map(e) => return e.write(out),
+            BootError::SetupData(e) => return e.write(out),
+            BootError::Pci(e) => return e.write(out),
+            BootError::Acpi(e) => return e.write(out),
+            BootError::Gpt(e) => return e.write(out),
+            BootError::NoBootPartition => {
+                "no flint boot partition on any virtio-blk disk: make the image with `flint image` (docs/disk-image.md)"
             }
-            BootError::NoKernel => f.write_str(
-                "no kernel: pass -kernel, or a flint disk image with -drive file=IMAGE,if=virtio",
-            ),
-            BootError::Kernel(e) => e.fmt(f),
-            BootError::Plan(e) => e.fmt(f),
-            BootError::Pvh(e) => e.fmt(f),
-            BootError::Map(e) => e.fmt(f),
-            BootError::SetupData(e) => e.fmt(f),
-            BootError::Pci(e) => e.fmt(f),
-            BootError::Acpi(e) => e.fmt(f),
-            BootError::Gpt(e) => e.fmt(f),
-            BootError::NoBootPartition => f.write_str(
-                "no flint boot partition on any virtio-blk disk: make the image with `flint image` (docs/disk-image.md)",
-            ),
-            BootError::Image(e) => e.fmt(f),
-            BootError::Disk(_) => {
-                f.write_str("the virtio-blk device failed a request: check the -drive image and its format")
-            }
-            BootError::Virtio => {
-                f.write_str("the virtio-blk device did not start: use a virtio 1.0 device (not disable-modern=on)")
-            }
+            BootError::Image(e) => return e.write(out),
+            BootError::Disk(_) => "the virtio-blk device failed a request: check the -drive image and its format",
+            BootError::Virtio => "the virtio-blk device did not start: use a virtio 1.0 device (not disable-modern=on)",
             BootError::TooLittleRam { ram_mib } => {
-                write!(f, "the VM has {ram_mib} MiB of RAM, flint needs at least 16 MiB: raise -m")
+                return put!(out, "the VM has {} MiB of RAM, flint needs at least 16 MiB: raise -m", *ram_mib)
             }
-        }
+        };
+        out.put(text.as_bytes());
     }
 }

@@ -18,5 +18,6 @@ pub mod memory;
 pub mod payload;
 pub mod pci;
 pub mod pvh;
+pub mod report;
 pub mod timeline;
 pub mod virtio;

@@ -9,6 +9,7 @@ use crate::log;
 use crate::memory::phys_mut;
 use crate::payload::{self, Initrd, Source};
 use crate::pvh;
+use crate::report::Hex;
 use loader::boot_params::{self, BootParamsInput, ZERO_PAGE_SIZE};
 use loader::bzimage::BzImage;
 use loader::e820::MemoryMap;
@@ -101,7 +102,7 @@ pub fn load_bzimage(
 ) -> Result<(LoadPlan, &'static [u8]), BootError> {
     let initrd_size = initrd.size();
     let load = plan(kernel, &platform.map, kernel_size, initrd_size, cmdline_len, &[]).map_err(BootError::Plan)?;
-    log!("kernel at {:#x}, initrd at {:#x}", load.kernel_addr, load.initrd_addr);
+    log!("kernel at {}, initrd at {}", Hex(load.kernel_addr), Hex(load.initrd_addr));
     // SAFETY: the plan placed the kernel in RAM that nothing else uses.
     let kernel_dest = unsafe { phys_mut(load.kernel_addr, kernel_size as usize) };
     source.read_kernel(kernel_dest)?;

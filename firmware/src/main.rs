@@ -11,8 +11,9 @@ use firmware::fw_cfg::{FwCfg, Transport};
 use firmware::linux::{self, Handoff, Platform};
 use firmware::memory::phys_mut;
 use firmware::pci::{self, Windows};
+use firmware::report::Hex;
 use firmware::timeline::{self, Stamps};
-use firmware::{acpi, chipset, console, disk_boot, exit, layout, log};
+use firmware::{acpi, chipset, console, disk_boot, exit, layout, log, put};
 use loader::e820::{self, MemoryMap};
 
 core::arch::global_asm!(include_str!("arch/reset.s"), options(att_syntax));
@@ -41,7 +42,7 @@ pub extern "C" fn firmware_main(reset_tsc: u64) -> ! {
             unsafe { arch::enter_pvh(entry, start_info) }
         }
         Err(error) => {
-            console::error(format_args!("{error}"));
+            console::error(&error);
             exit::power_off(error.status())
         }
     }
@@ -69,7 +70,7 @@ fn boot() -> Result<Handoff, BootError> {
 
     let mut fw_cfg = FwCfg::probe(PortTransport).ok_or(BootError::NoFwCfg)?;
     console::set_verbose(fw_cfg.find(b"opt/flint/log").is_some());
-    log!("fw_cfg found, DMA {}, chipset {chipset}", if fw_cfg.has_dma() { "on" } else { "off" });
+    log!("fw_cfg found, DMA {}, chipset {}", if fw_cfg.has_dma() { "on" } else { "off" }, chipset);
 
     let mut map = read_memory_map(&mut fw_cfg)?;
     let ram_top = map.ram_top_below_4g();
@@ -102,7 +103,7 @@ fn boot() -> Result<Handoff, BootError> {
         Some(tables) => {
             let start = tables.used_start & !0xfff;
             map.mark(start, ram_top - start, e820::ACPI).map_err(BootError::Map)?;
-            log!("ACPI tables at {:#x}, RSDP at {:#x}", tables.used_start, tables.rsdp);
+            log!("ACPI tables at {}, RSDP at {}", Hex(tables.used_start), Hex(tables.rsdp));
             tables.rsdp
         }
         None => 0,
@@ -128,8 +129,13 @@ fn read_memory_map<T: Transport>(fw_cfg: &mut FwCfg<T>) -> Result<MemoryMap, Boo
     MemoryMap::from_qemu(raw).and_then(MemoryMap::with_legacy_low_memory).map_err(BootError::Map)
 }
 
+/// File and line only: formatting the message would link `core::fmt` back in.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    console::error(format_args!("internal error: {info}"));
+    let mut out = console::start("flint: error: internal error");
+    if let Some(location) = info.location() {
+        put!(&mut out, " at {}:{}", location.file(), location.line());
+    }
+    console::end(out);
     exit::power_off(status::INTERNAL)
 }

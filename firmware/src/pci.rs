@@ -14,7 +14,8 @@ pub mod fake;
 pub use bar::{Bar, BarKind};
 
 use crate::chipset::{self, Chipset};
-use core::fmt;
+use crate::put;
+use crate::report::{Hex, PaddedHex, Sink, Text};
 
 /// Access to configuration space, behind a trait so the logic runs in host tests.
 /// Offsets of `read32`/`write32` are dword-aligned; the narrower helpers read-modify-write.
@@ -63,9 +64,11 @@ impl Bdf {
     }
 }
 
-impl fmt::Display for Bdf {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{:02x}:{:02x}.{:x}", self.bus, self.device, self.function)
+/// `bb:dd.f`, as lspci shows it.
+impl Text for Bdf {
+    fn write(&self, out: &mut dyn Sink) {
+        let (bus, device, function) = (self.bus.into(), self.device.into(), self.function.into());
+        put!(out, "{}:{}.{}", PaddedHex::<2>(bus), PaddedHex::<2>(device), PaddedHex::<1>(function));
     }
 }
 
@@ -123,23 +126,23 @@ pub struct Function {
     pub bars: [Option<Bar>; bar::COUNT],
 }
 
-impl fmt::Display for Function {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{} {:04x}:{:04x} class {:04x}", self.bdf, self.vendor, self.device, self.class)?;
+impl Text for Function {
+    fn write(&self, out: &mut dyn Sink) {
+        let (vendor, device, class) = (self.vendor.into(), self.device.into(), self.class.into());
+        put!(out, "{} {}:{} class {}", self.bdf, PaddedHex::<4>(vendor), PaddedHex::<4>(device), PaddedHex::<4>(class));
         match self.header {
             Header::Device => {}
-            Header::Bridge => return write!(f, " bridge, buses behind it left to the OS"),
-            Header::Other(layout) => return write!(f, " header type {layout:#x} left alone"),
+            Header::Bridge => return put!(out, " bridge, buses behind it left to the OS"),
+            Header::Other(layout) => return put!(out, " header type {} left alone", Hex(layout.into())),
         }
         if let Some(irq) = self.irq {
-            write!(f, " irq {irq}")?;
+            put!(out, " irq {}", irq);
         }
         for (index, bar) in self.bars.iter().enumerate() {
             if let Some(bar) = bar {
-                write!(f, " bar{index} {bar}")?;
+                put!(out, " bar{} {}", index, bar);
             }
         }
-        Ok(())
     }
 }
 
@@ -176,21 +179,11 @@ pub enum PciError {
     WindowExhausted { bdf: Bdf, bar: usize, kind: BarKind, size: u64, window: (u64, u64) },
 }
 
-impl fmt::Display for PciError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self {
-            PciError::TooManyFunctions => write!(
-                f,
-                "more than {MAX_FUNCTIONS} PCI functions on bus 0; remove devices or raise pci::MAX_FUNCTIONS"
-            ),
-            PciError::WindowExhausted { bdf, bar, kind, size, window } => write!(
-                f,
-                "PCI {bdf} BAR{bar} needs {size:#x} bytes of {} space but the window {:#x}-{:#x} is full; \
-                 remove devices or give the guest less RAM below 4 GiB",
-                kind.space(),
-                window.0,
-                window.1
-            ),
+impl Text for PciError {
+    fn write(&self, out: &mut dyn Sink) {
+        match *self {
+            PciError::TooManyFunctions => put!(out, "more than {} PCI functions on bus 0; remove devices or raise pci::MAX_FUNCTIONS", MAX_FUNCTIONS),
+            PciError::WindowExhausted { bdf, bar, kind, size, window } => put!(out, "PCI {} BAR{} needs {} bytes of {} space but the window {}-{} is full; remove devices or give the guest less RAM below 4 GiB", bdf, bar, Hex(size), kind.space(), Hex(window.0), Hex(window.1)),
         }
     }
 }
@@ -320,9 +313,13 @@ mod tests {
         let mut ranges = Vec::new();
         for f in summary.functions() {
             for bar in f.bars.iter().flatten() {
-                assert_eq!(bar.base % bar.size, 0, "{f}: natural alignment");
+                assert_eq!(bar.base % bar.size, 0, "{}: natural alignment", crate::report::string(f));
                 let window = if bar.kind == BarKind::Io { WINDOWS.io } else { WINDOWS.mem };
-                assert!(bar.base >= window.0 && bar.base + bar.size <= window.1, "{f}: inside window");
+                assert!(
+                    bar.base >= window.0 && bar.base + bar.size <= window.1,
+                    "{}: inside window",
+                    crate::report::string(f)
+                );
                 ranges.push((bar.kind == BarKind::Io, bar.base, bar.base + bar.size));
             }
         }
@@ -360,7 +357,7 @@ mod tests {
         let summary = setup(&mut cfg, Chipset::Q35, &WINDOWS).unwrap();
         // q35 slots 0-24: PIRQ E-H rotated by slot; PIRQ E,F -> 10, G,H -> 11.
         for (bdf, irq) in [(Bdf::new(0, 3, 0), 11), (Bdf::new(0, 5, 0), 10), (Bdf::new(0, 5, 2), 11)] {
-            assert_eq!(cfg.read8(bdf, reg::INTERRUPT_LINE), irq, "{bdf}");
+            assert_eq!(cfg.read8(bdf, reg::INTERRUPT_LINE), irq, "{}", crate::report::string(&bdf));
             assert_eq!(function(&summary, bdf).irq, Some(irq));
         }
         assert_eq!(function(&summary, Bdf::new(0, 0, 0)).irq, None, "no pin, no line");
@@ -391,7 +388,7 @@ mod tests {
                 window: small.mem
             }
         );
-        let message = err.to_string();
+        let message = crate::report::string(&err);
         assert!(message.contains("00:05.0 BAR0") && !message.contains('\n'), "{message}");
         let no_io = Windows { io: (0xc000, 0xc040), ..WINDOWS };
         assert!(matches!(

@@ -9,6 +9,7 @@ use crate::linux::{Handoff, Platform};
 use crate::log;
 use crate::memory::phys_mut;
 use crate::payload::{self, Initrd, Source};
+use crate::report::Hex;
 use loader::pvh::{self, KernelImage, StartInfoInput, START_INFO_BLOCK};
 
 /// `elf_start` is the vmlinux file's beginning (ELF and program headers), as QEMU serves it.
@@ -43,7 +44,7 @@ pub fn hand_off(
         unsafe { initrd.load(source, addr) }?;
     }
     let (initrd_addr, initrd_size) = initrd_range.unwrap_or_default();
-    log!("PVH entry {entry:#x}, initrd {initrd_size} bytes at {initrd_addr:#x}");
+    log!("PVH entry {}, initrd {} bytes at {}", Hex(entry.into()), initrd_size, Hex(initrd_addr));
 
     // SAFETY: the start_info area of layout.rs.
     let block = unsafe { phys_mut(layout::PVH_START_INFO, START_INFO_BLOCK) };

@@ -169,7 +169,7 @@ fn rejects_malformed_scripts() {
         (vec![allocate(TABLES, 64, ZONE_HIGH)], AcpiError::NoRsdp),
     ];
     for (script, expected) in cases {
-        assert_eq!(install(&script, 4096), Err(expected), "{expected}");
+        assert_eq!(install(&script, 4096), Err(expected), "{}", crate::report::string(&expected));
     }
 }
 
@@ -218,7 +218,7 @@ fn messages_are_one_line() {
         AcpiError::ArenaTooSmall { file: name, size: 1, align: 1, arena: 0 },
         AcpiError::NoRsdp,
     ] {
-        let message = error.to_string();
+        let message = crate::report::string(&error);
         assert!(!message.contains('\n') && !message.is_empty(), "{message}");
     }
 }
@@ -360,7 +360,7 @@ mod fuzz {
                 }
                 Ok(None) => prop_assert!(false, "the device has a table-loader"),
                 Err(error) => {
-                    let message = error.to_string();
+                    let message = crate::report::string(&error);
                     prop_assert!(!message.is_empty() && !message.contains('\n'), "{}", message);
                 }
             }

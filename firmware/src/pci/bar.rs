@@ -2,7 +2,8 @@
 //! programming. Expansion ROM BARs are never touched, so ROMs stay disabled.
 
 use super::{reg, Bdf, ConfigSpace};
-use core::fmt;
+use crate::put;
+use crate::report::{Hex, Sink, Text};
 
 /// Standard BARs of a type 0 header.
 pub const COUNT: usize = 6;
@@ -42,14 +43,14 @@ pub struct Bar {
     pub base: u64,
 }
 
-impl fmt::Display for Bar {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+impl Text for Bar {
+    fn write(&self, out: &mut dyn Sink) {
         let kind = match self.kind {
             BarKind::Io => "io",
             BarKind::Mem32 => "mem",
             BarKind::Mem64 => "mem64",
         };
-        write!(f, "{kind} {:#x}+{:#x}", self.base, self.size)
+        put!(out, "{} {}+{}", kind, Hex(self.base), Hex(self.size));
     }
 }
 
