@@ -11,4 +11,6 @@ cargo run --locked -p flint -- kernel debian-generic
 # The kernel with everything built in that the guest-init tests boot (compiles Linux once,
 # about 10 minutes on 2 cores; cached by its configuration afterwards).
 cargo run --locked -p flint -- kernel minimal
+# Lints are part of the suite: the host crates, with every warning an error.
+cargo clippy --all-targets --locked -- -D warnings
 cargo test --workspace --locked
