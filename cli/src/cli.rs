@@ -159,6 +159,8 @@ struct RunCli {
     #[arg(long, value_name = "PATH")]
     firmware: Option<PathBuf>,
     /// Print the equivalent qemu-system-x86_64 command (stdio wired to the ports) and exit.
+    /// It carries the command, --env, --cwd and --user on the kernel command line (visible
+    /// in ps), where `flint run` sends them over the status port.
     #[arg(long)]
     print_cmd: bool,
     /// Show the QEMU command, the firmware's and kernel's console, and timings on stderr.

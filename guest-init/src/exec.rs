@@ -2,6 +2,7 @@
 //! (before forking, so a bad list is reported by PID 1), and the child's side of the fork.
 
 use crate::argv::{DecodeError, Decoder};
+use crate::job::JOB_MAX;
 use crate::params::{Params, CMDLINE_MAX};
 use crate::report::{self, Failure};
 use crate::status;
@@ -19,24 +20,42 @@ const DEFAULT_PATH: &[u8] = b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 const DEFAULT_ENV: &CStr = c"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const PATH_MAX: usize = 4096;
 
-/// Room for the decoded lists. Every item costs at least its `,` on the command line and
-/// decodes to fewer bytes than it takes there, so whatever fits the command line fits here:
-/// the strings with their NULs in `strings`, and argv, envp and their null ends in `pointers`.
-pub struct Space {
-    strings: [u8; CMDLINE_MAX],
-    pointers: [*const u8; CMDLINE_MAX + 2],
+/// Room for the decoded lists of a command line. Every item costs at least its `,` on the
+/// command line and decodes to fewer bytes than it takes there, so whatever fits the command
+/// line fits here: the strings with their NULs in `strings`, and argv, envp and their null
+/// ends in `pointers`.
+pub type Space = Lists<CMDLINE_MAX, { CMDLINE_MAX + 2 }>;
+
+/// The most items (argv and env together) a job from the status port may have.
+pub const JOB_ITEMS_MAX: usize = 64 * 1024;
+
+/// Room for the decoded lists of a job from the status port (`job`): its strings fit in as
+/// many bytes as the message had, for the same reason as in [`Space`]; the items are capped
+/// at [`JOB_ITEMS_MAX`]. Several MiB, so it lives in a static, not on the stack.
+pub type JobSpace = Lists<JOB_MAX, { JOB_ITEMS_MAX + 2 }>;
+
+/// Room for decoded lists: `STRINGS` bytes of strings, `POINTERS` entries of argv and envp.
+pub struct Lists<const STRINGS: usize, const POINTERS: usize> {
+    strings: [u8; STRINGS],
+    pointers: [*const u8; POINTERS],
 }
 
-impl Default for Space {
-    fn default() -> Space {
-        Space { strings: [0; CMDLINE_MAX], pointers: [ptr::null(); CMDLINE_MAX + 2] }
+impl<const STRINGS: usize, const POINTERS: usize> Lists<STRINGS, POINTERS> {
+    pub const fn new() -> Self {
+        Lists { strings: [0; STRINGS], pointers: [ptr::null(); POINTERS] }
     }
 }
 
-impl Space {
+impl<const STRINGS: usize, const POINTERS: usize> Default for Lists<STRINGS, POINTERS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const STRINGS: usize, const POINTERS: usize> Lists<STRINGS, POINTERS> {
     /// Decodes `flint.argv` and `flint.env` into this space.
     pub fn command<'s>(&'s mut self, params: &Params<'s>) -> Result<Command<'s>, Failure> {
-        let Space { strings, pointers } = self;
+        let Lists { strings, pointers } = self;
         let mut used = 0;
         let no_nul = |item: &[u8]| !item.contains(&0);
         let argc = decode(params.argv, "flint.argv", strings, &mut used, no_nul)?;
@@ -53,13 +72,19 @@ impl Space {
             None => 0,
         };
 
+        // argv and envp, each with its null end (envp holds the default environment if none).
+        if argc + envc.max(1) + 2 > pointers.len() {
+            return Err(bad("flint.argv", "and flint.env have too many items together: pass fewer")
+                .text(" (at most ")
+                .number(pointers.len() as u64 - 3)
+                .text(")"));
+        }
+
         // Decoding is done; from here on the strings are only pointed at. Every item ends
         // with a NUL and holds none, so splitting at NULs gives the items back in order.
         let strings: &'s [u8] = &strings[..used];
         let items = || strings.split(|&byte| byte == 0);
         let env_items = || items().skip(argc).take(envc);
-        // Each item took at least its NUL in `strings`, so argc + envc <= CMDLINE_MAX and both
-        // arrays with their null ends (and the default environment) fit in `pointers`.
         let (argv, envp) = pointers.split_at_mut(argc + 1);
         for (pointer, item) in argv[..argc].iter_mut().zip(items()) {
             *pointer = item.as_ptr();

@@ -4,7 +4,8 @@
 //! the host; `argv` and `status` are also what the host CLI uses to talk to the guest.
 //! The rest wraps syscalls and is exercised by booting the init in QEMU.
 //!
-//! Nothing here allocates: the init has no heap, so buffers are fixed-size and on the stack.
+//! Nothing here allocates: the init has no heap, so buffers are fixed-size, on the stack (or,
+//! for a job from the status port, in a static).
 #![cfg_attr(not(test), no_std)]
 // A `Failure` carries its message inline (~400 bytes): with no heap there is nothing to box
 // it into, and it is only moved on the way to powering off.
@@ -15,6 +16,7 @@ mod clock;
 pub mod control;
 pub mod exec;
 mod gpt_root;
+pub mod job;
 pub mod modules;
 pub mod mounts;
 pub mod oom;

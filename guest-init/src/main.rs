@@ -11,7 +11,17 @@ mod rt;
 use flint_guest_init::params::{self, ParamError, Params};
 use flint_guest_init::report::{self, Failure};
 use flint_guest_init::timeline::{self, Stamp};
-use flint_guest_init::{exec, modules, mounts, poweroff, root, run, stdio};
+use flint_guest_init::{exec, job, modules, mounts, poweroff, root, run, stdio};
+
+/// Room for a job from the status port (`flint.job=port`): the message and its decoded
+/// lists, several MiB, so in .bss rather than on the stack (pages never touched cost no
+/// memory).
+struct JobMemory {
+    message: [u8; job::JOB_MAX],
+    space: exec::JobSpace,
+}
+
+static mut JOB_MEMORY: JobMemory = JobMemory { message: [0; job::JOB_MAX], space: exec::JobSpace::new() };
 
 /// Called by `_start` (in `rt`).
 fn main() -> ! {
@@ -32,16 +42,31 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
     mounts::mount_all(&mounts::BASIC)?;
     timeline::read_firmware_stamps();
     let cmdline = params::read_cmdline(cmdline)?;
-    let params = Params::parse(cmdline).map_err(ParamError::failure)?;
+    let mut params = Params::parse(cmdline).map_err(ParamError::failure)?;
     if let Some(stamps) = params.firmware_tsc {
         timeline::set_firmware_stamps(stamps);
     }
     // Decoded before the slow steps so a bad list fails fast.
     let mut space = exec::Space::default();
-    let command = space.command(&params)?;
+    let command = if params.job_on_port { None } else { Some(space.command(&params)?) };
     modules::load(params.modules, cmdline)?;
     // As early as it can exist, so later failures are reported through it.
     poweroff::open_status_device(params.status, params.device_wait_ms)?;
+    let command = match command {
+        Some(command) => command,
+        None => {
+            let port = poweroff::host_port().ok_or_else(|| {
+                Failure::new(flint_guest_init::status::BAD_PARAMETERS)
+                    .text("flint.job=port needs flint.status to name a virtio-serial port the host writes to")
+            })?;
+            // SAFETY: the init is single-threaded and `boot` runs once, so this is the only
+            // reference to the static ever made.
+            let memory = unsafe { &mut *core::ptr::addr_of_mut!(JOB_MEMORY) };
+            let body = job::receive(port, &mut memory.message, params.device_wait_ms)?;
+            params.apply_job(body).map_err(ParamError::failure)?;
+            memory.space.command(&params)?
+        }
+    };
     if let Some(root) = &params.root {
         root::switch_to(root, params.device_wait_ms)?;
     }

@@ -31,6 +31,9 @@ pub struct Params<'a> {
     pub cwd: &'a [u8],
     pub uid: u32,
     pub gid: u32,
+    /// `flint.job=port`: argv, env, cwd, uid and gid come over the status port (see `job`)
+    /// instead of this command line; they stay empty and default until `apply_job`.
+    pub job_on_port: bool,
     /// Kill the workload after this long; `None` lets it run forever.
     pub timeout_ms: Option<u64>,
     /// After `flint.timeout`, how long the workload gets between SIGTERM and SIGKILL; 0 (the
@@ -153,7 +156,7 @@ pub fn read_cmdline(buf: &mut [u8; CMDLINE_MAX]) -> Result<&[u8], Failure> {
 }
 
 /// Every key, in the order of the `raw` slots in `Params::parse`.
-const KEYS: [&str; 19] = [
+const KEYS: [&str; 20] = [
     "flint.root",
     "flint.rootfstype",
     "flint.rootwait",
@@ -173,6 +176,7 @@ const KEYS: [&str; 19] = [
     "flint.status",
     "flint.fwtsc",
     "flint.grace",
+    "flint.job",
 ];
 /// Keys that are flags: present or not, never with a value.
 const FLAGS: [&str; 3] = ["flint.ro", "flint.rw", "flint.overlay"];
@@ -200,7 +204,7 @@ impl<'a> Params<'a> {
                 _ => raw[index] = Some(value),
             }
         }
-        let [root, rootfstype, rootwait, ro, rw, overlay, modules, argv, env, cwd, uid, gid, timeout, stdin, stdout, stderr, status, firmware_tsc, grace] =
+        let [root, rootfstype, rootwait, ro, rw, overlay, modules, argv, env, cwd, uid, gid, timeout, stdin, stdout, stderr, status, firmware_tsc, grace, job] =
             raw.map(|slot| slot.map(Option::unwrap_or_default));
         let (ro, rw, overlay) = (ro.is_some(), rw.is_some(), overlay.is_some());
         if ro && rw {
@@ -234,6 +238,26 @@ impl<'a> Params<'a> {
                 None
             }
         };
+        let job_on_port = match job {
+            Some(b"port") => {
+                let given = [
+                    (argv, "flint.argv"),
+                    (env, "flint.env"),
+                    (cwd, "flint.cwd"),
+                    (uid, "flint.uid"),
+                    (gid, "flint.gid"),
+                ];
+                if let Some(&(_, key)) = given.iter().find(|(value, _)| value.is_some()) {
+                    return Err(ParamError::Conflict("flint.job", key));
+                }
+                if status.is_none() {
+                    return Err(ParamError::Invalid("flint.job", "port, with flint.status= naming that port"));
+                }
+                true
+            }
+            Some(_) => return Err(ParamError::Invalid("flint.job", "port")),
+            None => false,
+        };
         let timeout_ms = match timeout {
             Some(value) => Some(duration_ms("flint.timeout", value)?).filter(|&ms| ms > 0),
             None => None,
@@ -242,11 +266,12 @@ impl<'a> Params<'a> {
         Ok(Params {
             root,
             modules: modules.map_or(Ok(Modules(b"")), module_list)?,
-            argv: argv.ok_or(ParamError::MissingArgv)?,
+            argv: if job_on_port { b"" } else { argv.ok_or(ParamError::MissingArgv)? },
             env,
             cwd: cwd.map_or(Ok(b"/".as_slice()), |value| path("flint.cwd", value))?,
             uid: uid.map_or(Ok(0), |value| id("flint.uid", value))?,
             gid: gid.map_or(Ok(0), |value| id("flint.gid", value))?,
+            job_on_port,
             timeout_ms,
             grace_ms: grace.map_or(Ok(0), |value| duration_ms("flint.grace", value))?,
             stdin: device("flint.stdin", stdin)?,
@@ -257,6 +282,30 @@ impl<'a> Params<'a> {
                 .map_or(Ok(DEFAULT_DEVICE_WAIT_MS), |value| duration_ms("flint.rootwait", value))?,
             firmware_tsc,
         })
+    }
+}
+
+impl<'a> Params<'a> {
+    /// Takes argv, env, cwd, uid and gid from a job message's lines (see `job`), checked
+    /// like the command line's parameters of the same names.
+    pub fn apply_job(&mut self, body: &'a [u8]) -> Result<(), ParamError<'a>> {
+        const JOB_KEYS: [&str; 5] = ["flint.argv", "flint.env", "flint.cwd", "flint.uid", "flint.gid"];
+        let mut raw: [Option<&'a [u8]>; JOB_KEYS.len()] = [None; JOB_KEYS.len()];
+        for line in crate::job::lines(body) {
+            let (key, value) =
+                line.ok_or(ParamError::Invalid("flint.job", "key=value lines, each ending with a newline"))?;
+            let index = JOB_KEYS.iter().position(|known| known.as_bytes() == key).ok_or(ParamError::Unknown(key))?;
+            if raw[index].replace(value).is_some() {
+                return Err(ParamError::Duplicate(JOB_KEYS[index]));
+            }
+        }
+        let [argv, env, cwd, uid, gid] = raw;
+        self.argv = argv.ok_or(ParamError::MissingArgv)?;
+        self.env = env;
+        self.cwd = cwd.map_or(Ok(b"/".as_slice()), |value| path("flint.cwd", value))?;
+        self.uid = uid.map_or(Ok(0), |value| id("flint.uid", value))?;
+        self.gid = gid.map_or(Ok(0), |value| id("flint.gid", value))?;
+        Ok(())
     }
 }
 
@@ -498,6 +547,7 @@ mod tests {
                 status: None,
                 device_wait_ms: 5000,
                 firmware_tsc: None,
+                job_on_port: false,
             }
         );
         let params = parse("flint.root=/dev/vda flint.argv=,").unwrap();
@@ -635,6 +685,42 @@ mod tests {
         assert_eq!(id("k", b"4294967294"), Ok(4294967294));
         assert_eq!(parse("flint.argv=, flint.timeout=0").unwrap().timeout_ms, None);
         assert_eq!(parse("flint.argv=, flint.modules=").unwrap().modules.iter().count(), 0);
+    }
+
+    #[test]
+    fn the_job_can_come_from_the_status_port() {
+        let mut params = parse("flint.job=port flint.status=/dev/vport0p4").unwrap();
+        assert!(params.job_on_port);
+        assert_eq!(params.argv, b"");
+        params.apply_job(b"flint.argv=c2g,\nflint.env=QT1i,\nflint.cwd=/a b\nflint.uid=5\nflint.gid=6\n").unwrap();
+        assert_eq!((params.argv, params.env, params.cwd), (&b"c2g,"[..], Some(&b"QT1i,"[..]), &b"/a b"[..]));
+        assert_eq!((params.uid, params.gid), (5, 6));
+        let mut params = parse("flint.job=port flint.status=/dev/vport0p4").unwrap();
+        params.apply_job(b"flint.argv=,\n").unwrap();
+        assert_eq!((params.env, params.cwd, params.uid), (None, &b"/"[..], 0));
+
+        assert_eq!(
+            parse("flint.job=port"),
+            Err(ParamError::Invalid("flint.job", "port, with flint.status= naming that port"))
+        );
+        assert_eq!(parse("flint.job=fw_cfg flint.status=/s"), Err(ParamError::Invalid("flint.job", "port")));
+        for key in ["flint.argv=,", "flint.env=,", "flint.cwd=/", "flint.uid=1", "flint.gid=1"] {
+            let cmdline = format!("flint.job=port flint.status=/s {key}");
+            let conflict = parse(&cmdline).unwrap_err();
+            assert!(matches!(conflict, ParamError::Conflict("flint.job", _)), "{key}");
+        }
+        let base = || parse("flint.job=port flint.status=/s").unwrap();
+        let cases: [(&[u8], ParamError<'_>); 6] = [
+            (b"", ParamError::MissingArgv),
+            (b"flint.env=,\n", ParamError::MissingArgv),
+            (b"flint.argv=,\nflint.argv=,\n", ParamError::Duplicate("flint.argv")),
+            (b"flint.argv=,\nflint.root=/x\n", ParamError::Unknown(b"flint.root")),
+            (b"flint.argv=,", ParamError::Invalid("flint.job", "key=value lines, each ending with a newline")),
+            (b"flint.argv=,\nflint.uid=-1\n", ParamError::Invalid("flint.uid", "a number from 0 to 4294967294")),
+        ];
+        for (body, error) in cases {
+            assert_eq!(base().apply_job(body), Err(error), "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

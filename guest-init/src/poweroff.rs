@@ -67,6 +67,13 @@ pub fn host_talks() -> bool {
     HOST_TALKS.load(Ordering::Relaxed)
 }
 
+/// The status device, when the host can write to it (see [`host_talks`]).
+pub fn host_port() -> Option<BorrowedFd<'static>> {
+    let fd = STATUS_FD.load(Ordering::Relaxed);
+    // SAFETY: as in `write_status`: the fd stays open for the life of the VM.
+    (fd >= 0 && host_talks()).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
 /// The host's messages that have arrived on the status device, without waiting: the filled
 /// part of `buf`, empty when there are none (or the host cannot talk).
 pub fn host_messages(buf: &mut [u8]) -> &[u8] {

@@ -117,6 +117,12 @@ pub fn signal_on_input(fd: BorrowedFd<'_>) -> Result<(), Errno> {
 
 /// Whether `fd` has data to read right now (`poll` with no wait).
 pub fn readable(fd: BorrowedFd<'_>) -> bool {
+    readable_within(fd, 0)
+}
+
+/// Whether `fd` has input, waiting at most `timeout_ms` for it (an interruption or error
+/// counts as none).
+pub fn readable_within(fd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
     const POLLIN: i16 = 1;
     #[repr(C)]
     struct PollFd {
@@ -125,7 +131,7 @@ pub fn readable(fd: BorrowedFd<'_>) -> bool {
         revents: i16,
     }
     let mut poll = PollFd { fd: fd.as_raw_fd(), events: POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd, no wait.
-    let ready = unsafe { syscall!(Sysno::poll, &mut poll as *mut PollFd, 1, 0) };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { syscall!(Sysno::poll, &mut poll as *mut PollFd, 1, timeout_ms as isize) };
     matches!(ready, Ok(1..)) && poll.revents & POLLIN != 0
 }

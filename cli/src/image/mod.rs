@@ -123,6 +123,7 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         timeout: args.timeout,
         grace: None,
         tuned: true,
+        on_port: false,
     });
     // Output goes to the console; input from it would be whatever QEMU's -serial gets.
     words.push("flint.stdin=/dev/null".into());

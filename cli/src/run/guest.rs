@@ -224,8 +224,9 @@ pub(super) fn kernel_cmdline(
     modules: &[crate::modules::Module],
     environment: &[Vec<u8>],
     cwd: &str,
-) -> Result<String> {
-    let mut words = init_words(&Job {
+    on_port: bool,
+) -> Result<(String, Option<Vec<u8>>)> {
+    let job = Job {
         root_device: "/dev/vda",
         fs: root.fs,
         mode: args.mode,
@@ -237,13 +238,15 @@ pub(super) fn kernel_cmdline(
         timeout: args.timeout,
         grace: Some(args.grace),
         tuned: !args.untuned,
-    });
+        on_port,
+    };
+    let mut words = init_words(&job);
     words.extend(args.machine.kernel_params(accel));
     for (name, device) in PORTS {
         words.push(format!("flint.{name}={device}"));
     }
     words.extend(args.append.iter().cloned());
-    Ok(words.join(" "))
+    Ok((words.join(" "), on_port.then(|| job_message(&job))))
 }
 
 /// One job as the guest init is told about it, whatever carries its stdio.
@@ -263,6 +266,16 @@ pub(crate) struct Job<'a> {
     pub grace: Option<Duration>,
     /// With [`BOOT_TUNING`].
     pub tuned: bool,
+    /// The command, environment, cwd and user go over the status port ([`job_message`]),
+    /// not on the command line, which then says `flint.job=port`.
+    pub on_port: bool,
+}
+
+/// What the host writes first on the status port for a job with `on_port`: its command,
+/// environment, working directory and user (flint_guest_init::job).
+pub(crate) fn job_message(job: &Job) -> Vec<u8> {
+    let argv: Vec<&[u8]> = job.command.iter().map(|arg| arg.as_bytes()).collect();
+    flint_guest_init::job::message(&argv, job.environment, job.cwd, job.user).to_string().into_bytes()
 }
 
 /// The kernel command line for `job`, as words: the console, boot tuning and the init's
@@ -290,20 +303,24 @@ pub(crate) fn init_words(job: &Job) -> Vec<String> {
             job.modules.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(",")
         ));
     }
-    let argv: Vec<&[u8]> = job.command.iter().map(|arg| arg.as_bytes()).collect();
-    words.push(format!("flint.argv={}", encode(&argv)));
-    words.push(format!("flint.env={}", encode(job.environment)));
-    let cwd = job.cwd;
-    if cwd != "/" {
-        words.push(if cwd.contains(char::is_whitespace) {
-            format!("\"flint.cwd={cwd}\"")
-        } else {
-            format!("flint.cwd={cwd}")
-        });
-    }
-    if let Some((uid, gid)) = job.user {
-        words.push(format!("flint.uid={uid}"));
-        words.push(format!("flint.gid={gid}"));
+    if job.on_port {
+        words.push("flint.job=port".into());
+    } else {
+        let argv: Vec<&[u8]> = job.command.iter().map(|arg| arg.as_bytes()).collect();
+        words.push(format!("flint.argv={}", encode(&argv)));
+        words.push(format!("flint.env={}", encode(job.environment)));
+        let cwd = job.cwd;
+        if cwd != "/" {
+            words.push(if cwd.contains(char::is_whitespace) {
+                format!("\"flint.cwd={cwd}\"")
+            } else {
+                format!("flint.cwd={cwd}")
+            });
+        }
+        if let Some((uid, gid)) = job.user {
+            words.push(format!("flint.uid={uid}"));
+            words.push(format!("flint.gid={gid}"));
+        }
     }
     if let Some(timeout) = job.timeout {
         words.push(format!("flint.timeout={}.{:03}", timeout.as_secs(), timeout.subsec_millis()));

@@ -211,11 +211,15 @@ pub(crate) struct Root {
 /// The VM as `flint run` boots it, before its disk, console and ports are attached.
 struct Prepared {
     vm: Vm,
+    /// The job message for the status port, when the job goes there (`guest::job_message`).
+    job: Option<Vec<u8>>,
     root: Root,
     accel: &'static str,
 }
 
-fn prepare(args: &RunArgs) -> Result<Prepared> {
+/// `job_on_port`: the job goes over the status port (flint writes it there) rather than on
+/// the kernel command line, where `ps` on the host and /proc/cmdline in the guest show it.
+fn prepare(args: &RunArgs, job_on_port: bool) -> Result<Prepared> {
     if env::find_program(QEMU).is_none() {
         bail!("{QEMU} not found in PATH: install QEMU (apt-get install qemu-system-x86, or run scripts/setup.sh)");
     }
@@ -231,13 +235,23 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     }
     let modules = modules_for(&kernel, args.machine, &root, args.mode)?;
     let accel = choose_accel(args.accel, &firmware, args.verbose)?;
-    let cmdline = kernel_cmdline(args, accel, &root, &modules, &environment, &cwd)?;
+    let (cmdline, job) = kernel_cmdline(args, accel, &root, &modules, &environment, &cwd, job_on_port)?;
     if cmdline.len() > kernel.cmdline_max() {
+        let shorten = if job_on_port { "--append" } else { "the command, --env values and --append" };
         bail!(
-            "the kernel command line is {} bytes, more than the {} this kernel takes: shorten the command, --env values and --append (pass data through stdin or the root instead)",
+            "the kernel command line is {} bytes, more than the {} this kernel takes: shorten {shorten} (pass data through stdin or the root instead)",
             cmdline.len(),
             kernel.cmdline_max()
         );
+    }
+    if let Some(job) = &job {
+        let body = job.len() - job.iter().position(|&byte| byte == b'\n').map_or(0, |newline| newline + 1);
+        if body > flint_guest_init::job::JOB_MAX {
+            bail!(
+                "the command, environment and working directory take {body} bytes encoded, more than the {} the guest takes: shorten them (pass data through stdin or the root instead)",
+                flint_guest_init::job::JOB_MAX
+            );
+        }
     }
     let initrd = if modules.is_empty() {
         None
@@ -266,14 +280,15 @@ fn prepare(args: &RunArgs) -> Result<Prepared> {
     if args.verbose {
         vm.fw_cfg_strings.push(("opt/flint/log".into(), "1".into()));
     }
-    Ok(Prepared { vm, root, accel })
+    Ok(Prepared { vm, job, root, accel })
 }
 
 /// The VM `flint run` would boot for `args`, with no input, its output discarded, the console
 /// on QEMU's stdout and the status port written to `status` (timeline and status lines): for
 /// timing it.
 pub fn unattended_vm(args: &RunArgs, status: &Path) -> Result<Vm> {
-    let Prepared { mut vm, root, .. } = prepare(args)?;
+    // Its status port is a file: the job stays on the command line.
+    let Prepared { mut vm, root, .. } = prepare(args, false)?;
     if args.mode == RootMode::Rw && root.cached {
         bail!("--rw on flint's cached root cannot be timed: it needs a private copy");
     }
@@ -288,7 +303,9 @@ pub fn unattended_vm(args: &RunArgs, status: &Path) -> Result<Vm> {
 }
 
 pub fn run(args: &RunArgs) -> Result<u8> {
-    let Prepared { mut vm, root, accel } = prepare(args)?;
+    // A printed command has no flint to write the job to the status port: it goes on the
+    // command line there.
+    let Prepared { mut vm, job, root, accel } = prepare(args, !args.print_cmd)?;
     if args.print_cmd {
         if args.mode == RootMode::Rw && root.cached {
             bail!("--print-cmd with --rw needs an image of your own: make one with `flint rootfs DIR -o IMAGE` and pass --root-image IMAGE");
@@ -336,7 +353,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     // The deadline in CPU time: each vCPU and QEMU's main loop can keep a host CPU busy, and
     // one more for QEMU's other threads.
     vm.cpu_time = deadline.map(|deadline| deadline.saturating_mul(args.cpus.saturating_add(2)));
-    let end = boot(&vm, listeners, &console_log, deadline, args.boot_timeout, args.grace, args.verbose)?;
+    let end = boot(&vm, (listeners, job), &console_log, deadline, args.boot_timeout, args.grace, args.verbose)?;
     let verdict = decide(&end, args);
     // With --verbose the console was shown as it came.
     if verdict.show_console && !args.verbose {

@@ -139,12 +139,13 @@ fn taken_signals() -> Vec<i32> {
     std::mem::take(&mut *SIGNALS.lock().unwrap_or_else(|poison| poison.into_inner()))
 }
 
-/// Starts QEMU, connects the ports, pumps the streams and waits for the end, and for the
-/// workload's output to have gone out. The output's spill files go beside the console log, in
-/// the run's private directory.
+/// Starts QEMU, connects the ports, writes `job` (the job message, if the job goes over the
+/// status port) first on the status port, pumps the streams and waits for the end, and for
+/// the workload's output to have gone out. The output's spill files go beside the console
+/// log, in the run's private directory.
 pub(super) fn boot(
     vm: &Vm,
-    listeners: Vec<UnixListener>,
+    (listeners, job): (Vec<UnixListener>, Option<Vec<u8>>),
     console_log: &Path,
     deadline: Option<Duration>,
     boot_timeout: Duration,
@@ -178,14 +179,26 @@ pub(super) fn boot(
         Pump::start("stdout", stdout_port, File::from(stdout_fd), console_log.with_file_name("stdout.spill"), LIMITS),
         Pump::start("stderr", stderr_port, File::from(stderr_fd), console_log.with_file_name("stderr.spill"), LIMITS),
     ];
-    // The status port carries the host's messages the other way (`control`).
+    // The status port carries the host's messages the other way: first the job, then the
+    // control messages (`control`), which wait until the job is all written. The guest reads
+    // the job only once its port is open, so it is written by a thread of its own.
+    let job_sent = Arc::new(AtomicBool::new(job.is_none()));
+    if let Some(job) = job {
+        let mut writer = status_port.try_clone()?;
+        let sent = job_sent.clone();
+        thread::spawn(move || {
+            if writer.write_all(&job).is_ok() {
+                sent.store(true, Ordering::SeqCst);
+            }
+        });
+    }
     let status_writer = status_port.try_clone().ok();
     let heard = Arc::new(AtomicBool::new(false));
     let status = drain_timed(status_port, started, heard.clone());
     let tail = verbose.then(|| tail_console(console_log.to_path_buf()));
 
     let stopping = Stopping::new(status_writer, grace);
-    let qemu = wait(&mut child, deadline, (boot_timeout, &heard), started, stopping)?;
+    let qemu = wait(&mut child, deadline, (boot_timeout, &heard, &job_sent), started, stopping)?;
     let exited = Instant::now();
     let elapsed = exited - started;
     let warnings: Vec<String> = outputs.into_iter().filter_map(|pump| pump.finish(exited)).collect();
@@ -370,12 +383,13 @@ impl<W: Write> Stopping<W> {
 }
 
 /// Waits for QEMU to exit; stops the workload on a signal (see [`Stopping`]), and QEMU at
-/// `deadline`, or at the boot timeout if the flag (the init's ready line arrived) is not set
-/// by then.
+/// `deadline`, or at the boot timeout if the first flag (the init's ready line arrived) is
+/// not set by then. Until the second (the job is all written on the status port) is set too,
+/// a signal kills QEMU, as before the init is up: a control byte must not land in the job.
 pub(super) fn wait(
     child: &mut Child,
     deadline: Option<Duration>,
-    (boot_timeout, ready): (Duration, &AtomicBool),
+    (boot_timeout, ready, job_sent): (Duration, &AtomicBool, &AtomicBool),
     started: Instant,
     mut stopping: Stopping,
 ) -> Result<QemuEnd> {
@@ -389,9 +403,10 @@ pub(super) fn wait(
             });
         }
         let ready = ready.load(Ordering::SeqCst);
+        let listening = ready && job_sent.load(Ordering::SeqCst);
         let mut signal = 0;
         for taken in taken_signals() {
-            signal = stopping.on_signal(taken, ready, Instant::now()).unwrap_or(signal);
+            signal = stopping.on_signal(taken, listening, Instant::now()).unwrap_or(signal);
         }
         signal = stopping.on_time(Instant::now()).unwrap_or(signal);
         let late = deadline.is_some_and(|deadline| started.elapsed() > deadline);
