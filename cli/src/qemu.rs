@@ -93,6 +93,15 @@ fn tsc() -> u64 {
 pub struct Drive {
     pub path: PathBuf,
     pub read_only: bool,
+    /// Writable for the guest, but its writes go to a temporary layer QEMU drops at exit
+    /// (`snapshot=on`): the file stays as it is.
+    pub throwaway_writes: bool,
+}
+
+impl Drive {
+    pub fn new(path: impl Into<PathBuf>, read_only: bool) -> Drive {
+        Drive { path: path.into(), read_only, throwaway_writes: false }
+    }
 }
 
 /// Where COM1 (the kernel console) goes.
@@ -386,7 +395,8 @@ impl Vm {
     fn drive_args(&self, args: &mut Vec<String>) {
         for (index, drive) in self.drives.iter().enumerate() {
             let ro = if drive.read_only { ",readonly=on" } else { "" };
-            let file = format!("file={},format=raw{ro}", path_value(&drive.path));
+            let snapshot = if drive.throwaway_writes { ",snapshot=on" } else { "" };
+            let file = format!("file={},format=raw{ro}{snapshot}", path_value(&drive.path));
             match self.machine {
                 Machine::Pc | Machine::Q35 => args.extend(["-drive".into(), format!("{file},if=virtio")]),
                 // No PCI bus for `if=virtio` (virtio-blk-pci): the disk goes on a virtio-mmio
@@ -636,7 +646,7 @@ mod tests {
         let mut vm = Vm::new("/fw,1.bin");
         vm.kernel = Some("/k,1".into());
         vm.initrd = Some("/i,1".into());
-        vm.drives = vec![Drive { path: "/a,snapshot=on.img".into(), read_only: false }];
+        vm.drives = vec![Drive::new("/a,snapshot=on.img", false)];
         vm.fw_cfg_strings = vec![("opt/x".into(), "a,b".into())];
         let args = vm.args();
         for (option, value) in [
@@ -676,7 +686,7 @@ mod tests {
     fn microvm_puts_the_ports_then_the_disks_on_virtio_mmio() {
         let mut vm = Vm::new("/fw.bin");
         vm.machine = Machine::Microvm;
-        vm.drives = vec![Drive { path: "/root.ext4".into(), read_only: true }];
+        vm.drives = vec![Drive::new("/root.ext4", true)];
         vm.virtio_ports = vec![VirtioPort { name: "flint.status".into(), backend: PortBackend::Null }];
         let args = vm.args().join(" ");
         let ports =

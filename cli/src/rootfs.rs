@@ -262,6 +262,20 @@ pub fn rootfs(dir: &Path, out: &Path, fs: FsType, size: Option<u64>) -> Result<(
     Ok(())
 }
 
+/// Whether an ext4 image's superblock says its journal needs recovery (the incompatible
+/// feature `needs_recovery`, set while mounted and cleared by a clean unmount).
+pub fn ext4_needs_recovery(image: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    // The superblock starts at byte 1024: magic 0xEF53 at 0x38, s_feature_incompat at 0x60.
+    const RECOVER: u32 = 0x4;
+    let mut superblock = [0u8; 0x64];
+    let read = std::fs::File::open(image)
+        .and_then(|mut file| file.seek(SeekFrom::Start(1024)).and_then(|_| file.read_exact(&mut superblock)));
+    read.is_ok()
+        && superblock[0x38..0x3a] == [0x53, 0xef]
+        && u32::from_le_bytes(superblock[0x60..0x64].try_into().unwrap_or_default()) & RECOVER != 0
+}
+
 /// A private copy of `image` at `copy`, to write without touching the cache: sparse, and a
 /// reflink where the filesystem allows.
 pub fn private_copy(image: &Path, copy: &Path) -> Result<()> {

@@ -144,3 +144,23 @@ fn a_timeout_sends_sigterm_then_sigkill_and_leaves_the_rw_root_clean() {
     assert_eq!(text(&output.stdout), "bye\n");
     assert!(started.elapsed() < Duration::from_secs(25), "took {:?}", started.elapsed());
 }
+
+/// An image left needing journal recovery (a host crash, a killed VM) still boots `--ro` and
+/// `--overlay`: the guest replays the journal on a layer QEMU throws away, and the image keeps
+/// every byte.
+#[test]
+fn an_image_that_needs_journal_recovery_boots_read_only_and_stays_unchanged() {
+    let image = busybox_image("needs-recovery");
+    let mark = Command::new("debugfs").args(["-w", "-R", "feature needs_recovery"]).arg(&image).output().unwrap();
+    assert_status(&mark, 0);
+    let before = std::fs::read(&image).unwrap();
+    for mode in ["--ro", "--overlay"] {
+        let output = flint()
+            .args(["run", "--kernel", "minimal", "--root-image", image.to_str().unwrap(), mode, "--", "echo", "booted"])
+            .output()
+            .unwrap();
+        assert_status(&output, 0);
+        assert_eq!(text(&output.stdout), "booted\n", "{mode}");
+    }
+    assert!(std::fs::read(&image).unwrap() == before, "the image changed");
+}

@@ -30,7 +30,7 @@ fn boot_disk(disk: &Path, machine: Machine, memory: &str) -> (i32, String) {
     let mut vm = Vm::new(firmware());
     vm.machine = machine;
     vm.memory = memory.into();
-    vm.drives.push(Drive { path: disk.into(), read_only: true });
+    vm.drives.push(Drive::new(disk, true));
     let (outcome, console) = boot(&vm);
     (outcome.exit_code().expect("QEMU exited normally"), console)
 }
@@ -161,7 +161,7 @@ fn flint_image_rw_journals_its_root_which_flints_cached_root_does_not() {
     assert!(!has_journal(&cached, 0), "flint only reads its cached root, or writes a throwaway copy");
 
     let mut vm = Vm::new(firmware());
-    vm.drives.push(Drive { path: disk.clone(), read_only: false });
+    vm.drives.push(Drive::new(disk.clone(), false));
     let (outcome, console) = boot(&vm);
     assert_eq!(outcome.exit_code(), Some(2 * 3 + 1), "console:\n{console}");
     assert!(console.lines().any(|l| l.starts_with("out:6.1")), "the job's output is missing:\n{console}");

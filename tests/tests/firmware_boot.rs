@@ -98,7 +98,7 @@ fn virtio_blk_disk_is_readable(machine: Machine) {
     disk.write_all(&content).unwrap();
     let script = format!("echo \"@@disk=$(head -c {} /dev/vda)\"", marker.len());
     let (mut vm, _initrd) = vm_with_initramfs(machine, "256M", 1, &VIRTIO_BLK_MODULES, &script);
-    vm.drives.push(Drive { path: disk.path().to_path_buf(), read_only: true });
+    vm.drives.push(Drive::new(disk.path(), true));
     let (_, console) = boot(&vm);
     assert_eq!(fact(&console, "disk"), Some(marker), "console:\n{console}");
 }

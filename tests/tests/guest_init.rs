@@ -186,7 +186,7 @@ impl Setup {
         let kernel = self.guest.kernel();
         let mut vm = Vm::new(firmware());
         vm.kernel = Some(kernel.image());
-        vm.drives.push(Drive { path: image, read_only: !self.rw });
+        vm.drives.push(Drive::new(image, !self.rw));
         let mut cmdline = vec![
             "console=ttyS0".to_string(),
             "quiet".into(),

@@ -320,7 +320,7 @@ fn disk_plan(image: &Path, inputs: &KernelInputs, format: Format, setup: &Setup)
     let job = ImageArgs::for_bench(&disk, kernel, format, root, guest::STATUS_ON_COM2, "/bin/true");
     crate::image::image(&job)?;
     let mut vm = vm(image, setup.accel);
-    vm.drives.push(Drive { path: disk, read_only: true });
+    vm.drives.push(Drive::new(disk, true));
     Ok(flint_run(vm, setup.inputs, true))
 }
 
@@ -382,7 +382,7 @@ fn kernel_vm(firmware: &Path, inputs: &KernelInputs, accel: &str) -> Vm {
     let mut vm = vm(firmware, accel);
     vm.kernel = Some(inputs.kernel.image.clone());
     // Read-only: the image is flint's cached root, shared by every run.
-    vm.drives.push(Drive { path: inputs.root_image.clone(), read_only: true });
+    vm.drives.push(Drive::new(inputs.root_image.clone(), true));
     vm
 }
 

@@ -114,6 +114,23 @@ pub(super) fn modules_for(
     crate::modules::load_list(kernel, &needs_on(machine, root.fs, mode, true))
 }
 
+/// The root disk for `mode`. An ext4 image that was not unmounted cleanly (its journal needs
+/// recovery) cannot be mounted from a read-only disk, and `--ro`/`--overlay` must not change
+/// it: there the guest gets a writable disk whose writes (the replayed journal) go to a layer
+/// QEMU throws away.
+pub(crate) fn root_drive(image: PathBuf, fs: FsType, mode: RootMode) -> Drive {
+    let mut drive = Drive::new(image, mode != RootMode::Rw);
+    if drive.read_only && fs == FsType::Ext4 && rootfs::ext4_needs_recovery(&drive.path) {
+        env::progress(format!(
+            "note: {} was not unmounted cleanly (its journal needs recovery): the guest replays it on a throwaway layer, the image stays as it is",
+            drive.path.display()
+        ));
+        drive.read_only = false;
+        drive.throwaway_writes = true;
+    }
+    drive
+}
+
 /// What the guest needs from the kernel on `machine` for a virtio-blk root of type `fs` in
 /// `mode`, and for `ports`, the virtio-serial ports `flint run` carries stdio on (a disk
 /// image's job uses the serial console instead).

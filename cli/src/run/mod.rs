@@ -292,7 +292,7 @@ pub fn unattended_vm(args: &RunArgs, status: &Path) -> Result<Vm> {
     if args.mode == RootMode::Rw && root.cached {
         bail!("--rw on flint's cached root cannot be timed: it needs a private copy");
     }
-    vm.drives.push(Drive { path: root.image, read_only: args.mode != RootMode::Rw });
+    vm.drives.push(root_drive(root.image, root.fs, args.mode));
     vm.serial = Serial::Stdio;
     vm.virtio_ports = ["stdin", "stdout", "stderr"]
         .into_iter()
@@ -310,7 +310,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         if args.mode == RootMode::Rw && root.cached {
             bail!("--print-cmd with --rw needs an image of your own: make one with `flint rootfs DIR -o IMAGE` and pass --root-image IMAGE");
         }
-        vm.drives.push(Drive { path: root.image.clone(), read_only: args.mode != RootMode::Rw });
+        vm.drives.push(root_drive(root.image.clone(), root.fs, args.mode));
         vm.serial = Serial::File("/dev/stderr".into());
         vm.virtio_ports = vec![
             VirtioPort { name: "flint.stdin".into(), backend: PortBackend::Stdio },
@@ -332,7 +332,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     } else {
         root.image.clone()
     };
-    vm.drives.push(Drive { path: image, read_only: args.mode != RootMode::Rw });
+    vm.drives.push(root_drive(image, root.fs, args.mode));
     let console_log = temp.path().join("console.log");
     vm.serial = Serial::File(console_log.clone());
     let mut listeners = Vec::new();
