@@ -7,10 +7,10 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 mod common;
-use common::{assert_status, text};
+use common::{assert_status, children, comm, text, Flint};
 use std::time::{Duration, Instant};
 
 /// flint with its temporary directories in `tmp`.
@@ -22,20 +22,6 @@ fn flint(tmp: &Path) -> Command {
 
 fn scratch(name: &str) -> PathBuf {
     common::scratch(&format!("conf-{name}"))
-}
-
-/// A process's children, over all its threads.
-fn children(pid: u32) -> Vec<u32> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|list| list.split_whitespace().map(|pid| pid.parse().unwrap()).collect::<Vec<u32>>())
-        .collect()
-}
-
-fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
 }
 
 /// A line of /proc/PID/status, after its `Name:`.
@@ -50,16 +36,6 @@ fn ended(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
         Err(_) => true,
-    }
-}
-
-/// flint, killed if the test fails before it is.
-struct Flint(Child);
-
-impl Drop for Flint {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

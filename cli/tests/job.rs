@@ -5,48 +5,12 @@
 //! Boots use the minimal kernel (fast). scripts/test.sh installs and builds all of it.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 
 mod common;
-use common::{assert_status, flint, text};
+use common::{assert_status, comm, descendants, flint, text, Flint};
 
 const SECRET: &str = "s3cr3t-7f1c9a0e5d2b";
-
-/// A process's children, over all its threads.
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|list| list.split_whitespace().map(|pid| pid.parse().unwrap()).collect::<Vec<u32>>())
-        .collect()
-}
-
-/// `pid`'s descendants, nearest first.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut found = children(pid);
-    let mut next = 0;
-    while next < found.len() {
-        let more = children(found[next]);
-        found.extend(more);
-        next += 1;
-    }
-    found
-}
-
-fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
-}
-
-/// flint, killed if the test fails before it is.
-struct Flint(Child);
-
-impl Drop for Flint {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn a_secret_in_env_stays_off_the_command_lines() {

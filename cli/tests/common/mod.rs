@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The binary under test, quiet, with no input unless a test gives some.
 pub fn flint() -> Command {
@@ -48,4 +48,41 @@ pub fn minimal_kernel() -> PathBuf {
     let dir = cache().join("kernels/minimal");
     assert!(dir.join("vmlinuz").is_file(), "no minimal kernel at {}: run scripts/test.sh", dir.display());
     dir
+}
+
+/// A process's children, over all its threads (none once it is gone).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().map(|pid| pid.parse().unwrap()).collect::<Vec<u32>>())
+        .collect()
+}
+
+/// `pid`'s descendants, nearest first.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = children(pid);
+    let mut next = 0;
+    while next < found.len() {
+        let more = children(found[next]);
+        found.extend(more);
+        next += 1;
+    }
+    found
+}
+
+/// A process's command name.
+pub fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+}
+
+/// A running flint, killed if the test fails before it ends.
+pub struct Flint(pub Child);
+
+impl Drop for Flint {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
