@@ -14,7 +14,8 @@ use std::time::Duration;
 const AFTER_HELP: &str = "\
 Exit status of `flint run`: the workload's own (0-255; 128+N when a signal N killed it).
 flint's own failures print `flint: error: ...` on stderr and exit 125; 124 means --timeout
-expired; 126 and 127 mean the program cannot be executed or was not found. See cli/README.md.";
+expired; 126 and 127 mean the program cannot be executed or was not found; 153 means the output
+passed --max-output. See cli/README.md.";
 
 #[derive(Parser, Debug)]
 #[command(name = "flint", version, about = "Run one job in a throwaway QEMU VM, as fast as possible", after_help = AFTER_HELP)]
@@ -132,6 +133,10 @@ struct RunCli {
     /// many seconds: a kernel that hangs or panics early.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = run::parse_timeout)]
     boot_timeout: Duration,
+    /// Pass on at most this much of the command's stdout, and of its stderr (e.g. 10M), then
+    /// stop it: flint exits 153 (128 + SIGXFSZ, as past a file size limit).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_output: Option<u64>,
     /// CPU acceleration; auto uses KVM only when a quick probe VM really runs under it.
     #[arg(long, value_enum, default_value_t = Accel::Auto, env = "FLINT_ACCEL")]
     accel: Accel,
@@ -328,6 +333,7 @@ fn run_args(args: RunCli) -> RunArgs {
         timeout: args.timeout,
         grace: args.grace,
         boot_timeout: args.boot_timeout,
+        max_output: args.max_output,
         mode,
         accel: args.accel,
         boot: args.boot,

@@ -1,9 +1,11 @@
 //! Describing a QEMU VM and running it to completion with a deadline.
 
 use crate::env;
+use std::ffi::CStr;
 use std::io::{self, Read};
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -167,6 +169,9 @@ pub struct Vm {
     /// A backstop to the caller's own deadline: the kernel ends QEMU once it has used this
     /// much CPU time (`RLIMIT_CPU`), should the caller be stopped or hung. `None`: no limit.
     pub cpu_time: Option<Duration>,
+    /// The run's temporary directory (files only, no subdirectories), which QEMU's watchdog
+    /// empties and removes if flint dies first: a SIGKILLed flint leaves nothing behind.
+    pub private_dir: Option<PathBuf>,
 }
 
 /// Makes the host kernel back none of `command`'s memory with transparent huge pages
@@ -189,9 +194,12 @@ fn without_huge_pages(command: &mut Command) {
 /// changes its uid, which `-runas` does (measured: QEMU as `nobody` outlived a SIGKILLed
 /// parent), and it fires when the spawning thread ends rather than the process. The
 /// watchdog's own parent-death signal is tied to QEMU's main thread (the one that forked it),
-/// so it never outlives QEMU.
-fn die_with_this_process(command: &mut Command) {
+/// so it never outlives QEMU. It first removes `private_dir`, which the dead process can no
+/// longer remove itself.
+fn die_with_this_process(command: &mut Command, private_dir: Option<&Path>) {
     let lifeline = lifeline();
+    // Made here: the forked child must not allocate. A path with a NUL byte cannot exist.
+    let private_dir = private_dir.and_then(|dir| std::ffi::CString::new(dir.as_os_str().as_bytes()).ok());
     // SAFETY: the closure runs in the forked child before exec and makes only raw system
     // calls, none of which allocates or takes a lock; the watchdog never returns from it.
     unsafe {
@@ -201,7 +209,7 @@ fn die_with_this_process(command: &mut Command) {
             // The raw system call: the watchdog needs none of libc's fork handlers.
             match libc::syscall(libc::SYS_fork) {
                 -1 => Err(io::Error::last_os_error()),
-                0 => watchdog(lifeline, qemu),
+                0 => watchdog(lifeline, qemu, private_dir.as_deref()),
                 _ => Ok(()),
             }
         });
@@ -216,11 +224,11 @@ fn lifeline() -> Result<RawFd, i32> {
     pipe.as_ref().map(|(read, _)| read.as_raw_fd()).map_err(|&errno| errno)
 }
 
-/// The watchdog: kills `qemu` once `lifeline` reads as closed.
+/// The watchdog: once `lifeline` reads as closed, removes `private_dir` and kills `qemu`.
 ///
 /// # Safety
 /// Only in a child just forked by `qemu`, which it must be the only thread of.
-unsafe fn watchdog(lifeline: RawFd, qemu: libc::pid_t) -> ! {
+unsafe fn watchdog(lifeline: RawFd, qemu: libc::pid_t, private_dir: Option<&CStr>) -> ! {
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     if libc::getppid() != qemu {
         // QEMU ended (its exec failed) before the signal was set.
@@ -245,8 +253,44 @@ unsafe fn watchdog(lifeline: RawFd, qemu: libc::pid_t) -> ! {
     }
     let mut byte = 0u8;
     while libc::read(0, (&mut byte as *mut u8).cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
+    // Before the kill: QEMU's end kills the watchdog (its parent-death signal).
+    if let Some(dir) = private_dir {
+        remove_flat_dir(dir);
+    }
     libc::kill(qemu, libc::SIGKILL);
     libc::_exit(0)
+}
+
+/// Removes `dir` and the files in it with raw system calls only (no allocation: it runs in
+/// the watchdog). Subdirectories are left, and so is `dir` then.
+///
+/// # Safety
+/// Only where nothing else of the process runs (the watchdog), as it changes `errno`.
+unsafe fn remove_flat_dir(dir: &CStr) {
+    let fd = libc::open(dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if fd < 0 {
+        return;
+    }
+    // linux_dirent64: inode (8 bytes), offset (8), record length (2), type (1), the name.
+    let mut buf = [0u64; 512];
+    loop {
+        let read = libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), std::mem::size_of_val(&buf));
+        if read <= 0 {
+            break;
+        }
+        let bytes = std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), read as usize);
+        let mut at = 0;
+        while at + 19 < bytes.len() {
+            let record = u16::from_ne_bytes([bytes[at + 16], bytes[at + 17]]) as usize;
+            let name = CStr::from_ptr(bytes[at + 19..].as_ptr().cast());
+            if !matches!(name.to_bytes(), b"." | b"..") {
+                libc::unlinkat(fd, name.as_ptr(), 0);
+            }
+            at += record.max(1);
+        }
+    }
+    libc::close(fd);
+    libc::rmdir(dir.as_ptr());
 }
 
 /// `RLIMIT_CPU` for `command`'s process, in whole seconds (rounded up), or the hard limit it
@@ -318,6 +362,7 @@ impl Vm {
             huge_pages: true,
             acpi: true,
             cpu_time: None,
+            private_dir: None,
         }
     }
 
@@ -467,7 +512,7 @@ impl Vm {
         if let Some(limit) = self.cpu_time {
             limit_cpu_time(&mut command, limit);
         }
-        die_with_this_process(&mut command);
+        die_with_this_process(&mut command, self.private_dir.as_deref());
         // A process group of its own: a terminal's Ctrl-C (SIGINT to the foreground group)
         // goes to flint alone, which forwards it to the workload instead of QEMU quitting.
         command.process_group(0);
@@ -603,7 +648,7 @@ mod tests {
     fn the_watchdog_lives_as_long_as_its_process_and_holds_no_pipe() {
         let mut command = Command::new("sleep");
         command.arg("60");
-        die_with_this_process(&mut command);
+        die_with_this_process(&mut command, None);
         let mut child = command.spawn().unwrap();
         let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
         let watchdog: u32 = children.trim().parse().expect("one child, the watchdog");
@@ -619,8 +664,23 @@ mod tests {
         // The output pipe closes with the program: the watchdog kept no copy of it.
         let mut command = Command::new("echo");
         command.arg("done");
-        die_with_this_process(&mut command);
+        die_with_this_process(&mut command, None);
         assert_eq!(command.output().unwrap().stdout, b"done\n");
+    }
+
+    #[test]
+    fn a_flat_directory_is_removed_with_raw_calls() {
+        let temp = env::TempDir::new("flint-flat-test").unwrap();
+        let dir = temp.path();
+        // More names than one getdents64 buffer holds.
+        for i in 0..300 {
+            std::fs::write(dir.join(format!("file-with-a-long-name-{i:04}")), b"x").unwrap();
+        }
+        std::os::unix::net::UnixListener::bind(dir.join("port.sock")).unwrap();
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+        // SAFETY: this test's thread does nothing else meanwhile; errno is all it changes.
+        unsafe { remove_flat_dir(&path) };
+        assert!(!dir.exists());
     }
 
     #[test]

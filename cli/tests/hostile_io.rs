@@ -225,3 +225,21 @@ fn a_forged_init_failure_on_the_console_is_the_workloads_status() {
     assert_eq!(run.status, Some(123), "{}", run.stderr);
     assert_eq!(run.stderr, "");
 }
+
+#[test]
+fn output_past_max_output_stops_the_workload_with_a_distinct_status() {
+    // `yes` never ends by itself: only the limit stops it.
+    let run = run_watched(
+        flint().args(["run", "--kernel", "minimal", "--max-output", "1M", "--", "yes"]),
+        Vec::new(),
+        |mut stdout| {
+            let mut got = Vec::new();
+            stdout.read_to_end(&mut got).unwrap();
+            got
+        },
+    );
+    assert_eq!(run.status, Some(153), "{}", run.stderr);
+    assert_eq!(run.stdout.len(), 1 << 20, "{}", run.stderr);
+    assert!(run.stdout.chunks(2).all(|pair| pair == b"y\n"));
+    assert!(run.stderr.contains("the workload's stdout passed --max-output (1048576 bytes)"), "{}", run.stderr);
+}

@@ -172,6 +172,8 @@ pub struct RunArgs {
     pub grace: Duration,
     /// How long the kernel may take to start the init (its ready line) before flint stops it.
     pub boot_timeout: Duration,
+    /// The most bytes of stdout, and of stderr, passed on before the workload is stopped.
+    pub max_output: Option<u64>,
     pub mode: RootMode,
     pub accel: Accel,
     pub boot: Boot,
@@ -325,6 +327,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let temp = env::TempDir::new("flint")?;
     let _claim = claim(temp.path())?;
     sweep_stale(temp.path());
+    vm.private_dir = Some(temp.path().to_path_buf());
     let image = if args.mode == RootMode::Rw && root.cached {
         let copy = temp.path().join(format!("root.{}", root.fs.name()));
         rootfs::private_copy(&root.image, &copy).context("cannot make a private copy of the root image for --rw")?;
@@ -353,7 +356,14 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     // The deadline in CPU time: each vCPU and QEMU's main loop can keep a host CPU busy, and
     // one more for QEMU's other threads.
     vm.cpu_time = deadline.map(|deadline| deadline.saturating_mul(args.cpus.saturating_add(2)));
-    let end = boot(&vm, (listeners, job), &console_log, deadline, args.boot_timeout, args.grace, args.verbose)?;
+    let policy = Policy {
+        deadline,
+        boot_timeout: args.boot_timeout,
+        grace: args.grace,
+        max_output: args.max_output,
+        verbose: args.verbose,
+    };
+    let end = boot(&vm, (listeners, job), &console_log, &policy)?;
     let verdict = decide(&end, args);
     // With --verbose the console was shown as it came.
     if verdict.show_console && !args.verbose {

@@ -8,7 +8,7 @@
 
 use super::*;
 use flint_guest_init::control::Message;
-use output::{Pump, LIMITS};
+use output::{Limits, Overflow, Pump, LIMITS};
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::ops::Deref;
@@ -41,7 +41,26 @@ pub struct Ending {
     pub elapsed: Duration,
     /// When the status port's last bytes arrived, after spawning QEMU.
     pub status_arrived: Duration,
+    /// The output stream that passed `--max-output`, which stopped the workload.
+    pub output_over: Option<&'static str>,
 }
+
+/// How flint watches over one VM.
+pub(super) struct Policy {
+    /// When flint kills QEMU whatever the guest does.
+    pub deadline: Option<Duration>,
+    /// How long the kernel gets to start the init (its ready line).
+    pub boot_timeout: Duration,
+    /// How long the workload gets after a forwarded signal.
+    pub grace: Duration,
+    /// The most of stdout and of stderr passed on (`--max-output`).
+    pub max_output: Option<u64>,
+    pub verbose: bool,
+}
+
+/// The signal whose status (128 + 25) a workload stopped at `--max-output` ends with, as a
+/// process past its file size limit does.
+pub const OUTPUT_OVER_SIGNAL: i32 = libc::SIGXFSZ;
 
 /// How much of the status port, the console and QEMU's stderr flint keeps: their last 64 KiB
 /// (the status and timeline lines come last, and the end of a console says what went wrong).
@@ -147,11 +166,9 @@ pub(super) fn boot(
     vm: &Vm,
     (listeners, job): (Vec<UnixListener>, Option<Vec<u8>>),
     console_log: &Path,
-    deadline: Option<Duration>,
-    boot_timeout: Duration,
-    grace: Duration,
-    verbose: bool,
+    policy: &Policy,
 ) -> Result<Ending> {
+    let verbose = policy.verbose;
     take_signals();
     let started = Instant::now();
     let mut child = vm.spawn(Stdio::null(), Stdio::null(), Stdio::piped())?;
@@ -175,9 +192,23 @@ pub(super) fn boot(
     thread::spawn(move || copy_stdin(stdin_port));
     let stdout_fd = std::io::stdout().as_fd().try_clone_to_owned()?;
     let stderr_fd = std::io::stderr().as_fd().try_clone_to_owned()?;
+    let limits = Limits { pass: policy.max_output, ..LIMITS };
+    let overflow = Overflow::default();
     let outputs = [
-        Pump::start("stdout", stdout_port, File::from(stdout_fd), console_log.with_file_name("stdout.spill"), LIMITS),
-        Pump::start("stderr", stderr_port, File::from(stderr_fd), console_log.with_file_name("stderr.spill"), LIMITS),
+        Pump::start(
+            "stdout",
+            stdout_port,
+            File::from(stdout_fd),
+            (console_log.with_file_name("stdout.spill"), limits),
+            overflow.clone(),
+        ),
+        Pump::start(
+            "stderr",
+            stderr_port,
+            File::from(stderr_fd),
+            (console_log.with_file_name("stderr.spill"), limits),
+            overflow.clone(),
+        ),
     ];
     // The status port carries the host's messages the other way: first the job, then the
     // control messages (`control`), which wait until the job is all written. The guest reads
@@ -197,8 +228,9 @@ pub(super) fn boot(
     let status = drain_timed(status_port, started, heard.clone());
     let tail = verbose.then(|| tail_console(console_log.to_path_buf()));
 
-    let stopping = Stopping::new(status_writer, grace);
-    let qemu = wait(&mut child, deadline, (boot_timeout, &heard, &job_sent), started, stopping)?;
+    let stopping = Stopping::new(status_writer, policy.grace);
+    let watch = Watch { ready: &heard, job_sent: &job_sent, overflow: &overflow };
+    let qemu = wait(&mut child, policy, watch, started, stopping)?;
     let exited = Instant::now();
     let elapsed = exited - started;
     let warnings: Vec<String> = outputs.into_iter().filter_map(|pump| pump.finish(exited)).collect();
@@ -223,7 +255,8 @@ pub(super) fn boot(
             }
         }
     }
-    Ok(Ending { qemu, status_port, console, qemu_stderr, elapsed, status_arrived })
+    let output_over = overflow.get().copied();
+    Ok(Ending { qemu, status_port, console, qemu_stderr, elapsed, status_arrived, output_over })
 }
 
 /// Accepts QEMU's connection on every listener (it connects to each while starting up).
@@ -368,6 +401,16 @@ impl<W: Write> Stopping<W> {
         }
     }
 
+    /// Asks the init to stop the workload now (once); returns the signal if QEMU must be
+    /// killed instead.
+    pub(super) fn stop_now(&mut self, signal: i32, ready: bool, now: Instant) -> Option<i32> {
+        match (ready && self.port.is_some(), self.stop) {
+            (false, _) => Some(signal),
+            (true, Some(_)) => None,
+            (true, None) => self.stop(signal, now),
+        }
+    }
+
     fn stop(&mut self, signal: i32, now: Instant) -> Option<i32> {
         self.stop = Some((signal, now));
         self.send(Message::Stop(signal as u8))
@@ -382,14 +425,24 @@ impl<W: Write> Stopping<W> {
     }
 }
 
-/// Waits for QEMU to exit; stops the workload on a signal (see [`Stopping`]), and QEMU at
-/// `deadline`, or at the boot timeout if the first flag (the init's ready line arrived) is
-/// not set by then. Until the second (the job is all written on the status port) is set too,
-/// a signal kills QEMU, as before the init is up: a control byte must not land in the job.
+/// What [`wait`] watches besides QEMU.
+pub(super) struct Watch<'a> {
+    /// The init's ready line arrived.
+    ready: &'a AtomicBool,
+    /// The job is all written on the status port.
+    job_sent: &'a AtomicBool,
+    /// An output stream passed `--max-output`.
+    overflow: &'a Overflow,
+}
+
+/// Waits for QEMU to exit; stops the workload on a signal (see [`Stopping`]) or when its
+/// output passes `--max-output`, and QEMU at the policy's deadline, or at its boot timeout if
+/// the init is not ready by then. Until the job is all written on the status port too, a
+/// signal kills QEMU, as before the init is up: a control byte must not land in the job.
 pub(super) fn wait(
     child: &mut Child,
-    deadline: Option<Duration>,
-    (boot_timeout, ready, job_sent): (Duration, &AtomicBool, &AtomicBool),
+    policy: &Policy,
+    watch: Watch<'_>,
     started: Instant,
     mut stopping: Stopping,
 ) -> Result<QemuEnd> {
@@ -402,15 +455,18 @@ pub(super) fn wait(
                 (None, None) => QemuEnd::Signaled(0),
             });
         }
-        let ready = ready.load(Ordering::SeqCst);
-        let listening = ready && job_sent.load(Ordering::SeqCst);
+        let ready = watch.ready.load(Ordering::SeqCst);
+        let listening = ready && watch.job_sent.load(Ordering::SeqCst);
         let mut signal = 0;
         for taken in taken_signals() {
             signal = stopping.on_signal(taken, listening, Instant::now()).unwrap_or(signal);
         }
+        if watch.overflow.get().is_some() {
+            signal = stopping.stop_now(OUTPUT_OVER_SIGNAL, listening, Instant::now()).unwrap_or(signal);
+        }
         signal = stopping.on_time(Instant::now()).unwrap_or(signal);
-        let late = deadline.is_some_and(|deadline| started.elapsed() > deadline);
-        let stuck = started.elapsed() > boot_timeout && !ready;
+        let late = policy.deadline.is_some_and(|deadline| started.elapsed() > deadline);
+        let stuck = started.elapsed() > policy.boot_timeout && !ready;
         if signal != 0 || late || stuck {
             // SIGTERM lets QEMU close down; SIGKILL if it does not within a second.
             // SAFETY: kill(2) on our own child's pid.

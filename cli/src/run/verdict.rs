@@ -41,7 +41,22 @@ const INIT_REPORT_MAX: u64 = 4096;
 ///
 /// A root workload can still end the VM itself through isa-debug-exit or reboot(2) after
 /// writing the port: what the host then sees is all its own.
+///
+/// Output cut at `--max-output` makes the status 128 + SIGXFSZ whatever the workload did
+/// after, unless flint itself failed: cut output must never pass for a whole one.
 pub fn decide(end: &Ending, args: &RunArgs) -> Verdict {
+    let mut verdict = decide_exit(end, args);
+    if let Some(stream) = end.output_over.filter(|_| verdict.status != EXIT_FAILURE) {
+        verdict.status = 128 + OUTPUT_OVER_SIGNAL as u8;
+        verdict.messages = vec![format!(
+            "flint: error: the workload's {stream} passed --max-output ({} bytes): flint passed on that much and stopped it; raise --max-output",
+            args.max_output.unwrap_or_default()
+        )];
+    }
+    verdict
+}
+
+fn decide_exit(end: &Ending, args: &RunArgs) -> Verdict {
     let fail = |message: String, show_console: bool, show_qemu_stderr: bool| Verdict {
         status: EXIT_FAILURE,
         messages: vec![format!("flint: error: {message}")],
@@ -212,6 +227,7 @@ mod tests {
             timeout: Some(Duration::from_secs(5)),
             grace: Duration::from_secs(10),
             boot_timeout: Duration::from_secs(60),
+            max_output: None,
             mode: RootMode::Overlay,
             accel: Accel::Tcg,
             boot: Boot::Auto,
@@ -241,6 +257,7 @@ mod tests {
             qemu_stderr: tail("qemu: oops\n"),
             elapsed: Duration::ZERO,
             status_arrived: Duration::ZERO,
+            output_over: None,
         }
     }
 
@@ -268,6 +285,21 @@ mod tests {
             let verdict = decide(&end(QemuEnd::Exited(((status as i32) << 1 | 1) & 0xff), &port, ""), &args());
             assert_eq!(verdict, Verdict { status, messages: vec![], show_console: false, show_qemu_stderr: false });
         }
+    }
+
+    #[test]
+    fn output_cut_at_max_output_never_passes_for_whole() {
+        let args = RunArgs { max_output: Some(4096), ..args() };
+        for status in [0u8, 153] {
+            let mut cut = end(exited(status), &init_lines(1, 2, status), "");
+            cut.output_over = Some("stdout");
+            let verdict = decide(&cut, &args);
+            assert_eq!(verdict.status, 153);
+            assert!(verdict.messages[0].contains("stdout passed --max-output (4096 bytes)"), "{:?}", verdict.messages);
+        }
+        let mut failed = end(QemuEnd::Signaled(9), "", "");
+        failed.output_over = Some("stderr");
+        assert_eq!(decide(&failed, &args).status, 125);
     }
 
     #[test]
@@ -474,6 +506,7 @@ mod tests {
                 qemu_stderr: tail(qemu_stderr),
                 elapsed: Duration::ZERO,
                 status_arrived: Duration::ZERO,
+                output_over: None,
             }
         }
 

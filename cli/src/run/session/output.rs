@@ -24,10 +24,12 @@ pub(super) struct Limits {
     pub memory: usize,
     /// In the spill file, once memory is full.
     pub spill: u64,
+    /// The most of the stream passed on at all (`--max-output`); the rest is read and dropped.
+    pub pass: Option<u64>,
 }
 
 /// 4 MiB in memory, then up to 1 GiB in a file in the run's temporary directory, per stream.
-pub(super) const LIMITS: Limits = Limits { memory: 4 << 20, spill: 1 << 30 };
+pub(super) const LIMITS: Limits = Limits { memory: 4 << 20, spill: 1 << 30, pass: None };
 
 /// The most one read of the port takes, and the size of one chunk in memory.
 const CHUNK: usize = 64 * 1024;
@@ -40,14 +42,18 @@ pub(super) struct Pump {
     buffer: Arc<Buffer>,
 }
 
+/// Set by a [`Pump`] whose stream passed its [`Limits::pass`]: the name of the stream.
+pub(super) type Overflow = Arc<std::sync::OnceLock<&'static str>>;
+
 impl Pump {
     /// `spill` names the spill file, made only when memory is full, in a private directory.
+    /// `overflow` is set once the stream passes `limits.pass`.
     pub(super) fn start(
         name: &'static str,
         mut port: impl Read + Send + 'static,
         mut out: impl Write + Send + 'static,
-        spill: PathBuf,
-        limits: Limits,
+        (spill, limits): (PathBuf, Limits),
+        overflow: Overflow,
     ) -> Pump {
         let buffer = Arc::new(Buffer {
             name,
@@ -61,10 +67,20 @@ impl Pump {
             let buffer = buffer.clone();
             move || {
                 let mut buf = vec![0u8; CHUNK];
+                let mut allowed = limits.pass.unwrap_or(u64::MAX);
                 loop {
                     match port.read(&mut buf) {
                         Ok(0) => break,
-                        Ok(n) => buffer.push(&buf[..n]),
+                        Ok(n) => {
+                            let keep = allowed.min(n as u64) as usize;
+                            allowed -= keep as u64;
+                            if keep > 0 {
+                                buffer.push(&buf[..keep]);
+                            }
+                            if keep < n {
+                                let _ = overflow.set(name);
+                            }
+                        }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => break,
                     }
@@ -283,7 +299,7 @@ mod tests {
     fn through(data: &[u8], limits: Limits, dir: &Path) -> (Vec<u8>, u64, Option<String>) {
         let (port, mut guest) = io::pipe().unwrap();
         let (mut reader, out) = io::pipe().unwrap();
-        let pump = Pump::start("stdout", port, out, dir.join("stdout.spill"), limits);
+        let pump = Pump::start("stdout", port, out, (dir.join("stdout.spill"), limits), Overflow::default());
         let taken = Arc::new(AtomicU64::new(0));
         let slow = thread::spawn({
             let taken = taken.clone();
@@ -319,7 +335,8 @@ mod tests {
     fn a_slow_reader_gets_every_byte_in_order_without_holding_the_writer_back() {
         let dir = TempDir::new("flint-output-test").unwrap();
         let data = pattern(20 << 20);
-        let (got, taken_when_written, warning) = through(&data, Limits { memory: 1 << 20, spill: 1 << 30 }, dir.path());
+        let (got, taken_when_written, warning) =
+            through(&data, Limits { memory: 1 << 20, spill: 1 << 30, pass: None }, dir.path());
         assert_same(&got, &data);
         // The writer was done long before the reader: the rest waited in memory and the file.
         assert!(taken_when_written < data.len() as u64 / 2, "the reader had {taken_when_written} bytes");
@@ -331,7 +348,7 @@ mod tests {
     fn past_the_spill_cap_the_writer_waits_and_nothing_is_lost() {
         let dir = TempDir::new("flint-output-test").unwrap();
         let data = pattern(8 << 20);
-        let (got, _, warning) = through(&data, Limits { memory: 256 << 10, spill: 1 << 20 }, dir.path());
+        let (got, _, warning) = through(&data, Limits { memory: 256 << 10, spill: 1 << 20, pass: None }, dir.path());
         assert_same(&got, &data);
         let warning = warning.expect("held back at the cap");
         assert!(warning.contains("1 MiB of it already waited in flint's spill file"), "{warning}");
@@ -344,11 +361,36 @@ mod tests {
         let (port, mut guest) = io::pipe().unwrap();
         let (reader, out) = io::pipe().unwrap();
         drop(reader);
-        let pump = Pump::start("stdout", port, out, dir.path().join("stdout.spill"), LIMITS);
+        let pump = Pump::start("stdout", port, out, (dir.path().join("stdout.spill"), LIMITS), Overflow::default());
         guest.write_all(&pattern(20 << 20)).unwrap();
         drop(guest);
         assert_eq!(pump.finish(Instant::now()), None);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the spill file is left");
+    }
+
+    #[test]
+    fn past_max_output_the_rest_is_read_and_dropped() {
+        let dir = TempDir::new("flint-output-test").unwrap();
+        let data = pattern(3 << 20);
+        let (port, mut guest) = io::pipe().unwrap();
+        let (mut reader, out) = io::pipe().unwrap();
+        let overflow = Overflow::default();
+        let limits = Limits { pass: Some(1_000_001), ..LIMITS };
+        let pump = Pump::start("stderr", port, out, (dir.path().join("stderr.spill"), limits), overflow.clone());
+        let got = thread::spawn(move || {
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got).unwrap();
+            got
+        });
+        // All of it is taken from the port: the guest is never held back.
+        guest.write_all(&data).unwrap();
+        drop(guest);
+        assert_eq!(pump.finish(Instant::now()), None);
+        assert_same(&got.join().unwrap(), &data[..1_000_001]);
+        assert_eq!(overflow.get(), Some(&"stderr"));
+        // Exactly the limit passes whole.
+        let (got, _, _) = through(&data, Limits { pass: Some(data.len() as u64), ..LIMITS }, dir.path());
+        assert_same(&got, &data);
     }
 
     fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
