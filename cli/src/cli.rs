@@ -137,6 +137,10 @@ struct RunCli {
     /// stop it: flint exits 153 (128 + SIGXFSZ, as past a file size limit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_output: Option<u64>,
+    /// Start from a snapshot of this configuration's VM taken where its init waits for the
+    /// job (the first warm run makes it, with one cold boot): much faster than booting.
+    #[arg(long)]
+    warm: bool,
     /// CPU acceleration; auto uses KVM only when a quick probe VM really runs under it.
     #[arg(long, value_enum, default_value_t = Accel::Auto, env = "FLINT_ACCEL")]
     accel: Accel,
@@ -334,6 +338,7 @@ fn run_args(args: RunCli) -> RunArgs {
         grace: args.grace,
         boot_timeout: args.boot_timeout,
         max_output: args.max_output,
+        warm: args.warm,
         mode,
         accel: args.accel,
         boot: args.boot,

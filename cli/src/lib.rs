@@ -14,6 +14,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod modules;
 pub mod qemu;
+pub mod qmp;
 pub mod rootfs;
 pub mod run;
 pub mod timeline;

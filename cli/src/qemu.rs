@@ -172,6 +172,21 @@ pub struct Vm {
     /// The run's temporary directory (files only, no subdirectories), which QEMU's watchdog
     /// empties and removes if flint dies first: a SIGKILLed flint leaves nothing behind.
     pub private_dir: Option<PathBuf>,
+    /// The guest's RAM in this file rather than anonymous memory (a warm start's snapshot).
+    pub ram_file: Option<RamFile>,
+    /// A QMP monitor on a socket that flint listens on.
+    pub qmp: Option<PathBuf>,
+    /// Wait for the device state to come in over QMP's `migrate-incoming` (`-incoming defer`).
+    pub incoming: bool,
+}
+
+/// Guest RAM backed by a file.
+#[derive(Clone, Debug)]
+pub struct RamFile {
+    pub path: PathBuf,
+    /// Writes reach the file (`share=on`: the snapshot being made); else the file is mapped
+    /// copy-on-write, and each VM's writes stay its own.
+    pub shared: bool,
 }
 
 /// Makes the host kernel back none of `command`'s memory with transparent huge pages
@@ -363,6 +378,9 @@ impl Vm {
             acpi: true,
             cpu_time: None,
             private_dir: None,
+            ram_file: None,
+            qmp: None,
+            incoming: false,
         }
     }
 
@@ -405,6 +423,30 @@ impl Vm {
         }
         if let Some(cpu) = &self.cpu {
             args.extend(["-cpu".into(), cpu.clone()]);
+        }
+        if let Some(ram) = &self.ram_file {
+            let share = if ram.shared { "on" } else { "off" };
+            args.extend([
+                "-object".into(),
+                format!(
+                    "memory-backend-file,id=flint-ram,size={},mem-path={},share={share}",
+                    self.memory,
+                    path_value(&ram.path)
+                ),
+                "-machine".into(),
+                "memory-backend=flint-ram".into(),
+            ]);
+        }
+        if let Some(qmp) = &self.qmp {
+            args.extend([
+                "-chardev".into(),
+                format!("socket,id=flint-qmp,path={}", path_value(qmp)),
+                "-mon".into(),
+                "chardev=flint-qmp,mode=control".into(),
+            ]);
+        }
+        if self.incoming {
+            args.extend(["-incoming".into(), "defer".into()]);
         }
         if let Some(kernel) = &self.kernel {
             args.extend(["-kernel".into(), kernel.display().to_string()]);

@@ -24,31 +24,52 @@ pub const HEADER: &str = "flint-job ";
 /// The header's longest form: `flint-job ` with up to 20 digits and the `\n`.
 const HEADER_MAX: usize = HEADER.len() + 21;
 
-/// Displays the whole job message (header and lines) for `argv`, `env`, `cwd` and `user`:
-/// what the host writes to the status port.
-pub fn message<'a, A: AsRef<[u8]>, E: AsRef<[u8]>>(
-    argv: &'a [A],
-    env: &'a [E],
-    cwd: &'a str,
-    user: Option<(u32, u32)>,
-) -> Message<'a, A, E> {
-    Message { argv, env, cwd, user }
+/// One job as the host describes it: what [`message`] encodes.
+pub struct Job<'a, A, E> {
+    pub argv: &'a [A],
+    pub env: &'a [E],
+    pub cwd: &'a str,
+    pub user: Option<(u32, u32)>,
+    /// `flint.timeout` and `flint.grace`, in milliseconds.
+    pub timeout_ms: Option<(u64, u64)>,
+    /// `flint.seed` and `flint.time`: fresh entropy, and the host's wall-clock time (seconds
+    /// and nanoseconds since the epoch), which a VM restored from a snapshot needs.
+    pub fresh: Option<([u8; 32], (u64, u32))>,
+}
+
+/// Displays the whole job message (header and lines) for `job`: what the host writes to the
+/// status port.
+pub fn message<'a, A: AsRef<[u8]>, E: AsRef<[u8]>>(job: &'a Job<'a, A, E>) -> Message<'a, A, E> {
+    Message(job)
 }
 
 /// A job message being encoded; format it (`to_string`) to get the bytes.
-pub struct Message<'a, A, E> {
-    argv: &'a [A],
-    env: &'a [E],
-    cwd: &'a str,
-    user: Option<(u32, u32)>,
-}
+pub struct Message<'a, A, E>(&'a Job<'a, A, E>);
 
 impl<A: AsRef<[u8]>, E: AsRef<[u8]>> Message<'_, A, E> {
     fn lines(&self, f: &mut impl fmt::Write) -> fmt::Result {
         use crate::argv::encode;
-        write!(f, "flint.argv={}\nflint.env={}\nflint.cwd={}\n", encode(self.argv), encode(self.env), self.cwd)?;
-        if let Some((uid, gid)) = self.user {
+        let job = self.0;
+        write!(f, "flint.argv={}\nflint.env={}\nflint.cwd={}\n", encode(job.argv), encode(job.env), job.cwd)?;
+        if let Some((uid, gid)) = job.user {
             write!(f, "flint.uid={uid}\nflint.gid={gid}\n")?;
+        }
+        if let Some((timeout, grace)) = job.timeout_ms {
+            write!(
+                f,
+                "flint.timeout={}.{:03}\nflint.grace={}.{:03}\n",
+                timeout / 1000,
+                timeout % 1000,
+                grace / 1000,
+                grace % 1000
+            )?;
+        }
+        if let Some((seed, (secs, nanos))) = job.fresh {
+            f.write_str("flint.seed=")?;
+            for byte in seed {
+                write!(f, "{byte:02x}")?;
+            }
+            write!(f, "\nflint.time={secs}.{nanos:09}\n")?;
         }
         Ok(())
     }
@@ -173,8 +194,20 @@ mod tests {
 
     #[test]
     fn messages_have_one_spelling() {
-        let text = message(&["sh", "-c", "exit 3"], &["A=b"], "/tmp", Some((1, 2))).to_string();
-        let body = "flint.argv=c2g,LWM,ZXhpdCAz,\nflint.env=QT1i,\nflint.cwd=/tmp\nflint.uid=1\nflint.gid=2\n";
+        let job = Job {
+            argv: &["sh", "-c", "exit 3"],
+            env: &["A=b"],
+            cwd: "/tmp",
+            user: Some((1, 2)),
+            timeout_ms: Some((2500, 10_000)),
+            fresh: Some(([0xa5; 32], (1_700_000_000, 5))),
+        };
+        let text = message(&job).to_string();
+        let body = format!(
+            "flint.argv=c2g,LWM,ZXhpdCAz,\nflint.env=QT1i,\nflint.cwd=/tmp\nflint.uid=1\nflint.gid=2\n\
+             flint.timeout=2.500\nflint.grace=10.000\nflint.seed={}\nflint.time=1700000000.000000005\n",
+            "a5".repeat(32)
+        );
         assert_eq!(text, format!("flint-job {}\n{body}", body.len()));
         assert_eq!(parse_header(format!("flint-job {}", body.len()).as_bytes()), Some(body.len()));
         for bad in ["flint-job", "flint-job ", "flint-job 01", "flint-job -1", "flint-job 1 ", "flint-jo 1"] {

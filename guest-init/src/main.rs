@@ -11,7 +11,7 @@ mod rt;
 use flint_guest_init::params::{self, ParamError, Params};
 use flint_guest_init::report::{self, Failure};
 use flint_guest_init::timeline::{self, Stamp};
-use flint_guest_init::{exec, job, modules, mounts, poweroff, root, run, stdio};
+use flint_guest_init::{exec, fresh, job, modules, mounts, poweroff, root, run, stdio};
 
 /// Room for a job from the status port (`flint.job=port`): the message and its decoded
 /// lists, several MiB, so in .bss rather than on the stack (pages never touched cost no
@@ -52,6 +52,13 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
     modules::load(params.modules, cmdline)?;
     // As early as it can exist, so later failures are reported through it.
     poweroff::open_status_device(params.status, params.device_wait_ms)?;
+    // The root comes before the job, which does not shape it: a warm start's snapshot is
+    // taken while the init waits for the job, with the root ready.
+    if let Some(root) = &params.root {
+        root::switch_to(root, params.device_wait_ms)?;
+    }
+    mounts::mount_all(&mounts::EXTRA)?;
+    timeline::mark(Stamp::Root);
     let command = match command {
         Some(command) => command,
         None => {
@@ -59,19 +66,16 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
                 Failure::new(flint_guest_init::status::BAD_PARAMETERS)
                     .text("flint.job=port needs flint.status to name a virtio-serial port the host writes to")
             })?;
+            poweroff::write_status_line(flint_guest_init::status::AWAITING_JOB_LINE);
             // SAFETY: the init is single-threaded and `boot` runs once, so this is the only
             // reference to the static ever made.
             let memory = unsafe { &mut *core::ptr::addr_of_mut!(JOB_MEMORY) };
             let body = job::receive(port, &mut memory.message, params.device_wait_ms)?;
             params.apply_job(body).map_err(ParamError::failure)?;
+            fresh::apply(params.seed, params.time)?;
             memory.space.command(&params)?
         }
     };
-    if let Some(root) = &params.root {
-        root::switch_to(root, params.device_wait_ms)?;
-    }
-    mounts::mount_all(&mounts::EXTRA)?;
-    timeline::mark(Stamp::Root);
     let stdio = stdio::Stdio::open(&params)?;
     timeline::mark(Stamp::Exec);
     let status = run::run(&command, &stdio, params.timeout_ms, params.grace_ms);

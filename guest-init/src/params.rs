@@ -50,6 +50,10 @@ pub struct Params<'a> {
     /// The firmware's timeline stamps, which flint's firmware appends as `flint.fwtsc=` for a
     /// PVH boot (a bzImage boot gets them through setup_data instead); see `timeline`.
     pub firmware_tsc: Option<&'a [u8]>,
+    /// Entropy for the guest's RNG, from the job (`flint.seed`).
+    pub seed: Option<[u8; 32]>,
+    /// The host's wall clock from the job (`flint.time`): seconds and nanoseconds.
+    pub time: Option<(u64, u32)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,6 +285,8 @@ impl<'a> Params<'a> {
             device_wait_ms: rootwait
                 .map_or(Ok(DEFAULT_DEVICE_WAIT_MS), |value| duration_ms("flint.rootwait", value))?,
             firmware_tsc,
+            seed: None,
+            time: None,
         })
     }
 }
@@ -289,7 +295,17 @@ impl<'a> Params<'a> {
     /// Takes argv, env, cwd, uid and gid from a job message's lines (see `job`), checked
     /// like the command line's parameters of the same names.
     pub fn apply_job(&mut self, body: &'a [u8]) -> Result<(), ParamError<'a>> {
-        const JOB_KEYS: [&str; 5] = ["flint.argv", "flint.env", "flint.cwd", "flint.uid", "flint.gid"];
+        const JOB_KEYS: [&str; 9] = [
+            "flint.argv",
+            "flint.env",
+            "flint.cwd",
+            "flint.uid",
+            "flint.gid",
+            "flint.timeout",
+            "flint.grace",
+            "flint.seed",
+            "flint.time",
+        ];
         let mut raw: [Option<&'a [u8]>; JOB_KEYS.len()] = [None; JOB_KEYS.len()];
         for line in crate::job::lines(body) {
             let (key, value) =
@@ -299,14 +315,50 @@ impl<'a> Params<'a> {
                 return Err(ParamError::Duplicate(JOB_KEYS[index]));
             }
         }
-        let [argv, env, cwd, uid, gid] = raw;
+        let [argv, env, cwd, uid, gid, timeout, grace, seed, time] = raw;
         self.argv = argv.ok_or(ParamError::MissingArgv)?;
         self.env = env;
         self.cwd = cwd.map_or(Ok(b"/".as_slice()), |value| path("flint.cwd", value))?;
         self.uid = uid.map_or(Ok(0), |value| id("flint.uid", value))?;
         self.gid = gid.map_or(Ok(0), |value| id("flint.gid", value))?;
+        // The job's limits replace the command line's: a snapshot's command line is shared
+        // by every job restored from it.
+        if let Some(value) = timeout {
+            self.timeout_ms = Some(duration_ms("flint.timeout", value)?).filter(|&ms| ms > 0);
+        }
+        if let Some(value) = grace {
+            self.grace_ms = duration_ms("flint.grace", value)?;
+        }
+        self.seed = seed.map(seed_bytes).transpose()?;
+        self.time = time.map(wall_time).transpose()?;
         Ok(())
     }
+}
+
+/// `flint.seed`: 32 bytes as 64 hex digits.
+fn seed_bytes(value: &[u8]) -> Result<[u8; 32], ParamError<'static>> {
+    let invalid = ParamError::Invalid("flint.seed", "64 hex digits");
+    let nibble = |byte: u8| (byte as char).to_digit(16).map(|digit| digit as u8);
+    if value.len() != 64 {
+        return Err(invalid);
+    }
+    let mut seed = [0; 32];
+    for (out, pair) in seed.iter_mut().zip(value.chunks(2)) {
+        *out = nibble(pair[0]).zip(nibble(pair[1])).map(|(high, low)| high << 4 | low).ok_or(invalid)?;
+    }
+    Ok(seed)
+}
+
+/// `flint.time`: seconds since the epoch, a dot and exactly 9 digits of nanoseconds.
+fn wall_time(value: &[u8]) -> Result<(u64, u32), ParamError<'static>> {
+    let invalid = ParamError::Invalid("flint.time", "<seconds>.<9 digits>");
+    let dot = value.iter().position(|&byte| byte == b'.').ok_or(invalid)?;
+    let (secs, nanos) = (&value[..dot], &value[dot + 1..]);
+    if nanos.len() != 9 {
+        return Err(invalid);
+    }
+    let secs = decimal(secs).filter(|&secs| secs <= i64::MAX as u64).ok_or(invalid)?;
+    Ok((secs, decimal(nanos).ok_or(invalid)? as u32))
 }
 
 /// `flint.status=` alone, for reporting a parameter error on the status device too: found
@@ -547,6 +599,8 @@ mod tests {
                 status: None,
                 device_wait_ms: 5000,
                 firmware_tsc: None,
+                seed: None,
+                time: None,
                 job_on_port: false,
             }
         );
@@ -695,9 +749,16 @@ mod tests {
         params.apply_job(b"flint.argv=c2g,\nflint.env=QT1i,\nflint.cwd=/a b\nflint.uid=5\nflint.gid=6\n").unwrap();
         assert_eq!((params.argv, params.env, params.cwd), (&b"c2g,"[..], Some(&b"QT1i,"[..]), &b"/a b"[..]));
         assert_eq!((params.uid, params.gid), (5, 6));
-        let mut params = parse("flint.job=port flint.status=/dev/vport0p4").unwrap();
+        let mut params = parse("flint.job=port flint.status=/dev/vport0p4 flint.timeout=9").unwrap();
         params.apply_job(b"flint.argv=,\n").unwrap();
-        assert_eq!((params.env, params.cwd, params.uid), (None, &b"/"[..], 0));
+        assert_eq!((params.env, params.cwd, params.uid, params.timeout_ms), (None, &b"/"[..], 0, Some(9000)));
+        assert_eq!((params.seed, params.time), (None, None));
+        let seed = "0f".repeat(32);
+        let body =
+            format!("flint.argv=,\nflint.timeout=2.5\nflint.grace=0.25\nflint.seed={seed}\nflint.time=17.000000042\n");
+        params.apply_job(body.as_bytes()).unwrap();
+        assert_eq!((params.timeout_ms, params.grace_ms), (Some(2500), 250));
+        assert_eq!((params.seed, params.time), (Some([0x0f; 32]), Some((17, 42))));
 
         assert_eq!(
             parse("flint.job=port"),
@@ -710,7 +771,17 @@ mod tests {
             assert!(matches!(conflict, ParamError::Conflict("flint.job", _)), "{key}");
         }
         let base = || parse("flint.job=port flint.status=/s").unwrap();
-        let cases: [(&[u8], ParamError<'_>); 6] = [
+        let cases: [(&[u8], ParamError<'_>); 10] = [
+            (b"flint.argv=,\nflint.seed=0f\n", ParamError::Invalid("flint.seed", "64 hex digits")),
+            (
+                b"flint.argv=,\nflint.seed=0g0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f\n",
+                ParamError::Invalid("flint.seed", "64 hex digits"),
+            ),
+            (b"flint.argv=,\nflint.time=17.5\n", ParamError::Invalid("flint.time", "<seconds>.<9 digits>")),
+            (
+                b"flint.argv=,\nflint.time=99999999999999999999.000000000\n",
+                ParamError::Invalid("flint.time", "<seconds>.<9 digits>"),
+            ),
             (b"", ParamError::MissingArgv),
             (b"flint.env=,\n", ParamError::MissingArgv),
             (b"flint.argv=,\nflint.argv=,\n", ParamError::Duplicate("flint.argv")),

@@ -69,20 +69,27 @@ pub fn host_talks() -> bool {
 
 /// The status device, when the host can write to it (see [`host_talks`]).
 pub fn host_port() -> Option<BorrowedFd<'static>> {
+    status_fd().filter(|_| host_talks())
+}
+
+/// Writes `line` on the status device, if it is open.
+pub fn write_status_line(line: &str) {
+    if let Some(fd) = status_fd() {
+        let _ = rustix::io::write(fd, line.as_bytes());
+    }
+}
+
+/// The status device, once open.
+fn status_fd() -> Option<BorrowedFd<'static>> {
     let fd = STATUS_FD.load(Ordering::Relaxed);
-    // SAFETY: as in `write_status`: the fd stays open for the life of the VM.
-    (fd >= 0 && host_talks()).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
+    // SAFETY: `open_status_device` stored an fd it gave up ownership of; nothing closes it.
+    (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
 /// The host's messages that have arrived on the status device, without waiting: the filled
 /// part of `buf`, empty when there are none (or the host cannot talk).
 pub fn host_messages(buf: &mut [u8]) -> &[u8] {
-    let fd = STATUS_FD.load(Ordering::Relaxed);
-    if fd < 0 || !host_talks() {
-        return &[];
-    }
-    // SAFETY: as in `write_status`.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let Some(fd) = host_port() else { return &[] };
     if !sys::readable(fd) {
         return &[];
     }
@@ -140,12 +147,7 @@ fn stop_leftovers() {
 }
 
 fn write_status(status: u8) {
-    let fd = STATUS_FD.load(Ordering::Relaxed);
-    if fd < 0 {
-        return;
-    }
-    // SAFETY: `open_status_device` stored an fd it gave up ownership of; nothing closes it.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let Some(fd) = status_fd() else { return };
     let _ = rustix::io::write(fd, timeline::line(&mut [0; 320]));
     // Right before the status line, where the host looks for it.
     let kills = oom::kills();

@@ -33,6 +33,9 @@ pub const OOM_PREFIX: &str = "flint-oom-kills ";
 /// The first line on the `flint.status` device, as soon as the init has it open: the host
 /// knows from it that the kernel booted (and stops waiting for a boot that hangs).
 pub const READY_LINE: &str = "flint-ready\n";
+/// With `flint.job=port`: the init has its root mounted and now waits for the job. A warm
+/// start's snapshot is taken from here.
+pub const AWAITING_JOB_LINE: &str = "flint-awaiting-job\n";
 
 /// The status of a workload from its wait status: its exit code, or 128+N for signal N.
 pub fn from_wait(exit_code: Option<i32>, signal: Option<i32>) -> u8 {

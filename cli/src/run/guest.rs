@@ -242,7 +242,7 @@ pub(super) fn kernel_cmdline(
     environment: &[Vec<u8>],
     cwd: &str,
     on_port: bool,
-) -> Result<(String, Option<Vec<u8>>)> {
+) -> Result<(String, Option<JobText>)> {
     let job = Job {
         root_device: "/dev/vda",
         fs: root.fs,
@@ -263,7 +263,7 @@ pub(super) fn kernel_cmdline(
         words.push(format!("flint.{name}={device}"));
     }
     words.extend(args.append.iter().cloned());
-    Ok((words.join(" "), on_port.then(|| job_message(&job))))
+    Ok((words.join(" "), on_port.then(|| JobText::of(&job))))
 }
 
 /// One job as the guest init is told about it, whatever carries its stdio.
@@ -283,16 +283,57 @@ pub(crate) struct Job<'a> {
     pub grace: Option<Duration>,
     /// With [`BOOT_TUNING`].
     pub tuned: bool,
-    /// The command, environment, cwd and user go over the status port ([`job_message`]),
+    /// The command, environment, cwd and user go over the status port ([`JobText`]),
     /// not on the command line, which then says `flint.job=port`.
     pub on_port: bool,
 }
 
 /// What the host writes first on the status port for a job with `on_port`: its command,
-/// environment, working directory and user (flint_guest_init::job).
-pub(crate) fn job_message(job: &Job) -> Vec<u8> {
-    let argv: Vec<&[u8]> = job.command.iter().map(|arg| arg.as_bytes()).collect();
-    flint_guest_init::job::message(&argv, job.environment, job.cwd, job.user).to_string().into_bytes()
+/// environment, working directory, user and time limits (flint_guest_init::job), and fresh
+/// entropy and the wall-clock time, taken when the message is made: a VM restored from a
+/// snapshot has the snapshot's.
+pub(crate) struct JobText {
+    argv: Vec<Vec<u8>>,
+    env: Vec<Vec<u8>>,
+    cwd: String,
+    user: Option<(u32, u32)>,
+    timeout_ms: Option<(u64, u64)>,
+}
+
+impl JobText {
+    fn of(job: &Job) -> JobText {
+        let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        JobText {
+            argv: job.command.iter().map(|arg| arg.as_bytes().to_vec()).collect(),
+            env: job.environment.to_vec(),
+            cwd: job.cwd.to_string(),
+            user: job.user,
+            timeout_ms: job.timeout.map(|timeout| (millis(timeout), job.grace.map_or(0, millis))),
+        }
+    }
+
+    /// The message, as of now.
+    pub(crate) fn message(&self) -> Result<Vec<u8>> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let job = flint_guest_init::job::Job {
+            argv: &self.argv,
+            env: &self.env,
+            cwd: &self.cwd,
+            user: self.user,
+            timeout_ms: self.timeout_ms,
+            fresh: Some((random_seed()?, (now.as_secs(), now.subsec_nanos()))),
+        };
+        Ok(flint_guest_init::job::message(&job).to_string().into_bytes())
+    }
+}
+
+/// 32 bytes from the host kernel's CSPRNG.
+fn random_seed() -> Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut seed))
+        .context("cannot read /dev/urandom for the guest's entropy")?;
+    Ok(seed)
 }
 
 /// The kernel command line for `job`, as words: the console, boot tuning and the init's
@@ -339,7 +380,9 @@ pub(crate) fn init_words(job: &Job) -> Vec<String> {
             words.push(format!("flint.gid={gid}"));
         }
     }
-    if let Some(timeout) = job.timeout {
+    // With the job on the port, its limits go there too: the command line stays the same for
+    // every job (a warm start's snapshot has one command line for them all).
+    if let Some(timeout) = job.timeout.filter(|_| !job.on_port) {
         words.push(format!("flint.timeout={}.{:03}", timeout.as_secs(), timeout.subsec_millis()));
         if let Some(grace) = job.grace {
             words.push(format!("flint.grace={}.{:03}", grace.as_secs(), grace.subsec_millis()));

@@ -14,7 +14,7 @@ use crate::env::{self, Exit, Fix, EXIT_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FO
 use crate::initramfs::Initramfs;
 use crate::kernel::{Kernel, KernelChoice};
 use crate::modules::{Need, Signatures};
-use crate::qemu::{Drive, Machine, PortBackend, Serial, VirtioPort, Vm, QEMU};
+use crate::qemu::{Drive, Machine, PortBackend, Running, Serial, VirtioPort, Vm, QEMU};
 use crate::rootfs::{self, FsType, Lookup};
 use crate::timeline::{HostTimes, Timeline};
 use anyhow::{bail, Context, Result};
@@ -37,6 +37,7 @@ mod accel;
 pub(crate) mod guest;
 mod session;
 mod verdict;
+mod warm;
 
 use accel::*;
 pub use guest::config_fragment;
@@ -174,6 +175,9 @@ pub struct RunArgs {
     pub boot_timeout: Duration,
     /// The most bytes of stdout, and of stderr, passed on before the workload is stopped.
     pub max_output: Option<u64>,
+    /// Restore the VM from a snapshot taken where its init waits for the job (made first if
+    /// there is none): see `warm`.
+    pub warm: bool,
     pub mode: RootMode,
     pub accel: Accel,
     pub boot: Boot,
@@ -213,8 +217,8 @@ pub(crate) struct Root {
 /// The VM as `flint run` boots it, before its disk, console and ports are attached.
 struct Prepared {
     vm: Vm,
-    /// The job message for the status port, when the job goes there (`guest::job_message`).
-    job: Option<Vec<u8>>,
+    /// The job for the status port, when the job goes there.
+    job: Option<JobText>,
     root: Root,
     accel: &'static str,
 }
@@ -247,6 +251,7 @@ fn prepare(args: &RunArgs, job_on_port: bool) -> Result<Prepared> {
         );
     }
     if let Some(job) = &job {
+        let job = job.message()?;
         let body = job.len() - job.iter().position(|&byte| byte == b'\n').map_or(0, |newline| newline + 1);
         if body > flint_guest_init::job::JOB_MAX {
             bail!(
@@ -307,6 +312,9 @@ pub fn unattended_vm(args: &RunArgs, status: &Path) -> Result<Vm> {
 pub fn run(args: &RunArgs) -> Result<u8> {
     // A printed command has no flint to write the job to the status port: it goes on the
     // command line there.
+    if let Some(refusal) = args.warm.then(|| warm::refusal(args)).flatten() {
+        bail!("{refusal}");
+    }
     let Prepared { mut vm, job, root, accel } = prepare(args, !args.print_cmd)?;
     if args.print_cmd {
         if args.mode == RootMode::Rw && root.cached {
@@ -363,7 +371,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         max_output: args.max_output,
         verbose: args.verbose,
     };
-    let end = boot(&vm, (listeners, job), &console_log, &policy)?;
+    let incoming = if args.warm {
+        Some(warm::restore(&mut vm, &listeners, temp.path(), &console_log, args.boot_timeout)?)
+    } else {
+        None
+    };
+    let end = boot(&vm, (listeners, job, incoming), &console_log, &policy)?;
     let verdict = decide(&end, args);
     // With --verbose the console was shown as it came.
     if verdict.show_console && !args.verbose {

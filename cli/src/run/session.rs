@@ -161,10 +161,11 @@ fn taken_signals() -> Vec<i32> {
 /// Starts QEMU, connects the ports, writes `job` (the job message, if the job goes over the
 /// status port) first on the status port, pumps the streams and waits for the end, and for
 /// the workload's output to have gone out. The output's spill files go beside the console
-/// log, in the run's private directory.
+/// log, in the run's private directory. With `incoming`, the VM is restored from a warm
+/// snapshot first.
 pub(super) fn boot(
     vm: &Vm,
-    (listeners, job): (Vec<UnixListener>, Option<Vec<u8>>),
+    (listeners, job, incoming): (Vec<UnixListener>, Option<JobText>, Option<warm::Incoming>),
     console_log: &Path,
     policy: &Policy,
 ) -> Result<Ending> {
@@ -173,17 +174,30 @@ pub(super) fn boot(
     let started = Instant::now();
     let mut child = vm.spawn(Stdio::null(), Stdio::null(), Stdio::piped())?;
     let qemu_stderr = drain_timed(child.stderr.take().expect("piped"), started, Arc::default());
-    let streams = match accept_all(&listeners, &mut child) {
+    let failed = |child: Running, qemu_stderr: JoinHandle<(Tail, Duration)>, error: anyhow::Error| {
+        drop(child);
+        let (stderr, _) = qemu_stderr.join().unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&stderr);
+        stderr.lines().map(str::trim).find(|l| !l.is_empty()).map_or_else(|| format!("{error:#}"), str::to_string)
+    };
+    let every: Vec<&UnixListener> = listeners.iter().chain(incoming.as_ref().map(warm::Incoming::listener)).collect();
+    let mut streams = match accept_all(&every, &mut child) {
         Ok(streams) => streams,
         Err(error) => {
-            drop(child);
-            let (stderr, _) = qemu_stderr.join().unwrap_or_default();
-            let stderr = String::from_utf8_lossy(&stderr);
-            let reason =
-                stderr.lines().map(str::trim).find(|l| !l.is_empty()).map_or_else(|| error.to_string(), str::to_string);
+            let reason = failed(child, qemu_stderr, error);
             bail!("QEMU did not start: {reason}: check the options (--memory, --cpus, --machine) and the QEMU installation");
         }
     };
+    // The init of a restored VM said it was ready before its snapshot was taken.
+    let heard = Arc::new(AtomicBool::new(false));
+    if let Some(incoming) = incoming {
+        let monitor = streams.pop().expect("the monitor");
+        if let Err(error) = incoming.load(monitor) {
+            let reason = failed(child, qemu_stderr, error);
+            bail!("cannot restore the warm snapshot: {reason}: remove the cache's warm/ directory to make it anew, or run without --warm");
+        }
+        heard.store(true, Ordering::SeqCst);
+    }
     let [stdin_port, stdout_port, stderr_port, status_port]: [UnixStream; 4] = streams.try_into().expect("four ports");
 
     // Kept open until the end: closing the socket (rather than only shutting down its sending
@@ -214,7 +228,7 @@ pub(super) fn boot(
     // control messages (`control`), which wait until the job is all written. The guest reads
     // the job only once its port is open, so it is written by a thread of its own.
     let job_sent = Arc::new(AtomicBool::new(job.is_none()));
-    if let Some(job) = job {
+    if let Some(job) = job.map(|job| job.message()).transpose()? {
         let mut writer = status_port.try_clone()?;
         let sent = job_sent.clone();
         thread::spawn(move || {
@@ -224,7 +238,6 @@ pub(super) fn boot(
         });
     }
     let status_writer = status_port.try_clone().ok();
-    let heard = Arc::new(AtomicBool::new(false));
     let status = drain_timed(status_port, started, heard.clone());
     let tail = verbose.then(|| tail_console(console_log.to_path_buf()));
 
@@ -260,7 +273,7 @@ pub(super) fn boot(
 }
 
 /// Accepts QEMU's connection on every listener (it connects to each while starting up).
-pub(super) fn accept_all(listeners: &[UnixListener], child: &mut Child) -> Result<Vec<UnixStream>> {
+pub(super) fn accept_all(listeners: &[&UnixListener], child: &mut Child) -> Result<Vec<UnixStream>> {
     let mut streams: Vec<Option<UnixStream>> = listeners.iter().map(|_| None).collect();
     let start = Instant::now();
     while streams.iter().any(Option::is_none) {
