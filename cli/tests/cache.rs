@@ -3,12 +3,11 @@
 //! reported as one. Each test has a cache of its own (FLINT_CACHE); the minimal kernel comes
 //! from the real cache, by path (scripts/test.sh builds it).
 
-use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 mod common;
-use common::{assert_status, text};
+use common::{assert_status, busybox_tree, text};
 
 fn flint(cache: &Path) -> Command {
     let mut command = common::flint();
@@ -34,15 +33,6 @@ fn run(cache: &Path, args: &[&str], script: &str) -> Output {
         .args(["--", "sh", "-c", script])
         .output()
         .expect("flint starts")
-}
-
-/// A root directory with Debian's static busybox (installed by scripts/setup.sh) and `data`.
-fn busybox_tree(dir: &Path, data: &[u8]) {
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("busybox-static is installed (scripts/setup.sh)");
-    std::fs::set_permissions(dir.join("bin/busybox"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    symlink("busybox", dir.join("bin/sh")).unwrap();
-    std::fs::write(dir.join("data.bin"), data).unwrap();
 }
 
 /// Every path under `dir`.
@@ -115,7 +105,7 @@ fn concurrent_runs_on_a_cold_cache_all_succeed() {
 fn cache_entries_cut_short_or_unmarked_are_made_again() {
     let dir = scratch("cut-short");
     let (cache, tree) = (dir.join("cache"), dir.join("tree"));
-    busybox_tree(&tree, b"data\n");
+    busybox_tree(&tree, &["sh"], b"data\n");
     let tree = tree.to_str().unwrap();
     assert_status(&run(&cache, &[], "exit 0"), 0);
     assert_status(&run(&cache, &["--root", tree], "exit 0"), 0);
@@ -176,7 +166,7 @@ fn a_full_disk_is_reported_as_full() {
     std::fs::create_dir(&small).unwrap();
     let Some(_tmpfs) = Tmpfs::mount(&small, "2m") else { return };
     let noise: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    busybox_tree(&tree, &noise);
+    busybox_tree(&tree, &["sh"], &noise);
 
     let full_cache = |dir: &str| {
         format!("the disk holding {}/{dir} is full: free space or set FLINT_CACHE to another disk", small.display())

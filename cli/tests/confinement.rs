@@ -5,7 +5,6 @@
 //! boots from an image whose path has a comma. scripts/test.sh installs and builds all of it.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -87,11 +86,7 @@ fn a_running_job_is_confined_and_dies_with_flint() {
 fn a_root_image_path_with_a_comma_boots() {
     let dir = scratch("comma");
     let tree = dir.join("root");
-    std::fs::create_dir_all(tree.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", tree.join("bin/busybox")).expect("busybox-static is installed (scripts/setup.sh)");
-    std::fs::set_permissions(tree.join("bin/busybox"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    symlink("busybox", tree.join("bin/cat")).unwrap();
-    std::fs::write(tree.join("data.bin"), b"from the comma image").unwrap();
+    common::busybox_tree(&tree, &["cat"], b"from the comma image");
     let image = dir.join("a,snapshot=on.img");
     let made = flint(&dir).arg("rootfs").arg(&tree).arg("-o").arg(&image).output().unwrap();
     assert_status(&made, 0);

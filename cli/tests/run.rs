@@ -6,12 +6,11 @@
 //! the bad-input tests fail before any VM starts.
 
 use std::io::Write;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 mod common;
-use common::{assert_status, flint, text};
+use common::{assert_status, busybox_tree, flint, text};
 use std::time::{Duration, Instant};
 
 /// Runs flint with `stdin` as its input, returning everything it did.
@@ -49,18 +48,6 @@ fn scratch(name: &str) -> PathBuf {
     common::scratch(&format!("flint-cli-{name}"))
 }
 
-/// A small root directory: Debian's static busybox (installed by scripts/setup.sh) with a
-/// few applets, and `/data.bin`.
-fn busybox_tree(dir: &Path, data: &[u8]) {
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("busybox-static is installed (scripts/setup.sh)");
-    std::fs::set_permissions(dir.join("bin/busybox"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    for applet in ["sh", "cat", "echo", "test"] {
-        symlink("busybox", dir.join("bin").join(applet)).unwrap();
-    }
-    std::fs::write(dir.join("data.bin"), data).unwrap();
-}
-
 #[test]
 fn stdin_reaches_the_workload_and_eof_ends_it() {
     let output = run_with_input(flint().args(["run", "--", "cat"]), b"data\n");
@@ -95,7 +82,7 @@ fn binary_data_crosses_byte_exact_both_ways_on_pc() {
     let dir = scratch("binary");
     let tree = dir.join("root");
     let file = noise(1 << 20, 0x9e37_79b9_7f4a_7c15);
-    busybox_tree(&tree, &file);
+    busybox_tree(&tree, &["sh", "cat", "echo", "test"], &file);
     let input = noise(1 << 20, 42);
     let output = run_with_input(
         flint().args(["run", "--machine", "pc", "--root"]).arg(&tree).args(["--", "sh", "-c", "cat /data.bin; cat"]),
@@ -140,7 +127,7 @@ fn environment_directory_user_and_q35() {
 #[test]
 fn rw_writes_the_image_and_ro_refuses_writes() {
     let dir = scratch("rw");
-    busybox_tree(&dir.join("root"), b"");
+    busybox_tree(&dir.join("root"), &["sh", "cat", "echo", "test"], b"");
     let image = dir.join("root.ext4");
     let made = run(&["rootfs", dir.join("root").to_str().unwrap(), "-o", image.to_str().unwrap()]);
     assert_status(&made, 0);
@@ -163,7 +150,7 @@ fn rw_writes_the_image_and_ro_refuses_writes() {
 #[test]
 fn erofs_root_with_overlay_and_a_missing_program() {
     let dir = scratch("erofs");
-    busybox_tree(&dir.join("root"), b"payload");
+    busybox_tree(&dir.join("root"), &["sh", "cat", "echo", "test"], b"payload");
     let image = dir.join("root.erofs");
     let made = run(&["rootfs", dir.join("root").to_str().unwrap(), "-o", image.to_str().unwrap(), "--fs", "erofs"]);
     assert_status(&made, 0);

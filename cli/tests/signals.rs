@@ -4,7 +4,6 @@
 //! Real VMs with the minimal kernel (scripts/test.sh builds it and the firmware).
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -57,12 +56,7 @@ fn finish(child: Child, mut stdout: BufReader<std::process::ChildStdout>) -> Out
 fn busybox_image(name: &str) -> PathBuf {
     let dir = common::scratch(&format!("flint-signals-{name}"));
     let tree = dir.join("root");
-    std::fs::create_dir_all(tree.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", tree.join("bin/busybox")).expect("busybox-static is installed (scripts/setup.sh)");
-    std::fs::set_permissions(tree.join("bin/busybox"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    for applet in ["sh", "echo", "sleep"] {
-        symlink("busybox", tree.join("bin").join(applet)).unwrap();
-    }
+    common::busybox_tree(&tree, &["sh", "echo", "sleep"], b"");
     let image = dir.join("root.ext4");
     let made = flint().args(["rootfs", tree.to_str().unwrap(), "-o", image.to_str().unwrap()]).output().unwrap();
     assert_status(&made, 0);

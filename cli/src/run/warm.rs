@@ -193,7 +193,9 @@ fn save(
     let mut streams = accept_all(&every, &mut child).map_err(|error| failed(error.to_string()))?;
     let _ = std::fs::remove_file(&qmp_path);
     let monitor = streams.pop().expect("the monitor");
-    let status_port = streams.pop().expect("the status port");
+    // Every port stays connected until QEMU has quit: a port the host closes is closed in
+    // the guest, snapshot included.
+    let status_port = streams.last().expect("the status port");
     wait_for_line(status_port, status::AWAITING_JOB_LINE, boot_timeout, &mut child).map_err(failed)?;
     let mut qmp = Qmp::start(monitor)?;
     ignore_shared(&mut qmp)?;
@@ -217,11 +219,10 @@ fn save(
 }
 
 /// Reads `port` until `line` has come, for at most `limit`; why not, if it has not.
-fn wait_for_line(port: UnixStream, line: &str, limit: Duration, child: &mut Child) -> Result<(), String> {
+fn wait_for_line(mut port: &UnixStream, line: &str, limit: Duration, child: &mut Child) -> Result<(), String> {
     let start = Instant::now();
     port.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
     let mut seen = Tail::default();
-    let mut port = port;
     let mut buf = [0u8; 4096];
     loop {
         match port.read(&mut buf) {

@@ -4,7 +4,8 @@
 // Each test binary uses its own part of this module.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 /// The binary under test, quiet, with no input unless a test gives some.
@@ -36,6 +37,18 @@ pub fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A small root directory in `dir`: Debian's static busybox (installed by scripts/setup.sh)
+/// as /bin/busybox with `applets` linked to it, and `data` as /data.bin.
+pub fn busybox_tree(dir: &Path, applets: &[&str], data: &[u8]) {
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("busybox-static is installed (scripts/setup.sh)");
+    std::fs::set_permissions(dir.join("bin/busybox"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for applet in applets {
+        symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(dir.join("data.bin"), data).unwrap();
 }
 
 /// flint's cache, where scripts/test.sh puts the kernels.
