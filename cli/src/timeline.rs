@@ -16,6 +16,17 @@
 //! The QEMU start is the host-measured time to the line's arrival minus the guest's own time
 //! to writing it, so the phases add up to the host-measured total.
 //!
+//! A VM restored from a warm snapshot has no boot of its own (its firmware and kernel stamps
+//! are the snapshot's), so its phases are:
+//!
+//! | phase | from | to |
+//! | --- | --- | --- |
+//! | qemu start | QEMU spawned | its monitor and ports connected |
+//! | restore | monitor connected | the VM running again (device state loaded) |
+//! | hand-over | VM running | workload started (job read, entropy and clock set, ports opened) |
+//! | workload | workload started | workload ended |
+//! | shutdown | workload ended | QEMU exited |
+//!
 //! The same line also tells `flint run`'s verdict whether the workload ever started.
 
 use flint_guest_init::timeline::{parse_line, LINE_PREFIX, NAMES};
@@ -41,6 +52,8 @@ pub struct Timeline {
 pub struct HostTimes {
     pub line_arrived: Duration,
     pub qemu_exited: Duration,
+    /// For a VM restored from a snapshot: when QEMU's monitor connected, and when the VM ran.
+    pub restored: Option<(Duration, Duration)>,
 }
 
 /// The guest's stamps in milliseconds since the VM started, by name.
@@ -132,6 +145,21 @@ impl Timeline {
         // The line left the guest before QEMU exited even when flint read it later (a status
         // port flooded by the workload).
         let arrived = host.line_arrived.min(host.qemu_exited);
+        if let Some((connected, resumed)) = host.restored {
+            // The guest's clock is the snapshot's: only its differences after `exec` count.
+            let exec = host_ms(arrived) - (guest.at("poweroff") - guest.at("exec"));
+            let phases = vec![
+                Phase { name: "qemu start", ms: host_ms(connected) },
+                Phase { name: "restore", ms: host_ms(resumed) - host_ms(connected) },
+                Phase { name: "hand-over", ms: exec - host_ms(resumed) },
+                Phase { name: "workload", ms: guest.at("exit") - guest.at("exec") },
+                Phase {
+                    name: "shutdown",
+                    ms: guest.at("poweroff") - guest.at("exit") + host_ms(host.qemu_exited - arrived),
+                },
+            ];
+            return Some(Timeline { phases, total_ms: host_ms(host.qemu_exited), tsc_hz: guest.tsc_hz });
+        }
         let before_vm = host_ms(arrived) - guest.at("poweroff");
         let mut phases = vec![Phase { name: "qemu start", ms: before_vm + guest.at("fw_reset") }];
         phases.extend(guest.guest_phases());
@@ -172,11 +200,34 @@ mod tests {
         // 1 GHz: ticks are nanoseconds.
         let line = b"flint-status 0\nflint-timeline tsc_hz=1000000000 fw_reset=1000000 fw_loaded=5000000 \
                      fw_handoff=6000000 init=900000000 root=950000000 exec=960000000 exit=980000000 poweroff=990000000\n";
-        let host = HostTimes { line_arrived: Duration::from_millis(1030), qemu_exited: Duration::from_millis(1050) };
+        let host = HostTimes {
+            line_arrived: Duration::from_millis(1030),
+            qemu_exited: Duration::from_millis(1050),
+            restored: None,
+        };
         let timeline = Timeline::from_status_port(line, &host).unwrap();
         let ms: Vec<f64> = timeline.phases.iter().map(|p| (p.ms * 1000.0).round() / 1000.0).collect();
         assert_eq!(ms, [41.0, 5.0, 894.0, 60.0, 20.0, 30.0]);
         assert!((timeline.phases.iter().map(|p| p.ms).sum::<f64>() - 1050.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_restored_vm_has_restore_phases_that_add_up() {
+        // The snapshot's boot stamps mean nothing to this run; exec to poweroff is 30 ms.
+        let line = b"flint-status 0\nflint-timeline tsc_hz=1000000000 fw_reset=1000000 fw_loaded=5000000 \
+                     fw_handoff=6000000 init=900000000 root=950000000 exec=5960000000 exit=5980000000 poweroff=5990000000\n";
+        let host = HostTimes {
+            line_arrived: Duration::from_millis(100),
+            qemu_exited: Duration::from_millis(110),
+            restored: Some((Duration::from_millis(25), Duration::from_millis(40))),
+        };
+        let timeline = Timeline::from_status_port(line, &host).unwrap();
+        let phases: Vec<(&str, f64)> =
+            timeline.phases.iter().map(|p| (p.name, (p.ms * 1000.0).round() / 1000.0)).collect();
+        assert_eq!(
+            phases,
+            [("qemu start", 25.0), ("restore", 15.0), ("hand-over", 30.0), ("workload", 20.0), ("shutdown", 20.0)]
+        );
     }
 
     #[test]
@@ -192,7 +243,11 @@ mod tests {
     fn a_line_read_after_qemu_exited_counts_as_arriving_at_its_exit() {
         let line = b"flint-timeline tsc_hz=1000000000 fw_reset=1000000 fw_loaded=5000000 \
                      fw_handoff=6000000 init=900000000 root=950000000 exec=960000000 exit=980000000 poweroff=990000000\n";
-        let host = HostTimes { line_arrived: Duration::from_millis(1070), qemu_exited: Duration::from_millis(1050) };
+        let host = HostTimes {
+            line_arrived: Duration::from_millis(1070),
+            qemu_exited: Duration::from_millis(1050),
+            restored: None,
+        };
         let timeline = Timeline::from_status_port(line, &host).unwrap();
         assert!((timeline.phases.iter().map(|p| p.ms).sum::<f64>() - 1050.0).abs() < 1e-6);
         assert_eq!(timeline.phases.last().unwrap().ms.round(), 10.0);
@@ -218,7 +273,8 @@ mod tests {
 
     #[test]
     fn needs_a_complete_line() {
-        let host = HostTimes { line_arrived: Duration::from_millis(1), qemu_exited: Duration::from_millis(2) };
+        let host =
+            HostTimes { line_arrived: Duration::from_millis(1), qemu_exited: Duration::from_millis(2), restored: None };
         assert!(Timeline::from_status_port(b"flint-status 0\n", &host).is_none());
         let partial =
             b"flint-timeline tsc_hz=1 fw_reset=0 fw_loaded=0 fw_handoff=0 init=1 root=2 exec=3 exit=4 poweroff=5\n";
@@ -276,6 +332,7 @@ mod tests {
                 let host = HostTimes {
                     line_arrived: Duration::from_millis(arrived_ms),
                     qemu_exited: Duration::from_millis(arrived_ms + extra_ms),
+                    restored: None,
                 };
                 let timeline = Timeline::from_status_port(&port, &host).expect("a timeline");
                 prop_assert_eq!(timeline.tsc_hz, tsc_hz);
@@ -305,6 +362,7 @@ mod tests {
                 let host = HostTimes {
                     line_arrived: Duration::from_micros(arrived.into()),
                     qemu_exited: Duration::from_micros(exited.into()),
+                    restored: (arrived % 2 == 0).then(|| (Duration::from_micros((arrived / 3).into()), Duration::from_micros((arrived / 2).into()))),
                 };
                 let _ = Timeline::from_status_port(&port, &host);
                 let _ = Timeline::from_status_and_total(&port, host.qemu_exited);

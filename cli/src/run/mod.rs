@@ -456,7 +456,7 @@ fn sweep_stale(ours: &Path) {
 }
 
 fn report_timeline(end: &Ending, args: &RunArgs) -> Result<()> {
-    let host = HostTimes { line_arrived: end.status_arrived, qemu_exited: end.elapsed };
+    let host = HostTimes { line_arrived: end.status_arrived, qemu_exited: end.elapsed, restored: end.restored };
     let Some(timeline) = Timeline::from_status_port(&end.status_port, &host) else {
         eprintln!(
             "flint: no timeline: the guest did not report one (is the firmware flint's, built with `flint build`?)"

@@ -43,6 +43,9 @@ pub struct Ending {
     pub status_arrived: Duration,
     /// The output stream that passed `--max-output`, which stopped the workload.
     pub output_over: Option<&'static str>,
+    /// For a VM restored from a warm snapshot: when its monitor connected and when it ran
+    /// again, after spawning QEMU.
+    pub restored: Option<(Duration, Duration)>,
 }
 
 /// How flint watches over one VM.
@@ -190,13 +193,16 @@ pub(super) fn boot(
     };
     // The init of a restored VM said it was ready before its snapshot was taken.
     let heard = Arc::new(AtomicBool::new(false));
+    let mut restored = None;
     if let Some(incoming) = incoming {
+        let connected = started.elapsed();
         let monitor = streams.pop().expect("the monitor");
         if let Err(error) = incoming.load(monitor) {
             let reason = failed(child, qemu_stderr, error);
             bail!("cannot restore the warm snapshot: {reason}: remove the cache's warm/ directory to make it anew, or run without --warm");
         }
         heard.store(true, Ordering::SeqCst);
+        restored = Some((connected, started.elapsed()));
     }
     let [stdin_port, stdout_port, stderr_port, status_port]: [UnixStream; 4] = streams.try_into().expect("four ports");
 
@@ -269,7 +275,7 @@ pub(super) fn boot(
         }
     }
     let output_over = overflow.get().copied();
-    Ok(Ending { qemu, status_port, console, qemu_stderr, elapsed, status_arrived, output_over })
+    Ok(Ending { qemu, status_port, console, qemu_stderr, elapsed, status_arrived, output_over, restored })
 }
 
 /// Accepts QEMU's connection on every listener (it connects to each while starting up).

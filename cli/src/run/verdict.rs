@@ -259,6 +259,7 @@ mod tests {
             elapsed: Duration::ZERO,
             status_arrived: Duration::ZERO,
             output_over: None,
+            restored: None,
         }
     }
 
@@ -508,6 +509,7 @@ mod tests {
                 elapsed: Duration::ZERO,
                 status_arrived: Duration::ZERO,
                 output_over: None,
+                restored: None,
             }
         }
 
