@@ -4,7 +4,7 @@ use crate::env::{self, EXIT_FAILURE};
 use crate::kernel::Flavour;
 use crate::qemu::Machine;
 use crate::rootfs::FsType;
-use crate::run::{self, Accel, Acpi, Boot, HugePages, RootArgs, RunArgs};
+use crate::run::{self, Accel, Acpi, Boot, HugePages, RootArgs, RunArgs, WarmPoint};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -137,10 +137,11 @@ struct RunCli {
     /// stop it: flint exits 153 (128 + SIGXFSZ, as past a file size limit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_output: Option<u64>,
-    /// Start from a snapshot of this configuration's VM taken where its init waits for the
-    /// job (the first warm run makes it, with one cold boot): much faster than booting.
-    #[arg(long)]
-    warm: bool,
+    /// Start from a snapshot instead of booting (the first warm run makes it): `boot` (the
+    /// default) is taken where the init waits for its job, for any job; `ready` after this
+    /// job's own start-up, once the command writes to the FIFO $FLINT_READY names.
+    #[arg(long, value_enum, value_name = "AT", num_args = 0..=1, require_equals = true, default_missing_value = "boot")]
+    warm: Option<WarmPoint>,
     /// CPU acceleration; auto uses KVM only when a quick probe VM really runs under it.
     #[arg(long, value_enum, default_value_t = Accel::Auto, env = "FLINT_ACCEL")]
     accel: Accel,

@@ -27,6 +27,10 @@
 //! | workload | workload started | workload ended |
 //! | shutdown | workload ended | QEMU exited |
 //!
+//! From a workload's own snapshot (`--warm=ready`) the workload started before it: the
+//! hand-over ends when the init acknowledged fresh entropy and time, and the workload phase
+//! runs from there.
+//!
 //! The same line also tells `flint run`'s verdict whether the workload ever started.
 
 use flint_guest_init::timeline::{parse_line, LINE_PREFIX, NAMES};
@@ -52,8 +56,20 @@ pub struct Timeline {
 pub struct HostTimes {
     pub line_arrived: Duration,
     pub qemu_exited: Duration,
-    /// For a VM restored from a snapshot: when QEMU's monitor connected, and when the VM ran.
-    pub restored: Option<(Duration, Duration)>,
+    /// For a VM restored from a snapshot.
+    pub restored: Option<Restored>,
+}
+
+/// When a restore's steps ended, after spawning QEMU.
+#[derive(Debug, Clone, Copy)]
+pub struct Restored {
+    /// QEMU's monitor connected.
+    pub connected: Duration,
+    /// The VM ran again.
+    pub resumed: Duration,
+    /// flint had handed over what the VM needs before its input (nothing, or fresh entropy
+    /// and time for a workload's own snapshot).
+    pub handed_over: Duration,
 }
 
 /// The guest's stamps in milliseconds since the VM started, by name.
@@ -145,14 +161,20 @@ impl Timeline {
         // The line left the guest before QEMU exited even when flint read it later (a status
         // port flooded by the workload).
         let arrived = host.line_arrived.min(host.qemu_exited);
-        if let Some((connected, resumed)) = host.restored {
-            // The guest's clock is the snapshot's: only its differences after `exec` count.
-            let exec = host_ms(arrived) - (guest.at("poweroff") - guest.at("exec"));
+        if let Some(restored) = host.restored {
+            // The guest's clock is the snapshot's: only its differences after the restore
+            // count. A workload's own snapshot was taken after `exec`.
+            let exit = host_ms(arrived) - (guest.at("poweroff") - guest.at("exit"));
+            let exec = if restored.handed_over > restored.resumed {
+                host_ms(restored.handed_over)
+            } else {
+                exit - (guest.at("exit") - guest.at("exec"))
+            };
             let phases = vec![
-                Phase { name: "qemu start", ms: host_ms(connected) },
-                Phase { name: "restore", ms: host_ms(resumed) - host_ms(connected) },
-                Phase { name: "hand-over", ms: exec - host_ms(resumed) },
-                Phase { name: "workload", ms: guest.at("exit") - guest.at("exec") },
+                Phase { name: "qemu start", ms: host_ms(restored.connected) },
+                Phase { name: "restore", ms: host_ms(restored.resumed) - host_ms(restored.connected) },
+                Phase { name: "hand-over", ms: exec - host_ms(restored.resumed) },
+                Phase { name: "workload", ms: exit - exec },
                 Phase {
                     name: "shutdown",
                     ms: guest.at("poweroff") - guest.at("exit") + host_ms(host.qemu_exited - arrived),
@@ -219,7 +241,11 @@ mod tests {
         let host = HostTimes {
             line_arrived: Duration::from_millis(100),
             qemu_exited: Duration::from_millis(110),
-            restored: Some((Duration::from_millis(25), Duration::from_millis(40))),
+            restored: Some(Restored {
+                connected: Duration::from_millis(25),
+                resumed: Duration::from_millis(40),
+                handed_over: Duration::from_millis(40),
+            }),
         };
         let timeline = Timeline::from_status_port(line, &host).unwrap();
         let phases: Vec<(&str, f64)> =
@@ -362,7 +388,11 @@ mod tests {
                 let host = HostTimes {
                     line_arrived: Duration::from_micros(arrived.into()),
                     qemu_exited: Duration::from_micros(exited.into()),
-                    restored: (arrived % 2 == 0).then(|| (Duration::from_micros((arrived / 3).into()), Duration::from_micros((arrived / 2).into()))),
+                    restored: (arrived % 2 == 0).then(|| Restored {
+                        connected: Duration::from_micros((arrived / 4).into()),
+                        resumed: Duration::from_micros((arrived / 3).into()),
+                        handed_over: Duration::from_micros((arrived / 2).into()),
+                    }),
                 };
                 let _ = Timeline::from_status_port(&port, &host);
                 let _ = Timeline::from_status_and_total(&port, host.qemu_exited);

@@ -26,8 +26,13 @@ fn root_image(dir: &Path, data: &[u8]) -> PathBuf {
 
 /// `flint run --warm` (not quiet: the snapshot's making shows) on `image` with `stdin`.
 fn warm(image: &Path, stdin: &[u8], script: &str) -> Output {
+    warm_at("--warm", image, stdin, script)
+}
+
+/// `flint run` with `flag` (`--warm` or `--warm=ready`), as [`warm`].
+fn warm_at(flag: &str, image: &Path, stdin: &[u8], script: &str) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_flint"));
-    command.args(["run", "--warm", "--kernel", "minimal", "--root-image"]).arg(image);
+    command.args(["run", flag, "--kernel", "minimal", "--root-image"]).arg(image);
     command.args(["--", "sh", "-c", script]);
     with_input(command, stdin)
 }
@@ -115,6 +120,38 @@ fn concurrent_warm_runs_from_one_snapshot() {
             assert_eq!(text(&output.stdout), format!("run {n}\n"), "round {round}");
         }
     }
+}
+
+/// A workload prepares state, says it is ready, and then each run's request resumes it right
+/// there: with the state prepared once, fresh random bytes, and nothing of what it wrote
+/// before it was ready.
+#[test]
+fn a_workload_snapshotted_when_ready_answers_each_request() {
+    let dir = scratch("warm-ready");
+    let image = root_image(&dir, b"");
+    let script = "echo prepared > /tmp/state; echo before-ready; echo > \"$FLINT_READY\"; \
+                  read -r request; echo \"$request $(cat /tmp/state) $(head -c 8 /dev/urandom | od -An -tx1)\"; exit 5";
+    let mut random = Vec::new();
+    for n in 0..3 {
+        let output = warm_at("--warm=ready", &image, format!("request{n}\n").as_bytes(), script);
+        assert_status(&output, 5);
+        let stdout = text(&output.stdout);
+        let rest = stdout.strip_prefix(&format!("request{n} prepared ")).unwrap_or_else(|| panic!("{stdout:?}"));
+        random.push(rest.to_string());
+        assert_eq!(text(&output.stderr).contains("making the warm snapshot"), n == 0, "{}", text(&output.stderr));
+    }
+    random.sort();
+    random.dedup();
+    assert_eq!(random.len(), 3, "the restored workloads read the same random bytes: {random:?}");
+}
+
+#[test]
+fn a_workload_that_never_says_ready_is_named() {
+    let dir = scratch("warm-never-ready");
+    let image = root_image(&dir, b"");
+    let output = warm_at("--warm=ready", &image, b"", "exit 0");
+    assert_status(&output, 125);
+    assert!(text(&output.stderr).contains("must write to the FIFO $FLINT_READY names"), "{}", text(&output.stderr));
 }
 
 #[test]

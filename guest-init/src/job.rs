@@ -35,6 +35,8 @@ pub struct Job<'a, A, E> {
     /// `flint.seed` and `flint.time`: fresh entropy, and the host's wall-clock time (seconds
     /// and nanoseconds since the epoch), which a VM restored from a snapshot needs.
     pub fresh: Option<([u8; 32], (u64, u32))>,
+    /// `flint.ready`: the FIFO the workload writes to once its start-up is done.
+    pub ready: Option<&'a str>,
 }
 
 /// Displays the whole job message (header and lines) for `job`: what the host writes to the
@@ -70,6 +72,9 @@ impl<A: AsRef<[u8]>, E: AsRef<[u8]>> Message<'_, A, E> {
                 write!(f, "{byte:02x}")?;
             }
             write!(f, "\nflint.time={secs}.{nanos:09}\n")?;
+        }
+        if let Some(ready) = job.ready {
+            write!(f, "flint.ready={ready}\n")?;
         }
         Ok(())
     }
@@ -146,11 +151,17 @@ pub fn receive<'b>(fd: BorrowedFd<'_>, buf: &'b mut [u8; JOB_MAX], wait_ms: u64)
             .number(JOB_MAX as u64)
             .text(" the init takes: shorten the arguments and environment"));
     }
-    let mut filled = 0;
-    while filled < body_len {
-        filled += read_some(fd, &mut buf[filled..body_len], wait_ms)?;
-    }
+    read_exact(fd, &mut buf[..body_len], wait_ms)?;
     Ok(&buf[..body_len])
+}
+
+/// Fills `into` from `fd`, waiting at most `wait_ms` for each piece.
+pub fn read_exact(fd: BorrowedFd<'_>, into: &mut [u8], wait_ms: u64) -> Result<(), Failure> {
+    let mut filled = 0;
+    while filled < into.len() {
+        filled += read_some(fd, &mut into[filled..], wait_ms)?;
+    }
+    Ok(())
 }
 
 /// One read of at least a byte, waiting at most `wait_ms` for it.
@@ -201,6 +212,7 @@ mod tests {
             user: Some((1, 2)),
             timeout_ms: Some((2500, 10_000)),
             fresh: Some(([0xa5; 32], (1_700_000_000, 5))),
+            ready: None,
         };
         let text = message(&job).to_string();
         let body = format!(

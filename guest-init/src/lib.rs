@@ -23,6 +23,7 @@ pub mod mounts;
 pub mod oom;
 pub mod params;
 pub mod poweroff;
+pub mod ready;
 pub mod report;
 pub mod root;
 pub mod run;

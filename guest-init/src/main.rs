@@ -11,7 +11,7 @@ mod rt;
 use flint_guest_init::params::{self, ParamError, Params};
 use flint_guest_init::report::{self, Failure};
 use flint_guest_init::timeline::{self, Stamp};
-use flint_guest_init::{exec, fresh, job, modules, mounts, poweroff, root, run, stdio};
+use flint_guest_init::{exec, fresh, job, modules, mounts, poweroff, ready, root, run, stdio};
 
 /// Room for a job from the status port (`flint.job=port`): the message and its decoded
 /// lists, several MiB, so in .bss rather than on the stack (pages never touched cost no
@@ -77,8 +77,9 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
         }
     };
     let stdio = stdio::Stdio::open(&params)?;
+    let ready = params.ready.map(ready::Ready::make).transpose()?;
     timeline::mark(Stamp::Exec);
-    let status = run::run(&command, &stdio, params.timeout_ms, params.grace_ms);
+    let status = run::run(&command, &stdio, (params.timeout_ms, params.grace_ms), ready.as_ref());
     timeline::mark(Stamp::Exit);
     stdio.flush();
     status

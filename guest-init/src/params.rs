@@ -54,6 +54,9 @@ pub struct Params<'a> {
     pub seed: Option<[u8; 32]>,
     /// The host's wall clock from the job (`flint.time`): seconds and nanoseconds.
     pub time: Option<(u64, u32)>,
+    /// A FIFO to make for the workload, which writes to it when its own start-up is done
+    /// (`flint.ready`, from the job; see `ready`).
+    pub ready: Option<&'a [u8]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,6 +290,7 @@ impl<'a> Params<'a> {
             firmware_tsc,
             seed: None,
             time: None,
+            ready: None,
         })
     }
 }
@@ -295,7 +299,7 @@ impl<'a> Params<'a> {
     /// Takes argv, env, cwd, uid and gid from a job message's lines (see `job`), checked
     /// like the command line's parameters of the same names.
     pub fn apply_job(&mut self, body: &'a [u8]) -> Result<(), ParamError<'a>> {
-        const JOB_KEYS: [&str; 9] = [
+        const JOB_KEYS: [&str; 10] = [
             "flint.argv",
             "flint.env",
             "flint.cwd",
@@ -305,6 +309,7 @@ impl<'a> Params<'a> {
             "flint.grace",
             "flint.seed",
             "flint.time",
+            "flint.ready",
         ];
         let mut raw: [Option<&'a [u8]>; JOB_KEYS.len()] = [None; JOB_KEYS.len()];
         for line in crate::job::lines(body) {
@@ -315,7 +320,7 @@ impl<'a> Params<'a> {
                 return Err(ParamError::Duplicate(JOB_KEYS[index]));
             }
         }
-        let [argv, env, cwd, uid, gid, timeout, grace, seed, time] = raw;
+        let [argv, env, cwd, uid, gid, timeout, grace, seed, time, ready] = raw;
         self.argv = argv.ok_or(ParamError::MissingArgv)?;
         self.env = env;
         self.cwd = cwd.map_or(Ok(b"/".as_slice()), |value| path("flint.cwd", value))?;
@@ -331,6 +336,7 @@ impl<'a> Params<'a> {
         }
         self.seed = seed.map(seed_bytes).transpose()?;
         self.time = time.map(wall_time).transpose()?;
+        self.ready = ready.map(|value| path("flint.ready", value)).transpose()?;
         Ok(())
     }
 }
@@ -601,6 +607,7 @@ mod tests {
                 firmware_tsc: None,
                 seed: None,
                 time: None,
+                ready: None,
                 job_on_port: false,
             }
         );
@@ -759,6 +766,8 @@ mod tests {
         params.apply_job(body.as_bytes()).unwrap();
         assert_eq!((params.timeout_ms, params.grace_ms), (Some(2500), 250));
         assert_eq!((params.seed, params.time), (Some([0x0f; 32]), Some((17, 42))));
+        params.apply_job(b"flint.argv=,\nflint.ready=/dev/flint-ready\n").unwrap();
+        assert_eq!(params.ready, Some(&b"/dev/flint-ready"[..]));
 
         assert_eq!(
             parse("flint.job=port"),

@@ -8,14 +8,16 @@
 //! and "time is up" together, with no handler code or restorer trampoline.
 
 use crate::clock::{self, Deadline};
-use crate::control::Message;
+use crate::control::{self, Message};
 use crate::exec::{self, Command};
 use crate::oom;
 use crate::poweroff;
-use crate::report::Failure;
+use crate::ready::Ready;
+use crate::report::{self, Failure};
 use crate::status;
 use crate::stdio::Stdio;
 use crate::sys::{self, SigSet};
+use crate::{fresh, job};
 use rustix::process::{Pid, Signal, WaitOptions};
 use rustix::system::RebootCommand;
 
@@ -25,9 +27,15 @@ const FORWARDED: [Signal; 2] = [Signal::TERM, Signal::INT];
 ///
 /// At `flint.timeout` the workload gets SIGTERM, then SIGKILL `grace_ms` later (at once
 /// when 0), as `timeout -k` does; either way the VM's status is then 124. The host's
-/// messages on the status port ([`control`]) forward signals, or stop the workload with
-/// status 128+N.
-pub fn run(command: &Command<'_>, stdio: &Stdio, timeout_ms: Option<u64>, grace_ms: u64) -> Result<u8, Failure> {
+/// messages on the status port ([`control`]) forward signals, stop the workload with status
+/// 128+N, or bring fresh entropy and time. The first write to `ready` is announced on the
+/// status port.
+pub fn run(
+    command: &Command<'_>,
+    stdio: &Stdio,
+    (timeout_ms, grace_ms): (Option<u64>, u64),
+    ready: Option<&Ready>,
+) -> Result<u8, Failure> {
     let setup = |what: &str, errno| {
         Failure::new(status::SETUP_FAILED).text(what).errno(errno).text(": the guest kernel is out of resources")
     };
@@ -56,7 +64,12 @@ pub fn run(command: &Command<'_>, stdio: &Stdio, timeout_ms: Option<u64>, grace_
     let mut kill_at: Option<Deadline> = None;
     // Messages the host sent before the workload started wait on the port: read them now.
     let mut host_wrote = poweroff::host_talks();
+    let mut announce = ready;
     loop {
+        if announce.is_some_and(Ready::written) {
+            poweroff::write_status_line(status::WORKLOAD_READY_LINE);
+            announce = None;
+        }
         if let Some(status) = reap(workload) {
             if kill_at.is_some() {
                 return Err(timed_out());
@@ -100,29 +113,48 @@ pub fn run(command: &Command<'_>, stdio: &Stdio, timeout_ms: Option<u64>, grace_
 }
 
 /// Acts on the host's messages that have arrived; returns the VM's status if one of them
-/// stops the workload.
+/// stops the workload (or fresh entropy cannot be had: the workload must not go on with the
+/// snapshot's).
 fn obey_host(workload: Pid) -> Option<u8> {
-    let mut buf = [0; 16];
-    loop {
-        let messages = poweroff::host_messages(&mut buf);
-        if messages.is_empty() {
-            return None;
-        }
-        for &byte in messages {
-            match Message::decode(byte) {
-                Some(Message::Forward(signal)) => {
-                    if let Some(signal) = Signal::from_named_raw(i32::from(signal)) {
-                        let _ = rustix::process::kill_process(workload, signal);
-                    }
+    // One byte at a time: a fresh-entropy message's payload is read by `take_fresh`.
+    let mut buf = [0; 1];
+    while let [byte] = *poweroff::host_messages(&mut buf) {
+        match Message::decode(byte) {
+            Some(Message::Forward(signal)) => {
+                if let Some(signal) = Signal::from_named_raw(i32::from(signal)) {
+                    let _ = rustix::process::kill_process(workload, signal);
                 }
-                Some(Message::Stop(signal)) => {
-                    let _ = rustix::process::kill_process(workload, Signal::KILL);
-                    return Some(Message::stop_status(signal));
-                }
-                None => {}
             }
+            Some(Message::Stop(signal)) => {
+                let _ = rustix::process::kill_process(workload, Signal::KILL);
+                return Some(Message::stop_status(signal));
+            }
+            Some(Message::Fresh) => {
+                if let Err(failure) = take_fresh() {
+                    let _ = rustix::process::kill_process(workload, Signal::KILL);
+                    report::print(&failure);
+                    return Some(failure.status);
+                }
+            }
+            None => {}
         }
     }
+    None
+}
+
+/// How long the rest of a fresh-entropy message may take to arrive after its first byte.
+const FRESH_WAIT_MS: u64 = 5_000;
+
+/// Reads a fresh-entropy message's payload, applies it, and says so on the status port.
+fn take_fresh() -> Result<(), Failure> {
+    let malformed = || Failure::new(status::BAD_PARAMETERS).text("the host's fresh entropy and time are malformed");
+    let port = poweroff::host_port().ok_or_else(malformed)?;
+    let mut payload = [0; control::FRESH_LEN];
+    job::read_exact(port, &mut payload, FRESH_WAIT_MS)?;
+    let (seed, time) = control::parse_fresh(&payload).ok_or_else(malformed)?;
+    fresh::apply(Some(seed), Some(time))?;
+    poweroff::write_status_line(status::FRESH_LINE);
+    Ok(())
 }
 
 /// Reaps every child that has exited; returns the workload's status once it is among them.

@@ -36,6 +36,11 @@ pub const READY_LINE: &str = "flint-ready\n";
 /// With `flint.job=port`: the init has its root mounted and now waits for the job. A warm
 /// start's snapshot is taken from here.
 pub const AWAITING_JOB_LINE: &str = "flint-awaiting-job\n";
+/// The workload wrote to its `flint.ready` FIFO: its own start-up is done, and a
+/// `--warm=ready` snapshot is taken from here.
+pub const WORKLOAD_READY_LINE: &str = "flint-workload-ready\n";
+/// The init applied the fresh entropy and time of a `control` message.
+pub const FRESH_LINE: &str = "flint-fresh\n";
 
 /// The status of a workload from its wait status: its exit code, or 128+N for signal N.
 pub fn from_wait(exit_code: Option<i32>, signal: Option<i32>) -> u8 {

@@ -124,6 +124,7 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         grace: None,
         tuned: true,
         on_port: false,
+        ready: None,
     });
     // Output goes to the console; input from it would be whatever QEMU's -serial gets.
     words.push("flint.stdin=/dev/null".into());

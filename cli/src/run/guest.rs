@@ -256,6 +256,7 @@ pub(super) fn kernel_cmdline(
         grace: Some(args.grace),
         tuned: !args.untuned,
         on_port,
+        ready: (args.warm == Some(WarmPoint::Ready)).then_some(super::warm::READY_FIFO),
     };
     let mut words = init_words(&job);
     words.extend(args.machine.kernel_params(accel));
@@ -286,18 +287,22 @@ pub(crate) struct Job<'a> {
     /// The command, environment, cwd and user go over the status port ([`JobText`]),
     /// not on the command line, which then says `flint.job=port`.
     pub on_port: bool,
+    /// The FIFO the workload writes to once ready (`flint.ready`), with the job on the port.
+    pub ready: Option<&'static str>,
 }
 
 /// What the host writes first on the status port for a job with `on_port`: its command,
 /// environment, working directory, user and time limits (flint_guest_init::job), and fresh
 /// entropy and the wall-clock time, taken when the message is made: a VM restored from a
 /// snapshot has the snapshot's.
+#[derive(Debug)]
 pub(crate) struct JobText {
     argv: Vec<Vec<u8>>,
     env: Vec<Vec<u8>>,
     cwd: String,
     user: Option<(u32, u32)>,
     timeout_ms: Option<(u64, u64)>,
+    ready: Option<&'static str>,
 }
 
 impl JobText {
@@ -309,6 +314,7 @@ impl JobText {
             cwd: job.cwd.to_string(),
             user: job.user,
             timeout_ms: job.timeout.map(|timeout| (millis(timeout), job.grace.map_or(0, millis))),
+            ready: job.ready,
         }
     }
 
@@ -322,9 +328,17 @@ impl JobText {
             user: self.user,
             timeout_ms: self.timeout_ms,
             fresh: Some((random_seed()?, (now.as_secs(), now.subsec_nanos()))),
+            ready: self.ready,
         };
         Ok(flint_guest_init::job::message(&job).to_string().into_bytes())
     }
+}
+
+/// Fresh entropy and the wall-clock time as the init takes them after a restore in the
+/// middle of the workload (`flint_guest_init::control::fresh`).
+pub(crate) fn fresh_message() -> Result<Vec<u8>> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Ok(flint_guest_init::control::fresh(random_seed()?, (now.as_secs(), now.subsec_nanos())).to_vec())
 }
 
 /// 32 bytes from the host kernel's CSPRNG.

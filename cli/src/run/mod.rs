@@ -16,7 +16,7 @@ use crate::kernel::{Kernel, KernelChoice};
 use crate::modules::{Need, Signatures};
 use crate::qemu::{Drive, Machine, PortBackend, Running, Serial, VirtioPort, Vm, QEMU};
 use crate::rootfs::{self, FsType, Lookup};
-use crate::timeline::{HostTimes, Timeline};
+use crate::timeline::{HostTimes, Restored, Timeline};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -156,6 +156,16 @@ pub enum Boot {
     Auto,
 }
 
+/// Where a warm start's snapshot is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WarmPoint {
+    /// Where the init waits for the job, with the root mounted: for any job.
+    Boot,
+    /// Where the workload says it is ready (it writes to the FIFO $FLINT_READY names), after
+    /// its own start-up: for this job, each run giving it its own stdin.
+    Ready,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunArgs {
     pub firmware: Option<PathBuf>,
@@ -175,9 +185,8 @@ pub struct RunArgs {
     pub boot_timeout: Duration,
     /// The most bytes of stdout, and of stderr, passed on before the workload is stopped.
     pub max_output: Option<u64>,
-    /// Restore the VM from a snapshot taken where its init waits for the job (made first if
-    /// there is none): see `warm`.
-    pub warm: bool,
+    /// Restore the VM from a snapshot (made first if there is none): see `warm`.
+    pub warm: Option<WarmPoint>,
     pub mode: RootMode,
     pub accel: Accel,
     pub boot: Boot,
@@ -233,7 +242,10 @@ fn prepare(args: &RunArgs, job_on_port: bool) -> Result<Prepared> {
     let kernel = args.kernel.resolve()?;
     let acpi = acpi_on(args, &kernel)?;
     let root = prepare_root(args)?;
-    let environment = environment(&args.env)?;
+    let mut environment = environment(&args.env)?;
+    if args.warm == Some(WarmPoint::Ready) {
+        environment.push(format!("FLINT_READY={}", warm::READY_FIFO).into_bytes());
+    }
     let cwd = args.cwd.clone().unwrap_or_else(|| "/".into());
     check_cwd(&cwd)?;
     if let Some(tree) = &root.tree {
@@ -312,7 +324,7 @@ pub fn unattended_vm(args: &RunArgs, status: &Path) -> Result<Vm> {
 pub fn run(args: &RunArgs) -> Result<u8> {
     // A printed command has no flint to write the job to the status port: it goes on the
     // command line there.
-    if let Some(refusal) = args.warm.then(|| warm::refusal(args)).flatten() {
+    if let Some(refusal) = args.warm.and_then(|_| warm::refusal(args)) {
         bail!("{refusal}");
     }
     let Prepared { mut vm, job, root, accel } = prepare(args, !args.print_cmd)?;
@@ -371,10 +383,15 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         max_output: args.max_output,
         verbose: args.verbose,
     };
-    let incoming = if args.warm {
-        Some(warm::restore(&mut vm, &listeners, temp.path(), &console_log, args.boot_timeout)?)
-    } else {
-        None
+    let (incoming, job) = match (args.warm, job) {
+        (None, job) => (None, job),
+        (Some(point), job) => {
+            let job = job.expect("warm runs send the job over the status port");
+            let site = warm::Site { run_dir: temp.path(), console_log: &console_log, boot_timeout: args.boot_timeout };
+            let incoming = warm::restore(&mut vm, &listeners, &site, point, &job)?;
+            // From a workload's own snapshot, the job is under way already.
+            (Some(incoming), (point == WarmPoint::Boot).then_some(job))
+        }
     };
     let end = boot(&vm, (listeners, job, incoming), &console_log, &policy)?;
     let verdict = decide(&end, args);

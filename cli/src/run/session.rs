@@ -43,9 +43,8 @@ pub struct Ending {
     pub status_arrived: Duration,
     /// The output stream that passed `--max-output`, which stopped the workload.
     pub output_over: Option<&'static str>,
-    /// For a VM restored from a warm snapshot: when its monitor connected and when it ran
-    /// again, after spawning QEMU.
-    pub restored: Option<(Duration, Duration)>,
+    /// For a VM restored from a warm snapshot: when things happened.
+    pub restored: Option<Restored>,
 }
 
 /// How flint watches over one VM.
@@ -201,8 +200,13 @@ pub(super) fn boot(
             let reason = failed(child, qemu_stderr, error);
             bail!("cannot restore the warm snapshot: {reason}: remove the cache's warm/ directory to make it anew, or run without --warm");
         }
+        let resumed = started.elapsed();
+        if let Err(error) = incoming.hand_over(streams.last().expect("the status port"), &mut child) {
+            let reason = failed(child, qemu_stderr, error);
+            bail!("the VM restored from the warm snapshot did not take fresh entropy and time: {reason}");
+        }
         heard.store(true, Ordering::SeqCst);
-        restored = Some((connected, started.elapsed()));
+        restored = Some(Restored { connected, resumed, handed_over: started.elapsed() });
     }
     let [stdin_port, stdout_port, stderr_port, status_port]: [UnixStream; 4] = streams.try_into().expect("four ports");
 

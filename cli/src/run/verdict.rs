@@ -228,7 +228,7 @@ mod tests {
             grace: Duration::from_secs(10),
             boot_timeout: Duration::from_secs(60),
             max_output: None,
-            warm: false,
+            warm: None,
             mode: RootMode::Overlay,
             accel: Accel::Tcg,
             boot: Boot::Auto,

@@ -10,6 +10,14 @@
 //! device state with `migrate-incoming`, and hands the job in over the status port as a cold
 //! run does. The job carries fresh entropy and the host's clock (`flint_guest_init::fresh`).
 //!
+//! With `--warm=ready` the snapshot is taken later: the first run sends the job, whose
+//! workload prepares itself (an interpreter's start, its imports) and then writes to the FIFO
+//! `$FLINT_READY` names; the init says so (`flint-workload-ready`), and the VM is saved right
+//! there, the workload about to read its stdin. A restore then only brings fresh entropy and
+//! time (a control message, acknowledged with `flint-fresh`) before flint passes the run's
+//! stdin. Such a snapshot is for that one job: its command, environment, working directory,
+//! user and limits are in the key.
+//!
 //! Snapshots live in the cache's `warm/<host boot id>/<key>/`: the key covers QEMU's whole
 //! command line (machine, memory, CPUs, accel, kernel command line, firmware, kernel, initrd
 //! and root paths), the identity (device, inode, size, mtime) of every file it names and of
@@ -32,10 +40,22 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 const RAM: &str = "ram";
 const STATE: &str = "state";
 
-/// What a restored VM still needs once QEMU runs: the device state, loaded over QMP.
+/// The FIFO a `--warm=ready` workload writes to once ready; `$FLINT_READY` names it.
+pub(super) const READY_FIFO: &str = "/dev/flint-ready";
+
+/// Where a warm run keeps its files, and how long a boot may take.
+pub(super) struct Site<'a> {
+    pub run_dir: &'a Path,
+    pub console_log: &'a Path,
+    pub boot_timeout: Duration,
+}
+
+/// What a restored VM still needs once QEMU runs: the device state, loaded over QMP, and for
+/// a workload's own snapshot, fresh entropy and time.
 pub(super) struct Incoming {
     qmp: UnixListener,
     state: File,
+    point: WarmPoint,
 }
 
 /// Why `--warm` cannot apply to `args`, if it cannot.
@@ -51,16 +71,17 @@ pub(super) fn refusal(args: &RunArgs) -> Option<&'static str> {
     None
 }
 
-/// Makes `vm` (the run's VM, its ports wired to `listeners` in `run_dir`) start from its
-/// snapshot, which is made first if there is none yet.
+/// Makes `vm` (the run's VM, its ports wired to `listeners` in the site's directory) start
+/// from its snapshot at `point`, which is made first if there is none yet (sending `job`
+/// along for a workload's own snapshot).
 pub(super) fn restore(
     vm: &mut Vm,
     listeners: &[UnixListener],
-    run_dir: &Path,
-    console_log: &Path,
-    boot_timeout: Duration,
+    site: &Site,
+    point: WarmPoint,
+    job: &JobText,
 ) -> Result<Incoming> {
-    let key = key(vm, run_dir)?;
+    let key = key(vm, site.run_dir, (point == WarmPoint::Ready).then_some(job))?;
     let boots = env::cache_subdir("warm")?;
     let dir = boots.join(boot_id()).join(&key[..32]);
     if !dir.is_dir() {
@@ -68,18 +89,24 @@ pub(super) fn restore(
         let _lock = env::lock_cache(dir.parent().expect("a parent"));
         if !dir.is_dir() {
             remove_other_boots(&boots);
-            env::progress("making the warm snapshot (a cold boot, once for this configuration)");
-            create(vm, listeners, &dir, (run_dir, console_log), boot_timeout)?;
+            env::progress(match point {
+                WarmPoint::Boot => "making the warm snapshot (a cold boot, once for this configuration)",
+                WarmPoint::Ready => {
+                    "making the warm snapshot (a cold boot and the workload's start-up, once for this job)"
+                }
+            });
+            let job = (point == WarmPoint::Ready).then_some(job);
+            create(vm, listeners, &dir, site, job)?;
         }
     }
     let state = File::open(dir.join(STATE)).with_context(|| format!("cannot open {}", dir.join(STATE).display()))?;
-    let qmp_path = run_dir.join("qmp.sock");
+    let qmp_path = site.run_dir.join("qmp.sock");
     let qmp = UnixListener::bind(&qmp_path).with_context(|| format!("cannot listen on {}", qmp_path.display()))?;
     qmp.set_nonblocking(true)?;
     vm.ram_file = Some(RamFile { path: dir.join(RAM), shared: false });
     vm.qmp = Some(qmp_path);
     vm.incoming = true;
-    Ok(Incoming { qmp, state })
+    Ok(Incoming { qmp, state, point })
 }
 
 impl Incoming {
@@ -90,7 +117,7 @@ impl Incoming {
 
     /// Loads the device state into the QEMU whose monitor is `monitor`; returns once the VM
     /// runs.
-    pub(super) fn load(self, monitor: UnixStream) -> Result<()> {
+    pub(super) fn load(&self, monitor: UnixStream) -> Result<()> {
         let mut qmp = Qmp::start(monitor)?;
         ignore_shared(&mut qmp)?;
         qmp.pass_fd("flint-state", self.state.as_fd())?;
@@ -106,7 +133,22 @@ impl Incoming {
             thread::sleep(Duration::from_millis(1));
         }
     }
+
+    /// What the guest needs before the run's input: for a workload's own snapshot, fresh
+    /// entropy and time, applied (the init acknowledges) before the workload can read stdin.
+    pub(super) fn hand_over(&self, status_port: &UnixStream, child: &mut Child) -> Result<()> {
+        if self.point == WarmPoint::Boot {
+            return Ok(());
+        }
+        (&*status_port).write_all(&fresh_message()?).context("cannot write to the status port")?;
+        wait_for_line(status_port, status::FRESH_LINE, HAND_OVER_TIMEOUT, child).map_err(|why| anyhow!("{why}"))?;
+        status_port.set_read_timeout(None)?;
+        Ok(())
+    }
 }
+
+/// How long the init of a restored VM may take to apply fresh entropy and time.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Guest RAM in a shared memory backend stays out of the migration stream: it is the file.
 fn ignore_shared(qmp: &mut Qmp) -> Result<()> {
@@ -115,10 +157,14 @@ fn ignore_shared(qmp: &mut Qmp) -> Result<()> {
 }
 
 /// The snapshot key of `vm`: its command line with the run's own directory left out, the
-/// identity of every file it names and of QEMU, and flint's version.
-fn key(vm: &Vm, run_dir: &Path) -> Result<String> {
+/// identity of every file it names and of QEMU, flint's version, and the job if the snapshot
+/// holds its workload.
+fn key(vm: &Vm, run_dir: &Path, job: Option<&JobText>) -> Result<String> {
     let run_dir = run_dir.display().to_string();
     let mut text = format!("flint {}\n", env!("CARGO_PKG_VERSION"));
+    if let Some(job) = job {
+        text.push_str(&format!("{job:?}\n"));
+    }
     for arg in vm.args() {
         text.push_str(&arg.replace(&run_dir, "<run>"));
         text.push('\n');
@@ -144,17 +190,12 @@ fn remove_other_boots(boots: &Path) {
     }
 }
 
-/// Boots `vm` until its init waits for the job, and saves it into `dest`.
-fn create(
-    vm: &Vm,
-    listeners: &[UnixListener],
-    dest: &Path,
-    (run_dir, console_log): (&Path, &Path),
-    boot_timeout: Duration,
-) -> Result<()> {
+/// Boots `vm` until its init waits for the job (or with `job`, until the job's workload is
+/// ready), and saves it into `dest`.
+fn create(vm: &Vm, listeners: &[UnixListener], dest: &Path, site: &Site, job: Option<&JobText>) -> Result<()> {
     let tmp = env::temp_sibling(dest);
     std::fs::DirBuilder::new().mode(0o700).create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let made = save(vm, listeners, &tmp, (run_dir, console_log), boot_timeout).and_then(|()| {
+    let made = save(vm, listeners, &tmp, site, job).and_then(|()| {
         std::fs::rename(&tmp, dest).with_context(|| format!("cannot move {} to {}", tmp.display(), dest.display()))
     });
     if made.is_err() {
@@ -163,19 +204,13 @@ fn create(
     made.map_err(|error| env::disk_full_or(error, dest))
 }
 
-fn save(
-    vm: &Vm,
-    listeners: &[UnixListener],
-    into: &Path,
-    (run_dir, console_log): (&Path, &Path),
-    boot_timeout: Duration,
-) -> Result<()> {
+fn save(vm: &Vm, listeners: &[UnixListener], into: &Path, site: &Site, job: Option<&JobText>) -> Result<()> {
     let private =
         |name: &str| File::options().read(true).write(true).create_new(true).mode(0o600).open(into.join(name));
     // Made here, private; QEMU sizes the RAM file itself.
     private(RAM).with_context(|| format!("cannot create {}", into.join(RAM).display()))?;
     let state = private(STATE).with_context(|| format!("cannot create {}", into.join(STATE).display()))?;
-    let qmp_path = run_dir.join("qmp-save.sock");
+    let qmp_path = site.run_dir.join("qmp-save.sock");
     let qmp_listener =
         UnixListener::bind(&qmp_path).with_context(|| format!("cannot listen on {}", qmp_path.display()))?;
     qmp_listener.set_nonblocking(true)?;
@@ -183,8 +218,7 @@ fn save(
     saving.ram_file = Some(RamFile { path: into.join(RAM), shared: true });
     saving.qmp = Some(qmp_path.clone());
     let failed = |why: String| {
-        let console = Tail::of_file(console_log);
-        show_console(&console);
+        show_console(&Tail::of_file(site.console_log));
         anyhow!("the warm snapshot could not be made: {why}; the console is above (a cold run, without --warm, shows the same boot)")
     };
 
@@ -196,7 +230,19 @@ fn save(
     // Every port stays connected until QEMU has quit: a port the host closes is closed in
     // the guest, snapshot included.
     let status_port = streams.last().expect("the status port");
-    wait_for_line(status_port, status::AWAITING_JOB_LINE, boot_timeout, &mut child).map_err(failed)?;
+    wait_for_line(status_port, status::AWAITING_JOB_LINE, site.boot_timeout, &mut child).map_err(failed)?;
+    if let Some(job) = job {
+        // What the workload writes while it prepares belongs to no run: read and dropped, so
+        // that it never waits for a reader.
+        for port in &streams[1..3] {
+            let mut port = port.try_clone()?;
+            thread::spawn(move || std::io::copy(&mut port, &mut std::io::sink()));
+        }
+        (&*status_port).write_all(&job.message()?).context("cannot send the job")?;
+        wait_for_line(status_port, status::WORKLOAD_READY_LINE, site.boot_timeout, &mut child).map_err(|why| {
+            failed(format!("{why} (the workload must write to the FIFO $FLINT_READY names once it is ready, before it reads stdin)"))
+        })?;
+    }
     let mut qmp = Qmp::start(monitor)?;
     ignore_shared(&mut qmp)?;
     qmp.pass_fd("flint-state", state.as_fd())?;
@@ -213,8 +259,8 @@ fn save(
     }
     // The RAM file is complete once QEMU has stopped (the VM is paused since the migration).
     let _ = qmp.execute("quit", json!({}));
-    drop(streams);
     child.wait()?;
+    drop(streams);
     Ok(())
 }
 
@@ -226,7 +272,7 @@ fn wait_for_line(mut port: &UnixStream, line: &str, limit: Duration, child: &mut
     let mut buf = [0u8; 4096];
     loop {
         match port.read(&mut buf) {
-            Ok(0) => return Err("the VM ended before its init waited for a job".into()),
+            Ok(0) => return Err(format!("the VM ended before the guest said {:?}", line.trim_end())),
             Ok(n) => {
                 seen.push(&buf[..n]);
                 if seen.windows(line.len()).any(|window| window == line.as_bytes()) {
@@ -238,10 +284,10 @@ fn wait_for_line(mut port: &UnixStream, line: &str, limit: Duration, child: &mut
             Err(e) => return Err(format!("cannot read the status port: {e}")),
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("QEMU exited ({status}) before the init waited for a job"));
+            return Err(format!("QEMU exited ({status}) before the guest said {:?}", line.trim_end()));
         }
         if start.elapsed() > limit {
-            return Err(format!("the init did not wait for a job within --boot-timeout {}s", limit.as_secs_f64()));
+            return Err(format!("the guest did not say {:?} within {}s", line.trim_end(), limit.as_secs_f64()));
         }
     }
 }
