@@ -53,80 +53,139 @@ pub struct Scan {
     /// Bytes the content needs in 4 KiB blocks.
     pub bytes: u64,
     pub entries: u64,
-    /// SHA-256 of every path, type, mode, owner and content; empty unless asked for.
+    /// SHA-256 of every path, type, mode, owner and content; empty unless [`Reading::Hash`].
     pub hash: String,
+    /// SHA-256 of every entry's file identity (path, type, mode, owner, size, modification and
+    /// status change times, inode, device, link target): the same while nothing in the tree
+    /// changes, so an unchanged tree is recognised without reading its files. The status
+    /// change time (ctime) is what makes it safe: any write, chmod, rename or link moves it
+    /// forward, and no one can set it back.
+    pub identity: String,
+    /// Whether an entry (or the directory itself) changed less than [`SETTLE`] before the
+    /// scan began: a change within the same timestamp tick could then leave its identity as
+    /// it is (git's "racily clean" entries), so it identifies nothing yet.
+    pub changed_lately: bool,
     /// Standard mount points the directory lacks (the init mounts filesystems there).
     pub missing_mount_points: Vec<&'static str>,
+}
+
+/// How much of each file [`scan`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Nothing: its metadata is enough for [`Scan::identity`].
+    Nothing,
+    /// Opens it, so that a file this user cannot read is named before mkfs meets it.
+    Open,
+    /// Every byte, for [`Scan::hash`].
+    Hash,
 }
 
 const MOUNT_POINTS: [&str; 4] = ["dev", "proc", "sys", "tmp"];
 const BLOCK: u64 = 4096;
 
-/// Walks `dir` in a fixed order; reads every file when `hash` is set.
-pub fn scan(dir: &Path, hash: bool) -> Result<Scan> {
+/// How long after its last change an entry's times tell every later change: filesystem
+/// timestamps come from a clock that ticks coarsely (a few milliseconds on Linux, 1 s on
+/// some filesystems, 2 s on FAT), so a change within the tick of an earlier one can leave
+/// them as they were.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What [`walk_dir`] gathers on its way.
+struct Walk {
+    reading: Reading,
+    scan: Scan,
+    content: Sha256,
+    identity: Sha256,
+    /// The latest status change of any entry, in nanoseconds since the epoch.
+    newest_change: i128,
+}
+
+/// Walks `dir` in a fixed order, without following symlinks, reading its files as `reading`
+/// says.
+pub fn scan(dir: &Path, reading: Reading) -> Result<Scan> {
+    let started = std::time::SystemTime::now();
     let meta =
         std::fs::metadata(dir).fix(format_args!("root directory {}", dir.display()), "pass an existing directory")?;
     if !meta.is_dir() {
         bail!("{} is not a directory: pass a directory with --root, or an image with --root-image", dir.display());
     }
-    let mut scan = Scan { bytes: 0, entries: 0, hash: String::new(), missing_mount_points: Vec::new() };
-    let mut hasher = hash.then(Sha256::new);
-    if let Some(h) = hasher.as_mut() {
-        h.update(b"flint-root-v1\0");
-    }
-    walk(dir, Path::new(""), &mut scan, &mut hasher)?;
+    let scan = Scan {
+        bytes: 0,
+        entries: 0,
+        hash: String::new(),
+        identity: String::new(),
+        changed_lately: false,
+        missing_mount_points: Vec::new(),
+    };
+    let mut walk = Walk { reading, scan, content: Sha256::new(), identity: Sha256::new(), newest_change: 0 };
+    walk.content.update(b"flint-root-v1\0");
+    walk.identity.update(b"flint-root-identity-v1\0");
+    identify(&mut walk, Path::new(""), &meta);
+    walk_dir(&mut dir.to_path_buf(), &mut PathBuf::new(), &mut walk)?;
+    let mut scan = walk.scan;
     scan.missing_mount_points = MOUNT_POINTS.into_iter().filter(|m| !dir.join(m).is_dir()).collect();
-    if let Some(h) = hasher {
-        scan.hash = env::hex(&h.finalize());
+    if reading == Reading::Hash {
+        scan.hash = env::hex(&walk.content.finalize());
     }
+    scan.identity = env::hex(&walk.identity.finalize());
+    let settled = started.checked_sub(SETTLE).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    scan.changed_lately = settled.is_none_or(|settled| walk.newest_change >= settled.as_nanos() as i128);
     Ok(scan)
 }
 
-fn walk(dir: &Path, rel: &Path, scan: &mut Scan, hasher: &mut Option<Sha256>) -> Result<()> {
+/// Walks the directory at `path` (`rel` inside the root). Both are pushed to and popped
+/// back for each entry: one path each for the whole walk, not two allocations per entry.
+fn walk_dir(path: &mut PathBuf, rel: &mut PathBuf, walk: &mut Walk) -> Result<()> {
     let unreadable = |path: &Path, e: std::io::Error| {
         anyhow::anyhow!(
             "cannot read {}: {e}: make it readable by this user, or leave it out of the root",
             path.display()
         )
     };
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| unreadable(dir, e))?
-        .map(|entry| entry.map(|e| e.file_name()))
+    // Each entry's metadata through the open directory (no whole path to resolve again);
+    // the directory is closed before descending, so a deep tree holds one descriptor only.
+    let mut entries: Vec<(std::ffi::OsString, Metadata)> = std::fs::read_dir(&*path)
+        .map_err(|e| unreadable(path, e))?
+        .map(|entry| entry.and_then(|e| Ok((e.file_name(), e.metadata()?))))
         .collect::<std::io::Result<_>>()
-        .map_err(|e| unreadable(dir, e))?;
-    names.sort();
-    for name in names {
-        let path = dir.join(&name);
-        let rel = rel.join(&name);
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| unreadable(&path, e))?;
-        scan.entries += 1;
+        .map_err(|e| unreadable(path, e))?;
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (name, meta) in entries {
+        path.push(&name);
+        rel.push(&name);
+        walk.scan.entries += 1;
         let kind = meta.file_type();
-        if let Some(h) = hasher.as_mut() {
-            hash_entry(h, &rel, &meta);
+        identify(walk, rel, &meta);
+        if walk.reading == Reading::Hash {
+            hash_entry(&mut walk.content, rel, &meta);
         }
         if kind.is_dir() {
-            scan.bytes += BLOCK;
-            walk(&path, &rel, scan, hasher)?;
+            walk.scan.bytes += BLOCK;
+            walk_dir(path, rel, walk)?;
         } else if kind.is_file() {
-            scan.bytes += meta.len().div_ceil(BLOCK) * BLOCK;
-            if let Some(h) = hasher.as_mut() {
-                let mut file = std::fs::File::open(&path).map_err(|e| unreadable(&path, e))?;
-                std::io::copy(&mut file, h).map_err(|e| unreadable(&path, e))?;
-            } else if let Err(e) = std::fs::File::open(&path) {
-                return Err(unreadable(&path, e));
+            walk.scan.bytes += meta.len().div_ceil(BLOCK) * BLOCK;
+            match walk.reading {
+                Reading::Nothing => {}
+                Reading::Open => drop(std::fs::File::open(&*path).map_err(|e| unreadable(path, e))?),
+                Reading::Hash => {
+                    let mut file = std::fs::File::open(&*path).map_err(|e| unreadable(path, e))?;
+                    std::io::copy(&mut file, &mut walk.content).map_err(|e| unreadable(path, e))?;
+                }
             }
         } else if kind.is_symlink() {
-            let target = std::fs::read_link(&path).map_err(|e| unreadable(&path, e))?;
+            let target = std::fs::read_link(&*path).map_err(|e| unreadable(path, e))?;
             if target.as_os_str().len() >= 60 {
-                scan.bytes += BLOCK;
+                walk.scan.bytes += BLOCK;
             }
-            if let Some(h) = hasher.as_mut() {
+            let hashers = [Some(&mut walk.identity), (walk.reading == Reading::Hash).then_some(&mut walk.content)];
+            for h in hashers.into_iter().flatten() {
                 h.update(target.as_os_str().as_bytes());
                 h.update(b"\0");
             }
         } else if kind.is_socket() {
             bail!("{} is a socket, which a filesystem image cannot hold: leave it out of the root", path.display());
         }
+        path.pop();
+        rel.pop();
     }
     Ok(())
 }
@@ -138,6 +197,31 @@ fn hash_entry(h: &mut Sha256, rel: &Path, meta: &Metadata) {
     for field in fields {
         h.update(field.to_le_bytes());
     }
+}
+
+/// Adds an entry's file identity to [`Scan::identity`].
+fn identify(walk: &mut Walk, rel: &Path, meta: &Metadata) {
+    let h = &mut walk.identity;
+    h.update(rel.as_os_str().as_bytes());
+    h.update(b"\0");
+    let fields = [
+        meta.mode() as u64,
+        meta.uid() as u64,
+        meta.gid() as u64,
+        meta.size(),
+        meta.mtime() as u64,
+        meta.mtime_nsec() as u64,
+        meta.ctime() as u64,
+        meta.ctime_nsec() as u64,
+        meta.ino(),
+        meta.dev(),
+        meta.rdev(),
+    ];
+    for field in fields {
+        h.update(field.to_le_bytes());
+    }
+    let changed = meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128;
+    walk.newest_change = walk.newest_change.max(changed);
 }
 
 /// The image size for `scan`: content, inode tables and a journal with room to spare (the
@@ -153,7 +237,7 @@ fn inodes(scan: &Scan) -> u64 {
 
 /// Makes an image of `dir` at `out`. `size` is for ext4 only (default: from the content).
 pub fn make_image(dir: &Path, out: &Path, fs: FsType, size: Option<u64>) -> Result<Scan> {
-    let scan = scan(dir, false)?;
+    let scan = scan(dir, Reading::Open)?;
     match fs {
         FsType::Ext4 => make_ext4(dir, out, &scan, size, Journal::Keep)?,
         FsType::Erofs => {
@@ -288,25 +372,42 @@ pub fn private_copy(image: &Path, copy: &Path) -> Result<()> {
 /// older ones are not reused (f2: no journal).
 const CACHE_FORMAT: &str = "f2";
 
-/// The ext4 image of `dir` in the cache, made on first use; named by the content's hash.
+/// The ext4 image of `dir` in the cache, made on first use; named by the content's hash,
+/// which is worked out again only when the tree's file identities changed.
 pub fn cached_ext4(dir: &Path) -> Result<PathBuf> {
-    let scan = scan(dir, true)?;
     let images = env::cache_subdir("images")?;
-    let image = images.join(format!("{}-{CACHE_FORMAT}.ext4", &scan.hash[..32]));
-    if env::is_cached(&image) {
+    let suffix = format!("-{CACHE_FORMAT}.ext4");
+    // The tree flint hashed last time at this path, unchanged since: its image, found by a
+    // walk that reads no file.
+    let identified = scan(dir, Reading::Nothing)?;
+    let path = std::fs::canonicalize(dir)
+        .fix(format_args!("root directory {}", dir.display()), "pass an existing directory")?;
+    let memo = format!("root-{}", &env::sha256_hex(path.as_os_str().as_bytes())[..16]);
+    let recalled = env::recall(&memo, &identified.identity).filter(|name| name.ends_with(&suffix));
+    if let Some(image) = recalled.map(|name| images.join(name)).filter(|image| env::is_cached(image)) {
         return Ok(image);
     }
-    // Concurrent flints make it once; the others find it made when the lock is theirs.
-    let _lock = env::lock_cache(&images);
-    if env::is_cached(&image) {
-        return Ok(image);
+    progress(format!("hashing {} to find its cached image (new to flint, or changed)", dir.display()));
+    let scan = scan(dir, Reading::Hash)?;
+    let name = format!("{}{suffix}", &scan.hash[..32]);
+    let image = images.join(&name);
+    if !env::is_cached(&image) {
+        // Concurrent flints make it once; the others find it made when the lock is theirs.
+        let _lock = env::lock_cache(&images);
+        if !env::is_cached(&image) {
+            progress(format!(
+                "making an ext4 image of {} ({} MiB, cached by content)",
+                dir.display(),
+                scan.bytes.div_ceil(1 << 20)
+            ));
+            env::make_cached_file(&image, |tmp| make_ext4(dir, tmp, &scan, None, Journal::Omit))?;
+        }
     }
-    progress(format!(
-        "making an ext4 image of {} ({} MiB, cached by content)",
-        dir.display(),
-        scan.bytes.div_ceil(1 << 20)
-    ));
-    env::make_cached_file(&image, |tmp| make_ext4(dir, tmp, &scan, None, Journal::Omit))?;
+    // The identity was taken before each file was read: a change since moved some entry's
+    // ctime past it, so it names this content only.
+    if !scan.changed_lately {
+        env::remember(&memo, &scan.identity, &name);
+    }
     Ok(image)
 }
 
@@ -384,7 +485,7 @@ fn make_busybox_root(dir: &Path, busybox: &[u8]) -> Result<()> {
         "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     )?;
     std::fs::write(tree.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
-    let scan = scan(&tree, false)?;
+    let scan = scan(&tree, Reading::Open)?;
     make_ext4(&tree, &dir.join("root.ext4"), &scan, None, Journal::Omit)
 }
 
@@ -559,12 +660,64 @@ mod tests {
         let root = env::TempDir::new("flint-rootfs-hash").unwrap();
         let r = root.path();
         std::fs::write(r.join("a"), b"one").unwrap();
-        let first = scan(r, true).unwrap();
+        let first = scan(r, Reading::Hash).unwrap();
         std::fs::write(r.join("a"), b"two").unwrap();
-        let second = scan(r, true).unwrap();
+        let second = scan(r, Reading::Hash).unwrap();
         assert_ne!(first.hash, second.hash);
-        assert_eq!(second.hash, scan(r, true).unwrap().hash);
+        assert_eq!(second.hash, scan(r, Reading::Hash).unwrap().hash);
         assert_eq!(second.missing_mount_points, ["dev", "proc", "sys", "tmp"]);
-        assert!(scan(&r.join("a"), false).is_err());
+        assert!(scan(&r.join("a"), Reading::Open).is_err());
+    }
+
+    #[test]
+    fn identity_follows_every_change_without_reading_a_file() {
+        let root = env::TempDir::new("flint-rootfs-identity").unwrap();
+        let r = root.path();
+        std::fs::create_dir(r.join("etc")).unwrap();
+        std::fs::write(r.join("etc/a"), b"one").unwrap();
+        std::fs::write(r.join("secret"), b"x").unwrap();
+        std::fs::set_permissions(r.join("secret"), std::fs::Permissions::from_mode(0o000)).unwrap();
+        let fifo = std::ffi::CString::new(r.join("fifo").as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        // Not followed: the walk would otherwise cover the host's whole filesystem.
+        symlink("/", r.join("host")).unwrap();
+        let identity = || scan(r, Reading::Nothing).unwrap().identity;
+        let mut last = identity();
+        assert_eq!(identity(), last, "nothing changed");
+        assert!(scan(r, Reading::Nothing).unwrap().changed_lately, "just made: a change in the same tick could hide");
+
+        let a = r.join("etc/a");
+        let changes: [(&str, &dyn Fn()); 7] = [
+            ("content of the same size, mtime put back", &|| {
+                let mtime = std::fs::metadata(&a).unwrap().modified().unwrap();
+                std::fs::write(&a, b"two").unwrap();
+                std::fs::File::options().write(true).open(&a).unwrap().set_modified(mtime).unwrap();
+                assert_eq!(std::fs::metadata(&a).unwrap().modified().unwrap(), mtime);
+            }),
+            ("chmod", &|| std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o600)).unwrap()),
+            ("a file added", &|| std::fs::write(r.join("etc/b"), b"").unwrap()),
+            ("a file renamed", &|| std::fs::rename(r.join("etc/b"), r.join("etc/c")).unwrap()),
+            ("a hard link made elsewhere", &|| std::fs::hard_link(&a, r.join("link")).unwrap()),
+            ("a symlink pointed elsewhere", &|| {
+                std::fs::remove_file(r.join("host")).unwrap();
+                symlink("/etc", r.join("host")).unwrap();
+            }),
+            ("a directory's mode", &|| {
+                std::fs::set_permissions(r.join("etc"), std::fs::Permissions::from_mode(0o700)).unwrap()
+            }),
+        ];
+        for (what, change) in changes {
+            // The filesystem's clock ticks a few milliseconds apart: without a tick between
+            // them, a write could keep the ctime the last one left.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            change();
+            let now = identity();
+            assert_ne!(now, last, "{what}");
+            assert_eq!(identity(), now, "{what}: then nothing changed");
+            last = now;
+        }
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(scan(r, Reading::Open).is_err(), "secret is unreadable, though its identity is known");
+        }
     }
 }

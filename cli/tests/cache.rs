@@ -130,6 +130,50 @@ fn cache_entries_cut_short_or_unmarked_are_made_again() {
     assert_no_temporary_files(&cache);
 }
 
+/// A `--root` tree that has not changed since flint hashed it is recognised by its file
+/// identities, its files not read again: `--print-cmd` on it says nothing about hashing. A
+/// file rewritten at the same size with its mtime put back is hashed again (flint says so
+/// without --quiet).
+#[test]
+fn an_unchanged_root_tree_is_not_hashed_again() {
+    let dir = scratch("identity");
+    let (cache, tree) = (dir.join("cache"), dir.join("tree"));
+    busybox_tree(&tree, b"one\n");
+    let print_cmd = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_flint"))
+            .env("FLINT_CACHE", &cache)
+            .args(["run", "--print-cmd", "--kernel", &minimal_kernel(), "--root"])
+            .arg(&tree)
+            .args(["--", "sh", "-c", "true"])
+            .output()
+            .expect("flint starts");
+        assert_status(&output, 0);
+        text(&output.stderr).contains(&format!("hashing {}", tree.display()))
+    };
+    assert!(print_cmd(), "a new tree is hashed");
+    // Longer than flint's SETTLE: the tree's times now tell any change, and the next run
+    // records them (unless the first, slower than that, did).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    print_cmd();
+    assert!(!print_cmd(), "unchanged: found by its identity");
+    assert!(!print_cmd());
+
+    let data = tree.join("data.bin");
+    let mtime = std::fs::metadata(&data).unwrap().modified().unwrap();
+    std::fs::write(&data, b"two\n").unwrap();
+    std::fs::File::options().write(true).open(&data).unwrap().set_modified(mtime).unwrap();
+    assert!(print_cmd(), "the same size and mtime, but another ctime");
+    assert_eq!(
+        std::fs::read_dir(cache.join("images"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "ext4"))
+            .count(),
+        2,
+        "an image for each content"
+    );
+    assert_no_temporary_files(&cache);
+}
+
 /// A tmpfs mounted while it lives.
 struct Tmpfs(PathBuf);
 
