@@ -373,9 +373,12 @@ mod tests {
     use super::*;
     use crate::env::TempDir;
 
-    /// A layer built in memory: (path, kind, uid, mode, content or link target). Paths are
-    /// written into the header as they are, `..` included, as a hostile image would.
-    fn layer(entries: &[(&str, tar::EntryType, u64, u32, &[u8])]) -> Vec<u8> {
+    /// One entry of a test layer: path, kind, uid (and gid), mode, content or link target.
+    type Entry<'a> = (&'a str, tar::EntryType, u64, u32, &'a [u8]);
+
+    /// A layer built in memory. Paths are written into the header as they are, `..`
+    /// included, as a hostile image would.
+    fn layer(entries: &[Entry]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for &(path, kind, uid, mode, data) in entries {
             let mut header = tar::Header::new_gnu();
@@ -445,7 +448,7 @@ mod tests {
         let outside_file = outside.join("file");
         let outside_text = outside.to_str().unwrap().as_bytes();
         let outside_file_text = outside_file.to_str().unwrap().as_bytes();
-        let hostile: &[&[(&str, tar::EntryType, u64, u32, &[u8])]] = &[
+        let hostile: &[&[Entry]] = &[
             &[("../escape", File, 0, 0o644, b"x")],
             &[("a/../../escape", File, 0, 0o644, b"x")],
             &[("link", Symlink, 0, 0o777, b"../../.."), ("link/escape", File, 0, 0o644, b"x")],
