@@ -29,6 +29,9 @@ want patch patch
 [ -e /usr/share/seabios/bios-256k.bin ] || need_pkgs+=(seabios)
 # Disk images: sfdisk, and systemd's EFI stub for Unified Kernel Images made with objcopy.
 want sfdisk fdisk
+# The tests of --root-oci build their OCI layout with umoci and a docker-archive with skopeo.
+want umoci umoci
+want skopeo skopeo
 [ -e /usr/lib/systemd/boot/efi/linuxx64.efi.stub ] || need_pkgs+=(systemd-boot-efi)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

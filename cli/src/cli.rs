@@ -182,8 +182,9 @@ struct RunCli {
     /// Also write the timeline as JSON to this file.
     #[arg(long, value_name = "FILE")]
     timeline_json: Option<PathBuf>,
-    /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    /// The command and its arguments (with --root-oci: the image's Entrypoint and Cmd when
+    /// left out; a command given replaces the Cmd).
+    #[arg(required_unless_present = "root_oci", trailing_var_arg = true, value_name = "CMD")]
     command: Vec<OsString>,
 }
 
@@ -329,6 +330,7 @@ fn run_args(args: RunCli) -> RunArgs {
         kernel: args.kernel,
         root: args.root.root,
         root_image: args.root.root_image,
+        root_oci: args.root.root_oci,
         machine: args.machine,
         memory: args.memory,
         cpus: args.cpus,

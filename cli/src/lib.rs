@@ -13,6 +13,7 @@ pub mod image;
 pub mod initramfs;
 pub mod kernel;
 pub mod modules;
+pub mod oci;
 pub mod qemu;
 pub mod qmp;
 pub mod rootfs;

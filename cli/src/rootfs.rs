@@ -312,11 +312,42 @@ fn make_ext4(dir: &Path, out: &Path, scan: &Scan, size: Option<u64>, journal: Jo
         // The init mounts /dev, /proc, /sys and /tmp; on a read-only root it cannot create
         // the directories itself.
         let commands: String = scan.missing_mount_points.iter().map(|m| format!("mkdir /{m}\n")).collect();
-        let script = env::temp_sibling(out);
-        std::fs::write(&script, commands)?;
-        let result = env::tool_output(tool("debugfs").arg("-w").arg("-f").arg(&script).arg(out));
-        let _ = std::fs::remove_file(&script);
-        result.context("cannot add the mount points /dev, /proc, /sys, /tmp to the image")?;
+        // A name the directory holds as something else (a symbolic link) keeps it: complaints
+        // about those are not failures.
+        debugfs(out, commands.as_bytes())
+            .context("cannot add the mount points /dev, /proc, /sys, /tmp to the image")?;
+    }
+    Ok(())
+}
+
+/// Runs the `debugfs` commands `script` on the ext4 image `image`, returning its complaints:
+/// debugfs exits 0 whatever command fails, and says so on stderr.
+fn debugfs(image: &Path, script: &[u8]) -> Result<Vec<String>> {
+    let file = env::temp_sibling(image);
+    std::fs::write(&file, script)?;
+    let output = tool("debugfs").arg("-w").arg("-f").arg(&file).arg(image).output();
+    let _ = std::fs::remove_file(&file);
+    let output = output.context("cannot start debugfs")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let complaints: Vec<String> = stderr
+        .lines()
+        .filter(|line| !line.starts_with("debugfs ") && !line.trim().is_empty())
+        .map(String::from)
+        .collect();
+    if !output.status.success() {
+        bail!("debugfs failed on {} ({}): {}", image.display(), output.status, complaints.join("; "));
+    }
+    Ok(complaints)
+}
+
+/// A cached ext4 image at `out` of the tree `dir`, then changed by the `debugfs` commands
+/// `fixes` (what the tree could not hold: owners and device nodes an ordinary user cannot
+/// make, `--root-oci`).
+pub(crate) fn cached_ext4_of_tree(dir: &Path, out: &Path, fixes: &[u8]) -> Result<()> {
+    make_ext4(dir, out, &scan(dir, Reading::Open)?, None, Journal::Omit)?;
+    let complaints = debugfs(out, fixes).context("cannot set the owners and modes the image's layers give")?;
+    if !complaints.is_empty() {
+        bail!("debugfs cannot set the owners and modes the image's layers give: {}", complaints.join("; "));
     }
     Ok(())
 }
@@ -370,7 +401,7 @@ pub fn private_copy(image: &Path, copy: &Path) -> Result<()> {
 
 /// Ends every cached image's name, changed whenever flint makes them differently so that
 /// older ones are not reused (f2: no journal).
-const CACHE_FORMAT: &str = "f2";
+pub(crate) const CACHE_FORMAT: &str = "f2";
 
 /// The ext4 image of `dir` in the cache, made on first use; named by the content's hash,
 /// which is worked out again only when the tree's file identities changed.

@@ -138,7 +138,7 @@ fn cache_entries_cut_short_or_unmarked_are_made_again() {
 fn an_unchanged_root_tree_is_not_hashed_again() {
     let dir = scratch("identity");
     let (cache, tree) = (dir.join("cache"), dir.join("tree"));
-    busybox_tree(&tree, b"one\n");
+    busybox_tree(&tree, &["sh"], b"one\n");
     let print_cmd = || {
         let output = Command::new(env!("CARGO_BIN_EXE_flint"))
             .env("FLINT_CACHE", &cache)

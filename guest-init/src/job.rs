@@ -74,7 +74,7 @@ impl<A: AsRef<[u8]>, E: AsRef<[u8]>> Message<'_, A, E> {
             write!(f, "\nflint.time={secs}.{nanos:09}\n")?;
         }
         if let Some(ready) = job.ready {
-            write!(f, "flint.ready={ready}\n")?;
+            writeln!(f, "flint.ready={ready}")?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use crate::env;
 use crate::kernel::{Kernel, KernelChoice};
 use crate::modules::Signatures;
 use crate::qemu::Machine;
-use crate::run::guest::{check_cwd, check_in_root, environment, init_words, needs_on, resolve_root, Job};
+use crate::run::guest::{check_in_root, init_words, needs_on, resolve_root, workload, Job};
 use crate::run::{parse_timeout, parse_user, RootArgs, RootMode};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
@@ -64,8 +64,9 @@ pub struct ImageArgs {
     /// Kill the command after this many seconds (the VM then ends with status 124).
     #[arg(short, long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<Duration>,
-    /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    /// The command and its arguments (with --root-oci: the image's Entrypoint and Cmd when
+    /// left out; a command given replaces the Cmd).
+    #[arg(required_unless_present = "root_oci", trailing_var_arg = true, value_name = "CMD")]
     command: Vec<OsString>,
 }
 
@@ -86,7 +87,14 @@ impl ImageArgs {
             format,
             machine: Machine::Pc,
             uki_stub: boot::UKI_STUB.into(),
-            root: RootArgs { root: None, root_image: Some(root_image.into()), ro: true, overlay: false, rw: false },
+            root: RootArgs {
+                root: None,
+                root_image: Some(root_image.into()),
+                root_oci: None,
+                ro: true,
+                overlay: false,
+                rw: false,
+            },
             append: Some(append.into()),
             env: Vec::new(),
             cwd: None,
@@ -100,14 +108,13 @@ impl ImageArgs {
 /// Builds the image at `args.output` and returns its path.
 pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     let mode = args.root.mode();
-    let cwd = args.cwd.as_deref().unwrap_or("/");
-    check_cwd(cwd)?;
-    let environment = environment(&args.env)?;
     let kernel = args.kernel.resolve()?;
     // The image is copied into the root partition, so even `--rw` leaves it untouched.
-    let root = resolve_root(args.root.root.as_ref(), args.root.root_image.as_ref(), mode)?;
+    let root =
+        resolve_root(args.root.root.as_ref(), args.root.root_image.as_ref(), args.root.root_oci.as_deref(), mode)?;
+    let workload = workload(&root, &args.command, &args.env, args.cwd.as_deref(), args.user)?;
     if let Some(tree) = &root.tree {
-        check_in_root(tree, &args.command, &environment, cwd)?;
+        check_in_root(tree, &workload)?;
     }
     let machine = args.machine;
     let modules = crate::modules::load_list(&kernel, &needs_on(machine, root.fs, mode, false))?;
@@ -116,10 +123,10 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         fs: root.fs,
         mode,
         modules: &modules,
-        command: &args.command,
-        environment: &environment,
-        cwd,
-        user: args.user,
+        command: &workload.command,
+        environment: &workload.environment,
+        cwd: &workload.cwd,
+        user: workload.user,
         timeout: args.timeout,
         grace: None,
         tuned: true,

@@ -10,23 +10,35 @@ pub(super) fn prepare_root(args: &RunArgs) -> Result<Root> {
             "make it writable, or use --overlay for throwaway writes",
         )?;
     }
-    resolve_root(args.root.as_ref(), args.root_image.as_ref(), args.mode)
+    resolve_root(args.root.as_ref(), args.root_image.as_ref(), args.root_oci.as_deref(), args.mode)
 }
 
-/// The root filesystem that `--root DIR` (an ext4 image made from it, cached), `--root-image`
-/// or neither (flint's busybox root) names, for `flint run` and `flint image`.
-pub(crate) fn resolve_root(dir: Option<&PathBuf>, image: Option<&PathBuf>, mode: RootMode) -> Result<Root> {
-    let root = match (dir, image) {
-        (Some(_), Some(_)) => bail!("--root and --root-image both given: pass only one"),
-        (Some(dir), None) => {
+/// The root filesystem that `--root DIR` (an ext4 image made from it, cached), `--root-image`,
+/// `--root-oci` (an ext4 image of the container image, cached) or none of them (flint's
+/// busybox root) names, for `flint run` and `flint image`.
+pub(crate) fn resolve_root(
+    dir: Option<&PathBuf>,
+    image: Option<&PathBuf>,
+    oci: Option<&str>,
+    mode: RootMode,
+) -> Result<Root> {
+    let root = match (dir, image, oci) {
+        (Some(dir), None, None) => {
             let image = rootfs::cached_ext4(dir)?;
-            Root { image, fs: FsType::Ext4, tree: Some(dir.clone()), cached: true }
+            Root { image, fs: FsType::Ext4, tree: Some(dir.clone()), cached: true, oci: None }
         }
-        (None, Some(image)) => Root { image: image.clone(), fs: FsType::detect(image)?, tree: None, cached: false },
-        (None, None) => {
+        (None, Some(image), None) => {
+            Root { image: image.clone(), fs: FsType::detect(image)?, tree: None, cached: false, oci: None }
+        }
+        (None, None, Some(reference)) => {
+            let oci = crate::oci::root(reference)?;
+            Root { image: oci.image.clone(), fs: FsType::Ext4, tree: None, cached: true, oci: Some(oci) }
+        }
+        (None, None, None) => {
             let root = rootfs::busybox_root()?;
-            Root { image: root.image, fs: FsType::Ext4, tree: Some(root.tree), cached: true }
+            Root { image: root.image, fs: FsType::Ext4, tree: Some(root.tree), cached: true, oci: None }
         }
+        _ => bail!("--root, --root-image and --root-oci each name the root: pass only one"),
     };
     if mode == RootMode::Rw && root.fs == FsType::Erofs {
         bail!("--rw with an erofs image: erofs is read-only; use --overlay, or an ext4 image");
@@ -34,11 +46,63 @@ pub(crate) fn resolve_root(dir: Option<&PathBuf>, image: Option<&PathBuf>, mode:
     Ok(root)
 }
 
-/// The workload's environment: PATH and HOME, then `--env` (which overrides them).
-/// `--env NAME` without `=` passes the host's value of NAME.
-pub(crate) fn environment(given: &[OsString]) -> Result<Vec<Vec<u8>>> {
+/// What runs in the guest: the command, its environment, working directory and user.
+pub(crate) struct Workload {
+    pub command: Vec<OsString>,
+    pub environment: Vec<Vec<u8>>,
+    /// Checked with [`check_cwd`].
+    pub cwd: String,
+    pub user: Option<(u32, u32)>,
+}
+
+/// The workload from the user's command, `--env`, `--cwd` and `--user`, over an OCI image's
+/// config (`--root-oci`: docker's rules, [`crate::oci::RunConfig`]), over flint's defaults.
+pub(crate) fn workload(
+    root: &Root,
+    command: &[OsString],
+    env: &[OsString],
+    cwd: Option<&str>,
+    user: Option<(u32, u32)>,
+) -> Result<Workload> {
+    let Some(oci) = &root.oci else {
+        if command.is_empty() {
+            bail!("no command given: put the program to run and its arguments after --");
+        }
+        let cwd = cwd.unwrap_or("/").to_string();
+        check_cwd(&cwd)?;
+        return Ok(Workload { command: command.to_vec(), environment: environment(&[], env)?, cwd, user });
+    };
+    let config = &oci.run;
+    let command = config.command(command, &oci.reference)?;
+    let (user, home) = match (user, &oci.user) {
+        (Some(user), _) => (Some(user), None),
+        (None, None) => (None, None),
+        (None, Some(crate::oci::UserLookup::Found { uid, gid, home })) => (Some((*uid, *gid)), home.clone()),
+        (None, Some(crate::oci::UserLookup::Unresolved(why))) => bail!("image {}: {why}", oci.reference),
+    };
+    let mut image_env: Vec<Vec<u8>> = config.env.iter().map(|var| var.as_bytes().to_vec()).collect();
+    // As runtimes do: the image's user's home, unless the image sets HOME itself.
+    if let Some(home) = home.filter(|_| !image_env.iter().any(|var| var.starts_with(b"HOME="))) {
+        image_env.push(format!("HOME={home}").into_bytes());
+    }
+    let cwd = cwd.map(String::from).or_else(|| config.working_dir()).unwrap_or_else(|| "/".into());
+    check_cwd(&cwd)?;
+    Ok(Workload { command, environment: environment(&image_env, env)?, cwd, user })
+}
+
+/// The workload's environment: PATH and HOME, then an image's `NAME=VALUE` entries, then
+/// `--env`, each overriding what came before. `--env NAME` without `=` passes the host's
+/// value of NAME.
+pub(crate) fn environment(image: &[Vec<u8>], given: &[OsString]) -> Result<Vec<Vec<u8>>> {
     let mut vars: Vec<(Vec<u8>, Vec<u8>)> =
         vec![(b"PATH".to_vec(), DEFAULT_PATH.into()), (b"HOME".to_vec(), b"/root".to_vec())];
+    for entry in image {
+        if let Some(eq) = entry.iter().position(|&b| b == b'=').filter(|&eq| eq > 0) {
+            let name = entry[..eq].to_vec();
+            vars.retain(|(existing, _)| *existing != name);
+            vars.push((name, entry[eq + 1..].to_vec()));
+        }
+    }
     for entry in given {
         let bytes = entry.as_bytes();
         let (name, value) = match bytes.iter().position(|&b| b == b'=') {
@@ -65,8 +129,9 @@ pub(crate) fn environment(given: &[OsString]) -> Result<Vec<Vec<u8>>> {
 
 /// With the root's directory at hand, checks the program and the working directory on the
 /// host, before spending a boot on them.
-pub(crate) fn check_in_root(tree: &Path, command: &[OsString], environment: &[Vec<u8>], cwd: &str) -> Result<()> {
-    let program = command[0].as_bytes();
+pub(crate) fn check_in_root(tree: &Path, workload: &Workload) -> Result<()> {
+    let (environment, cwd) = (&workload.environment, workload.cwd.as_str());
+    let program = workload.command[0].as_bytes();
     if program.is_empty() {
         bail!("the command is empty: give the program to run after --");
     }
@@ -239,8 +304,7 @@ pub(super) fn kernel_cmdline(
     accel: &str,
     root: &Root,
     modules: &[crate::modules::Module],
-    environment: &[Vec<u8>],
-    cwd: &str,
+    workload: &Workload,
     on_port: bool,
 ) -> Result<(String, Option<JobText>)> {
     let job = Job {
@@ -248,10 +312,10 @@ pub(super) fn kernel_cmdline(
         fs: root.fs,
         mode: args.mode,
         modules,
-        command: &args.command,
-        environment,
-        cwd,
-        user: args.user,
+        command: &workload.command,
+        environment: &workload.environment,
+        cwd: &workload.cwd,
+        user: workload.user,
         timeout: args.timeout,
         grace: Some(args.grace),
         tuned: !args.untuned,

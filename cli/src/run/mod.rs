@@ -66,6 +66,11 @@ pub struct RootArgs {
     /// Root filesystem image (ext4 or erofs).
     #[arg(long, value_name = "IMAGE")]
     pub root_image: Option<PathBuf>,
+    /// Root filesystem from an OCI image: an image layout (DIR or DIR:TAG) or a `docker save`
+    /// tarball (FILE or FILE:REPO:TAG), unpacked once into an ext4 image cached by digest. Its
+    /// Env, WorkingDir, User, Entrypoint and Cmd apply unless overridden.
+    #[arg(long, value_name = "REF", conflicts_with_all = ["root", "root_image"])]
+    pub root_oci: Option<String>,
     /// Read-only root.
     #[arg(long, conflicts_with_all = ["overlay", "rw"])]
     pub ro: bool,
@@ -172,6 +177,7 @@ pub struct RunArgs {
     pub kernel: KernelChoice,
     pub root: Option<PathBuf>,
     pub root_image: Option<PathBuf>,
+    pub root_oci: Option<String>,
     pub machine: Machine,
     pub memory: String,
     pub cpus: u32,
@@ -221,6 +227,8 @@ pub(crate) struct Root {
     pub tree: Option<PathBuf>,
     /// The image is flint's cached copy, which must never be written.
     pub cached: bool,
+    /// An OCI image's run defaults (`--root-oci`).
+    pub oci: Option<crate::oci::OciRoot>,
 }
 
 /// The VM as `flint run` boots it, before its disk, console and ports are attached.
@@ -242,18 +250,16 @@ fn prepare(args: &RunArgs, job_on_port: bool) -> Result<Prepared> {
     let kernel = args.kernel.resolve()?;
     let acpi = acpi_on(args, &kernel)?;
     let root = prepare_root(args)?;
-    let mut environment = environment(&args.env)?;
+    let mut workload = workload(&root, &args.command, &args.env, args.cwd.as_deref(), args.user)?;
     if args.warm == Some(WarmPoint::Ready) {
-        environment.push(format!("FLINT_READY={}", warm::READY_FIFO).into_bytes());
+        workload.environment.push(format!("FLINT_READY={}", warm::READY_FIFO).into_bytes());
     }
-    let cwd = args.cwd.clone().unwrap_or_else(|| "/".into());
-    check_cwd(&cwd)?;
     if let Some(tree) = &root.tree {
-        check_in_root(tree, &args.command, &environment, &cwd)?;
+        check_in_root(tree, &workload)?;
     }
     let modules = modules_for(&kernel, args.machine, &root, args.mode)?;
     let accel = choose_accel(args.accel, &firmware, args.verbose)?;
-    let (cmdline, job) = kernel_cmdline(args, accel, &root, &modules, &environment, &cwd, job_on_port)?;
+    let (cmdline, job) = kernel_cmdline(args, accel, &root, &modules, &workload, job_on_port)?;
     if cmdline.len() > kernel.cmdline_max() {
         let shorten = if job_on_port { "--append" } else { "the command, --env values and --append" };
         bail!(

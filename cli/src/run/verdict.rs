@@ -218,6 +218,7 @@ mod tests {
             kernel: KernelChoice::default(),
             root: None,
             root_image: None,
+            root_oci: None,
             machine: Machine::Pc,
             memory: "512M".into(),
             cpus: 1,
@@ -446,10 +447,14 @@ mod tests {
 
     #[test]
     fn environment_defaults_and_overrides() {
-        let vars = environment(&["PATH=/bin".into(), "A=b=c".into()]).unwrap();
+        let vars = environment(&[], &["PATH=/bin".into(), "A=b=c".into()]).unwrap();
         assert_eq!(vars, [b"HOME=/root".to_vec(), b"PATH=/bin".to_vec(), b"A=b=c".to_vec()]);
-        assert!(environment(&["=x".into()]).is_err());
-        assert!(environment(&["FLINT_SURELY_UNSET_VARIABLE".into()]).is_err());
+        assert!(environment(&[], &["=x".into()]).is_err());
+        assert!(environment(&[], &["FLINT_SURELY_UNSET_VARIABLE".into()]).is_err());
+        // An image's Env comes between flint's defaults and --env.
+        let image = [b"PATH=/opt/bin".to_vec(), b"A=image".to_vec(), b"B=image".to_vec(), b"NOEQUALS".to_vec()];
+        let vars = environment(&image, &["A=user".into()]).unwrap();
+        assert_eq!(vars, [b"HOME=/root".to_vec(), b"PATH=/opt/bin".to_vec(), b"B=image".to_vec(), b"A=user".to_vec()]);
     }
 
     mod fuzz {
