@@ -120,6 +120,7 @@ fn measure(name: ScenarioName, cases: &[Case], repetitions: u32) -> Vec<CaseRepo
         .map(|case| {
             let (status, command) = match &case.plan {
                 Plan::Run(run) => (Status::Ok, Some(run.vm.shell_command())),
+                Plan::Process(process) => (Status::Ok, Some(process.shell_command())),
                 Plan::NotRun(status) => (status.clone(), None),
             };
             CaseReport {
@@ -146,27 +147,36 @@ fn measure(name: ScenarioName, cases: &[Case], repetitions: u32) -> Vec<CaseRepo
         }
         for index in order {
             let (case, row) = (&cases[index], &mut rows[index]);
-            let Plan::Run(run) = &case.plan else { continue };
             if row.status != Status::Ok {
                 continue;
             }
-            // The status port appends: each run's timeline must be the file's only one.
-            if let Some(file) = &run.status_file {
-                let _ = std::fs::remove_file(file);
-            }
-            row.status = match run.vm.run(run.deadline) {
-                Ok(outcome) => {
-                    let status = run.judge(&outcome);
-                    if status == Status::Ok {
-                        // Rounded to the microsecond: finer digits are noise.
-                        row.samples_ms.push((outcome.elapsed.as_secs_f64() * 1e6).round() / 1e3);
-                        if let Some(phases) = run.status_file.as_deref().and_then(|file| phases_of(file, &outcome)) {
-                            phase_samples[index].push(phases);
+            row.status = match &case.plan {
+                Plan::Run(run) => {
+                    // The status port appends: each run's timeline must be the file's only one.
+                    if let Some(file) = &run.status_file {
+                        let _ = std::fs::remove_file(file);
+                    }
+                    match run.vm.run(run.deadline) {
+                        Ok(outcome) => {
+                            let status = run.judge(&outcome);
+                            if status == Status::Ok {
+                                row.samples_ms.push(rounded_ms(outcome.elapsed));
+                                let phases = run.status_file.as_deref().and_then(|file| phases_of(file, &outcome));
+                                phase_samples[index].extend(phases);
+                            }
+                            status
                         }
+                        Err(error) => Status::Failed { reason: format!("cannot run QEMU: {error}") },
+                    }
+                }
+                Plan::Process(process) => {
+                    let (elapsed, status) = process.run_once();
+                    if status == Status::Ok {
+                        row.samples_ms.push(rounded_ms(elapsed));
                     }
                     status
                 }
-                Err(error) => Status::Failed { reason: format!("cannot run QEMU: {error}") },
+                Plan::NotRun(_) => continue,
             };
             let result = match &row.status {
                 Status::Ok => report::duration(*row.samples_ms.last().expect("just pushed")),
@@ -185,6 +195,11 @@ fn measure(name: ScenarioName, cases: &[Case], repetitions: u32) -> Vec<CaseRepo
         row.phases = phase_medians(samples);
     }
     rows
+}
+
+/// Milliseconds, rounded to the microsecond: finer digits are noise.
+fn rounded_ms(elapsed: std::time::Duration) -> f64 {
+    (elapsed.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// The phases of one flint run, from the timeline its init wrote to COM2.

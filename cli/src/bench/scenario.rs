@@ -85,6 +85,8 @@ pub struct Case {
 
 pub enum Plan {
     Run(Box<Run>),
+    /// `flint run` itself, the whole process timed (some at once).
+    Process(Box<Process>),
     /// Decided without booting: unsupported, not installed, or bound to fail.
     NotRun(Status),
 }
@@ -97,6 +99,14 @@ pub struct Run {
     expect: Expect,
     /// A QEMU exit status that means "this firmware cannot boot this kernel", and why.
     unsupported_when: Option<(i32, &'static str)>,
+}
+
+/// `parallel` copies of one `flint run` command at once; a sample is the time until the last
+/// ends, and counts if every one exits 0.
+pub struct Process {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub parallel: u32,
 }
 
 enum Expect {
@@ -244,6 +254,15 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
             let plan = flint_run_plan(&image, &inputs.kernel.label, setup)?;
             let kernel = format!("{} (flint run)", inputs.kernel.label);
             cases.push(Case { firmware: firmware.name(), kernel, machine: Machine::Microvm, init, plan });
+            for (label, warm, parallel) in [
+                ("flint process, cold", false, 1),
+                ("flint process, --warm", true, 1),
+                ("flint process, --warm, 4 at once", true, 4),
+            ] {
+                let plan = flint_process_plan(&image, &inputs.kernel.label, setup, warm, parallel)?;
+                let kernel = format!("{} ({label})", inputs.kernel.label);
+                cases.push(Case { firmware: firmware.name(), kernel, machine: Machine::Microvm, init, plan });
+            }
         }
     }
     Ok(cases)
@@ -310,6 +329,72 @@ fn flint_run_plan(image: &Path, kernel: &str, setup: &Setup) -> Result<Plan> {
     ])?;
     let vm = crate::run::unattended_vm(&args, &status_file)?;
     Ok(flint_init_plan(vm, Some(status_file)))
+}
+
+/// `flint run [--warm] --kernel KERNEL --memory 256M -- /bin/true`, the whole flint process
+/// (its own work before and after QEMU included), `parallel` at once. A warm case makes its
+/// snapshot here, untimed.
+fn flint_process_plan(image: &Path, kernel: &str, setup: &Setup, warm: bool, parallel: u32) -> Result<Plan> {
+    // Only the flint binary can run itself (the bench also runs inside test programs).
+    let program = std::env::current_exe().ok().filter(|exe| exe.file_name().is_some_and(|name| name == "flint"));
+    let Some(program) = program else {
+        let reason = "the flint process rows need the `flint` program: run `flint bench`".to_string();
+        return Ok(Plan::NotRun(Status::Unavailable { reason }));
+    };
+    let mut args: Vec<String> = ["--quiet", "run", "--kernel", kernel, "--firmware"].map(String::from).to_vec();
+    args.push(image.to_string_lossy().into_owned());
+    args.extend(["--accel", setup.accel, "--memory", MEMORY].map(String::from));
+    if warm {
+        args.push("--warm".into());
+    }
+    args.extend(["--".to_string(), guest::WORKLOAD.to_string()]);
+    let process = Process { program, args, parallel };
+    if warm {
+        if let Status::Failed { reason } = process.run_once().1 {
+            return Ok(Plan::NotRun(Status::Failed { reason: format!("making the warm snapshot: {reason}") }));
+        }
+    }
+    Ok(Plan::Process(Box::new(process)))
+}
+
+impl Process {
+    /// The command as a shell would run it (once).
+    pub fn shell_command(&self) -> String {
+        std::iter::once(self.program.to_string_lossy().into_owned())
+            .chain(self.args.iter().cloned())
+            .map(|arg| crate::qemu::shell_quote(&arg))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Runs the copies at once; the time until the last ended, and whether all succeeded.
+    pub fn run_once(&self) -> (Duration, Status) {
+        let start = std::time::Instant::now();
+        let children: Vec<_> = (0..self.parallel)
+            .map(|_| {
+                std::process::Command::new(&self.program)
+                    .args(&self.args)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+            })
+            .collect();
+        let mut status = Status::Ok;
+        for child in children {
+            let outcome = child.and_then(|child| child.wait_with_output());
+            match outcome {
+                Ok(output) if output.status.success() => {}
+                Ok(output) => {
+                    let stderr = String::from_utf8_lossy(&output.stderr);
+                    let last = stderr.lines().last().unwrap_or("no message").to_string();
+                    status = Status::Failed { reason: format!("flint exited {}: {last}", output.status) };
+                }
+                Err(error) => status = Status::Failed { reason: format!("cannot run flint: {error}") },
+            }
+        }
+        (start.elapsed(), status)
+    }
 }
 
 /// flint booting a disk image made by `flint image` (no `-kernel`), root on the same disk.
