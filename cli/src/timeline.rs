@@ -67,9 +67,9 @@ pub struct Restored {
     pub connected: Duration,
     /// The VM ran again.
     pub resumed: Duration,
-    /// flint had handed over what the VM needs before its input (nothing, or fresh entropy
-    /// and time for a workload's own snapshot).
-    pub handed_over: Duration,
+    /// For a workload's own snapshot: flint had handed over fresh entropy and time, and the
+    /// workload could go on.
+    pub handed_over: Option<Duration>,
 }
 
 /// The guest's stamps in milliseconds since the VM started, by name.
@@ -165,10 +165,9 @@ impl Timeline {
             // The guest's clock is the snapshot's: only its differences after the restore
             // count. A workload's own snapshot was taken after `exec`.
             let exit = host_ms(arrived) - (guest.at("poweroff") - guest.at("exit"));
-            let exec = if restored.handed_over > restored.resumed {
-                host_ms(restored.handed_over)
-            } else {
-                exit - (guest.at("exit") - guest.at("exec"))
+            let exec = match restored.handed_over {
+                Some(handed_over) => host_ms(handed_over),
+                None => exit - (guest.at("exit") - guest.at("exec")),
             };
             let phases = vec![
                 Phase { name: "qemu start", ms: host_ms(restored.connected) },
@@ -244,7 +243,7 @@ mod tests {
             restored: Some(Restored {
                 connected: Duration::from_millis(25),
                 resumed: Duration::from_millis(40),
-                handed_over: Duration::from_millis(40),
+                handed_over: None,
             }),
         };
         let timeline = Timeline::from_status_port(line, &host).unwrap();
@@ -391,7 +390,7 @@ mod tests {
                     restored: (arrived % 2 == 0).then(|| Restored {
                         connected: Duration::from_micros((arrived / 4).into()),
                         resumed: Duration::from_micros((arrived / 3).into()),
-                        handed_over: Duration::from_micros((arrived / 2).into()),
+                        handed_over: (arrived % 4 == 0).then(|| Duration::from_micros((arrived / 2).into())),
                     }),
                 };
                 let _ = Timeline::from_status_port(&port, &host);

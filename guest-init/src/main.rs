@@ -59,6 +59,9 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
     }
     mounts::mount_all(&mounts::EXTRA)?;
     timeline::mark(Stamp::Root);
+    // The ports do not depend on the job either: opened before a warm snapshot, they need no
+    // opening after a restore.
+    let stdio = stdio::Stdio::open(&params)?;
     let command = match command {
         Some(command) => command,
         None => {
@@ -76,7 +79,6 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
             memory.space.command(&params)?
         }
     };
-    let stdio = stdio::Stdio::open(&params)?;
     let ready = params.ready.map(ready::Ready::make).transpose()?;
     timeline::mark(Stamp::Exec);
     let status = run::run(&command, &stdio, (params.timeout_ms, params.grace_ms), ready.as_ref());

@@ -201,12 +201,15 @@ pub(super) fn boot(
             bail!("cannot restore the warm snapshot: {reason}: remove the cache's warm/ directory to make it anew, or run without --warm");
         }
         let resumed = started.elapsed();
-        if let Err(error) = incoming.hand_over(streams.last().expect("the status port"), &mut child) {
-            let reason = failed(child, qemu_stderr, error);
-            bail!("the VM restored from the warm snapshot did not take fresh entropy and time: {reason}");
-        }
+        let handed_over = match incoming.hand_over(streams.last().expect("the status port"), &mut child) {
+            Ok(handed) => handed.then(|| started.elapsed()),
+            Err(error) => {
+                let reason = failed(child, qemu_stderr, error);
+                bail!("the VM restored from the warm snapshot did not take fresh entropy and time: {reason}");
+            }
+        };
         heard.store(true, Ordering::SeqCst);
-        restored = Some(Restored { connected, resumed, handed_over: started.elapsed() });
+        restored = Some(Restored { connected, resumed, handed_over });
     }
     let [stdin_port, stdout_port, stderr_port, status_port]: [UnixStream; 4] = streams.try_into().expect("four ports");
 

@@ -136,14 +136,15 @@ impl Incoming {
 
     /// What the guest needs before the run's input: for a workload's own snapshot, fresh
     /// entropy and time, applied (the init acknowledges) before the workload can read stdin.
-    pub(super) fn hand_over(&self, status_port: &UnixStream, child: &mut Child) -> Result<()> {
+    /// Whether there was any.
+    pub(super) fn hand_over(&self, status_port: &UnixStream, child: &mut Child) -> Result<bool> {
         if self.point == WarmPoint::Boot {
-            return Ok(());
+            return Ok(false);
         }
         (&*status_port).write_all(&fresh_message()?).context("cannot write to the status port")?;
         wait_for_line(status_port, status::FRESH_LINE, HAND_OVER_TIMEOUT, child).map_err(|why| anyhow!("{why}"))?;
         status_port.set_read_timeout(None)?;
-        Ok(())
+        Ok(true)
     }
 }
 
