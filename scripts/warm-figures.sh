@@ -35,7 +35,7 @@ for i in $(seq "$reps"); do
 done
 c=$(printf '%s\n' "${cold[@]}" | median)
 f=$(printf '%s\n' "${first[@]}" | median)
-echo "$kernel: cold run $c ms, first --warm run (boot, snapshot, restore, job) $f ms: +$((f - c)) ms (medians of $reps)"
+echo "$kernel: cold run $c ms, first --warm run (boot, snapshot, job) $f ms: +$((f - c)) ms (medians of $reps)"
 
 jobs=12
 for parallel in 1 2 4; do

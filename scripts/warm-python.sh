@@ -22,6 +22,7 @@ root=$work/root
 mkdir -p "$root/bin" "$root/usr/bin" "$root/usr/lib" "$root/tmp"
 cp /bin/busybox "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
+ln -s busybox "$root/bin/true"
 cp "$python" "$root/usr/bin/python3"
 # Its libraries, and those of the extension modules the handler loads, where ld.so finds them.
 for lib in $( (ldd "$python"; ldd /usr/lib/python3.11/lib-dynload/*.so 2>/dev/null) | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | sort -u); do

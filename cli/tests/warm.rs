@@ -50,6 +50,7 @@ fn a_restored_vm_runs_the_job_exactly() {
     let script = "read -r line; echo \"got $line\"; echo to-stderr >&2; exit 42";
     let first = warm(&image, b"hello\n", script);
     assert_status(&first, 42);
+    assert_eq!(text(&first.stdout), "got hello\n", "the run that made the snapshot went on with its job");
     assert!(text(&first.stderr).contains(MAKING), "{}", text(&first.stderr));
     for input in ["again\n", "third\n"] {
         let restored = warm(&image, input.as_bytes(), script);

@@ -371,10 +371,11 @@ impl ScenarioReport {
             .filter(|row| row.firmware == FLOOR)
             .filter_map(|row| Some((row.machine.clone(), median(row)?)))
             .collect();
+        // Boots only: the flint process rows time flint's own work too, or a restore.
         let flint: Vec<(&str, &str, f64)> = self
             .results
             .iter()
-            .filter(|row| row.firmware == "flint")
+            .filter(|row| row.firmware == "flint" && !row.kernel.contains("(flint process"))
             .filter_map(|row| Some((row.kernel.as_str(), row.machine.as_str(), median(row)?)))
             .collect();
         let fastest = |rows: &mut dyn Iterator<Item = f64>| rows.min_by(f64::total_cmp);
@@ -563,6 +564,22 @@ mod tests {
         assert_eq!(ratios, expected);
         let over: Vec<Option<f64>> = scenario.results.iter().map(|r| r.over_floor_ms).collect();
         assert_eq!(over, [None, Some(10.0), None, Some(20.0), Some(15.0), None, Some(5.0), Some(10.0)]);
+    }
+
+    #[test]
+    fn warm_restores_are_compared_with_flints_boots_not_taken_as_them() {
+        let mut scenario = ScenarioReport {
+            name: "minimal".into(),
+            description: String::new(),
+            skipped: None,
+            results: vec![
+                kernel_row("flint", "minimal (flint run)", "microvm", &[500.0]),
+                kernel_row("flint", "minimal (flint process, --warm)", "microvm", &[200.0]),
+            ],
+        };
+        scenario.compare();
+        let ratios: Vec<Option<f64>> = scenario.results.iter().map(|r| r.ratio_to_flint).collect();
+        assert_eq!(ratios, [Some(1.0), Some(0.4)]);
     }
 
     #[test]

@@ -389,17 +389,21 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         max_output: args.max_output,
         verbose: args.verbose,
     };
-    let (incoming, job) = match (args.warm, job) {
+    let (warm, job) = match (args.warm, job) {
         (None, job) => (None, job),
         (Some(point), job) => {
             let job = job.expect("warm runs send the job over the status port");
-            let site = warm::Site { run_dir: temp.path(), console_log: &console_log, boot_timeout: args.boot_timeout };
-            let incoming = warm::restore(&mut vm, &listeners, &site, point, &job)?;
+            let site = warm::Site { run_dir: temp.path(), boot_timeout: args.boot_timeout };
+            let start = warm::start(&mut vm, &site, point, &job)?;
             // From a workload's own snapshot, the job is under way already.
-            (Some(incoming), (point == WarmPoint::Boot).then_some(job))
+            let job = match &start {
+                warm::Start::Restore(_) if point == WarmPoint::Ready => None,
+                _ => Some(job),
+            };
+            (Some(start), job)
         }
     };
-    let end = boot(&vm, (listeners, job, incoming), &console_log, &policy)?;
+    let end = boot(&vm, (listeners, job, warm), &console_log, &policy)?;
     let verdict = decide(&end, args);
     // With --verbose the console was shown as it came.
     if verdict.show_console && !args.verbose {

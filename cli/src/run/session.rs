@@ -163,11 +163,11 @@ fn taken_signals() -> Vec<i32> {
 /// Starts QEMU, connects the ports, writes `job` (the job message, if the job goes over the
 /// status port) first on the status port, pumps the streams and waits for the end, and for
 /// the workload's output to have gone out. The output's spill files go beside the console
-/// log, in the run's private directory. With `incoming`, the VM is restored from a warm
-/// snapshot first.
+/// log, in the run's private directory. With `warm`, the VM is restored from a warm snapshot
+/// first, or makes it on its way.
 pub(super) fn boot(
     vm: &Vm,
-    (listeners, job, incoming): (Vec<UnixListener>, Option<JobText>, Option<warm::Incoming>),
+    (listeners, mut job, warm): (Vec<UnixListener>, Option<JobText>, Option<warm::Start>),
     console_log: &Path,
     policy: &Policy,
 ) -> Result<Ending> {
@@ -182,7 +182,7 @@ pub(super) fn boot(
         let stderr = String::from_utf8_lossy(&stderr);
         stderr.lines().map(str::trim).find(|l| !l.is_empty()).map_or_else(|| format!("{error:#}"), str::to_string)
     };
-    let every: Vec<&UnixListener> = listeners.iter().chain(incoming.as_ref().map(warm::Incoming::listener)).collect();
+    let every: Vec<&UnixListener> = listeners.iter().chain(warm.as_ref().map(warm::Start::listener)).collect();
     let mut streams = match accept_all(&every, &mut child) {
         Ok(streams) => streams,
         Err(error) => {
@@ -193,23 +193,37 @@ pub(super) fn boot(
     // The init of a restored VM said it was ready before its snapshot was taken.
     let heard = Arc::new(AtomicBool::new(false));
     let mut restored = None;
-    if let Some(incoming) = incoming {
-        let connected = started.elapsed();
-        let monitor = streams.pop().expect("the monitor");
-        if let Err(error) = incoming.load(monitor) {
-            let reason = failed(child, qemu_stderr, error);
-            bail!("cannot restore the warm snapshot: {reason}: remove the cache's warm/ directory to make it anew, or run without --warm");
-        }
-        let resumed = started.elapsed();
-        let handed_over = match incoming.hand_over(streams.last().expect("the status port"), &mut child) {
-            Ok(handed) => handed.then(|| started.elapsed()),
-            Err(error) => {
+    match warm {
+        Some(warm::Start::Restore(incoming)) => {
+            let connected = started.elapsed();
+            let monitor = streams.pop().expect("the monitor");
+            if let Err(error) = incoming.load(monitor) {
                 let reason = failed(child, qemu_stderr, error);
-                bail!("the VM restored from the warm snapshot did not take fresh entropy and time: {reason}");
+                bail!("cannot restore the warm snapshot: {reason}: remove the cache's warm/ directory to make it anew, or run without --warm");
             }
-        };
-        heard.store(true, Ordering::SeqCst);
-        restored = Some(Restored { connected, resumed, handed_over });
+            let resumed = started.elapsed();
+            let handed_over = match incoming.hand_over(streams.last().expect("the status port"), &mut child) {
+                Ok(handed) => handed.then(|| started.elapsed()),
+                Err(error) => {
+                    let reason = failed(child, qemu_stderr, error);
+                    bail!("the VM restored from the warm snapshot did not take fresh entropy and time: {reason}");
+                }
+            };
+            heard.store(true, Ordering::SeqCst);
+            restored = Some(Restored { connected, resumed, handed_over });
+        }
+        Some(warm::Start::Create(creation)) => {
+            let monitor = streams.pop().expect("the monitor");
+            // A workload's own snapshot holds its job: sent while it is made.
+            let own = job.take_if(|_| creation.holds_job());
+            if let Err(error) = creation.save(monitor, &streams, &mut child, own) {
+                let reason = failed(child, qemu_stderr, error);
+                show_console(&Tail::of_file(console_log));
+                bail!("{reason}; the console is above (a cold run, without --warm, boots the same way)");
+            }
+            heard.store(true, Ordering::SeqCst);
+        }
+        None => {}
     }
     let [stdin_port, stdout_port, stderr_port, status_port]: [UnixStream; 4] = streams.try_into().expect("four ports");
 

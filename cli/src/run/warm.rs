@@ -1,11 +1,12 @@
 //! `flint run --warm`: a VM restored from a snapshot instead of booted.
 //!
-//! The first warm run of a configuration boots the VM until the init has its root mounted
-//! and waits for its job (`flint-awaiting-job` on the status port), then saves it: the guest's
-//! RAM is a file (`memory-backend-file`, `share=on`) that QEMU leaves in place, and the small
-//! device state goes to a second file through QMP's `migrate` with `x-ignore-shared` (RAM in a
-//! shared backend is not copied). Every warm run, that first one included, then starts QEMU
-//! with the same devices, the RAM file mapped copy-on-write (`share=off`: nothing is read
+//! The first warm run of a configuration boots the VM with its RAM in a file
+//! (`memory-backend-file`, `share=on`) until the init has its root mounted and waits for its
+//! job (`flint-awaiting-job` on the status port), then saves it: the small device state goes
+//! to a file through QMP's `migrate` with `x-ignore-shared` (RAM in a shared backend is not
+//! copied), and the RAM file's written parts are copied beside it. The run then goes on (QMP
+//! `cont`) and does its job as a cold run would. Every later warm run starts QEMU with the
+//! same devices, the snapshot's RAM file mapped copy-on-write (`share=off`: nothing is read
 //! ahead, nothing written back, each VM's writes its own) and `-incoming defer`, loads the
 //! device state with `migrate-incoming`, and hands the job in over the status port as a cold
 //! run does. The job carries fresh entropy and the host's clock (`flint_guest_init::fresh`).
@@ -46,8 +47,13 @@ pub(super) const READY_FIFO: &str = "/dev/flint-ready";
 /// Where a warm run keeps its files, and how long a boot may take.
 pub(super) struct Site<'a> {
     pub run_dir: &'a Path,
-    pub console_log: &'a Path,
     pub boot_timeout: Duration,
+}
+
+/// How a warm run starts: from its snapshot, or making it.
+pub(super) enum Start {
+    Restore(Incoming),
+    Create(Creation),
 }
 
 /// What a restored VM still needs once QEMU runs: the device state, loaded over QMP, and for
@@ -56,6 +62,20 @@ pub(super) struct Incoming {
     qmp: UnixListener,
     state: File,
     point: WarmPoint,
+}
+
+/// A run that makes the snapshot on its way: where it goes, and the lock that keeps other
+/// flints waiting for it.
+pub(super) struct Creation {
+    qmp: UnixListener,
+    /// The snapshot's directory, and the temporary one it is made in.
+    dir: PathBuf,
+    tmp: PathBuf,
+    /// The RAM file QEMU runs on (the run's own: the VM goes on writing it after the save).
+    live_ram: PathBuf,
+    point: WarmPoint,
+    boot_timeout: Duration,
+    _lock: Option<File>,
 }
 
 /// Why `--warm` cannot apply to `args`, if it cannot.
@@ -71,50 +91,56 @@ pub(super) fn refusal(args: &RunArgs) -> Option<&'static str> {
     None
 }
 
-/// Makes `vm` (the run's VM, its ports wired to `listeners` in the site's directory) start
-/// from its snapshot at `point`, which is made first if there is none yet (sending `job`
-/// along for a workload's own snapshot).
-pub(super) fn restore(
-    vm: &mut Vm,
-    listeners: &[UnixListener],
-    site: &Site,
-    point: WarmPoint,
-    job: &JobText,
-) -> Result<Incoming> {
+/// Makes `vm` (the run's VM, its ports wired to listeners in the site's directory) start
+/// from its snapshot at `point`, or make it if there is none yet (the snapshot of a
+/// workload's own start-up is `job`'s).
+pub(super) fn start(vm: &mut Vm, site: &Site, point: WarmPoint, job: &JobText) -> Result<Start> {
     let key = key(vm, site.run_dir, (point == WarmPoint::Ready).then_some(job))?;
     let boots = env::cache_subdir("warm")?;
-    let dir = boots.join(boot_id()).join(&key[..32]);
-    if !dir.is_dir() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.parent().expect("a parent"))?;
-        let _lock = env::lock_cache(dir.parent().expect("a parent"));
-        if !dir.is_dir() {
-            remove_other_boots(&boots);
-            env::progress(match point {
-                WarmPoint::Boot => "making the warm snapshot (a cold boot, once for this configuration)",
-                WarmPoint::Ready => {
-                    "making the warm snapshot (a cold boot and the workload's start-up, once for this job)"
-                }
-            });
-            let job = (point == WarmPoint::Ready).then_some(job);
-            create(vm, listeners, &dir, site, job)?;
-        }
-    }
-    let state = File::open(dir.join(STATE)).with_context(|| format!("cannot open {}", dir.join(STATE).display()))?;
+    let parent = boots.join(boot_id());
+    let dir = parent.join(&key[..32]);
     let qmp_path = site.run_dir.join("qmp.sock");
     let qmp = UnixListener::bind(&qmp_path).with_context(|| format!("cannot listen on {}", qmp_path.display()))?;
     qmp.set_nonblocking(true)?;
-    vm.ram_file = Some(RamFile { path: dir.join(RAM), shared: false });
     vm.qmp = Some(qmp_path);
+    let mut lock = None;
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&parent)?;
+        lock = env::lock_cache(&parent);
+    }
+    if !dir.is_dir() {
+        remove_other_boots(&boots);
+        env::progress(match point {
+            WarmPoint::Boot => "making the warm snapshot (once for this configuration)",
+            WarmPoint::Ready => "making the warm snapshot after the workload's start-up (once for this job)",
+        });
+        let tmp = env::temp_sibling(&dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let live_ram = site.run_dir.join(RAM);
+        vm.ram_file = Some(RamFile { path: live_ram.clone(), shared: true });
+        let boot_timeout = site.boot_timeout;
+        return Ok(Start::Create(Creation { qmp, dir, tmp, live_ram, point, boot_timeout, _lock: lock }));
+    }
+    let state = File::open(dir.join(STATE)).with_context(|| format!("cannot open {}", dir.join(STATE).display()))?;
+    vm.ram_file = Some(RamFile { path: dir.join(RAM), shared: false });
     vm.incoming = true;
-    Ok(Incoming { qmp, state, point })
+    Ok(Start::Restore(Incoming { qmp, state, point }))
+}
+
+impl Start {
+    /// The listener QEMU's monitor connects to, accepted with the ports.
+    pub(super) fn listener(&self) -> &UnixListener {
+        match self {
+            Start::Restore(incoming) => &incoming.qmp,
+            Start::Create(creation) => &creation.qmp,
+        }
+    }
 }
 
 impl Incoming {
-    /// The listener QEMU's monitor connects to, accepted with the ports.
-    pub(super) fn listener(&self) -> &UnixListener {
-        &self.qmp
-    }
-
     /// Loads the device state into the QEMU whose monitor is `monitor`; returns once the VM
     /// runs.
     pub(super) fn load(&self, monitor: UnixStream) -> Result<()> {
@@ -142,8 +168,8 @@ impl Incoming {
             return Ok(false);
         }
         (&*status_port).write_all(&fresh_message()?).context("cannot write to the status port")?;
-        wait_for_line(status_port, status::FRESH_LINE, HAND_OVER_TIMEOUT, child).map_err(|why| anyhow!("{why}"))?;
-        status_port.set_read_timeout(None)?;
+        wait_for_line(status_port, status::FRESH_LINE, HAND_OVER_TIMEOUT, (child, &[]))
+            .map_err(|why| anyhow!("{why}"))?;
         Ok(true)
     }
 }
@@ -191,104 +217,155 @@ fn remove_other_boots(boots: &Path) {
     }
 }
 
-/// Boots `vm` until its init waits for the job (or with `job`, until the job's workload is
-/// ready), and saves it into `dest`.
-fn create(vm: &Vm, listeners: &[UnixListener], dest: &Path, site: &Site, job: Option<&JobText>) -> Result<()> {
-    let tmp = env::temp_sibling(dest);
-    std::fs::DirBuilder::new().mode(0o700).create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let made = save(vm, listeners, &tmp, site, job).and_then(|()| {
-        std::fs::rename(&tmp, dest).with_context(|| format!("cannot move {} to {}", tmp.display(), dest.display()))
-    });
-    if made.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
+impl Creation {
+    /// Whether the snapshot holds the workload, its job sent while it is made.
+    pub(super) fn holds_job(&self) -> bool {
+        self.point == WarmPoint::Ready
     }
-    made.map_err(|error| env::disk_full_or(error, dest))
+
+    /// Once the VM's init waits for its job (with a workload's own snapshot: once `job`, sent
+    /// here, has its workload ready), saves the VM as the snapshot and lets it go on. `ports`
+    /// are the VM's ports, the status port last.
+    pub(super) fn save(
+        self,
+        monitor: UnixStream,
+        ports: &[UnixStream],
+        child: &mut Child,
+        job: Option<JobText>,
+    ) -> Result<()> {
+        let made = self.save_into_tmp(monitor, ports, child, job).and_then(|mut qmp| {
+            std::fs::rename(&self.tmp, &self.dir)
+                .with_context(|| format!("cannot move {} to {}", self.tmp.display(), self.dir.display()))?;
+            qmp.execute("cont", json!({})).map(drop)
+        });
+        if made.is_err() {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+        made.map_err(|error| env::disk_full_or(error, &self.dir))
+    }
+
+    /// Saves the VM into the temporary directory; the monitor, for what follows.
+    fn save_into_tmp(
+        &self,
+        monitor: UnixStream,
+        ports: &[UnixStream],
+        child: &mut Child,
+        job: Option<JobText>,
+    ) -> Result<Qmp> {
+        let status_port = ports.last().expect("the status port");
+        let failed = |why: String| anyhow!("the warm snapshot could not be made: {why}");
+        wait_for_line(status_port, status::AWAITING_JOB_LINE, self.boot_timeout, (child, &[])).map_err(failed)?;
+        if let Some(job) = job {
+            (&*status_port).write_all(&job.message()?).context("cannot send the job")?;
+            // What the workload writes while it prepares belongs to no run: dropped.
+            let outputs = &ports[1..ports.len() - 1];
+            wait_for_line(status_port, status::WORKLOAD_READY_LINE, self.boot_timeout, (child, outputs)).map_err(|why| {
+                failed(format!(
+                    "{why} (the workload must write to the FIFO $FLINT_READY names once it is ready, before it reads stdin)"
+                ))
+            })?;
+        }
+        let state = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(self.tmp.join(STATE))
+            .with_context(|| format!("cannot create {}", self.tmp.join(STATE).display()))?;
+        let mut qmp = Qmp::start(monitor)?;
+        ignore_shared(&mut qmp)?;
+        qmp.pass_fd("flint-state", state.as_fd())?;
+        qmp.execute("migrate", json!({ "uri": "fd:flint-state" }))?;
+        let start = Instant::now();
+        loop {
+            let migration = qmp.execute("query-migrate", json!({}))?;
+            match migration["status"].as_str() {
+                Some("completed") => break,
+                Some("setup" | "active" | "device") if start.elapsed() < Duration::from_secs(60) => {}
+                _ => {
+                    bail!("QEMU could not save the VM: {}", migration.get("error-desc").unwrap_or(&migration["status"]))
+                }
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        // The VM is paused since the migration: its RAM is as the state has it.
+        copy_written_parts(&self.live_ram, &self.tmp.join(RAM))?;
+        Ok(qmp)
+    }
 }
 
-fn save(vm: &Vm, listeners: &[UnixListener], into: &Path, site: &Site, job: Option<&JobText>) -> Result<()> {
-    let private =
-        |name: &str| File::options().read(true).write(true).create_new(true).mode(0o600).open(into.join(name));
-    // Made here, private; QEMU sizes the RAM file itself.
-    private(RAM).with_context(|| format!("cannot create {}", into.join(RAM).display()))?;
-    let state = private(STATE).with_context(|| format!("cannot create {}", into.join(STATE).display()))?;
-    let qmp_path = site.run_dir.join("qmp-save.sock");
-    let qmp_listener =
-        UnixListener::bind(&qmp_path).with_context(|| format!("cannot listen on {}", qmp_path.display()))?;
-    qmp_listener.set_nonblocking(true)?;
-    let mut saving = vm.clone();
-    saving.ram_file = Some(RamFile { path: into.join(RAM), shared: true });
-    saving.qmp = Some(qmp_path.clone());
-    let failed = |why: String| {
-        show_console(&Tail::of_file(site.console_log));
-        anyhow!("the warm snapshot could not be made: {why}; the console is above (a cold run, without --warm, shows the same boot)")
+/// Copies the file `from` into a new private file `to`, its holes left holes: of a guest's RAM
+/// only what it touched (tens of MB of hundreds) is read and written.
+fn copy_written_parts(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let context = || format!("cannot copy {} to {}", from.display(), to.display());
+    let source = File::open(from).with_context(context)?;
+    let target = File::options().write(true).create_new(true).mode(0o600).open(to).with_context(context)?;
+    let len = source.metadata().with_context(context)?.len();
+    target.set_len(len).with_context(context)?;
+    let seek = |offset: u64, whence: libc::c_int| {
+        // SAFETY: lseek(2) on a descriptor `source` owns.
+        let at = unsafe { libc::lseek(source.as_raw_fd(), offset as libc::off_t, whence) };
+        u64::try_from(at).ok()
     };
-
-    let mut child = saving.spawn(Stdio::null(), Stdio::null(), Stdio::null())?;
-    let every: Vec<&UnixListener> = listeners.iter().chain([&qmp_listener]).collect();
-    let mut streams = accept_all(&every, &mut child).map_err(|error| failed(error.to_string()))?;
-    let _ = std::fs::remove_file(&qmp_path);
-    let monitor = streams.pop().expect("the monitor");
-    // Every port stays connected until QEMU has quit: a port the host closes is closed in
-    // the guest, snapshot included.
-    let status_port = streams.last().expect("the status port");
-    wait_for_line(status_port, status::AWAITING_JOB_LINE, site.boot_timeout, &mut child).map_err(failed)?;
-    if let Some(job) = job {
-        // What the workload writes while it prepares belongs to no run: read and dropped, so
-        // that it never waits for a reader.
-        for port in &streams[1..3] {
-            let mut port = port.try_clone()?;
-            thread::spawn(move || std::io::copy(&mut port, &mut std::io::sink()));
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0;
+    // SEEK_DATA fails (ENXIO) past the last data.
+    while let Some(data) = seek(at, libc::SEEK_DATA) {
+        let end = seek(data, libc::SEEK_HOLE).unwrap_or(len);
+        let mut offset = data;
+        while offset < end {
+            let n = buf.len().min((end - offset) as usize);
+            source.read_exact_at(&mut buf[..n], offset).with_context(context)?;
+            target.write_all_at(&buf[..n], offset).with_context(context)?;
+            offset += n as u64;
         }
-        (&*status_port).write_all(&job.message()?).context("cannot send the job")?;
-        wait_for_line(status_port, status::WORKLOAD_READY_LINE, site.boot_timeout, &mut child).map_err(|why| {
-            failed(format!("{why} (the workload must write to the FIFO $FLINT_READY names once it is ready, before it reads stdin)"))
-        })?;
+        at = end;
     }
-    let mut qmp = Qmp::start(monitor)?;
-    ignore_shared(&mut qmp)?;
-    qmp.pass_fd("flint-state", state.as_fd())?;
-    qmp.execute("migrate", json!({ "uri": "fd:flint-state" }))?;
-    let start = Instant::now();
-    loop {
-        let migration = qmp.execute("query-migrate", json!({}))?;
-        match migration["status"].as_str() {
-            Some("completed") => break,
-            Some("setup" | "active" | "device") if start.elapsed() < Duration::from_secs(60) => {}
-            _ => bail!("QEMU could not save the VM: {}", migration.get("error-desc").unwrap_or(&migration["status"])),
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-    // The RAM file is complete once QEMU has stopped (the VM is paused since the migration).
-    let _ = qmp.execute("quit", json!({}));
-    child.wait()?;
-    drop(streams);
     Ok(())
 }
 
-/// Reads `port` until `line` has come, for at most `limit`; why not, if it has not.
-fn wait_for_line(mut port: &UnixStream, line: &str, limit: Duration, child: &mut Child) -> Result<(), String> {
+/// Reads `port` until `line` has come, for at most `limit`; why not, if it has not. What
+/// arrives on `drained` meanwhile is read and dropped.
+fn wait_for_line(
+    mut port: &UnixStream,
+    line: &str,
+    limit: Duration,
+    (child, drained): (&mut Child, &[UnixStream]),
+) -> Result<(), String> {
     let start = Instant::now();
-    port.set_read_timeout(Some(Duration::from_millis(50))).map_err(|e| e.to_string())?;
+    let poll = if drained.is_empty() { Duration::from_millis(50) } else { Duration::from_millis(5) };
+    port.set_read_timeout(Some(poll)).map_err(|e| e.to_string())?;
+    for stream in drained {
+        stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+    }
     let mut seen = Tail::default();
     let mut buf = [0u8; 4096];
-    loop {
+    let found = loop {
+        for mut stream in drained {
+            while let Ok(1..) = stream.read(&mut buf) {}
+        }
         match port.read(&mut buf) {
-            Ok(0) => return Err(format!("the VM ended before the guest said {:?}", line.trim_end())),
+            Ok(0) => break Err(format!("the VM ended before the guest said {:?}", line.trim_end())),
             Ok(n) => {
                 seen.push(&buf[..n]);
                 if seen.windows(line.len()).any(|window| window == line.as_bytes()) {
-                    return Ok(());
+                    break Ok(());
                 }
             }
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("cannot read the status port: {e}")),
+            Err(e) => break Err(format!("cannot read the status port: {e}")),
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("QEMU exited ({status}) before the guest said {:?}", line.trim_end()));
+            break Err(format!("QEMU exited ({status}) before the guest said {:?}", line.trim_end()));
         }
         if start.elapsed() > limit {
-            return Err(format!("the guest did not say {:?} within {}s", line.trim_end(), limit.as_secs_f64()));
+            break Err(format!("the guest did not say {:?} within {}s", line.trim_end(), limit.as_secs_f64()));
         }
+    };
+    for stream in drained {
+        stream.set_nonblocking(false).map_err(|e| e.to_string())?;
     }
+    port.set_read_timeout(None).map_err(|e| e.to_string())?;
+    found
 }
