@@ -244,68 +244,78 @@ fn lifeline() -> Result<RawFd, i32> {
 /// # Safety
 /// Only in a child just forked by `qemu`, which it must be the only thread of.
 unsafe fn watchdog(lifeline: RawFd, qemu: libc::pid_t, private_dir: Option<&CStr>) -> ! {
-    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    if libc::getppid() != qemu {
-        // QEMU ended (its exec failed) before the signal was set.
-        libc::_exit(0);
-    }
-    // The terminal's signals reach the whole process group: QEMU decides for itself.
-    for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTERM, libc::SIGTSTP] {
-        libc::signal(signal, libc::SIG_IGN);
-    }
-    libc::prctl(libc::PR_SET_NAME, c"flint-watchdog".as_ptr());
-    // Nothing else of the parent's stays open: its pipes (std's exec-error pipe, the
-    // callers' output pipes) must close when QEMU's exec closes them. (Until then, the
-    // parent's spawn waits: all of the above is in place when it returns.)
-    libc::dup2(lifeline, 0);
-    if libc::syscall(libc::SYS_close_range, 1 as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint) != 0 {
-        // Linux before 5.9.
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        for fd in 1..limit.rlim_cur.min(1 << 20) as libc::c_int {
-            libc::close(fd);
+    // SAFETY: raw system calls on this process alone (its signals, name and descriptors), its
+    // parent's pid, and `limit`, a local; the caller guarantees no other thread shares them.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != qemu {
+            // QEMU ended (its exec failed) before the signal was set.
+            libc::_exit(0);
         }
+        // The terminal's signals reach the whole process group: QEMU decides for itself.
+        for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTERM, libc::SIGTSTP] {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+        libc::prctl(libc::PR_SET_NAME, c"flint-watchdog".as_ptr());
+        // Nothing else of the parent's stays open: its pipes (std's exec-error pipe, the
+        // callers' output pipes) must close when QEMU's exec closes them. (Until then, the
+        // parent's spawn waits: all of the above is in place when it returns.)
+        libc::dup2(lifeline, 0);
+        if libc::syscall(libc::SYS_close_range, 1 as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint) != 0 {
+            // Linux before 5.9.
+            let mut limit: libc::rlimit = std::mem::zeroed();
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            for fd in 1..limit.rlim_cur.min(1 << 20) as libc::c_int {
+                libc::close(fd);
+            }
+        }
+        let mut byte = 0u8;
+        while libc::read(0, (&mut byte as *mut u8).cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
+        // Before the kill: QEMU's end kills the watchdog (its parent-death signal).
+        if let Some(dir) = private_dir {
+            remove_flat_dir(dir);
+        }
+        libc::kill(qemu, libc::SIGKILL);
+        libc::_exit(0)
     }
-    let mut byte = 0u8;
-    while libc::read(0, (&mut byte as *mut u8).cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
-    // Before the kill: QEMU's end kills the watchdog (its parent-death signal).
-    if let Some(dir) = private_dir {
-        remove_flat_dir(dir);
-    }
-    libc::kill(qemu, libc::SIGKILL);
-    libc::_exit(0)
 }
 
 /// Removes `dir` and the files in it with raw system calls only (no allocation: it runs in
 /// the watchdog). Subdirectories are left, and so is `dir` then.
-///
-/// # Safety
-/// Only where nothing else of the process runs (the watchdog), as it changes `errno`.
-unsafe fn remove_flat_dir(dir: &CStr) {
-    let fd = libc::open(dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC);
+fn remove_flat_dir(dir: &CStr) {
+    // SAFETY: open(2) with a NUL-terminated path.
+    let fd =
+        unsafe { libc::open(dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
     if fd < 0 {
         return;
     }
     // linux_dirent64: inode (8 bytes), offset (8), record length (2), type (1), the name.
-    let mut buf = [0u64; 512];
+    let mut buf = [0u8; 4096];
     loop {
-        let read = libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), std::mem::size_of_val(&buf));
+        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+        let read = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
         if read <= 0 {
             break;
         }
-        let bytes = std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), read as usize);
+        let bytes = &buf[..read as usize];
         let mut at = 0;
         while at + 19 < bytes.len() {
             let record = u16::from_ne_bytes([bytes[at + 16], bytes[at + 17]]) as usize;
-            let name = CStr::from_ptr(bytes[at + 19..].as_ptr().cast());
-            if !matches!(name.to_bytes(), b"." | b"..") {
-                libc::unlinkat(fd, name.as_ptr(), 0);
+            if let Ok(name) = CStr::from_bytes_until_nul(&bytes[at + 19..]) {
+                if !matches!(name.to_bytes(), b"." | b"..") {
+                    // SAFETY: unlinkat(2) with a descriptor this function owns and a
+                    // NUL-terminated name.
+                    unsafe { libc::unlinkat(fd, name.as_ptr(), 0) };
+                }
             }
             at += record.max(1);
         }
     }
-    libc::close(fd);
-    libc::rmdir(dir.as_ptr());
+    // SAFETY: the descriptor opened above, closed once; rmdir(2) with a NUL-terminated path.
+    unsafe {
+        libc::close(fd);
+        libc::rmdir(dir.as_ptr());
+    }
 }
 
 /// `RLIMIT_CPU` for `command`'s process, in whole seconds (rounded up), or the hard limit it
@@ -720,8 +730,7 @@ mod tests {
         }
         std::os::unix::net::UnixListener::bind(dir.join("port.sock")).unwrap();
         let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
-        // SAFETY: this test's thread does nothing else meanwhile; errno is all it changes.
-        unsafe { remove_flat_dir(&path) };
+        remove_flat_dir(&path);
         assert!(!dir.exists());
     }
 

@@ -709,6 +709,7 @@ mod tests {
         std::fs::write(r.join("secret"), b"x").unwrap();
         std::fs::set_permissions(r.join("secret"), std::fs::Permissions::from_mode(0o000)).unwrap();
         let fifo = std::ffi::CString::new(r.join("fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo(3) with a NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
         // Not followed: the walk would otherwise cover the host's whole filesystem.
         symlink("/", r.join("host")).unwrap();
@@ -747,6 +748,7 @@ mod tests {
             assert_eq!(identity(), now, "{what}: then nothing changed");
             last = now;
         }
+        // SAFETY: geteuid(2) cannot fail and has no side effects.
         if unsafe { libc::geteuid() } != 0 {
             assert!(scan(r, Reading::Open).is_err(), "secret is unreadable, though its identity is known");
         }

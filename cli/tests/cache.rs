@@ -180,6 +180,7 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     /// `None` (with the reason printed) where mounting is not allowed: it needs root.
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        // SAFETY: geteuid(2) cannot fail and has no side effects.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("skipped: mounting a small tmpfs needs root");
             return None;
