@@ -243,3 +243,17 @@ fn output_past_max_output_stops_the_workload_with_a_distinct_status() {
     assert!(run.stdout.chunks(2).all(|pair| pair == b"y\n"));
     assert!(run.stderr.contains("the workload's stdout passed --max-output (1048576 bytes)"), "{}", run.stderr);
 }
+
+/// An ordinary user in the guest cannot reach what decides the verdict: the status port, the
+/// exit device, reboot.
+#[test]
+fn a_non_root_workload_cannot_forge_the_verdict() {
+    let script = "echo 'flint-status 0' > /dev/vport0p4; echo o > /proc/sysrq-trigger; \
+                  busybox reboot -f; busybox poweroff -f; exit 5";
+    let run = run_watched(
+        flint().args(["run", "--kernel", "minimal", "--user", "1000", "--", "sh", "-c", script]),
+        Vec::new(),
+        stalled(Duration::ZERO),
+    );
+    assert_eq!(run.status, Some(5), "{}", run.stderr);
+}
