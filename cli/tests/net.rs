@@ -125,6 +125,12 @@ fn a_forward_without_the_network_is_refused_before_booting() {
     let output = flint().args(["run", "--net", "user", "-p", "80:80", "-p", "80:81", "--", "true"]).output().unwrap();
     assert_status(&output, 125);
     assert!(text(&output.stderr).contains("host port 80 is forwarded twice"), "{}", text(&output.stderr));
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let forward = format!("{}:80", taken.local_addr().unwrap().port());
+    let output = flint().args(["run", "--net", "user", "-p", &forward, "--", "true"]).output().unwrap();
+    assert_status(&output, 125);
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("Address already in use") && stderr.contains("pick another host port"), "{stderr}");
 }
 
 /// The minimal kernel as it is built today, whatever its configuration says later: without

@@ -518,7 +518,7 @@ pub fn parse_user(text: &str) -> Result<(u32, u32), String> {
     parsed.ok_or_else(|| "expected UID or UID:GID, numbers from 0 to 4294967294".to_string())
 }
 
-/// `-p HOST:GUEST` needs the user network, and a host port can be forwarded once.
+/// `-p HOST:GUEST` needs the user network, and each host port must be free, and given once.
 fn check_publish(args: &RunArgs) -> Result<()> {
     if let (Some(forward), None) = (args.publish.first(), args.net) {
         bail!(
@@ -530,6 +530,16 @@ fn check_publish(args: &RunArgs) -> Result<()> {
     for (index, forward) in args.publish.iter().enumerate() {
         if args.publish[..index].iter().any(|earlier| earlier.host == forward.host) {
             bail!("-p: host port {} is forwarded twice: give each host port once", forward.host);
+        }
+        // QEMU would say only "Could not set up host forwarding rule"; a port taken between
+        // here and QEMU's start still gets that.
+        if let Err(error) = std::net::TcpListener::bind(("127.0.0.1", forward.host)) {
+            bail!(
+                "-p {}:{}: cannot listen on the host's 127.0.0.1:{}: {error}: pick another host port",
+                forward.host,
+                forward.guest,
+                forward.host
+            );
         }
     }
     Ok(())
