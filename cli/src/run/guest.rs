@@ -279,7 +279,15 @@ pub fn config_fragment() -> String {
             }
         }
     }
-    out.push_str(&format!("# {}\n{}=y\n", VIRTIO_NET.purpose, VIRTIO_NET.option));
+    // The card's driver, and what it and the init's configuration of it need built in.
+    for (option, why) in [
+        ("CONFIG_NET", "--net: networking"),
+        ("CONFIG_INET", "--net: IPv4, which the init configures"),
+        ("CONFIG_NETDEVICES", "--net: network card drivers"),
+        (VIRTIO_NET.option, VIRTIO_NET.purpose),
+    ] {
+        out.push_str(&format!("# {why}\n{option}=y\n"));
+    }
     out
 }
 
