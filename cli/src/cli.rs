@@ -2,9 +2,10 @@
 
 use crate::env::{self, EXIT_FAILURE};
 use crate::kernel::Flavour;
+use crate::qemu::Forward;
 use crate::qemu::Machine;
 use crate::rootfs::FsType;
-use crate::run::{self, Accel, Acpi, Boot, HugePages, RootArgs, RunArgs, WarmPoint};
+use crate::run::{self, Accel, Acpi, Boot, HugePages, Net, RootArgs, RunArgs, WarmPoint};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -158,6 +159,15 @@ struct RunCli {
     /// BENCHMARKS.md), else on.
     #[arg(long, value_enum, default_value_t = Acpi::Auto)]
     acpi: Acpi,
+    /// A network card (default: none, the guest has only `lo`). `user` is QEMU's user network:
+    /// the guest is 10.0.2.15, reaches the host's loopback at 10.0.2.2, and resolves names
+    /// through 10.0.2.3; no root or host set-up needed.
+    #[arg(long, value_enum, value_name = "MODE")]
+    net: Option<Net>,
+    /// Forward the host's TCP port HOST (on 127.0.0.1) to the guest's port GUEST (repeatable;
+    /// needs --net user).
+    #[arg(short = 'p', long, value_name = "HOST:GUEST", value_parser = run::parse_forward)]
+    publish: Vec<Forward>,
     /// More kernel parameters, after flint's own (so a later value overrides an earlier one).
     #[arg(long, value_name = "PARAMS")]
     append: Option<String>,
@@ -347,6 +357,8 @@ fn run_args(args: RunCli) -> RunArgs {
         boot: args.boot,
         huge_pages: args.huge_pages,
         acpi: args.acpi,
+        net: args.net,
+        publish: args.publish,
         append: args.append,
         untuned: args.untuned,
         print_cmd: args.print_cmd,

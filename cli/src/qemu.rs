@@ -139,6 +139,14 @@ pub struct VirtioPort {
     pub backend: PortBackend,
 }
 
+/// A TCP port forward on QEMU's user network: the host's `127.0.0.1:host` to the guest's
+/// `guest` port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Forward {
+    pub host: u16,
+    pub guest: u16,
+}
+
 #[derive(Clone, Debug)]
 pub struct Vm {
     pub machine: Machine,
@@ -158,6 +166,9 @@ pub struct Vm {
     pub cpu: Option<String>,
     pub serial: Serial,
     pub virtio_ports: Vec<VirtioPort>,
+    /// A virtio-net card on QEMU's user network (`-netdev user`), with these forwards;
+    /// `None`: no network card at all.
+    pub user_net: Option<Vec<Forward>>,
     pub extra_args: Vec<String>,
     /// ACPI tables for the guest (QEMU's default). Off only on microvm, whose devices QEMU
     /// then names on the kernel command line (`virtio_mmio.device=`).
@@ -383,6 +394,7 @@ impl Vm {
             cpu: None,
             serial: Serial::Stdio,
             virtio_ports: Vec::new(),
+            user_net: None,
             extra_args: Vec::new(),
             huge_pages: true,
             acpi: true,
@@ -473,7 +485,8 @@ impl Vm {
         // On microvm each device takes the free virtio-mmio transport that QEMU describes first
         // to the guest (in the ACPI tables, or in `virtio_mmio.device=` without ACPI), and
         // Linux numbers virtio devices in that order. The ports' controller goes first so that
-        // it is virtio0 and its ports are /dev/vport0pN, as on pc and q35.
+        // it is virtio0 and its ports are /dev/vport0pN, as on pc and q35. The network card
+        // comes last, so that it changes nothing of the others.
         if self.machine == Machine::Microvm {
             self.port_args(&mut args);
             self.drive_args(&mut args);
@@ -481,6 +494,7 @@ impl Vm {
             self.drive_args(&mut args);
             self.port_args(&mut args);
         }
+        self.net_args(&mut args);
         if self.debug_exit {
             args.extend(["-device".into(), "isa-debug-exit,iobase=0x501,iosize=1".into()]);
         }
@@ -506,6 +520,22 @@ impl Vm {
                 ]),
             }
         }
+    }
+
+    /// The network card and QEMU's user network behind it. Forwards listen on the host's
+    /// loopback only: the guest's services are for this host's programs.
+    fn net_args(&self, args: &mut Vec<String>) {
+        let Some(forwards) = &self.user_net else { return };
+        let mut netdev = String::from("user,id=flint-net");
+        for Forward { host, guest } in forwards {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        }
+        let card = match self.machine {
+            // No option ROM: flint's firmware runs none, and QEMU need not find the file.
+            Machine::Pc | Machine::Q35 => "virtio-net-pci,netdev=flint-net,romfile=",
+            Machine::Microvm => "virtio-net-device,netdev=flint-net",
+        };
+        args.extend(["-netdev".into(), netdev, "-device".into(), card.into()]);
     }
 
     /// The virtio-serial controller and its ports.
@@ -807,6 +837,27 @@ mod tests {
         );
         assert!(ports.is_some() && disk.is_some() && ports < disk, "{args}");
         assert!(!args.contains("-pci") && !args.contains("if=virtio"), "{args}");
+    }
+
+    #[test]
+    fn the_user_network_is_added_only_when_asked_for() {
+        let mut vm = Vm::new("/fw.bin");
+        vm.machine = Machine::Microvm;
+        vm.drives = vec![Drive::new("/root.ext4", true)];
+        vm.virtio_ports = vec![VirtioPort { name: "flint.status".into(), backend: PortBackend::Null }];
+        assert!(!vm.args().join(" ").contains("-netdev"));
+        vm.user_net = Some(vec![Forward { host: 8080, guest: 80 }, Forward { host: 2222, guest: 22 }]);
+        let args = vm.args().join(" ");
+        let net = args.find(
+            "-netdev user,id=flint-net,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-device,netdev=flint-net",
+        );
+        // The ports' controller stays first on virtio-mmio, and the disk stays vda.
+        let (ports, disk) = (args.find("virtio-serial-device"), args.find("virtio-blk-device"));
+        assert!(net.is_some() && ports < disk && disk < net, "{args}");
+        vm.machine = Machine::Q35;
+        vm.user_net = Some(Vec::new());
+        let args = vm.args().join(" ");
+        assert!(args.contains("-netdev user,id=flint-net -device virtio-net-pci,netdev=flint-net,romfile="), "{args}");
     }
 
     #[test]

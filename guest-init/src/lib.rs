@@ -20,6 +20,7 @@ mod gpt_root;
 pub mod job;
 pub mod modules;
 pub mod mounts;
+pub mod net;
 pub mod oom;
 pub mod params;
 pub mod poweroff;

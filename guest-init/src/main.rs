@@ -11,7 +11,7 @@ mod rt;
 use flint_guest_init::params::{self, ParamError, Params};
 use flint_guest_init::report::{self, Failure};
 use flint_guest_init::timeline::{self, Stamp};
-use flint_guest_init::{exec, fresh, job, modules, mounts, poweroff, ready, root, run, stdio};
+use flint_guest_init::{exec, fresh, job, modules, mounts, net, poweroff, ready, root, run, stdio};
 
 /// Room for a job from the status port (`flint.job=port`): the message and its decoded
 /// lists, several MiB, so in .bss rather than on the stack (pages never touched cost no
@@ -59,6 +59,9 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
     }
     mounts::mount_all(&mounts::EXTRA)?;
     timeline::mark(Stamp::Root);
+    // After the root (its /etc gets the name server), and before a warm snapshot: the
+    // network is the same for every job.
+    net::configure(params.ip.as_ref(), params.root.as_ref().map(|root| root.mode), params.device_wait_ms)?;
     // The ports do not depend on the job either: opened before a warm snapshot, they need no
     // opening after a restore.
     let stdio = stdio::Stdio::open(&params)?;

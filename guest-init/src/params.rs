@@ -57,6 +57,8 @@ pub struct Params<'a> {
     /// A FIFO to make for the workload, which writes to it when its own start-up is done
     /// (`flint.ready`, from the job; see `ready`).
     pub ready: Option<&'a [u8]>,
+    /// The network card's address, route and name server (`flint.ip`); `None`: `lo` only.
+    pub ip: Option<crate::net::Ipv4>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +165,7 @@ pub fn read_cmdline(buf: &mut [u8; CMDLINE_MAX]) -> Result<&[u8], Failure> {
 }
 
 /// Every key, in the order of the `raw` slots in `Params::parse`.
-const KEYS: [&str; 20] = [
+const KEYS: [&str; 21] = [
     "flint.root",
     "flint.rootfstype",
     "flint.rootwait",
@@ -184,6 +186,7 @@ const KEYS: [&str; 20] = [
     "flint.fwtsc",
     "flint.grace",
     "flint.job",
+    "flint.ip",
 ];
 /// Keys that are flags: present or not, never with a value.
 const FLAGS: [&str; 3] = ["flint.ro", "flint.rw", "flint.overlay"];
@@ -211,7 +214,7 @@ impl<'a> Params<'a> {
                 _ => raw[index] = Some(value),
             }
         }
-        let [root, rootfstype, rootwait, ro, rw, overlay, modules, argv, env, cwd, uid, gid, timeout, stdin, stdout, stderr, status, firmware_tsc, grace, job] =
+        let [root, rootfstype, rootwait, ro, rw, overlay, modules, argv, env, cwd, uid, gid, timeout, stdin, stdout, stderr, status, firmware_tsc, grace, job, ip] =
             raw.map(|slot| slot.map(Option::unwrap_or_default));
         let (ro, rw, overlay) = (ro.is_some(), rw.is_some(), overlay.is_some());
         if ro && rw {
@@ -291,6 +294,9 @@ impl<'a> Params<'a> {
             seed: None,
             time: None,
             ready: None,
+            ip: ip
+                .map(|value| crate::net::parse(value).ok_or(ParamError::Invalid("flint.ip", crate::net::IP_FORMAT)))
+                .transpose()?,
         })
     }
 }
@@ -609,6 +615,7 @@ mod tests {
                 time: None,
                 ready: None,
                 job_on_port: false,
+                ip: None,
             }
         );
         let params = parse("flint.root=/dev/vda flint.argv=,").unwrap();
@@ -625,9 +632,10 @@ mod tests {
             "console=ttyS0 flint.root=/dev/vdb flint.rootfstype=erofs flint.rootwait=0.5 flint.overlay \
              flint.modules=virtio_ring,virtio,virtio_blk flint.argv=c2g,LWM, flint.env=QT1i, flint.cwd=/work \
              flint.uid=1000 flint.gid=100 flint.timeout=2.25 flint.grace=1.5 flint.stdin=/dev/null flint.stdout=/dev/ttyS1 \
-             flint.stderr=/dev/ttyS2 flint.status=/dev/hvc0",
+             flint.stderr=/dev/ttyS2 flint.status=/dev/hvc0 flint.ip=10.0.2.15/24,10.0.2.2,10.0.2.3",
         )
         .unwrap();
+        assert_eq!(params.ip.map(|ip| (ip.address, ip.prefix)), Some(([10, 0, 2, 15], 24)));
         let device = RootDevice::Path(b"/dev/vdb");
         assert_eq!(params.root, Some(Root { device, fstype: b"erofs", mode: RootMode::Overlay }));
         assert_eq!(params.modules.iter().collect::<Vec<_>>(), [b"virtio_ring".as_slice(), b"virtio", b"virtio_blk"]);
@@ -732,6 +740,9 @@ mod tests {
         let long_name = "m".repeat(MODULE_NAME_MAX + 1);
         for bad in [",", "a,,b", "a,", "../x", "a b", long_name.as_str()] {
             invalid(&format!("\"flint.modules={bad}\""), "flint.modules");
+        }
+        for bad in ["", "10.0.2.15", "10.0.2.15/24,10.0.2.2"] {
+            invalid(&format!("flint.ip={bad}"), "flint.ip");
         }
     }
 

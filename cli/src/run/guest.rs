@@ -168,16 +168,24 @@ pub(crate) fn check_in_root(tree: &Path, workload: &Workload) -> Result<()> {
     }
 }
 
-/// The modules the guest must load, dependencies first: the virtio drivers and the root's
-/// filesystem, when the kernel has them as modules rather than built in.
-pub(super) fn modules_for(
-    kernel: &Kernel,
-    machine: Machine,
-    root: &Root,
-    mode: RootMode,
-) -> Result<Vec<crate::modules::Module>> {
-    crate::modules::load_list(kernel, &needs_on(machine, root.fs, mode, true))
+/// The modules the guest must load, dependencies first: the virtio drivers (the network
+/// card's with `--net`) and the root's filesystem, when the kernel has them as modules rather
+/// than built in.
+pub(super) fn modules_for(kernel: &Kernel, args: &RunArgs, root: &Root) -> Result<Vec<crate::modules::Module>> {
+    let mut needs = needs_on(args.machine, root.fs, args.mode, true);
+    if args.net.is_some() {
+        needs.push(VIRTIO_NET);
+    }
+    crate::modules::load_list(kernel, &needs)
 }
+
+/// The network card `--net` gives the guest.
+const VIRTIO_NET: Need = Need { option: "CONFIG_VIRTIO_NET", module: "virtio_net", purpose: "--net (virtio-net)" };
+
+/// `flint.ip=` for QEMU's user network, whose defaults these are: the guest's address (the
+/// first its DHCP server would give), the host (its loopback, as the gateway) and QEMU's DNS
+/// forwarder.
+const USER_NET_IP: &str = "10.0.2.15/24,10.0.2.2,10.0.2.3";
 
 /// The root disk for `mode`. An ext4 image that was not unmounted cleanly (its journal needs
 /// recovery) cannot be mounted from a read-only disk, and `--ro`/`--overlay` must not change
@@ -271,6 +279,15 @@ pub fn config_fragment() -> String {
             }
         }
     }
+    // The card's driver, and what it and the init's configuration of it need built in.
+    for (option, why) in [
+        ("CONFIG_NET", "--net: networking"),
+        ("CONFIG_INET", "--net: IPv4, which the init configures"),
+        ("CONFIG_NETDEVICES", "--net: network card drivers"),
+        (VIRTIO_NET.option, VIRTIO_NET.purpose),
+    ] {
+        out.push_str(&format!("# {why}\n{option}=y\n"));
+    }
     out
 }
 
@@ -326,6 +343,9 @@ pub(super) fn kernel_cmdline(
     words.extend(args.machine.kernel_params(accel));
     for (name, device) in PORTS {
         words.push(format!("flint.{name}={device}"));
+    }
+    if args.net.is_some() {
+        words.push(format!("flint.ip={USER_NET_IP}"));
     }
     words.extend(args.append.iter().cloned());
     Ok((words.join(" "), on_port.then(|| JobText::of(&job))))
@@ -475,4 +495,18 @@ pub(crate) fn check_cwd(cwd: &str) -> Result<()> {
         bail!("--cwd {cwd:?}: give an absolute path without '\"' or control characters");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guest_takes_the_user_network_addresses() {
+        let ip = flint_guest_init::net::parse(USER_NET_IP.as_bytes()).expect("a valid flint.ip");
+        assert_eq!(
+            (ip.address, ip.prefix, ip.gateway, ip.nameserver),
+            ([10, 0, 2, 15], 24, [10, 0, 2, 2], [10, 0, 2, 3])
+        );
+    }
 }

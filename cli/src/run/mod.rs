@@ -14,7 +14,7 @@ use crate::env::{self, Exit, Fix, EXIT_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FO
 use crate::initramfs::Initramfs;
 use crate::kernel::{Kernel, KernelChoice};
 use crate::modules::{Need, Signatures};
-use crate::qemu::{Drive, Machine, PortBackend, Running, Serial, VirtioPort, Vm, QEMU};
+use crate::qemu::{Drive, Forward, Machine, PortBackend, Running, Serial, VirtioPort, Vm, QEMU};
 use crate::rootfs::{self, FsType, Lookup};
 use crate::timeline::{HostTimes, Restored, Timeline};
 use anyhow::{bail, Context, Result};
@@ -171,6 +171,13 @@ pub enum WarmPoint {
     Ready,
 }
 
+/// The guest's network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Net {
+    /// QEMU's user network: no root, no set-up on the host.
+    User,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunArgs {
     pub firmware: Option<PathBuf>,
@@ -198,6 +205,10 @@ pub struct RunArgs {
     pub boot: Boot,
     pub huge_pages: HugePages,
     pub acpi: Acpi,
+    /// A network card (`None`: the guest has `lo` only).
+    pub net: Option<Net>,
+    /// TCP ports of the host's loopback forwarded to the guest (`-p`), with `net`.
+    pub publish: Vec<Forward>,
     /// More kernel parameters, after flint's own.
     pub append: Option<String>,
     /// Without flint's boot-time tuning of the kernel command line.
@@ -246,6 +257,7 @@ fn prepare(args: &RunArgs, job_on_port: bool) -> Result<Prepared> {
     if env::find_program(QEMU).is_none() {
         bail!("{QEMU} not found in PATH: install QEMU (apt-get install qemu-system-x86, or run scripts/setup.sh)");
     }
+    check_publish(args)?;
     let firmware = env::firmware(args.firmware.as_deref())?;
     let kernel = args.kernel.resolve()?;
     let acpi = acpi_on(args, &kernel)?;
@@ -257,7 +269,7 @@ fn prepare(args: &RunArgs, job_on_port: bool) -> Result<Prepared> {
     if let Some(tree) = &root.tree {
         check_in_root(tree, &workload)?;
     }
-    let modules = modules_for(&kernel, args.machine, &root, args.mode)?;
+    let modules = modules_for(&kernel, args, &root)?;
     let accel = choose_accel(args.accel, &firmware, args.verbose)?;
     let (cmdline, job) = kernel_cmdline(args, accel, &root, &modules, &workload, job_on_port)?;
     if cmdline.len() > kernel.cmdline_max() {
@@ -296,6 +308,7 @@ fn prepare(args: &RunArgs, job_on_port: bool) -> Result<Prepared> {
     };
     vm.memory = args.memory.clone();
     vm.cpus = args.cpus;
+    vm.user_net = args.net.map(|Net::User| args.publish.clone());
     vm.kernel = Some(boot_image(&kernel, args.boot)?);
     vm.append = Some(cmdline);
     if let Some(initrd) = initrd {
@@ -509,6 +522,49 @@ pub fn parse_user(text: &str) -> Result<(u32, u32), String> {
     parsed.ok_or_else(|| "expected UID or UID:GID, numbers from 0 to 4294967294".to_string())
 }
 
+/// `-p HOST:GUEST` needs the user network, and each host port must be free, and given once.
+fn check_publish(args: &RunArgs) -> Result<()> {
+    if let (Some(forward), None) = (args.publish.first(), args.net) {
+        bail!(
+            "-p {}:{} forwards a port over the user network, which the guest has only with --net user: add --net user",
+            forward.host,
+            forward.guest
+        );
+    }
+    for (index, forward) in args.publish.iter().enumerate() {
+        if args.publish[..index].iter().any(|earlier| earlier.host == forward.host) {
+            bail!("-p: host port {} is forwarded twice: give each host port once", forward.host);
+        }
+        // QEMU would say only "Could not set up host forwarding rule"; a port taken between
+        // here and QEMU's start still gets that.
+        if let Err(error) = std::net::TcpListener::bind(("127.0.0.1", forward.host)) {
+            bail!(
+                "-p {}:{}: cannot listen on the host's 127.0.0.1:{}: {error}: pick another host port",
+                forward.host,
+                forward.guest,
+                forward.host
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `-p HOST:GUEST` (or `HOST:GUEST/tcp`, as docker takes it): TCP port numbers from 1 to 65535.
+pub fn parse_forward(text: &str) -> Result<Forward, String> {
+    let expected = || "expected HOST:GUEST, two TCP port numbers from 1 to 65535 (e.g. 8080:80)".to_string();
+    let (ports, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
+    if protocol != "tcp" {
+        return Err(format!("only TCP ports are forwarded, not {protocol:?}: {}", expected()));
+    }
+    let port = |digits: &str| {
+        // Digits only (no sign, no spaces); parsing then fails on overflow alone.
+        let digits_only = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        digits_only.then(|| digits.parse::<u16>().ok()).flatten().filter(|&port| port != 0)
+    };
+    let (host, guest) = ports.split_once(':').ok_or_else(expected)?;
+    Ok(Forward { host: port(host).ok_or_else(expected)?, guest: port(guest).ok_or_else(expected)? })
+}
+
 /// `--timeout SECS`: seconds with up to 3 decimals (the guest's resolution), at most what
 /// the guest can count (milliseconds in 64 bits).
 pub fn parse_timeout(text: &str) -> Result<Duration, String> {
@@ -545,6 +601,31 @@ mod tests {
             let error = parse_timeout(huge).unwrap_err();
             assert!(error.contains("at most 18446744073709551.615 seconds"), "{huge}: {error}");
         }
+    }
+
+    #[test]
+    fn port_forwards_are_read_strictly() {
+        assert_eq!(parse_forward("8080:80"), Ok(Forward { host: 8080, guest: 80 }));
+        assert_eq!(parse_forward("65535:1/tcp"), Ok(Forward { host: 65535, guest: 1 }));
+        for bad in [
+            "",
+            "8080",
+            ":80",
+            "8080:",
+            "0:80",
+            "80:0",
+            "65536:80",
+            "80:99999999999999999999",
+            "+80:80",
+            " 80:80",
+            "8080:80:1",
+            "1.2.3.4:80:80",
+            "80:80/udp",
+            "80:80/",
+        ] {
+            assert!(parse_forward(bad).is_err(), "{bad}");
+        }
+        assert!(parse_forward("53:53/udp").unwrap_err().starts_with("only TCP ports are forwarded"));
     }
 
     #[test]

@@ -235,6 +235,8 @@ mod tests {
             boot: Boot::Auto,
             huge_pages: HugePages::Auto,
             acpi: Acpi::Auto,
+            net: None,
+            publish: Vec::new(),
             append: None,
             untuned: false,
             print_cmd: false,
