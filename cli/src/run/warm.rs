@@ -340,15 +340,21 @@ fn wait_for_line(
     }
     let mut seen = Tail::default();
     let mut buf = [0u8; 4096];
-    let found = loop {
+    let drain = |buf: &mut [u8]| {
         for mut stream in drained {
-            while let Ok(1..) = stream.read(&mut buf) {}
+            while let Ok(1..) = stream.read(buf) {}
         }
+    };
+    let found = loop {
+        drain(&mut buf);
         match port.read(&mut buf) {
             Ok(0) => break Err(format!("the VM ended before the guest said {:?}", line.trim_end())),
             Ok(n) => {
                 seen.push(&buf[..n]);
                 if seen.windows(line.len()).any(|window| window == line.as_bytes()) {
+                    // What the guest wrote before the line is in its sockets by now: QEMU
+                    // passes a port's bytes on as the guest writes them, in order.
+                    drain(&mut buf);
                     break Ok(());
                 }
             }
