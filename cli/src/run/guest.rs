@@ -175,8 +175,11 @@ pub(super) fn modules_for(
     machine: Machine,
     root: &Root,
     mode: RootMode,
+    volumes: Option<VolumeFs>,
 ) -> Result<Vec<crate::modules::Module>> {
-    crate::modules::load_list(kernel, &needs_on(machine, root.fs, mode, true))
+    let mut needs = needs_on(machine, root.fs, mode, true);
+    needs.extend(volumes.map(super::volumes::needs).unwrap_or_default());
+    crate::modules::load_list(kernel, &needs)
 }
 
 /// The root disk for `mode`. An ext4 image that was not unmounted cleanly (its journal needs
@@ -271,6 +274,11 @@ pub fn config_fragment() -> String {
             }
         }
     }
+    for fs in [VolumeFs::Virtiofs, VolumeFs::NineP] {
+        for need in super::volumes::needs(fs) {
+            out.push_str(&format!("# {}\n{}=y\n", need.purpose, need.option));
+        }
+    }
     out
 }
 
@@ -326,6 +334,9 @@ pub(super) fn kernel_cmdline(
     words.extend(args.machine.kernel_params(accel));
     for (name, device) in PORTS {
         words.push(format!("flint.{name}={device}"));
+    }
+    if !args.volumes.is_empty() {
+        words.push(super::volumes::param(&args.volumes, args.volume_fs));
     }
     words.extend(args.append.iter().cloned());
     Ok((words.join(" "), on_port.then(|| JobText::of(&job))))
