@@ -5,7 +5,7 @@ use crate::kernel::Flavour;
 use crate::qemu::Forward;
 use crate::qemu::Machine;
 use crate::rootfs::FsType;
-use crate::run::{self, Accel, Acpi, Boot, HugePages, Net, RootArgs, RunArgs, WarmPoint};
+use crate::run::{self, Accel, Acpi, Boot, HugePages, Net, RootArgs, RunArgs, Volume, VolumeFs, WarmPoint};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -122,6 +122,14 @@ struct RunCli {
     /// Run the command as this user and group (numbers).
     #[arg(short, long, value_name = "UID[:GID]", value_parser = run::parse_user)]
     user: Option<(u32, u32)>,
+    /// Mount the host directory HOST at GUEST in the guest (repeatable): read-write, the host
+    /// seeing the writes as they happen, or read-only with :ro.
+    #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]", value_parser = run::parse_volume)]
+    volumes: Vec<Volume>,
+    /// How --volume directories reach the guest: virtiofs (a virtiofsd per volume; in Debian's
+    /// cloud kernel) or 9p (served by QEMU; not in Debian's cloud kernel).
+    #[arg(long, value_enum, default_value_t = VolumeFs::Virtiofs)]
+    volume_fs: VolumeFs,
     /// Stop the command after this many seconds: SIGTERM, then SIGKILL after --grace
     /// (flint then exits 124).
     #[arg(short, long, value_name = "SECS", value_parser = run::parse_timeout)]
@@ -184,7 +192,7 @@ struct RunCli {
     #[arg(long)]
     print_cmd: bool,
     /// Show the QEMU command, the firmware's and kernel's console, and timings on stderr.
-    #[arg(short, long)]
+    #[arg(long)]
     verbose: bool,
     /// Print where the time went (QEMU start, firmware, kernel, init, workload, shutdown) on stderr.
     #[arg(long)]
@@ -347,6 +355,8 @@ fn run_args(args: RunCli) -> RunArgs {
         env: args.env,
         cwd: args.cwd,
         user: args.user,
+        volumes: args.volumes,
+        volume_fs: args.volume_fs,
         timeout: args.timeout,
         grace: args.grace,
         boot_timeout: args.boot_timeout,

@@ -106,6 +106,22 @@ impl Drive {
     }
 }
 
+/// A host directory for the guest, tagged `tag` (the guest mounts it by that name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub tag: String,
+    pub kind: ShareKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShareKind {
+    /// vhost-user-fs, served by a virtiofsd listening on `socket`: the guest's RAM must then
+    /// be shared memory the daemon maps.
+    VirtioFs { socket: PathBuf },
+    /// virtio-9p, served by QEMU from `path` (as the user QEMU runs as).
+    NineP { path: PathBuf, read_only: bool },
+}
+
 /// Where COM1 (the kernel console) goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Serial {
@@ -169,6 +185,8 @@ pub struct Vm {
     /// A virtio-net card on QEMU's user network (`-netdev user`), with these forwards;
     /// `None`: no network card at all.
     pub user_net: Option<Vec<Forward>>,
+    /// Host directories, after the disks.
+    pub shares: Vec<Share>,
     pub extra_args: Vec<String>,
     /// ACPI tables for the guest (QEMU's default). Off only on microvm, whose devices QEMU
     /// then names on the kernel command line (`virtio_mmio.device=`).
@@ -189,6 +207,9 @@ pub struct Vm {
     pub qmp: Option<PathBuf>,
     /// Wait for the device state to come in over QMP's `migrate-incoming` (`-incoming defer`).
     pub incoming: bool,
+    /// The user a QEMU started as root switches to (`-runas`) once its files are open;
+    /// `None` keeps root (9p shares of root's directories, which QEMU accesses as itself).
+    pub runas: Option<String>,
 }
 
 /// Guest RAM backed by a file.
@@ -222,7 +243,7 @@ fn without_huge_pages(command: &mut Command) {
 /// watchdog's own parent-death signal is tied to QEMU's main thread (the one that forked it),
 /// so it never outlives QEMU. It first removes `private_dir`, which the dead process can no
 /// longer remove itself.
-fn die_with_this_process(command: &mut Command, private_dir: Option<&Path>) {
+pub(crate) fn die_with_this_process(command: &mut Command, private_dir: Option<&Path>) {
     let lifeline = lifeline();
     // Made here: the forked child must not allocate. A path with a NUL byte cannot exist.
     let private_dir = private_dir.and_then(|dir| std::ffi::CString::new(dir.as_os_str().as_bytes()).ok());
@@ -369,6 +390,12 @@ impl DerefMut for Running {
     }
 }
 
+impl From<Child> for Running {
+    fn from(child: Child) -> Running {
+        Running(child)
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         // Both do nothing once the child has been waited for.
@@ -395,6 +422,7 @@ impl Vm {
             serial: Serial::Stdio,
             virtio_ports: Vec::new(),
             user_net: None,
+            shares: Vec::new(),
             extra_args: Vec::new(),
             huge_pages: true,
             acpi: true,
@@ -403,6 +431,7 @@ impl Vm {
             ram_file: None,
             qmp: None,
             incoming: false,
+            runas: Some("nobody".into()),
         }
     }
 
@@ -431,7 +460,8 @@ impl Vm {
             "-no-reboot".into(),
         ];
         // SAFETY: geteuid(2) cannot fail and has no side effects.
-        args.extend(confinement(unsafe { libc::geteuid() } == 0));
+        let runas = (unsafe { libc::geteuid() } == 0).then_some(self.runas.as_deref()).flatten();
+        args.extend(confinement(runas));
         match &self.serial {
             Serial::Stdio => args.extend(["-serial".into(), "stdio".into()]),
             // Appending, so that /dev/stderr redirected to a file is not truncated.
@@ -455,6 +485,14 @@ impl Vm {
                     self.memory,
                     path_value(&ram.path)
                 ),
+                "-machine".into(),
+                "memory-backend=flint-ram".into(),
+            ]);
+        } else if self.shares.iter().any(|share| matches!(share.kind, ShareKind::VirtioFs { .. })) {
+            // virtiofsd reads and writes the guest's buffers in its RAM directly.
+            args.extend([
+                "-object".into(),
+                format!("memory-backend-memfd,id=flint-ram,size={},share=on", self.memory),
                 "-machine".into(),
                 "memory-backend=flint-ram".into(),
             ]);
@@ -495,6 +533,7 @@ impl Vm {
             self.port_args(&mut args);
         }
         self.net_args(&mut args);
+        self.share_args(&mut args);
         if self.debug_exit {
             args.extend(["-device".into(), "isa-debug-exit,iobase=0x501,iosize=1".into()]);
         }
@@ -536,6 +575,38 @@ impl Vm {
             Machine::Microvm => "virtio-net-device,netdev=flint-net",
         };
         args.extend(["-netdev".into(), netdev, "-device".into(), card.into()]);
+    }
+
+    /// The shared directories, on the machine's virtio transport.
+    fn share_args(&self, args: &mut Vec<String>) {
+        let pci = self.machine != Machine::Microvm;
+        if !pci && self.shares.iter().any(|share| matches!(share.kind, ShareKind::VirtioFs { .. })) {
+            // virtiofsd (libvhost-user) serves modern virtio only, and microvm's transports
+            // are legacy unless told otherwise.
+            args.extend(["-global".into(), "virtio-mmio.force-legacy=off".into()]);
+        }
+        for (index, share) in self.shares.iter().enumerate() {
+            let id = format!("flint-share{index}");
+            let tag = option_value(&share.tag);
+            match &share.kind {
+                ShareKind::VirtioFs { socket } => args.extend([
+                    "-chardev".into(),
+                    format!("socket,id={id},path={}", path_value(socket)),
+                    "-device".into(),
+                    format!("vhost-user-fs-{},chardev={id},tag={tag}", if pci { "pci" } else { "device" }),
+                ]),
+                ShareKind::NineP { path, read_only } => args.extend([
+                    "-fsdev".into(),
+                    format!(
+                        "local,id={id},path={},security_model=none{}",
+                        path_value(path),
+                        if *read_only { ",readonly=on" } else { "" }
+                    ),
+                    "-device".into(),
+                    format!("virtio-9p-{},fsdev={id},mount_tag={tag}", if pci { "pci" } else { "device" }),
+                ]),
+            }
+        }
     }
 
     /// The virtio-serial controller and its ports.
@@ -648,16 +719,15 @@ fn path_value(path: &Path) -> String {
 }
 
 /// QEMU's seccomp filter (`-sandbox`): no obsolete system calls, no new processes, no
-/// scheduler or resource changes. As root, QEMU also becomes `nobody` once it has opened its
-/// files and connected its sockets (`-runas`). It does so after installing the filter, so
-/// the filter must then allow set*uid (`elevateprivileges`; QEMU 7.2 dies of SIGSYS
-/// otherwise); a QEMU that already runs unprivileged gets them denied.
-fn confinement(root: bool) -> Vec<String> {
+/// scheduler or resource changes. Started as root, QEMU also becomes `runas` (normally
+/// `nobody`) once it has opened its files and connected its sockets (`-runas`). It does so
+/// after installing the filter, so the filter must then allow set*uid (`elevateprivileges`;
+/// QEMU 7.2 dies of SIGSYS otherwise); a QEMU that does not switch gets them denied.
+fn confinement(runas: Option<&str>) -> Vec<String> {
     let sandbox = "on,obsolete=deny,spawn=deny,resourcecontrol=deny";
-    if root {
-        ["-sandbox", sandbox, "-runas", "nobody"].map(String::from).to_vec()
-    } else {
-        vec!["-sandbox".into(), format!("{sandbox},elevateprivileges=deny")]
+    match runas {
+        Some(user) => vec!["-sandbox".into(), sandbox.into(), "-runas".into(), user.into()],
+        None => vec!["-sandbox".into(), format!("{sandbox},elevateprivileges=deny")],
     }
 }
 
@@ -775,8 +845,8 @@ mod tests {
     #[test]
     fn qemu_is_sandboxed_and_drops_root() {
         let sandbox = "on,obsolete=deny,spawn=deny,resourcecontrol=deny";
-        assert_eq!(confinement(true), ["-sandbox", sandbox, "-runas", "nobody"]);
-        assert_eq!(confinement(false), ["-sandbox".to_string(), format!("{sandbox},elevateprivileges=deny")]);
+        assert_eq!(confinement(Some("nobody")), ["-sandbox", sandbox, "-runas", "nobody"]);
+        assert_eq!(confinement(None), ["-sandbox".to_string(), format!("{sandbox},elevateprivileges=deny")]);
         assert!(Vm::new("/fw.bin").args().join(" ").contains(" -sandbox on,"));
     }
 
@@ -858,6 +928,35 @@ mod tests {
         vm.user_net = Some(Vec::new());
         let args = vm.args().join(" ");
         assert!(args.contains("-netdev user,id=flint-net -device virtio-net-pci,netdev=flint-net,romfile="), "{args}");
+    }
+
+    #[test]
+    fn shares_come_after_the_disks_with_what_their_transport_needs() {
+        let mut vm = Vm::new("/fw.bin");
+        vm.machine = Machine::Microvm;
+        vm.drives = vec![Drive::new("/root.ext4", true)];
+        vm.shares =
+            vec![Share { tag: "flint-vol0".into(), kind: ShareKind::VirtioFs { socket: "/run/x/v,0.sock".into() } }];
+        let args = vm.args().join(" ");
+        let disk = args.find("-device virtio-blk-device").unwrap();
+        let share = args.find("-chardev socket,id=flint-share0,path=/run/x/v,,0.sock -device vhost-user-fs-device,chardev=flint-share0,tag=flint-vol0").unwrap();
+        assert!(disk < share, "{args}");
+        assert!(
+            args.contains(
+                "-object memory-backend-memfd,id=flint-ram,size=256M,share=on -machine memory-backend=flint-ram"
+            ),
+            "{args}"
+        );
+        assert!(args.contains("-global virtio-mmio.force-legacy=off"), "{args}");
+        vm.machine = Machine::Pc;
+        vm.shares =
+            vec![Share { tag: "flint-vol0".into(), kind: ShareKind::NineP { path: "/srv".into(), read_only: true } }];
+        let args = vm.args().join(" ");
+        assert!(args.contains("-fsdev local,id=flint-share0,path=/srv,security_model=none,readonly=on -device virtio-9p-pci,fsdev=flint-share0,mount_tag=flint-vol0"), "{args}");
+        assert!(!args.contains("memory-backend") && !args.contains("force-legacy"), "{args}");
+        // Without shares, nothing of theirs.
+        let args = Vm::new("/fw.bin").args().join(" ");
+        assert!(!args.contains("memory-backend") && !args.contains("force-legacy"), "{args}");
     }
 
     #[test]

@@ -32,3 +32,4 @@ pub mod status;
 pub mod stdio;
 mod sys;
 pub mod timeline;
+pub mod volumes;

@@ -11,7 +11,7 @@ mod rt;
 use flint_guest_init::params::{self, ParamError, Params};
 use flint_guest_init::report::{self, Failure};
 use flint_guest_init::timeline::{self, Stamp};
-use flint_guest_init::{exec, fresh, job, modules, mounts, net, poweroff, ready, root, run, stdio};
+use flint_guest_init::{exec, fresh, job, modules, mounts, net, poweroff, ready, root, run, stdio, volumes};
 
 /// Room for a job from the status port (`flint.job=port`): the message and its decoded
 /// lists, several MiB, so in .bss rather than on the stack (pages never touched cost no
@@ -58,6 +58,7 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
         root::switch_to(root, params.device_wait_ms)?;
     }
     mounts::mount_all(&mounts::EXTRA)?;
+    volumes::mount_all(params.volumes)?;
     timeline::mark(Stamp::Root);
     // After the root (its /etc gets the name server), and before a warm snapshot: the
     // network is the same for every job.

@@ -59,6 +59,8 @@ pub struct Params<'a> {
     pub ready: Option<&'a [u8]>,
     /// The network card's address, route and name server (`flint.ip`); `None`: `lo` only.
     pub ip: Option<crate::net::Ipv4>,
+    /// Host directories to mount (`flint.volumes=`), still encoded as argv is: see `volumes`.
+    pub volumes: &'a [u8],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +167,7 @@ pub fn read_cmdline(buf: &mut [u8; CMDLINE_MAX]) -> Result<&[u8], Failure> {
 }
 
 /// Every key, in the order of the `raw` slots in `Params::parse`.
-const KEYS: [&str; 21] = [
+const KEYS: [&str; 22] = [
     "flint.root",
     "flint.rootfstype",
     "flint.rootwait",
@@ -187,6 +189,7 @@ const KEYS: [&str; 21] = [
     "flint.grace",
     "flint.job",
     "flint.ip",
+    "flint.volumes",
 ];
 /// Keys that are flags: present or not, never with a value.
 const FLAGS: [&str; 3] = ["flint.ro", "flint.rw", "flint.overlay"];
@@ -214,7 +217,7 @@ impl<'a> Params<'a> {
                 _ => raw[index] = Some(value),
             }
         }
-        let [root, rootfstype, rootwait, ro, rw, overlay, modules, argv, env, cwd, uid, gid, timeout, stdin, stdout, stderr, status, firmware_tsc, grace, job, ip] =
+        let [root, rootfstype, rootwait, ro, rw, overlay, modules, argv, env, cwd, uid, gid, timeout, stdin, stdout, stderr, status, firmware_tsc, grace, job, ip, volumes] =
             raw.map(|slot| slot.map(Option::unwrap_or_default));
         let (ro, rw, overlay) = (ro.is_some(), rw.is_some(), overlay.is_some());
         if ro && rw {
@@ -297,6 +300,7 @@ impl<'a> Params<'a> {
             ip: ip
                 .map(|value| crate::net::parse(value).ok_or(ParamError::Invalid("flint.ip", crate::net::IP_FORMAT)))
                 .transpose()?,
+            volumes: volumes.map_or(Ok(b"".as_slice()), volume_list)?,
         })
     }
 }
@@ -518,6 +522,14 @@ fn module_list(value: &[u8]) -> Result<Modules<'_>, ParamError<'static>> {
     }
 }
 
+/// `flint.volumes=`: the list's shape only; its items are checked as they are mounted.
+fn volume_list(value: &[u8]) -> Result<&[u8], ParamError<'static>> {
+    match crate::argv::Decoder::new(value) {
+        Ok(_) if !value.is_empty() => Ok(value),
+        _ => Err(ParamError::Invalid("flint.volumes", "a list of TYPE:ro|rw:PATH items encoded as flint.argv is")),
+    }
+}
+
 fn id(key: &'static str, value: &[u8]) -> Result<u32, ParamError<'static>> {
     // u32::MAX is (uid_t)-1, which the kernel reads as "leave unchanged".
     decimal(value)
@@ -616,6 +628,7 @@ mod tests {
                 ready: None,
                 job_on_port: false,
                 ip: None,
+                volumes: b"",
             }
         );
         let params = parse("flint.root=/dev/vda flint.argv=,").unwrap();
@@ -757,6 +770,15 @@ mod tests {
         assert_eq!(id("k", b"4294967294"), Ok(4294967294));
         assert_eq!(parse("flint.argv=, flint.timeout=0").unwrap().timeout_ms, None);
         assert_eq!(parse("flint.argv=, flint.modules=").unwrap().modules.iter().count(), 0);
+    }
+
+    #[test]
+    fn volumes_are_an_encoded_list() {
+        assert_eq!(parse("flint.argv=, flint.volumes=YQ,Yg,").unwrap().volumes, b"YQ,Yg,");
+        for bad in ["flint.volumes=YQ", "flint.volumes="] {
+            let expected = "a list of TYPE:ro|rw:PATH items encoded as flint.argv is";
+            assert_eq!(parse(&format!("{ARGV} {bad}")), Err(ParamError::Invalid("flint.volumes", expected)), "{bad}");
+        }
     }
 
     #[test]

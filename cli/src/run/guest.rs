@@ -168,14 +168,20 @@ pub(crate) fn check_in_root(tree: &Path, workload: &Workload) -> Result<()> {
     }
 }
 
+/// The transport of the run's volumes, if it has any.
+pub(super) fn volume_fs(args: &RunArgs) -> Option<VolumeFs> {
+    (!args.volumes.is_empty()).then_some(args.volume_fs)
+}
+
 /// The modules the guest must load, dependencies first: the virtio drivers (the network
-/// card's with `--net`) and the root's filesystem, when the kernel has them as modules rather
-/// than built in.
+/// card's with `--net`, the volumes' with `--volume`) and the root's filesystem, when the
+/// kernel has them as modules rather than built in.
 pub(super) fn modules_for(kernel: &Kernel, args: &RunArgs, root: &Root) -> Result<Vec<crate::modules::Module>> {
     let mut needs = needs_on(args.machine, root.fs, args.mode, true);
     if args.net.is_some() {
         needs.push(VIRTIO_NET);
     }
+    needs.extend(volume_fs(args).map(super::volumes::needs).unwrap_or_default());
     crate::modules::load_list(kernel, &needs)
 }
 
@@ -288,6 +294,11 @@ pub fn config_fragment() -> String {
     ] {
         out.push_str(&format!("# {why}\n{option}=y\n"));
     }
+    for fs in [VolumeFs::Virtiofs, VolumeFs::NineP] {
+        for need in super::volumes::needs(fs) {
+            out.push_str(&format!("# {}\n{}=y\n", need.purpose, need.option));
+        }
+    }
     out
 }
 
@@ -346,6 +357,9 @@ pub(super) fn kernel_cmdline(
     }
     if args.net.is_some() {
         words.push(format!("flint.ip={USER_NET_IP}"));
+    }
+    if !args.volumes.is_empty() {
+        words.push(super::volumes::param(&args.volumes, args.volume_fs));
     }
     words.extend(args.append.iter().cloned());
     Ok((words.join(" "), on_port.then(|| JobText::of(&job))))

@@ -37,6 +37,7 @@ mod accel;
 pub(crate) mod guest;
 mod session;
 mod verdict;
+mod volumes;
 mod warm;
 
 use accel::*;
@@ -46,6 +47,7 @@ use session::*;
 pub use session::{Ending, QemuEnd};
 use verdict::*;
 pub use verdict::{decide, Verdict};
+pub use volumes::{parse_volume, Volume, VolumeFs};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RootMode {
@@ -191,6 +193,9 @@ pub struct RunArgs {
     pub env: Vec<OsString>,
     pub cwd: Option<String>,
     pub user: Option<(u32, u32)>,
+    /// Host directories for the guest (`--volume`), and how they get there.
+    pub volumes: Vec<Volume>,
+    pub volume_fs: VolumeFs,
     pub timeout: Option<Duration>,
     /// How long the workload gets after a forwarded signal or --timeout's SIGTERM.
     pub grace: Duration,
@@ -269,6 +274,7 @@ fn prepare(args: &RunArgs, job_on_port: bool) -> Result<Prepared> {
     if let Some(tree) = &root.tree {
         check_in_root(tree, &workload)?;
     }
+    volumes::check(&args.volumes)?;
     let modules = modules_for(&kernel, args, &root)?;
     let accel = choose_accel(args.accel, &firmware, args.verbose)?;
     let (cmdline, job) = kernel_cmdline(args, accel, &root, &modules, &workload, job_on_port)?;
@@ -309,6 +315,10 @@ fn prepare(args: &RunArgs, job_on_port: bool) -> Result<Prepared> {
     vm.memory = args.memory.clone();
     vm.cpus = args.cpus;
     vm.user_net = args.net.map(|Net::User| args.publish.clone());
+    if volume_fs(args) == Some(VolumeFs::NineP) {
+        vm.shares = volumes::nine_p_shares(&args.volumes);
+        vm.runas = volumes::nine_p_runas(&args.volumes)?;
+    }
     vm.kernel = Some(boot_image(&kernel, args.boot)?);
     vm.append = Some(cmdline);
     if let Some(initrd) = initrd {
@@ -325,6 +335,9 @@ fn prepare(args: &RunArgs, job_on_port: bool) -> Result<Prepared> {
 /// on QEMU's stdout and the status port written to `status` (timeline and status lines): for
 /// timing it.
 pub fn unattended_vm(args: &RunArgs, status: &Path) -> Result<Vm> {
+    if !args.volumes.is_empty() && args.volume_fs == VolumeFs::Virtiofs {
+        bail!("--volume over virtiofs needs flint to start virtiofsd: time it with flint run, or use --volume-fs 9p");
+    }
     // Its status port is a file: the job stays on the command line.
     let Prepared { mut vm, root, .. } = prepare(args, false)?;
     if args.mode == RootMode::Rw && root.cached {
@@ -345,6 +358,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     // command line there.
     if let Some(refusal) = args.warm.and_then(|_| warm::refusal(args)) {
         bail!("{refusal}");
+    }
+    if args.print_cmd && !args.volumes.is_empty() && args.volume_fs == VolumeFs::Virtiofs {
+        bail!("--print-cmd cannot show --volume over virtiofs, which needs a virtiofsd that flint starts for the run: drop --print-cmd, or use --volume-fs 9p");
     }
     let Prepared { mut vm, job, root, accel } = prepare(args, !args.print_cmd)?;
     if args.print_cmd {
@@ -377,6 +393,14 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     vm.drives.push(root_drive(image, root.fs, args.mode));
     let console_log = temp.path().join("console.log");
     vm.serial = Serial::File(console_log.clone());
+    // Killed (and reaped) with the run, however it ends; each also ends once QEMU has gone.
+    let _daemons = if !args.volumes.is_empty() && args.volume_fs == VolumeFs::Virtiofs {
+        let (daemons, shares) = volumes::start_virtiofsd(&args.volumes, temp.path(), &console_log)?;
+        vm.shares = shares;
+        daemons
+    } else {
+        Vec::new()
+    };
     let mut listeners = Vec::new();
     for (name, _) in PORTS {
         let path = temp.path().join(format!("{name}.sock"));

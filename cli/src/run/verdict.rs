@@ -225,6 +225,8 @@ mod tests {
             env: Vec::new(),
             cwd: None,
             user: None,
+            volumes: Vec::new(),
+            volume_fs: VolumeFs::Virtiofs,
             timeout: Some(Duration::from_secs(5)),
             grace: Duration::from_secs(10),
             boot_timeout: Duration::from_secs(60),

@@ -85,6 +85,11 @@ pub(super) fn refusal(args: &RunArgs) -> Option<&'static str> {
             "--warm cannot write the root (--rw): every warm run restores the same disk state, so the writes of one would corrupt the next; use --overlay (the default) or --ro",
         );
     }
+    if !args.volumes.is_empty() {
+        return Some(
+            "--warm cannot apply with --volume: a snapshot would hold the guest's view of the host directories as it was then (cached files and directory entries) while they change, and QEMU cannot save a virtiofs device; drop --warm, or --volume",
+        );
+    }
     if args.print_cmd {
         return Some("--warm has no QEMU command of its own to print: drop --print-cmd, or --warm to see a cold run's");
     }
