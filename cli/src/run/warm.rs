@@ -35,6 +35,7 @@ use anyhow::anyhow;
 use flint_guest_init::status;
 use serde_json::json;
 use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
 /// The snapshot's files in its directory.
@@ -72,7 +73,7 @@ pub(super) struct Creation {
     dir: PathBuf,
     tmp: PathBuf,
     /// The RAM file QEMU runs on (the run's own: the VM goes on writing it after the save).
-    live_ram: PathBuf,
+    live_ram: File,
     point: WarmPoint,
     boot_timeout: Duration,
     _lock: Option<File>,
@@ -124,8 +125,10 @@ pub(super) fn start(vm: &mut Vm, site: &Site, point: WarmPoint, job: &JobText) -
             .mode(0o700)
             .create(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
-        let live_ram = site.run_dir.join(RAM);
-        vm.ram_file = Some(RamFile { path: live_ram.clone(), shared: true });
+        let live_ram = live_ram(site.run_dir, &vm.memory)?;
+        // QEMU opens it through this process's descriptor (it has no name).
+        let path = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), live_ram.as_raw_fd()));
+        vm.ram_file = Some(RamFile { path, shared: true });
         let boot_timeout = site.boot_timeout;
         return Ok(Start::Create(Creation { qmp, dir, tmp, live_ram, point, boot_timeout, _lock: lock }));
     }
@@ -298,12 +301,50 @@ impl Creation {
     }
 }
 
-/// Copies the file `from` into a new private file `to`, its holes left holes: of a guest's RAM
-/// only what it touched (tens of MB of hundreds) is read and written.
-fn copy_written_parts(from: &Path, to: &Path) -> Result<()> {
+/// A nameless file for the RAM of a VM that makes a snapshot (gone with its last descriptor,
+/// however flint ends): in /dev/shm when that tmpfs has room for all of `memory` (the guest's
+/// writes to a file on a disk cost its boot a third more, as the kernel writes them back),
+/// else in `run_dir`.
+fn live_ram(run_dir: &Path, memory: &str) -> Result<File> {
+    let shm = Path::new("/dev/shm");
+    let fits = qemu_size(memory).is_some_and(|size| free_bytes(shm).is_some_and(|free| free >= size));
+    let dir = if fits { shm } else { run_dir };
+    File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(dir)
+        .or_else(|_| File::options().read(true).write(true).custom_flags(libc::O_TMPFILE).mode(0o600).open(run_dir))
+        .with_context(|| format!("cannot make a file for the guest's RAM in {}", run_dir.display()))
+}
+
+/// The bytes a QEMU size means (`-m 512`, `512M`, `2G`: mebibytes without a suffix).
+fn qemu_size(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.as_bytes().last()? {
+        b'K' | b'k' => (&text[..text.len() - 1], 10),
+        b'M' | b'm' => (&text[..text.len() - 1], 20),
+        b'G' | b'g' => (&text[..text.len() - 1], 30),
+        b'T' | b't' => (&text[..text.len() - 1], 40),
+        _ => (text, 20),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// What an ordinary user may still write on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is plain data, for which all zeros is a value.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs(3) with a NUL-terminated path fills the struct it is given.
+    (unsafe { libc::statvfs(path.as_ptr(), &mut stat) } == 0).then(|| stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Copies `source` into a new private file `to`, its holes left holes: of a guest's RAM only
+/// what it touched (tens of MB of hundreds) is read and written.
+fn copy_written_parts(source: &File, to: &Path) -> Result<()> {
     use std::os::unix::fs::FileExt;
-    let context = || format!("cannot copy {} to {}", from.display(), to.display());
-    let source = File::open(from).with_context(context)?;
+    let context = || format!("cannot copy the guest's RAM to {}", to.display());
     let target = File::options().write(true).create_new(true).mode(0o600).open(to).with_context(context)?;
     let len = source.metadata().with_context(context)?.len();
     target.set_len(len).with_context(context)?;
@@ -379,4 +420,38 @@ fn wait_for_line(
     }
     port.set_read_timeout(None).map_err(|e| e.to_string())?;
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_sizes_are_mebibytes_without_a_suffix() {
+        assert_eq!(qemu_size("512"), Some(512 << 20));
+        assert_eq!(qemu_size("512M"), Some(512 << 20));
+        assert_eq!(qemu_size("2G"), Some(2 << 30));
+        assert_eq!(qemu_size("64k"), Some(64 << 10));
+        assert_eq!(qemu_size("lots"), None);
+        assert_eq!(qemu_size("99999999999T"), None);
+    }
+
+    #[test]
+    fn only_the_written_parts_of_a_sparse_file_are_copied() {
+        use std::os::unix::fs::FileExt;
+        let dir = env::TempDir::new("flint-warm-test").unwrap();
+        let source = File::options().read(true).write(true).create_new(true).open(dir.path().join("a")).unwrap();
+        source.set_len(64 << 20).unwrap();
+        source.write_all_at(b"start", 0).unwrap();
+        source.write_all_at(b"middle", 32 << 20).unwrap();
+        let copy = dir.path().join("b");
+        copy_written_parts(&source, &copy).unwrap();
+        let bytes = std::fs::read(&copy).unwrap();
+        assert_eq!(bytes.len(), 64 << 20);
+        assert_eq!((&bytes[..5], &bytes[32 << 20..(32 << 20) + 6]), (&b"start"[..], &b"middle"[..]));
+        assert!(bytes[5..32 << 20].iter().all(|&byte| byte == 0));
+        // Allocated: the written blocks, not 64 MiB.
+        use std::os::unix::fs::MetadataExt;
+        assert!(std::fs::metadata(&copy).unwrap().blocks() * 512 < 1 << 20);
+    }
 }
