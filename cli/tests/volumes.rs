@@ -157,3 +157,38 @@ fn a_missing_mount_point_on_a_read_only_root_is_named() {
         text(&output.stderr)
     );
 }
+
+/// A virtiofsd that dies under a running job (its requests would wait forever) makes flint
+/// stop the VM and say why, instead of hanging.
+#[test]
+fn a_dead_virtiofsd_stops_the_run() {
+    use std::io::{BufRead, BufReader};
+    let dir = scratch("vol-dead-daemon");
+    let mut flint = common::Flint(
+        flint()
+            // The timeout only bounds the test should flint not notice.
+            .args(["run", "--timeout", "30", "--kernel", minimal_kernel().to_str().unwrap(), "-v"])
+            .arg(format!("{}:/data", dir.display()))
+            .args(["--", "sh", "-c", "echo started; sleep 2; ls /data"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(flint.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    let daemon = common::children(flint.0.id())
+        .into_iter()
+        .find(|&pid| common::comm(pid) == "virtiofsd")
+        .expect("virtiofsd is flint's child");
+    // SAFETY: kill(2) on a process of this test's.
+    unsafe { libc::kill(daemon as libc::pid_t, libc::SIGKILL) };
+    let started = std::time::Instant::now();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut flint.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = flint.0.wait().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "flint took {:?}", started.elapsed());
+    assert_eq!(status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("a volume's virtiofsd ended while the job ran"), "{stderr}");
+}

@@ -394,7 +394,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let console_log = temp.path().join("console.log");
     vm.serial = Serial::File(console_log.clone());
     // Killed (and reaped) with the run, however it ends; each also ends once QEMU has gone.
-    let _daemons = if !args.volumes.is_empty() && args.volume_fs == VolumeFs::Virtiofs {
+    let mut daemons = if !args.volumes.is_empty() && args.volume_fs == VolumeFs::Virtiofs {
         let (daemons, shares) = volumes::start_virtiofsd(&args.volumes, temp.path(), &console_log)?;
         vm.shares = shares;
         daemons
@@ -440,7 +440,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             (Some(start), job)
         }
     };
-    let end = boot(&vm, (listeners, job, warm), &console_log, &policy)?;
+    let end = boot(&vm, (listeners, job, warm), &console_log, (&policy, &mut daemons))?;
     let verdict = decide(&end, args);
     // With --verbose the console was shown as it came.
     if verdict.show_console && !args.verbose {

@@ -27,6 +27,9 @@ pub enum QemuEnd {
     BootTimedOut,
     /// flint got this signal and stopped the VM.
     Interrupted(i32),
+    /// A process serving the VM (a volume's virtiofsd) ended while the VM ran: its devices
+    /// stop answering, so flint stopped the VM.
+    HelperEnded,
 }
 
 /// What a finished VM left behind.
@@ -169,7 +172,7 @@ pub(super) fn boot(
     vm: &Vm,
     (listeners, mut job, warm): (Vec<UnixListener>, Option<JobText>, Option<warm::Start>),
     console_log: &Path,
-    policy: &Policy,
+    (policy, helpers): (&Policy, &mut [Running]),
 ) -> Result<Ending> {
     let verbose = policy.verbose;
     take_signals();
@@ -269,7 +272,7 @@ pub(super) fn boot(
     let tail = verbose.then(|| tail_console(console_log.to_path_buf()));
 
     let stopping = Stopping::new(status_writer, policy.grace);
-    let watch = Watch { ready: &heard, job_sent: &job_sent, overflow: &overflow };
+    let watch = Watch { ready: &heard, job_sent: &job_sent, overflow: &overflow, helpers };
     let qemu = wait(&mut child, policy, watch, started, stopping)?;
     let exited = Instant::now();
     let elapsed = exited - started;
@@ -473,7 +476,13 @@ pub(super) struct Watch<'a> {
     job_sent: &'a AtomicBool,
     /// An output stream passed `--max-output`.
     overflow: &'a Overflow,
+    /// Processes the VM needs while it runs (the volumes' virtiofsd).
+    helpers: &'a mut [Running],
 }
+
+/// How long QEMU gets to exit by itself after one of its helpers ended: they also end when
+/// QEMU lets go of them on its way out.
+const HELPER_GRACE: Duration = Duration::from_secs(1);
 
 /// Waits for QEMU to exit; stops the workload on a signal (see [`Stopping`]) or when its
 /// output passes `--max-output`, and QEMU at the policy's deadline, or at its boot timeout if
@@ -487,6 +496,7 @@ pub(super) fn wait(
     mut stopping: Stopping,
 ) -> Result<QemuEnd> {
     use std::os::unix::process::ExitStatusExt;
+    let mut helper_ended: Option<Instant> = None;
     loop {
         if let Some(status) = child.wait_timeout(Duration::from_millis(50))? {
             return Ok(match (status.code(), status.signal()) {
@@ -507,7 +517,11 @@ pub(super) fn wait(
         signal = stopping.on_time(Instant::now()).unwrap_or(signal);
         let late = policy.deadline.is_some_and(|deadline| started.elapsed() > deadline);
         let stuck = started.elapsed() > policy.boot_timeout && !ready;
-        if signal != 0 || late || stuck {
+        if helper_ended.is_none() && watch.helpers.iter_mut().any(|helper| !matches!(helper.try_wait(), Ok(None))) {
+            helper_ended = Some(Instant::now());
+        }
+        let orphaned = helper_ended.is_some_and(|at| at.elapsed() > HELPER_GRACE);
+        if signal != 0 || late || stuck || orphaned {
             // SIGTERM lets QEMU close down; SIGKILL if it does not within a second.
             // SAFETY: kill(2) on our own child's pid.
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
@@ -515,10 +529,11 @@ pub(super) fn wait(
                 let _ = child.kill();
             }
             child.wait()?;
-            return Ok(match (signal, late) {
-                (0, true) => QemuEnd::DeadlineKilled,
-                (0, false) => QemuEnd::BootTimedOut,
-                (signal, _) => QemuEnd::Interrupted(signal),
+            return Ok(match (signal, late, stuck) {
+                (0, true, _) => QemuEnd::DeadlineKilled,
+                (0, false, true) => QemuEnd::BootTimedOut,
+                (0, false, false) => QemuEnd::HelperEnded,
+                (signal, _, _) => QemuEnd::Interrupted(signal),
             });
         }
     }

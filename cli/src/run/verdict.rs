@@ -97,6 +97,13 @@ fn decide_exit(end: &Ending, args: &RunArgs) -> Verdict {
             )
         }
         QemuEnd::Signaled(signal) => return fail(format!("QEMU was killed by signal {signal}"), true, true),
+        QemuEnd::HelperEnded => {
+            return fail(
+                "a volume's virtiofsd ended while the job ran, and the guest's file operations on it could not complete: flint stopped the VM; its messages are in the console log above".into(),
+                true,
+                true,
+            )
+        }
         QemuEnd::Exited(code) => code,
     };
     let line = last_report(&end.status_port, status::LINE_PREFIX, status::parse_line);
@@ -530,6 +537,7 @@ mod tests {
                 1 => (1..65i32).prop_map(QemuEnd::Interrupted),
                 1 => Just(QemuEnd::DeadlineKilled),
                 1 => Just(QemuEnd::BootTimedOut),
+                1 => Just(QemuEnd::HelperEnded),
             ]
         }
 
