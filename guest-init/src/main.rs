@@ -11,7 +11,7 @@ mod rt;
 use flint_guest_init::params::{self, ParamError, Params};
 use flint_guest_init::report::{self, Failure};
 use flint_guest_init::timeline::{self, Stamp};
-use flint_guest_init::{exec, fresh, job, modules, mounts, net, poweroff, ready, root, run, stdio, volumes};
+use flint_guest_init::{exec, fresh, job, modules, mounts, net, oom, poweroff, ready, root, run, stdio, volumes};
 
 /// Room for a job from the status port (`flint.job=port`): the message and its decoded
 /// lists, several MiB, so in .bss rather than on the stack (pages never touched cost no
@@ -64,8 +64,10 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
     // network is the same for every job.
     net::configure(params.ip.as_ref(), params.root.as_ref().map(|root| root.mode), params.device_wait_ms)?;
     // The ports do not depend on the job either: opened before a warm snapshot, they need no
-    // opening after a restore.
+    // opening after a restore; nor does the OOM counter's first reading (the kernel's
+    // formatting of /proc/vmstat, translated again by TCG after a restore).
     let stdio = stdio::Stdio::open(&params)?;
+    oom::before_workload();
     let command = match command {
         Some(command) => command,
         None => {

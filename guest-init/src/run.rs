@@ -45,7 +45,6 @@ pub fn run(
     // Make Ctrl-Alt-Del send SIGINT to init (forwarded to the workload) instead of an
     // immediate reboot. Not essential, so a failure is ignored.
     let _ = rustix::system::reboot(RebootCommand::CadOff);
-    oom::before_workload();
 
     // SAFETY: the init never starts threads, so forking is sound.
     let workload = match unsafe { sys::fork() } {

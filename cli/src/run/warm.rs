@@ -116,6 +116,9 @@ pub(super) fn start(vm: &mut Vm, site: &Site, point: WarmPoint, job: &JobText) -
     }
     if !dir.is_dir() {
         remove_other_boots(&boots);
+        if lock.is_some() {
+            remove_unfinished(&parent);
+        }
         env::progress(match point {
             WarmPoint::Boot => "making the warm snapshot (once for this configuration)",
             WarmPoint::Ready => "making the warm snapshot after the workload's start-up (once for this job)",
@@ -212,6 +215,17 @@ fn key(vm: &Vm, run_dir: &Path, job: Option<&JobText>) -> Result<String> {
         text.push('\n');
     }
     Ok(env::sha256_hex(text.as_bytes()))
+}
+
+/// Removes what flints killed while making a snapshot left in `parent` (their temporary
+/// directories): only with `parent`'s lock held, when no other flint is making one there.
+fn remove_unfinished(parent: &Path) {
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        if name.to_str().is_some_and(|name| name.starts_with('.') && name.contains(".tmp.")) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Removes the snapshots of the host's earlier boots (best effort: one in use by a flint of
@@ -434,6 +448,20 @@ mod tests {
         assert_eq!(qemu_size("64k"), Some(64 << 10));
         assert_eq!(qemu_size("lots"), None);
         assert_eq!(qemu_size("99999999999T"), None);
+    }
+
+    #[test]
+    fn unfinished_snapshots_are_removed_and_finished_ones_kept() {
+        let dir = env::TempDir::new("flint-warm-unfinished").unwrap();
+        let done = dir.path().join("0123abcd");
+        let unfinished = env::temp_sibling(&done);
+        for path in [&done, &unfinished] {
+            std::fs::create_dir(path).unwrap();
+            std::fs::write(path.join(STATE), b"state").unwrap();
+        }
+        remove_unfinished(dir.path());
+        assert!(done.join(STATE).exists());
+        assert!(!unfinished.exists());
     }
 
     #[test]
