@@ -257,6 +257,7 @@ fn kernel_cases(setup: &Setup, kernel: Kernel) -> Result<Vec<Case>> {
             for (label, warm, parallel) in [
                 ("flint process, cold", false, 1),
                 ("flint process, --warm", true, 1),
+                ("flint process, --warm, 2 at once", true, 2),
                 ("flint process, --warm, 4 at once", true, 4),
             ] {
                 let plan = flint_process_plan(&image, &inputs.kernel.label, setup, warm, parallel)?;
