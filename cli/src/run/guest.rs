@@ -416,27 +416,46 @@ impl JobText {
         }
     }
 
-    /// The message, as of now.
-    pub(crate) fn message(&self) -> Result<Vec<u8>> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let job = flint_guest_init::job::Job {
+    /// The job as the guest takes it, with `fresh` entropy and time.
+    fn with(&self, fresh: ([u8; 32], (u64, u32))) -> flint_guest_init::job::Job<'_, Vec<u8>, Vec<u8>> {
+        flint_guest_init::job::Job {
             argv: &self.argv,
             env: &self.env,
             cwd: &self.cwd,
             user: self.user,
             timeout_ms: self.timeout_ms,
-            fresh: Some((random_seed()?, (now.as_secs(), now.subsec_nanos()))),
+            fresh: Some(fresh),
             ready: self.ready,
-        };
-        Ok(flint_guest_init::job::message(&job).to_string().into_bytes())
+        }
+    }
+
+    /// The message, as of now.
+    pub(crate) fn message(&self) -> Result<Vec<u8>> {
+        Ok(flint_guest_init::job::message(&self.with(fresh()?)).to_string().into_bytes())
+    }
+
+    /// The length of the message's lines (what the guest's limit counts), without making it:
+    /// the seed's encoding is as long whatever its bytes.
+    pub(crate) fn body_len(&self) -> usize {
+        flint_guest_init::job::message(&self.with(([0; 32], now()))).body_len()
     }
 }
 
 /// Fresh entropy and the wall-clock time as the init takes them after a restore in the
 /// middle of the workload (`flint_guest_init::control::fresh`).
 pub(crate) fn fresh_message() -> Result<Vec<u8>> {
+    let (seed, now) = fresh()?;
+    Ok(flint_guest_init::control::fresh(seed, now).to_vec())
+}
+
+/// 32 bytes of entropy and the wall-clock time (seconds and nanoseconds since the epoch).
+fn fresh() -> Result<([u8; 32], (u64, u32))> {
+    Ok((random_seed()?, now()))
+}
+
+fn now() -> (u64, u32) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    Ok(flint_guest_init::control::fresh(random_seed()?, (now.as_secs(), now.subsec_nanos())).to_vec())
+    (now.as_secs(), now.subsec_nanos())
 }
 
 /// 32 bytes from the host kernel's CSPRNG.
@@ -522,5 +541,20 @@ mod tests {
             (ip.address, ip.prefix, ip.gateway, ip.nameserver),
             ([10, 0, 2, 15], 24, [10, 0, 2, 2], [10, 0, 2, 3])
         );
+    }
+
+    #[test]
+    fn a_jobs_length_is_known_without_making_it() {
+        let job = JobText {
+            argv: vec![b"sh".to_vec(), b"-c".to_vec(), vec![b'x'; 5000]],
+            env: vec![b"A=b".to_vec()],
+            cwd: "/tmp".into(),
+            user: Some((1, 2)),
+            timeout_ms: Some((2500, 10_000)),
+            ready: Some("/dev/flint-ready"),
+        };
+        let message = job.message().unwrap();
+        let header = message.iter().position(|&byte| byte == b'\n').unwrap() + 1;
+        assert_eq!(job.body_len(), message.len() - header);
     }
 }

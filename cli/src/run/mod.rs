@@ -287,8 +287,7 @@ fn prepare(args: &RunArgs, job_on_port: bool) -> Result<Prepared> {
         );
     }
     if let Some(job) = &job {
-        let job = job.message()?;
-        let body = job.len() - job.iter().position(|&byte| byte == b'\n').map_or(0, |newline| newline + 1);
+        let body = job.body_len();
         if body > flint_guest_init::job::JOB_MAX {
             bail!(
                 "the command, environment and working directory take {body} bytes encoded, more than the {} the guest takes: shorten them (pass data through stdin or the root instead)",
