@@ -226,6 +226,19 @@ impl Drop for TempDir {
     }
 }
 
+/// statvfs(3) of the filesystem holding `path`.
+pub fn statvfs(path: &Path) -> std::io::Result<libc::statvfs> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: statvfs is plain data, for which all zeros is a value.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs(3) with a NUL-terminated path fills the struct it is given.
+    match unsafe { libc::statvfs(path.as_ptr(), &mut stat) } {
+        0 => Ok(stat),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};

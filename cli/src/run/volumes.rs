@@ -234,13 +234,7 @@ fn isolate(command: &mut std::process::Command, volume: &Volume, listener: RawFd
 /// The flags of the mount holding `path` that a remount in a user namespace must keep (the
 /// kernel refuses to clear them there).
 fn locked_flags(path: &Path) -> Result<libc::c_ulong> {
-    let path_c = CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: statvfs is plain data, for which all zeros is a value.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statvfs(3) with a NUL-terminated path fills the struct it is given.
-    if unsafe { libc::statvfs(path_c.as_ptr(), &mut stat) } != 0 {
-        bail!("cannot stat the filesystem of {}: {}", path.display(), io::Error::last_os_error());
-    }
+    let stat = env::statvfs(path).with_context(|| format!("cannot stat the filesystem of {}", path.display()))?;
     let pairs = [
         (libc::ST_NOSUID, libc::MS_NOSUID),
         (libc::ST_NODEV, libc::MS_NODEV),

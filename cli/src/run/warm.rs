@@ -35,7 +35,6 @@ use anyhow::anyhow;
 use flint_guest_init::status;
 use serde_json::json;
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
 /// The snapshot's files in its directory.
@@ -347,11 +346,7 @@ fn qemu_size(text: &str) -> Option<u64> {
 
 /// What an ordinary user may still write on the filesystem holding `dir`.
 fn free_bytes(dir: &Path) -> Option<u64> {
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs is plain data, for which all zeros is a value.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statvfs(3) with a NUL-terminated path fills the struct it is given.
-    (unsafe { libc::statvfs(path.as_ptr(), &mut stat) } == 0).then(|| stat.f_bavail.saturating_mul(stat.f_frsize))
+    env::statvfs(dir).ok().map(|stat| stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// Copies `source` into a new private file `to`, its holes left holes: of a guest's RAM only
