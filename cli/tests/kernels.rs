@@ -62,15 +62,7 @@ fn a_kernel_build_tree_boots_from_its_directory() {
 #[test]
 fn a_kernel_without_virtio_console_is_named_in_one_line() {
     let dir = public_scratch("no-console");
-    let minimal = minimal_kernel();
-    std::fs::copy(minimal.join("vmlinuz"), dir.join("vmlinuz")).unwrap();
-    let config = std::fs::read_to_string(minimal.join("config")).unwrap();
-    let config: String = config
-        .lines()
-        .map(|line| if line == "CONFIG_VIRTIO_CONSOLE=y" { "# CONFIG_VIRTIO_CONSOLE is not set" } else { line })
-        .map(|line| format!("{line}\n"))
-        .collect();
-    std::fs::write(dir.join("config"), config).unwrap();
+    common::minimal_kernel_without(&dir, "CONFIG_VIRTIO_CONSOLE");
     let output = flint().args(["run", "--kernel", dir.to_str().unwrap(), "--", "true"]).output().unwrap();
     assert_status(&output, 125);
     let stderr = text(&output.stderr);

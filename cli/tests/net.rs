@@ -8,7 +8,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{assert_status, busybox_tree, flint, minimal_kernel, scratch, text, Flint};
+use common::{assert_status, busybox_tree, flint, scratch, text, Flint};
 
 /// Long enough for a boot under TCG on a busy host.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -138,12 +138,7 @@ fn a_forward_without_the_network_is_refused_before_booting() {
 #[test]
 fn a_kernel_without_virtio_net_is_named() {
     let dir = scratch("flint-net-no-virtio-net");
-    let minimal = minimal_kernel();
-    std::fs::copy(minimal.join("vmlinuz"), dir.join("vmlinuz")).unwrap();
-    let config = std::fs::read_to_string(minimal.join("config")).unwrap();
-    let config: String =
-        config.lines().filter(|line| !line.starts_with("CONFIG_VIRTIO_NET=")).map(|line| format!("{line}\n")).collect();
-    std::fs::write(dir.join("config"), config).unwrap();
+    common::minimal_kernel_without(&dir, "CONFIG_VIRTIO_NET");
     let output =
         flint().args(["run", "--net", "user", "--kernel", dir.to_str().unwrap(), "--", "true"]).output().unwrap();
     assert_status(&output, 125);

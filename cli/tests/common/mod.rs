@@ -63,6 +63,20 @@ pub fn minimal_kernel() -> PathBuf {
     dir
 }
 
+/// The minimal kernel copied into `dir` with `option` (`CONFIG_...`) unset in its config: a
+/// kernel that lacks a driver flint needs.
+pub fn minimal_kernel_without(dir: &Path, option: &str) {
+    let minimal = minimal_kernel();
+    std::fs::copy(minimal.join("vmlinuz"), dir.join("vmlinuz")).unwrap();
+    let config = std::fs::read_to_string(minimal.join("config")).unwrap();
+    let set = format!("{option}=");
+    let config: String = config
+        .lines()
+        .map(|line| if line.starts_with(&set) { format!("# {option} is not set\n") } else { format!("{line}\n") })
+        .collect();
+    std::fs::write(dir.join("config"), config).unwrap();
+}
+
 /// A process's children, over all its threads (none once it is gone).
 pub fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
