@@ -24,30 +24,62 @@ pub struct Qmp {
 impl Qmp {
     /// Takes QEMU's greeting on `stream` and leaves capabilities negotiation mode.
     pub fn start(stream: UnixStream) -> Result<Qmp> {
+        let mut qmp = Qmp::greeted(stream)?;
+        qmp.execute("qmp_capabilities", json!({}))?;
+        Ok(qmp)
+    }
+
+    /// Takes QEMU's greeting on `stream`; the next command must be `qmp_capabilities`.
+    pub fn greeted(stream: UnixStream) -> Result<Qmp> {
         stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
         let mut qmp = Qmp { writer: stream.try_clone()?, reader: BufReader::new(stream) };
         let greeting = qmp.line().context("no greeting from QEMU's monitor")?;
         if greeting.get("QMP").is_none() {
             bail!("QEMU's monitor did not greet as QMP does: {greeting}");
         }
-        qmp.execute("qmp_capabilities", json!({}))?;
         Ok(qmp)
     }
 
     /// Runs `command` and returns its result; QEMU's error as the error. Events that come
     /// meanwhile are skipped.
     pub fn execute(&mut self, command: &str, arguments: Value) -> Result<Value> {
-        let request = json!({ "execute": command, "arguments": arguments });
-        writeln!(self.writer, "{request}").with_context(|| format!("cannot send {command} to QEMU"))?;
+        self.send(command, arguments)?;
         self.reply(command)
+    }
+
+    /// Sends `command` without waiting for its reply: QEMU runs commands in the order they
+    /// came and answers each in turn, so a sequence costs one round trip ([`Qmp::replies`]).
+    pub fn send(&mut self, command: &str, arguments: Value) -> Result<()> {
+        let request = json!({ "execute": command, "arguments": arguments });
+        writeln!(self.writer, "{request}").with_context(|| format!("cannot send {command} to QEMU"))
     }
 
     /// Hands QEMU a copy of `fd` under `name` (`getfd`), for commands that take `fd:NAME`
     /// (QEMU 7.2 sends a migration only to a descriptor that came this way).
     pub fn pass_fd(&mut self, name: &str, fd: BorrowedFd<'_>) -> Result<()> {
-        let request = format!("{}\n", json!({ "execute": "getfd", "arguments": { "fdname": name } }));
-        send_with_fd(&self.writer, request.as_bytes(), fd).context("cannot pass a file to QEMU")?;
+        self.send_fd(name, fd)?;
         self.reply("getfd").map(drop)
+    }
+
+    /// [`Qmp::pass_fd`] without waiting for its reply (`getfd`'s, in [`Qmp::replies`]).
+    pub fn send_fd(&mut self, name: &str, fd: BorrowedFd<'_>) -> Result<()> {
+        let request = format!("{}\n", json!({ "execute": "getfd", "arguments": { "fdname": name } }));
+        send_with_fd(&self.writer, request.as_bytes(), fd).context("cannot pass a file to QEMU")
+    }
+
+    /// The replies to the commands sent, in order; the first refusal as the error.
+    pub fn replies(&mut self, commands: &[&str]) -> Result<()> {
+        commands.iter().try_for_each(|command| self.reply(command).map(drop))
+    }
+
+    /// Waits for the event `name` (QEMU's `RESUME` once an incoming migration has loaded).
+    pub fn event(&mut self, name: &str) -> Result<()> {
+        loop {
+            let message = self.line().with_context(|| format!("QEMU did not report {name}"))?;
+            if message.get("event").and_then(Value::as_str) == Some(name) {
+                return Ok(());
+            }
+        }
     }
 
     fn reply(&mut self, command: &str) -> Result<Value> {
@@ -131,5 +163,27 @@ mod tests {
         assert_eq!(qmp.execute("query-status", json!({})).unwrap()["status"], "running");
         let error = qmp.execute("bogus", json!({})).unwrap_err().to_string();
         assert_eq!(error, "QEMU refused bogus: no such thing");
+    }
+
+    #[test]
+    fn sent_in_a_row_answered_in_order() {
+        let mut qmp = fake(&[
+            r#"{"return": {}}"#,
+            r#"{"return": {}}"#,
+            r#"{"error": {"class": "GenericError", "desc": "bad uri"}}"#,
+        ]);
+        qmp.send("a", json!({})).unwrap();
+        qmp.send("b", json!({})).unwrap();
+        qmp.send("c", json!({})).unwrap();
+        assert_eq!(qmp.replies(&["a", "b", "c"]).unwrap_err().to_string(), "QEMU refused c: bad uri");
+    }
+
+    #[test]
+    fn waits_for_an_event() {
+        let mut qmp = fake(&[r#"{"return": {}}
+{"event": "STOP", "timestamp": {}}
+{"event": "RESUME", "timestamp": {}}"#]);
+        qmp.execute("migrate-incoming", json!({})).unwrap();
+        qmp.event("RESUME").unwrap();
     }
 }

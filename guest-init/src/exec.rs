@@ -10,7 +10,7 @@ use crate::stdio::Stdio;
 use crate::sys::{self, SigSet};
 use core::ffi::CStr;
 use core::ptr;
-use rustix::fd::BorrowedFd;
+use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
@@ -166,13 +166,22 @@ pub struct Command<'s> {
 
 /// Runs in the forked child: becomes the workload or exits 125-127 after saying why.
 pub fn child(command: &Command<'_>, stdio: &Stdio) -> ! {
-    // The console stays reachable for error lines after fds 0-2 become the workload's.
-    // SAFETY: the init never closes fd 2; if the kernel left it closed, dup fails (EBADF).
-    let console = rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(2) }, 3);
-    let failure = match prepare(command, stdio) {
+    let console = console();
+    let failure = match detach(stdio).and_then(|()| enter(command)) {
         Ok(()) => exec(command),
         Err(failure) => failure,
     };
+    fail(console, failure)
+}
+
+/// The console, kept reachable for error lines after fds 0-2 become the workload's.
+pub fn console() -> Result<OwnedFd, Errno> {
+    // SAFETY: the init never closes fd 2; if the kernel left it closed, dup fails (EBADF).
+    rustix::io::fcntl_dupfd_cloexec(unsafe { BorrowedFd::borrow_raw(2) }, 3)
+}
+
+/// Says why the child could not become the workload, on `console`, and exits with its status.
+pub fn fail(console: Result<OwnedFd, Errno>, failure: Failure) -> ! {
     if let Ok(console) = console {
         let _ = rustix::stdio::dup2_stderr(console);
     }
@@ -180,7 +189,8 @@ pub fn child(command: &Command<'_>, stdio: &Stdio) -> ! {
     sys::exit(failure.status)
 }
 
-fn prepare(command: &Command<'_>, stdio: &Stdio) -> Result<(), Failure> {
+/// The child's set-up that does not depend on the job: signals, session, fds 0-2.
+pub fn detach(stdio: &Stdio) -> Result<(), Failure> {
     let setup = |what: &str, errno| Failure::new(status::SETUP_FAILED).text(what).errno(errno);
     // PID 1 blocks the signals it waits for; the mask survives execve, so clear it.
     sys::set_blocked(SigSet::EMPTY).map_err(|errno| setup("cannot unblock signals: ", errno))?;
@@ -192,7 +202,11 @@ fn prepare(command: &Command<'_>, stdio: &Stdio) -> Result<(), Failure> {
     rustix::stdio::dup2_stdin(&stdio.stdin)
         .and_then(|()| rustix::stdio::dup2_stdout(&stdio.stdout))
         .and_then(|()| rustix::stdio::dup2_stderr(&stdio.stderr))
-        .map_err(|errno| setup("cannot set up the workload's stdio: ", errno))?;
+        .map_err(|errno| setup("cannot set up the workload's stdio: ", errno))
+}
+
+/// The job's own set-up: its directory and user.
+pub fn enter(command: &Command<'_>) -> Result<(), Failure> {
     rustix::process::chdir(command.cwd).map_err(|errno| {
         Failure::new(status::SETUP_FAILED)
             .text("cannot enter flint.cwd=")
@@ -205,13 +219,17 @@ fn prepare(command: &Command<'_>, stdio: &Stdio) -> Result<(), Failure> {
     let credentials = rustix::thread::set_thread_groups(&[])
         .and_then(|()| rustix::thread::set_thread_gid(Gid::from_raw(command.gid)))
         .and_then(|()| rustix::thread::set_thread_uid(Uid::from_raw(command.uid)));
-    credentials
-        .map_err(|errno| setup("cannot switch to flint.uid/flint.gid: ", errno).text(": use ids the kernel accepts"))
+    credentials.map_err(|errno| {
+        Failure::new(status::SETUP_FAILED)
+            .text("cannot switch to flint.uid/flint.gid: ")
+            .errno(errno)
+            .text(": use ids the kernel accepts")
+    })
 }
 
 /// Executes the program, searching `PATH` like `execvp` when its name has no `/`; returns
 /// only with the reason it could not.
-fn exec(command: &Command<'_>) -> Failure {
+pub fn exec(command: &Command<'_>) -> Failure {
     let errno = if command.program.contains(&b'/') {
         // SAFETY: argv[0] is `program`, NUL-terminated in `strings`; the arrays are
         // null-terminated lists of NUL-terminated strings that live as long as `command`.

@@ -4,8 +4,10 @@
 
 use crate::report::Failure;
 use crate::status;
-use rustix::fd::AsRawFd;
+use core::sync::atomic::{AtomicI32, Ordering};
+use rustix::fd::{IntoRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 use rustix::time::{ClockId, Timespec};
 use syscalls::{syscall, Sysno};
 
@@ -36,6 +38,21 @@ pub fn apply(seed: Option<[u8; 32]>, time: Option<(u64, u32)>) -> Result<(), Fai
     Ok(())
 }
 
+/// /dev/urandom once [`open_urandom`] opened it, for the life of the init.
+static URANDOM: AtomicI32 = AtomicI32::new(-1);
+
+/// Opens /dev/urandom ahead of [`apply`] (before a warm snapshot is taken); if it fails,
+/// `apply` tries again and says why.
+pub fn open_urandom() {
+    if let Ok(random) = open_random() {
+        URANDOM.store(random.into_raw_fd(), Ordering::Relaxed);
+    }
+}
+
+fn open_random() -> Result<OwnedFd, Errno> {
+    rustix::fs::open(c"/dev/urandom", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
+}
+
 fn reseed(seed: [u8; 32]) -> Result<(), Failure> {
     let failed = |what: &str, errno| {
         Failure::new(status::SETUP_FAILED)
@@ -43,15 +60,18 @@ fn reseed(seed: [u8; 32]) -> Result<(), Failure> {
             .errno(errno)
             .text(": a kernel without RNDRESEEDCRNG (Linux 4.17) cannot get fresh entropy")
     };
-    let random = rustix::fs::open(c"/dev/urandom", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|errno| failed("cannot open /dev/urandom: ", errno))?;
+    let fd = match URANDOM.load(Ordering::Relaxed) {
+        -1 => open_random().map_err(|errno| failed("cannot open /dev/urandom: ", errno))?.into_raw_fd(),
+        fd => fd,
+    };
+    URANDOM.store(fd, Ordering::Relaxed);
+    let fd = fd as usize;
     let info = PoolInfo { entropy_bits: 256, size: 32, bytes: seed };
-    let fd = random.as_raw_fd() as usize;
     // SAFETY: the kernel reads a rand_pool_info of `size` bytes from a valid pointer.
     unsafe { syscall!(Sysno::ioctl, fd, RNDADDENTROPY, &info as *const PoolInfo) }
-        .map_err(|errno| failed("cannot add entropy: ", rustix::io::Errno::from_raw_os_error(errno.into_raw())))?;
+        .map_err(|errno| failed("cannot add entropy: ", Errno::from_raw_os_error(errno.into_raw())))?;
     // SAFETY: an ioctl without an argument.
     unsafe { syscall!(Sysno::ioctl, fd, RNDRESEEDCRNG, 0) }
-        .map_err(|errno| failed("cannot reseed the RNG: ", rustix::io::Errno::from_raw_os_error(errno.into_raw())))?;
+        .map_err(|errno| failed("cannot reseed the RNG: ", Errno::from_raw_os_error(errno.into_raw())))?;
     Ok(())
 }

@@ -11,17 +11,19 @@ mod rt;
 use flint_guest_init::params::{self, ParamError, Params};
 use flint_guest_init::report::{self, Failure};
 use flint_guest_init::timeline::{self, Stamp};
-use flint_guest_init::{exec, fresh, job, modules, mounts, net, oom, poweroff, ready, root, run, stdio, volumes};
+use flint_guest_init::{
+    exec, fresh, job, modules, mounts, net, oom, poweroff, prefork, ready, root, run, stdio, volumes, warmup,
+};
 
-/// Room for a job from the status port (`flint.job=port`): the message and its decoded
-/// lists, several MiB, so in .bss rather than on the stack (pages never touched cost no
-/// memory).
-struct JobMemory {
-    message: [u8; job::JOB_MAX],
-    space: exec::JobSpace,
+/// Room for a job from the status port (`flint.job=port`).
+static mut JOB_MEMORY: prefork::Memory = prefork::Memory::EMPTY;
+
+/// The workload: from the command line, forked once its command is decoded; from the status
+/// port, forked ahead (`prefork`) and given the job's bytes.
+enum Workload<'a> {
+    Now(exec::Command<'a>),
+    Waiting(prefork::Waiting, &'a [u8]),
 }
-
-static mut JOB_MEMORY: JobMemory = JobMemory { message: [0; job::JOB_MAX], space: exec::JobSpace::new() };
 
 /// Called by `_start` (in `rt`).
 fn main() -> ! {
@@ -68,26 +70,40 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
     // formatting of /proc/vmstat, translated again by TCG after a restore).
     let stdio = stdio::Stdio::open(&params)?;
     oom::before_workload();
-    let command = match command {
-        Some(command) => command,
+    let workload = match command {
+        Some(command) => Workload::Now(command),
         None => {
             let port = poweroff::host_port().ok_or_else(|| {
                 Failure::new(flint_guest_init::status::BAD_PARAMETERS)
                     .text("flint.job=port needs flint.status to name a virtio-serial port the host writes to")
             })?;
-            poweroff::write_status_line(flint_guest_init::status::AWAITING_JOB_LINE);
+            if params.warmup {
+                warmup::run();
+            }
+            // Opened now, so a restored VM does not walk the path and open the device again.
+            fresh::open_urandom();
             // SAFETY: the init is single-threaded and `boot` runs once, so this is the only
             // reference to the static ever made.
             let memory = unsafe { &mut *core::ptr::addr_of_mut!(JOB_MEMORY) };
+            let (waiting, memory) = prefork::fork(&stdio, &params, memory)?;
+            poweroff::write_status_line(flint_guest_init::status::AWAITING_JOB_LINE);
             let body = job::receive(port, &mut memory.message, params.device_wait_ms)?;
             params.apply_job(body).map_err(ParamError::failure)?;
             fresh::apply(params.seed, params.time)?;
-            memory.space.command(&params)?
+            // Decoded here as the waiting process will, so PID 1 reports a bad job itself.
+            memory.space.command(&params)?;
+            Workload::Waiting(waiting, body)
         }
     };
     let ready = params.ready.map(ready::Ready::make).transpose()?;
+    let limits = (params.timeout_ms, params.grace_ms);
     timeline::mark(Stamp::Exec);
-    let status = run::run(&command, &stdio, (params.timeout_ms, params.grace_ms), ready.as_ref());
+    let status = match workload {
+        Workload::Now(command) => run::run(&command, &stdio, limits, ready.as_ref()),
+        Workload::Waiting(waiting, body) => {
+            waiting.go(body).and_then(|workload| run::supervise(workload, limits, ready.as_ref()))
+        }
+    };
     timeline::mark(Stamp::Exit);
     stdio.flush();
     status

@@ -61,6 +61,9 @@ pub struct Params<'a> {
     pub ip: Option<crate::net::Ipv4>,
     /// Host directories to mount (`flint.volumes=`), still encoded as argv is: see `volumes`.
     pub volumes: &'a [u8],
+    /// `flint.warmup`: this boot makes a warm snapshot; run the root's shell once before it
+    /// (see `warmup`).
+    pub warmup: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +170,7 @@ pub fn read_cmdline(buf: &mut [u8; CMDLINE_MAX]) -> Result<&[u8], Failure> {
 }
 
 /// Every key, in the order of the `raw` slots in `Params::parse`.
-const KEYS: [&str; 22] = [
+const KEYS: [&str; 23] = [
     "flint.root",
     "flint.rootfstype",
     "flint.rootwait",
@@ -190,9 +193,10 @@ const KEYS: [&str; 22] = [
     "flint.job",
     "flint.ip",
     "flint.volumes",
+    "flint.warmup",
 ];
 /// Keys that are flags: present or not, never with a value.
-const FLAGS: [&str; 3] = ["flint.ro", "flint.rw", "flint.overlay"];
+const FLAGS: [&str; 4] = ["flint.ro", "flint.rw", "flint.overlay", "flint.warmup"];
 
 const DEFAULT_FSTYPE: &[u8] = b"ext4";
 const DEFAULT_DEVICE_WAIT_MS: u64 = 5000;
@@ -217,7 +221,7 @@ impl<'a> Params<'a> {
                 _ => raw[index] = Some(value),
             }
         }
-        let [root, rootfstype, rootwait, ro, rw, overlay, modules, argv, env, cwd, uid, gid, timeout, stdin, stdout, stderr, status, firmware_tsc, grace, job, ip, volumes] =
+        let [root, rootfstype, rootwait, ro, rw, overlay, modules, argv, env, cwd, uid, gid, timeout, stdin, stdout, stderr, status, firmware_tsc, grace, job, ip, volumes, warmup] =
             raw.map(|slot| slot.map(Option::unwrap_or_default));
         let (ro, rw, overlay) = (ro.is_some(), rw.is_some(), overlay.is_some());
         if ro && rw {
@@ -301,6 +305,7 @@ impl<'a> Params<'a> {
                 .map(|value| crate::net::parse(value).ok_or(ParamError::Invalid("flint.ip", crate::net::IP_FORMAT)))
                 .transpose()?,
             volumes: volumes.map_or(Ok(b"".as_slice()), volume_list)?,
+            warmup: warmup.is_some(),
         })
     }
 }
@@ -629,6 +634,7 @@ mod tests {
                 job_on_port: false,
                 ip: None,
                 volumes: b"",
+                warmup: false,
             }
         );
         let params = parse("flint.root=/dev/vda flint.argv=,").unwrap();
@@ -770,6 +776,13 @@ mod tests {
         assert_eq!(id("k", b"4294967294"), Ok(4294967294));
         assert_eq!(parse("flint.argv=, flint.timeout=0").unwrap().timeout_ms, None);
         assert_eq!(parse("flint.argv=, flint.modules=").unwrap().modules.iter().count(), 0);
+    }
+
+    #[test]
+    fn warmup_is_a_flag() {
+        assert!(parse("flint.argv=, flint.warmup").unwrap().warmup);
+        assert!(!parse("flint.argv=,").unwrap().warmup);
+        assert_eq!(parse("flint.argv=, flint.warmup=1"), Err(ParamError::UnexpectedValue("flint.warmup")));
     }
 
     #[test]

@@ -22,36 +22,51 @@ use rustix::process::{Pid, Signal, WaitOptions};
 use rustix::system::RebootCommand;
 
 const FORWARDED: [Signal; 2] = [Signal::TERM, Signal::INT];
+/// What PID 1 waits for while the workload runs: its end, signals to forward, the host's input.
+const WATCHED: SigSet = SigSet::EMPTY.with(Signal::CHILD).with(Signal::TERM).with(Signal::INT).with(Signal::IO);
 
-/// Runs the workload to its end and returns its status (or the timeout failure).
+/// Runs `command` as the workload, to its end ([`supervise`]).
+pub fn run(
+    command: &Command<'_>,
+    stdio: &Stdio,
+    limits: (Option<u64>, u64),
+    ready: Option<&Ready>,
+) -> Result<u8, Failure> {
+    let workload = match fork()? {
+        Some(pid) => pid,
+        None => exec::child(command, stdio),
+    };
+    supervise(workload, limits, ready)
+}
+
+/// Forks the workload's process, with the signals PID 1 waits for blocked first: the child's
+/// pid in the parent, `None` in the child.
+pub fn fork() -> Result<Option<Pid>, Failure> {
+    let setup = |what: &str, errno| {
+        Failure::new(status::SETUP_FAILED).text(what).errno(errno).text(": the guest kernel is out of resources")
+    };
+    // Blocked before forking, so a child that exits at once still leaves its SIGCHLD pending.
+    sys::block(WATCHED).map_err(|errno| setup("cannot block signals: ", errno))?;
+    // Make Ctrl-Alt-Del send SIGINT to init (forwarded to the workload) instead of an
+    // immediate reboot. Not essential, so a failure is ignored.
+    let _ = rustix::system::reboot(RebootCommand::CadOff);
+    // SAFETY: the init never starts threads, so forking is sound.
+    unsafe { sys::fork() }.map_err(|errno| setup("cannot fork the workload: ", errno))
+}
+
+/// Waits for the `workload` process to end and returns its status (or the timeout failure),
+/// doing PID 1's other jobs meanwhile.
 ///
 /// At `flint.timeout` the workload gets SIGTERM, then SIGKILL `grace_ms` later (at once
 /// when 0), as `timeout -k` does; either way the VM's status is then 124. The host's
 /// messages on the status port ([`control`]) forward signals, stop the workload with status
 /// 128+N, or bring fresh entropy and time. The first write to `ready` is announced on the
 /// status port.
-pub fn run(
-    command: &Command<'_>,
-    stdio: &Stdio,
+pub fn supervise(
+    workload: Pid,
     (timeout_ms, grace_ms): (Option<u64>, u64),
     ready: Option<&Ready>,
 ) -> Result<u8, Failure> {
-    let setup = |what: &str, errno| {
-        Failure::new(status::SETUP_FAILED).text(what).errno(errno).text(": the guest kernel is out of resources")
-    };
-    let watched = SigSet::EMPTY.with(Signal::CHILD).with(Signal::TERM).with(Signal::INT).with(Signal::IO);
-    // Blocked before forking, so a child that exits at once still leaves its SIGCHLD pending.
-    sys::block(watched).map_err(|errno| setup("cannot block signals: ", errno))?;
-    // Make Ctrl-Alt-Del send SIGINT to init (forwarded to the workload) instead of an
-    // immediate reboot. Not essential, so a failure is ignored.
-    let _ = rustix::system::reboot(RebootCommand::CadOff);
-
-    // SAFETY: the init never starts threads, so forking is sound.
-    let workload = match unsafe { sys::fork() } {
-        Ok(Some(pid)) => pid,
-        Ok(None) => exec::child(command, stdio),
-        Err(errno) => return Err(setup("cannot fork the workload: ", errno)),
-    };
     let timed_out = || {
         Failure::new(status::TIMEOUT)
             .text("workload killed after flint.timeout=")
@@ -99,7 +114,7 @@ pub fn run(
             (None, None) => None,
         };
         // SIGCHLD, a timeout (EAGAIN) or an interruption all lead back to the checks above.
-        match sys::wait_signal(watched, timeout.as_ref()) {
+        match sys::wait_signal(WATCHED, timeout.as_ref()) {
             Ok(signal) if signal == Signal::IO.as_raw() => host_wrote = true,
             Ok(signal) => {
                 if let Some(&forward) = FORWARDED.iter().find(|forward| forward.as_raw() == signal) {

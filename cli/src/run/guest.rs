@@ -361,6 +361,11 @@ pub(super) fn kernel_cmdline(
     if !args.volumes.is_empty() {
         words.push(super::volumes::param(&args.volumes, args.volume_fs));
     }
+    // The root's shell run once before the snapshot, so its files are in the page cache of
+    // every restored VM (guest-init's `warmup`). A workload's own snapshot has its own files.
+    if args.warm == Some(WarmPoint::Boot) {
+        words.push("flint.warmup".into());
+    }
     words.extend(args.append.iter().cloned());
     Ok((words.join(" "), on_port.then(|| JobText::of(&job))))
 }

@@ -1,14 +1,17 @@
 //! `flint run --warm`: a VM restored from a snapshot instead of booted.
 //!
 //! The first warm run of a configuration boots the VM with its RAM in a file
-//! (`memory-backend-file`, `share=on`) until the init has its root mounted and waits for its
-//! job (`flint-awaiting-job` on the status port), then saves it: the small device state goes
+//! (`memory-backend-file`, `share=on`) until the init has its root mounted, has run the
+//! root's shell once (`flint.warmup`: its files stay in the page cache), has forked the
+//! workload's process, and waits for its job (`flint-awaiting-job` on the status port), then
+//! saves it: the small device state goes
 //! to a file through QMP's `migrate` with `x-ignore-shared` (RAM in a shared backend is not
 //! copied), and the RAM file's written parts are copied beside it. The run then goes on (QMP
 //! `cont`) and does its job as a cold run would. Every later warm run starts QEMU with the
 //! same devices, the snapshot's RAM file mapped copy-on-write (`share=off`: nothing is read
 //! ahead, nothing written back, each VM's writes its own) and `-incoming defer`, loads the
-//! device state with `migrate-incoming`, and hands the job in over the status port as a cold
+//! device state with `migrate-incoming` (the QMP commands sent in a row, then QEMU's
+//! `RESUME` event awaited), and hands the job in over the status port as a cold
 //! run does. The job carries fresh entropy and the host's clock (`flint_guest_init::fresh`).
 //!
 //! With `--warm=ready` the snapshot is taken later: the first run sends the job, whose
@@ -33,7 +36,7 @@ use crate::qemu::RamFile;
 use crate::qmp::Qmp;
 use anyhow::anyhow;
 use flint_guest_init::status;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
@@ -154,20 +157,15 @@ impl Incoming {
     /// Loads the device state into the QEMU whose monitor is `monitor`; returns once the VM
     /// runs.
     pub(super) fn load(&self, monitor: UnixStream) -> Result<()> {
-        let mut qmp = Qmp::start(monitor)?;
-        ignore_shared(&mut qmp)?;
-        qmp.pass_fd("flint-state", self.state.as_fd())?;
-        qmp.execute("migrate-incoming", json!({ "uri": "fd:flint-state" }))?;
-        let start = Instant::now();
-        loop {
-            let status = qmp.execute("query-status", json!({}))?;
-            match status["status"].as_str() {
-                Some("running") => return Ok(()),
-                Some("inmigrate") | Some("prelaunch") if start.elapsed() < Duration::from_secs(30) => {}
-                other => bail!("the VM did not resume (QEMU says {})", other.unwrap_or("nothing")),
-            }
-            thread::sleep(Duration::from_millis(1));
-        }
+        // One round trip for the four commands, then QEMU's own word that the VM runs: each
+        // reply waited for or status polled would cost a wake-up of both processes.
+        let mut qmp = Qmp::greeted(monitor)?;
+        qmp.send("qmp_capabilities", json!({}))?;
+        qmp.send("migrate-set-capabilities", ignore_shared())?;
+        qmp.send_fd("flint-state", self.state.as_fd())?;
+        qmp.send("migrate-incoming", json!({ "uri": "fd:flint-state" }))?;
+        qmp.replies(&["qmp_capabilities", "migrate-set-capabilities", "getfd", "migrate-incoming"])?;
+        qmp.event("RESUME")
     }
 
     /// What the guest needs before the run's input: for a workload's own snapshot, fresh
@@ -187,10 +185,10 @@ impl Incoming {
 /// How long the init of a restored VM may take to apply fresh entropy and time.
 const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Guest RAM in a shared memory backend stays out of the migration stream: it is the file.
-fn ignore_shared(qmp: &mut Qmp) -> Result<()> {
-    let capabilities = json!({ "capabilities": [{ "capability": "x-ignore-shared", "state": true }] });
-    qmp.execute("migrate-set-capabilities", capabilities).map(drop)
+/// `migrate-set-capabilities`' arguments: guest RAM in a shared memory backend stays out of
+/// the migration stream (it is the file).
+fn ignore_shared() -> Value {
+    json!({ "capabilities": [{ "capability": "x-ignore-shared", "state": true }] })
 }
 
 /// The snapshot key of `vm`: its command line with the run's own directory left out, the
@@ -293,7 +291,7 @@ impl Creation {
             .open(self.tmp.join(STATE))
             .with_context(|| format!("cannot create {}", self.tmp.join(STATE).display()))?;
         let mut qmp = Qmp::start(monitor)?;
-        ignore_shared(&mut qmp)?;
+        qmp.execute("migrate-set-capabilities", ignore_shared())?;
         qmp.pass_fd("flint-state", state.as_fd())?;
         qmp.execute("migrate", json!({ "uri": "fd:flint-state" }))?;
         let start = Instant::now();
