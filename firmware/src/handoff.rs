@@ -21,3 +21,38 @@ pub enum Handoff {
     /// `layout::CMDLINE` is `cmdline_len` bytes; the timeline is appended to it.
     Pvh32 { entry: u32, start_info: u32, cmdline_len: usize },
 }
+
+#[cfg(test)]
+pub mod fake {
+    //! A small VM for host tests of the hand-offs: its platform, its memory, and the check
+    //! that what they placed lies apart.
+    use super::Platform;
+    use crate::memory::fake::FakeMemory;
+    use loader::e820::{MemoryMap, RAM, RESERVED};
+    use loader::testutil::e820_bytes;
+
+    /// The VM's RAM, all of it in the fake memory.
+    pub const RAM_SIZE: u64 = 64 << 20;
+    pub const RSDP: u64 = 0xf_5a10;
+
+    /// What QEMU's `etc/e820` says for `-m 64M`, with the legacy holes, as `main.rs` reads it.
+    pub fn platform() -> Platform {
+        let raw = e820_bytes(&[(0, RAM_SIZE, RAM), (0xfeff_c000, 0x4000, RESERVED)]);
+        let map = MemoryMap::from_qemu(&raw).and_then(MemoryMap::with_legacy_low_memory).unwrap();
+        Platform { map, acpi_rsdp: RSDP }
+    }
+
+    pub fn memory() -> FakeMemory {
+        FakeMemory::new(0, RAM_SIZE as usize)
+    }
+
+    /// Panics unless the named `(start, len)` ranges are pairwise disjoint.
+    pub fn assert_apart(ranges: &[(&str, u64, u64)]) {
+        for (i, &(a, a_start, a_len)) in ranges.iter().enumerate() {
+            for &(b, b_start, b_len) in &ranges[..i] {
+                let apart = a_start + a_len <= b_start || b_start + b_len <= a_start;
+                assert!(apart, "{a} [{a_start:#x}, +{a_len:#x}) overlaps {b} [{b_start:#x}, +{b_len:#x})");
+            }
+        }
+    }
+}

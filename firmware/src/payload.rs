@@ -24,7 +24,7 @@ pub trait Source {
 /// The initrd the kernel gets: the embedded init alone when the user gave none, the user's
 /// unchanged, or (on request) both concatenated, which Linux unpacks in order.
 pub struct Initrd {
-    embedded: usize,
+    embedded: &'static [u8],
     user: u64,
 }
 
@@ -32,18 +32,18 @@ impl Initrd {
     /// `user` is the size of the user's initrd (0: none); `add_init` puts the embedded init in
     /// front of it.
     pub fn new(user: u64, add_init: bool) -> Self {
-        let embedded = if user == 0 || add_init { EMBEDDED_INIT.len() } else { 0 };
+        let embedded: &[u8] = if user == 0 || add_init { &EMBEDDED_INIT } else { &[] };
         Initrd { embedded, user }
     }
 
     /// The user's archive starts 4-byte aligned, as the cpio unpacker expects.
     fn user_offset(&self) -> u64 {
-        (self.embedded as u64).next_multiple_of(4)
+        (self.embedded.len() as u64).next_multiple_of(4)
     }
 
     pub fn size(&self) -> u64 {
         if self.user == 0 {
-            self.embedded as u64
+            self.embedded.len() as u64
         } else {
             self.user_offset() + self.user
         }
@@ -58,8 +58,9 @@ impl Initrd {
         }
         let dest = memory.bytes_mut(addr, size as usize);
         let (embedded, user) = dest.split_at_mut(self.user_offset().min(size) as usize);
-        embedded[..self.embedded].copy_from_slice(&EMBEDDED_INIT[..self.embedded]);
-        embedded[self.embedded..].fill(0);
+        let (init, padding) = embedded.split_at_mut(self.embedded.len());
+        init.copy_from_slice(self.embedded);
+        padding.fill(0);
         if self.user > 0 {
             source.read_initrd(user)?;
         }
@@ -85,4 +86,56 @@ pub fn store_cmdline(
     let kept = cmdline[..end].iter().rposition(|&b| !matches!(b, b'\n' | b'\r')).map_or(0, |i| i + 1);
     cmdline[kept] = 0;
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::fake::FakeMemory;
+
+    /// Kernel and initrd bytes as a disk or fw_cfg would give them.
+    struct Pieces {
+        initrd: Vec<u8>,
+    }
+
+    impl Source for Pieces {
+        fn read_kernel(&mut self, _: &mut [u8]) -> Result<(), BootError> {
+            unreachable!("the initrd's load reads no kernel")
+        }
+
+        fn read_initrd(&mut self, dest: &mut [u8]) -> Result<(), BootError> {
+            dest.copy_from_slice(&self.initrd);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_embedded_init_goes_alone_or_in_front_of_the_users_initrd() {
+        assert_eq!(Initrd::new(0, false).size(), EMBEDDED_INIT.len() as u64);
+        assert_eq!(Initrd::new(10, false).size(), 10);
+        let mut memory = FakeMemory::new(0x10_0000, 0x1000);
+        memory.bytes_mut(0x10_0000, 16).fill(0xee);
+        let both = Initrd { embedded: b"07070", user: 4 };
+        assert_eq!(both.size(), 12);
+        both.load(&mut memory, &mut Pieces { initrd: vec![9; 4] }, 0x10_0000).unwrap();
+        // The user's archive 4-byte aligned after the embedded one, the gap zeroed.
+        assert_eq!(memory.read(0x10_0000, 13), b"07070\0\0\0\x09\x09\x09\x09\xee");
+    }
+
+    #[test]
+    fn a_stored_command_line_ends_at_its_nul_without_line_ends() {
+        let mut memory = FakeMemory::new(0, 0x4_0000);
+        let cases: [(&[u8], &[u8]); 3] =
+            [(b"quiet console=ttyS0\r\n\0\0", b"quiet console=ttyS0"), (b"a\0b", b"a"), (b"\n", b"")];
+        for (given, kept) in cases {
+            let len = store_cmdline(&mut memory, given.len() as u64, |dest| {
+                dest.copy_from_slice(given);
+                Ok(())
+            });
+            assert_eq!(len.unwrap(), kept.len());
+            assert_eq!(memory.read(layout::CMDLINE, kept.len() + 1), [kept, b"\0"].concat());
+        }
+        let too_long = store_cmdline(&mut memory, layout::CMDLINE_MAX as u64, |_| unreachable!());
+        assert!(matches!(too_long, Err(BootError::Plan(PlanError::CmdlineTooLong { .. }))));
+    }
 }
