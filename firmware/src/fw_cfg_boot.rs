@@ -117,3 +117,6 @@ impl<T: Transport> Source for FwCfg<T> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
