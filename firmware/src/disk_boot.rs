@@ -22,6 +22,9 @@ use loader::plan::PlanError;
 use loader::read_at::{ReadAt, Window, WindowError};
 use virtio_drivers::transport::SomeTransport;
 
+#[cfg(test)]
+mod tests;
+
 /// Boots the first disk that has a boot partition; when none has, the first disk's problem
 /// is the one reported. `add_init` puts the embedded init in front of the disk's initrd.
 pub fn prepare<C: ConfigSpace + Clone>(

@@ -34,6 +34,13 @@ pub mod fake {
     /// The VM's RAM, all of it in the fake memory.
     pub const RAM_SIZE: u64 = 64 << 20;
     pub const RSDP: u64 = 0xf_5a10;
+    /// Where `loader::testutil::setup_blob`'s kernel goes (its preferred address, free in this
+    /// VM) and how much it may use there (its init_size).
+    pub const KERNEL_ADDR: u64 = 0x100_0000;
+    pub const KERNEL_EXTENT: u64 = 0x200_0000;
+    /// `loader::testutil::tiny_vmlinux`'s PVH entry and its one segment.
+    pub const PVH_ENTRY: u32 = 0x0100_0ab0;
+    pub const PVH_SEGMENT: (u64, u64) = (0x100_0000, 0x20_0000);
 
     /// What QEMU's `etc/e820` says for `-m 64M`, with the legacy holes, as `main.rs` reads it.
     pub fn platform() -> Platform {
@@ -44,6 +51,17 @@ pub mod fake {
 
     pub fn memory() -> FakeMemory {
         FakeMemory::new(0, RAM_SIZE as usize)
+    }
+
+    /// The memory map as the kernel reads it: `count` entries of (addr, size, type), `stride`
+    /// bytes apart from `at` (20 in the zero page, 24 in hvm_start_info's memmap).
+    pub fn map_at(memory: &FakeMemory, at: u64, count: usize, stride: u64) -> Vec<(u64, u64, u32)> {
+        let entry = |at: u64| (memory.u64_at(at), memory.u64_at(at + 8), memory.u32_at(at + 16));
+        (0..count as u64).map(|i| entry(at + i * stride)).collect()
+    }
+
+    pub fn entries(map: &MemoryMap) -> Vec<(u64, u64, u32)> {
+        map.entries().iter().map(|e| (e.addr, e.size, e.kind)).collect()
     }
 
     /// Panics unless the named `(start, len)` ranges are pairwise disjoint.

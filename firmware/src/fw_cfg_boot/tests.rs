@@ -3,10 +3,11 @@
 
 use super::*;
 use crate::fw_cfg::fake::FakeFwCfg;
-use crate::handoff::fake::{assert_apart, memory, platform, RAM_SIZE, RSDP};
+use crate::handoff::fake::{
+    assert_apart, entries, map_at, memory, platform, KERNEL_ADDR, KERNEL_EXTENT, PVH_ENTRY, PVH_SEGMENT, RAM_SIZE, RSDP,
+};
 use crate::memory::fake::FakeMemory;
 use crate::timeline::{self, Stamps, NODE_LEN};
-use loader::e820::MemoryMap;
 use loader::plan::PlanError;
 use loader::pvh::{PvhError, START_INFO_BLOCK};
 use loader::testutil::{node, setup_blob, tiny_vmlinux, write};
@@ -17,10 +18,6 @@ const QEMU_KERNEL_ADDR: u64 = 0x10_0000;
 const QEMU_CMDLINE_ADDR: u64 = 0x2_0000;
 const SETUP_DTB: u32 = 2;
 const SETUP_RNG_SEED: u32 = 9;
-/// `setup_blob`'s kernel: preferred address 16 MiB, init_size 32 MiB.
-const KERNEL_ADDR: u64 = 0x100_0000;
-const INIT_SIZE: u64 = 0x200_0000;
-const PVH_ENTRY: u32 = 0x0100_0ab0;
 
 fn word(value: usize) -> Vec<u8> {
     (value as u32).to_le_bytes().to_vec()
@@ -54,19 +51,6 @@ fn prepare_with(fake: &mut FakeFwCfg, memory: &mut FakeMemory) -> Result<Handoff
     prepare(&mut fw_cfg, &platform(), memory)
 }
 
-/// The memory map as the kernel reads it: `count` entries of (addr, size, type), `stride`
-/// bytes apart from `at`.
-fn map_at(memory: &FakeMemory, at: u64, count: usize, stride: u64) -> Vec<(u64, u64, u32)> {
-    let entry = |i: u64| {
-        (memory.u64_at(at + i * stride), memory.u64_at(at + i * stride + 8), memory.u32_at(at + i * stride + 16))
-    };
-    (0..count as u64).map(entry).collect()
-}
-
-fn expected_map(map: &MemoryMap) -> Vec<(u64, u64, u32)> {
-    map.entries().iter().map(|e| (e.addr, e.size, e.kind)).collect()
-}
-
 #[test]
 fn a_bzimage_is_loaded_and_described_in_the_zero_page() {
     // QEMU's chain: a DTB node appended to the kernel blob, linked to an RNG seed node
@@ -97,15 +81,15 @@ fn a_bzimage_is_loaded_and_described_in_the_zero_page() {
         assert_eq!(memory.u64_at(zero_page(0x250)), layout::TIMELINE);
         assert_eq!(memory.u64_at(zero_page(0x70)), RSDP);
         let map = platform().map;
-        let entries = memory.read(zero_page(0x1e8), 1)[0] as usize;
-        assert_eq!(map_at(&memory, zero_page(0x2d0), entries, 20), expected_map(&map));
+        let count = memory.read(zero_page(0x1e8), 1)[0] as usize;
+        assert_eq!(map_at(&memory, zero_page(0x2d0), count, 20), entries(&map));
 
         // The pieces, where the zero page says.
         assert_eq!(memory.read(KERNEL_ADDR, kernel.len()), kernel);
         assert_eq!(memory.read(initrd_addr, initrd.len()), initrd);
         assert_eq!(memory.read(layout::CMDLINE, 14), b"console=ttyS0\0");
         assert!(initrd_addr.is_multiple_of(4096) && map.is_ram(initrd_addr, initrd.len() as u64));
-        assert!(map.is_ram(KERNEL_ADDR, INIT_SIZE));
+        assert!(map.is_ram(KERNEL_ADDR, KERNEL_EXTENT));
 
         // QEMU's chain, copied out and relinked: DTB, then the RNG seed.
         let seed = memory.u64_at(layout::SETUP_DATA);
@@ -124,7 +108,7 @@ fn a_bzimage_is_loaded_and_described_in_the_zero_page() {
             ("command line", layout::CMDLINE, cmdline.len() as u64),
             ("timeline", layout::TIMELINE, NODE_LEN as u64),
             ("setup_data", layout::SETUP_DATA, seed + 48 - layout::SETUP_DATA),
-            ("kernel", KERNEL_ADDR, INIT_SIZE),
+            ("kernel", KERNEL_ADDR, KERNEL_EXTENT),
             ("initrd", initrd_addr, initrd.len() as u64),
         ]);
     }
@@ -135,7 +119,7 @@ fn a_pvh_vmlinux_gets_its_start_info() {
     let elf = tiny_vmlinux(true);
     let initrd = b"070701 an initrd".repeat(300);
     let mut items = bzimage_items(&elf, &[], b"quiet\0", &initrd);
-    items.extend([(key::KERNEL_ENTRY, word(PVH_ENTRY as usize)), (key::KERNEL_SIZE, word(0x20_0000))]);
+    items.extend([(key::KERNEL_ENTRY, word(PVH_ENTRY as usize)), (key::KERNEL_SIZE, word(PVH_SEGMENT.1 as usize))]);
     let mut fake = device(true, items);
     let mut memory = memory();
     let handoff = prepare_with(&mut fake, &mut memory).unwrap();
@@ -150,9 +134,9 @@ fn a_pvh_vmlinux_gets_its_start_info() {
     assert_eq!(memory.u64_at(start_info + 24), layout::CMDLINE);
     assert_eq!(memory.u64_at(start_info + 32), RSDP);
     let memmap = memory.u64_at(start_info + 40);
-    let entries = memory.u32_at(start_info + 48) as usize;
+    let count = memory.u32_at(start_info + 48) as usize;
     let map = platform().map;
-    assert_eq!(map_at(&memory, memmap, entries, 24), expected_map(&map));
+    assert_eq!(map_at(&memory, memmap, count, 24), entries(&map));
 
     // Module 0 is the initrd, page-aligned in RAM, clear of the kernel's segment.
     let (initrd_addr, initrd_size) = (memory.u64_at(modlist), memory.u64_at(modlist + 8));
@@ -161,11 +145,11 @@ fn a_pvh_vmlinux_gets_its_start_info() {
     assert!(initrd_addr.is_multiple_of(4096) && map.is_ram(initrd_addr, initrd_size));
     assert_eq!(memory.read(layout::CMDLINE, 6), b"quiet\0");
     let block_end = start_info + START_INFO_BLOCK as u64;
-    assert!(modlist >= start_info && modlist + 32 <= block_end && memmap + 24 * entries as u64 <= block_end);
+    assert!(modlist >= start_info && modlist + 32 <= block_end && memmap + 24 * count as u64 <= block_end);
     assert_apart(&[
         ("start_info", start_info, START_INFO_BLOCK as u64),
         ("command line", layout::CMDLINE, 6),
-        ("kernel", 0x100_0000, 0x20_0000),
+        ("kernel", PVH_SEGMENT.0, PVH_SEGMENT.1),
         ("initrd", initrd_addr, initrd_size),
     ]);
 
