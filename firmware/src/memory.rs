@@ -32,12 +32,17 @@ pub fn lendable(addr: u64, end: u64) -> bool {
 
 /// Panics unless every range is lendable and none overlaps another.
 fn check<const N: usize>(ranges: &[(u64, usize); N]) {
-    for (i, &(addr, len)) in ranges.iter().enumerate() {
-        let end = addr.checked_add(len as u64).expect("address overflow");
-        assert!(lendable(addr, end), "not lendable memory");
-        let disjoint = |&(other, other_len): &(u64, usize)| end <= other || other + other_len as u64 <= addr;
-        assert!(ranges[..i].iter().all(disjoint), "overlapping ranges");
+    for (i, &range) in ranges.iter().enumerate() {
+        check_one(range, &ranges[..i]);
     }
+}
+
+/// Panics unless `range` is lendable and apart from `others`.
+fn check_one((addr, len): (u64, usize), others: &[(u64, usize)]) {
+    // Saturating: a range that wraps ends past the ROM, so it is not lendable.
+    let end = addr.saturating_add(len as u64);
+    let apart = others.iter().all(|&(other, other_len)| end <= other || other.saturating_add(other_len as u64) <= addr);
+    assert!(lendable(addr, end) && apart, "memory not lendable, or lent twice");
 }
 
 /// The firmware's physical memory, through the identity map. Zero-sized: the handle is a
