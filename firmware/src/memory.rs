@@ -52,7 +52,8 @@ pub struct IdentityMapped(());
 impl IdentityMapped {
     /// # Safety
     /// At most one handle may exist, and nothing but it may refer to lendable memory while it
-    /// does (the firmware's own code, data and stack are not lendable).
+    /// does: the firmware's own code, data and stack are not lendable, and the drivers reach
+    /// device registers in that range through volatile pointers only.
     pub unsafe fn new() -> Self {
         IdentityMapped(())
     }

@@ -24,7 +24,7 @@ pub struct Stamps {
     pub handoff: u64,
 }
 
-/// Leaves the stamps where the kernel `handoff` enters finds them: the node at
+/// Puts the stamps where the kernel that `handoff` enters looks for them: the node at
 /// `layout::TIMELINE` for the 64-bit entry, the command line for PVH.
 pub fn record(handoff: &Handoff, memory: &mut impl Memory, stamps: &Stamps) {
     match *handoff {
