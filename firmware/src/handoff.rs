@@ -28,7 +28,7 @@ pub mod fake {
     //! that what they placed lies apart.
     use super::Platform;
     use crate::memory::fake::FakeMemory;
-    use loader::e820::{MemoryMap, RAM, RESERVED};
+    use loader::e820::{MemoryMap, ACPI, RAM, RESERVED};
     use loader::testutil::e820_bytes;
 
     /// The VM's RAM, all of it in the fake memory.
@@ -42,10 +42,15 @@ pub mod fake {
     pub const PVH_ENTRY: u32 = 0x0100_0ab0;
     pub const PVH_SEGMENT: (u64, u64) = (0x100_0000, 0x20_0000);
 
-    /// What QEMU's `etc/e820` says for `-m 64M`, with the legacy holes, as `main.rs` reads it.
+    /// Where `main.rs` put the ACPI tables: at the top of RAM.
+    pub const ACPI_TABLES: (u64, u64) = (RAM_SIZE - 0x2_0000, 0x2_0000);
+
+    /// What QEMU's `etc/e820` says for `-m 64M`, with the legacy holes and the ACPI tables, as
+    /// `main.rs` makes it.
     pub fn platform() -> Platform {
         let raw = e820_bytes(&[(0, RAM_SIZE, RAM), (0xfeff_c000, 0x4000, RESERVED)]);
-        let map = MemoryMap::from_qemu(&raw).and_then(MemoryMap::with_legacy_low_memory).unwrap();
+        let mut map = MemoryMap::from_qemu(&raw).and_then(MemoryMap::with_legacy_low_memory).unwrap();
+        map.mark(ACPI_TABLES.0, ACPI_TABLES.1, ACPI).unwrap();
         Platform { map, acpi_rsdp: RSDP }
     }
 

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::handoff::fake::{
-    assert_apart, entries, map_at, memory, platform, KERNEL_ADDR, KERNEL_EXTENT, PVH_ENTRY, PVH_SEGMENT,
+    assert_apart, entries, map_at, memory, platform, ACPI_TABLES, KERNEL_ADDR, KERNEL_EXTENT, PVH_ENTRY, PVH_SEGMENT,
 };
 use crate::memory::fake::FakeMemory;
 use crate::timeline::{self, Stamps, NODE_LEN};
@@ -74,6 +74,7 @@ fn a_uki_boots_like_a_bzimage() {
 
     assert!(platform().map.is_ram(initrd_addr, initrd.len() as u64));
     assert_apart(&[
+        ("ACPI tables", ACPI_TABLES.0, ACPI_TABLES.1),
         ("zero page", boot_params, 4096),
         ("command line", layout::CMDLINE, 20),
         ("timeline", layout::TIMELINE, NODE_LEN as u64),
@@ -109,6 +110,7 @@ fn a_pvh_vmlinux_is_loaded_segment_by_segment() {
     let count = memory.u32_at(start_info + 48) as usize;
     assert_eq!(map_at(&memory, memory.u64_at(start_info + 40), count, 24), entries(&platform().map));
     assert_apart(&[
+        ("ACPI tables", ACPI_TABLES.0, ACPI_TABLES.1),
         ("start_info", start_info, START_INFO_BLOCK as u64),
         ("command line", layout::CMDLINE, 6),
         ("kernel", paddr, memsz),

@@ -4,7 +4,8 @@
 use super::*;
 use crate::fw_cfg::fake::FakeFwCfg;
 use crate::handoff::fake::{
-    assert_apart, entries, map_at, memory, platform, KERNEL_ADDR, KERNEL_EXTENT, PVH_ENTRY, PVH_SEGMENT, RAM_SIZE, RSDP,
+    assert_apart, entries, map_at, memory, platform, ACPI_TABLES, KERNEL_ADDR, KERNEL_EXTENT, PVH_ENTRY, PVH_SEGMENT,
+    RAM_SIZE, RSDP,
 };
 use crate::memory::fake::FakeMemory;
 use crate::timeline::{self, Stamps, NODE_LEN};
@@ -104,6 +105,7 @@ fn a_bzimage_is_loaded_and_described_in_the_zero_page() {
         assert_eq!(memory.read(layout::TIMELINE, NODE_LEN), timeline::node(layout::SETUP_DATA, &stamps));
 
         assert_apart(&[
+            ("ACPI tables", ACPI_TABLES.0, ACPI_TABLES.1),
             ("zero page", layout::BOOT_PARAMS, 4096),
             ("command line", layout::CMDLINE, cmdline.len() as u64),
             ("timeline", layout::TIMELINE, NODE_LEN as u64),
@@ -147,6 +149,7 @@ fn a_pvh_vmlinux_gets_its_start_info() {
     let block_end = start_info + START_INFO_BLOCK as u64;
     assert!(modlist >= start_info && modlist + 32 <= block_end && memmap + 24 * count as u64 <= block_end);
     assert_apart(&[
+        ("ACPI tables", ACPI_TABLES.0, ACPI_TABLES.1),
         ("start_info", start_info, START_INFO_BLOCK as u64),
         ("command line", layout::CMDLINE, 6),
         ("kernel", PVH_SEGMENT.0, PVH_SEGMENT.1),
