@@ -1,15 +1,16 @@
 //! Booting without `-kernel`: the first virtio-blk disk (PCI functions first, then microvm's
 //! virtio-mmio transports) whose GPT has a flint boot partition (docs/disk-image.md) supplies
-//! the kernel, initrd and command line. `loader` reads the GPT
-//! and the UKI or vmlinux headers and says where each piece lies; this module reads the
-//! pieces straight to where the hand-off wants them, then resets the device for Linux.
+//! the kernel, initrd and command line. `loader` reads the GPT and the UKI or vmlinux headers
+//! and says where each piece lies; this module reads the pieces straight to where the
+//! hand-offs want them. The disk is any `ReadAt`, so all but finding the devices runs in
+//! host tests.
 
+use crate::bzimage;
 use crate::disk::{Disk, DiskError};
 use crate::error::BootError;
-use crate::fw_cfg::{FwCfg, Transport};
+use crate::handoff::{Handoff, Platform};
 use crate::layout;
-use crate::linux::{self, Handoff, Platform};
-use crate::memory::phys_mut;
+use crate::memory::Memory;
 use crate::payload::{self, Initrd, Source};
 use crate::pci::{ConfigSpace, Summary};
 use crate::pvh;
@@ -21,14 +22,18 @@ use loader::plan::PlanError;
 use loader::read_at::{ReadAt, Window, WindowError};
 use virtio_drivers::transport::SomeTransport;
 
+#[cfg(test)]
+mod tests;
+
 /// Boots the first disk that has a boot partition; when none has, the first disk's problem
-/// is the one reported.
-pub fn prepare<T: Transport, C: ConfigSpace + Clone>(
-    fw_cfg: &mut FwCfg<T>,
+/// is the one reported. `add_init` puts the embedded init in front of the disk's initrd.
+pub fn prepare<C: ConfigSpace + Clone>(
     config: &C,
     pci: &Summary,
     probe_mmio: bool,
+    add_init: bool,
     platform: &Platform,
+    memory: &mut impl Memory,
 ) -> Result<Handoff, BootError> {
     let pci_disks = pci.functions().iter().filter(|f| virtio::is_block_device(f)).map(|function| {
         virtio::pci_transport(config.clone(), function).map(SomeTransport::from).map_err(|_| BootError::Virtio)
@@ -39,7 +44,7 @@ pub fn prepare<T: Transport, C: ConfigSpace + Clone>(
         let mut disk = Disk::new(transport?).map_err(BootError::Disk)?;
         let size = disk.size();
         match find_boot_partition(&mut disk, size) {
-            Ok(partition) => return boot_partition(fw_cfg, &mut disk, &partition, platform),
+            Ok(partition) => return boot_partition(&mut disk, &partition, add_init, platform, memory),
             Err(problem) => first_problem = first_problem.or(Some(problem)),
         }
     }
@@ -78,20 +83,19 @@ impl<D: ReadAt<Error = DiskError>> Source for Pieces<'_, D> {
     }
 }
 
-fn boot_partition<T: Transport, D: ReadAt<Error = DiskError>>(
-    fw_cfg: &mut FwCfg<T>,
+fn boot_partition<D: ReadAt<Error = DiskError>>(
     disk: &mut D,
     partition: &Partition,
+    add_init: bool,
     platform: &Platform,
+    memory: &mut impl Memory,
 ) -> Result<Handoff, BootError> {
-    let add_init = payload::add_init_requested(fw_cfg);
     let mut window = Window::new(disk, partition.start, partition.len);
     let image = boot_image::probe(&mut window, partition.len).map_err(image_error)?;
     match image {
         BootImage::Uki { linux, initrd, cmdline } => {
-            let cmdline_len = read_cmdline(&mut window, cmdline)?;
-            // SAFETY: the setup-blob scratch area of layout.rs.
-            let setup = unsafe { phys_mut(layout::SETUP_BLOB, linux.len.min(layout::SETUP_BLOB_MAX as u64) as usize) };
+            let cmdline_len = read_cmdline(memory, &mut window, cmdline)?;
+            let setup = memory.bytes_mut(layout::SETUP_BLOB, linux.len.min(layout::SETUP_BLOB_MAX as u64) as usize);
             window.read_at(linux.offset, setup).map_err(window_error)?;
             let kernel = BzImage::parse(setup).map_err(BootError::Kernel)?;
             let setup_size = (u64::from(kernel.setup_sects) + 1) * 512;
@@ -105,35 +109,36 @@ fn boot_partition<T: Transport, D: ReadAt<Error = DiskError>>(
                 kernel: Extent { offset: linux.offset + setup_size, len: kernel_size },
                 initrd,
             };
-            let (load, _) =
-                linux::load_bzimage(&kernel, platform, kernel_size, cmdline_len, &initrd_plan, &mut pieces)?;
-            Ok(linux::hand_off(&kernel, &load, initrd_plan.size(), platform, 0))
+            let load = bzimage::load(memory, &kernel, platform, kernel_size, cmdline_len, &initrd_plan, &mut pieces)?;
+            Ok(bzimage::hand_off(memory, &kernel, &load, initrd_plan.size(), platform, 0))
         }
         BootImage::Pvh { entry, kernel, segments, segment_count, initrd, cmdline } => {
-            let cmdline_len = read_cmdline(&mut window, cmdline)?;
+            let cmdline_len = read_cmdline(memory, &mut window, cmdline)?;
             let mut pieces = Pieces { partition: window, kernel: Extent { offset: 0, len: 0 }, initrd };
             for segment in &segments[..segment_count] {
-                load_segment(&mut pieces, segment, platform)?;
+                load_segment(memory, &mut pieces, segment, platform)?;
             }
             let initrd_plan = Initrd::new(initrd.map_or(0, |e| e.len), add_init);
-            pvh::hand_off(platform, entry, &kernel, cmdline_len, &initrd_plan, &mut pieces)
+            pvh::hand_off(memory, platform, entry, &kernel, cmdline_len, &initrd_plan, &mut pieces)
         }
     }
 }
 
 fn read_cmdline<D: ReadAt<Error = DiskError>>(
+    memory: &mut impl Memory,
     window: &mut Window<'_, D>,
     cmdline: Option<Extent>,
 ) -> Result<usize, BootError> {
     let Some(extent) = cmdline else {
-        return payload::store_cmdline(0, |_| Ok(()));
+        return payload::store_cmdline(memory, 0, |_| Ok(()));
     };
-    payload::store_cmdline(extent.len, |dest| window.read_at(extent.offset, dest).map_err(window_error))
+    payload::store_cmdline(memory, extent.len, |dest| window.read_at(extent.offset, dest).map_err(window_error))
 }
 
 /// A PVH kernel's segment goes to its physical address, which must be RAM above the
 /// firmware's low-memory areas and within the identity map.
 fn load_segment<D: ReadAt<Error = DiskError>>(
+    memory: &mut impl Memory,
     pieces: &mut Pieces<'_, D>,
     segment: &Segment,
     platform: &Platform,
@@ -145,9 +150,8 @@ fn load_segment<D: ReadAt<Error = DiskError>>(
         let need = segment.paddr.saturating_add(segment.memsz);
         return Err(BootError::Plan(PlanError::KernelDoesNotFit { need, ram: platform.map.total_ram() }));
     }
-    // SAFETY: RAM above the firmware's areas that only the kernel will occupy; the initrd is
-    // placed clear of the kernel's segments afterwards.
-    let dest = unsafe { phys_mut(segment.paddr, segment.memsz as usize) };
+    // The initrd is placed clear of the kernel's segments afterwards.
+    let dest = memory.bytes_mut(segment.paddr, segment.memsz as usize);
     let (file, zero) = dest.split_at_mut(segment.file.len as usize);
     pieces.read(segment.file, file)?;
     zero.fill(0);

@@ -15,6 +15,7 @@ use loader::plan::PlanError;
 use loader::pvh::PvhError;
 use loader::setup_data::SetupDataError;
 
+#[derive(Debug)]
 pub enum BootError {
     NoFwCfg,
     NoMemoryMap,

@@ -3,6 +3,10 @@
 //! stack. Linux's decompressor places its trampoline just below the EBDA (0x9fc00), so nothing
 //! here may live above 0x90000.
 
+/// Where `arch/reset.s`'s page tables, `.data`/`.bss` and stack end.
+pub const FIRMWARE_END: u64 = 0x20000;
+/// `layout.ld`'s ROM: fw.bin as QEMU maps it, up to 4 GiB.
+pub const ROM: u64 = 0xfffd_0000;
 /// The zero page handed to the kernel in RSI.
 pub const BOOT_PARAMS: u64 = 0x20000;
 /// The kernel command line (and any setup_data QEMU appended to it).

@@ -8,12 +8,12 @@ use firmware::arch::{self, elcr::PortElcr, fw_cfg_io::PortTransport, pci_io::Por
 use firmware::chipset::Chipset;
 use firmware::error::{status, BootError};
 use firmware::fw_cfg::{FwCfg, Transport};
-use firmware::linux::{self, Handoff, Platform};
-use firmware::memory::phys_mut;
+use firmware::handoff::{Handoff, Platform};
+use firmware::memory::{IdentityMapped, Memory};
 use firmware::pci::{self, Windows};
 use firmware::report::Hex;
 use firmware::timeline::{self, Stamps};
-use firmware::{acpi, chipset, console, disk_boot, exit, layout, log, put};
+use firmware::{acpi, chipset, console, disk_boot, exit, fw_cfg_boot, layout, log, put};
 use loader::e820::{self, MemoryMap};
 
 core::arch::global_asm!(include_str!("arch/reset.s"), options(att_syntax));
@@ -21,25 +21,20 @@ core::arch::global_asm!(include_str!("arch/reset.s"), options(att_syntax));
 /// Called by `arch/reset.s` in 64-bit mode with the TSC read at the reset vector.
 #[no_mangle]
 pub extern "C" fn firmware_main(reset_tsc: u64) -> ! {
-    match boot() {
-        Ok(Handoff::Linux64 { entry, boot_params, setup_data }) => {
+    // SAFETY: the one handle, made before anything refers to the memory it lends.
+    let mut memory = unsafe { IdentityMapped::new() };
+    match boot(&mut memory) {
+        Ok(handoff) => {
             let mut stamps = Stamps { reset: reset_tsc, loaded: arch::tsc(), handoff: 0 };
             stamps.handoff = arch::tsc();
-            let node = timeline::node(setup_data, &stamps);
-            // SAFETY: the timeline slot of layout.rs, which the zero page names as head of
-            // the setup_data chain.
-            unsafe { phys_mut(layout::TIMELINE, node.len()) }.copy_from_slice(&node);
-            // SAFETY: `prepare` loaded the kernel and built its zero page.
-            unsafe { arch::enter_linux64(entry, boot_params) }
-        }
-        Ok(Handoff::Pvh32 { entry, start_info, cmdline_len }) => {
-            let mut stamps = Stamps { reset: reset_tsc, loaded: arch::tsc(), handoff: 0 };
-            stamps.handoff = arch::tsc();
-            // SAFETY: the command-line area of layout.rs, which hvm_start_info points at.
-            let cmdline = unsafe { phys_mut(layout::CMDLINE, layout::CMDLINE_MAX) };
-            timeline::append_to_cmdline(cmdline, cmdline_len, &stamps);
-            // SAFETY: `prepare` placed the initrd and built hvm_start_info; QEMU loaded the kernel.
-            unsafe { arch::enter_pvh(entry, start_info) }
+            timeline::record(&handoff, &mut memory, &stamps);
+            match handoff {
+                // SAFETY: `prepare` loaded the kernel and built its zero page.
+                Handoff::Linux64 { entry, boot_params, .. } => unsafe { arch::enter_linux64(entry, boot_params) },
+                // SAFETY: `prepare` placed the initrd and built hvm_start_info; the kernel's
+                // segments are loaded.
+                Handoff::Pvh32 { entry, start_info, .. } => unsafe { arch::enter_pvh(entry, start_info) },
+            }
         }
         Err(error) => {
             console::error(&error);
@@ -56,7 +51,7 @@ const PCI_MEM_FLOOR: u64 = 0xC000_0000;
 const PCI_MEM_END: u64 = 0xFEC0_0000;
 const PCI_IO: (u64, u64) = (0xC000, 0x10000);
 
-fn boot() -> Result<Handoff, BootError> {
+fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
     let mut pci_config = PortConfigSpace;
     let chipset = chipset::detect(&mut pci_config);
     // No host bridge at all: microvm, whose disks are on virtio-mmio and whose power-off is
@@ -96,9 +91,9 @@ fn boot() -> Result<Handoff, BootError> {
     // base programmed by then.
     let arena_size = layout::ACPI_ARENA_MAX.min(ram_top / 8);
     let arena_base = ram_top - arena_size;
-    // SAFETY: the top of RAM below 4 GiB, which nothing else uses yet; whatever the tables
-    // occupy is marked ACPI in the memory map below so no later placement overlaps it.
-    let arena = unsafe { phys_mut(arena_base, arena_size as usize) };
+    // Whatever the tables occupy is marked ACPI in the memory map below so no later
+    // placement overlaps it.
+    let arena = memory.bytes_mut(arena_base, arena_size as usize);
     let acpi_rsdp = match acpi::install_tables(&mut fw_cfg, arena, arena_base).map_err(BootError::Acpi)? {
         Some(tables) => {
             let start = tables.used_start & !0xfff;
@@ -110,10 +105,11 @@ fn boot() -> Result<Handoff, BootError> {
     };
 
     let platform = Platform { map, acpi_rsdp };
-    let handoff = if linux::has_kernel(&mut fw_cfg) {
-        linux::prepare(&mut fw_cfg, &platform)?
+    let handoff = if fw_cfg_boot::has_kernel(&mut fw_cfg) {
+        fw_cfg_boot::prepare(&mut fw_cfg, &platform, memory)?
     } else {
-        disk_boot::prepare(&mut fw_cfg, &pci_config, &devices, microvm, &platform)?
+        let add_init = fw_cfg_boot::add_init_requested(&fw_cfg);
+        disk_boot::prepare(&pci_config, &devices, microvm, add_init, &platform, memory)?
     };
     log!("entering the kernel");
     Ok(handoff)

@@ -1,10 +1,10 @@
-//! What the user gave QEMU besides the kernel: the command line and the initrd, plus flint's
-//! embedded init. Shared by the bzImage and PVH hand-offs, from fw_cfg or from a disk.
+//! What the kernel gets besides itself, wherever it comes from (fw_cfg or a disk): the
+//! command line and the initrd, which may carry flint's embedded init. Shared by the bzImage
+//! and PVH hand-offs.
 
 use crate::error::BootError;
-use crate::fw_cfg::{key, FwCfg, Transport};
 use crate::layout;
-use crate::memory::phys_mut;
+use crate::memory::Memory;
 use loader::plan::PlanError;
 
 /// flint's guest init as a newc archive (empty when the image was built without one), in a
@@ -14,80 +14,6 @@ static EMBEDDED_INIT: [u8; INIT_CPIO.len()] = *INIT_CPIO;
 const INIT_CPIO: &[u8; include_bytes!(concat!(env!("OUT_DIR"), "/init.cpio")).len()] =
     include_bytes!(concat!(env!("OUT_DIR"), "/init.cpio"));
 
-/// With this fw_cfg file present, the embedded init is put in front of the user's initrd.
-const ADD_INIT_SWITCH: &[u8] = b"opt/flint/add-init";
-
-/// Reads QEMU's command-line blob to `layout::CMDLINE`; returns it (with anything QEMU
-/// appended after the NUL) and the length of the command line itself.
-pub fn read_cmdline<T: Transport>(fw_cfg: &mut FwCfg<T>) -> (&'static mut [u8], usize) {
-    let size = (fw_cfg.read_u32(key::CMDLINE_SIZE) as usize).min(layout::CMDLINE_MAX);
-    // SAFETY: the command-line area of layout.rs, reserved for this blob.
-    let cmdline = unsafe { phys_mut(layout::CMDLINE, size.max(1)) };
-    cmdline[0] = 0;
-    if size > 0 {
-        fw_cfg.read(key::CMDLINE_DATA, cmdline);
-    }
-    let len = cmdline.iter().position(|&b| b == 0).unwrap_or(cmdline.len());
-    (cmdline, len)
-}
-
-/// The initrd the kernel gets: the embedded init alone when the user gave none, the user's
-/// unchanged, or (on request) both concatenated, which Linux unpacks in order.
-pub struct Initrd {
-    embedded: usize,
-    user: u64,
-}
-
-impl Initrd {
-    /// `user` is the size of the user's initrd (0: none); `add_init` puts the embedded init in
-    /// front of it.
-    pub fn new(user: u64, add_init: bool) -> Self {
-        let embedded = if user == 0 || add_init { EMBEDDED_INIT.len() } else { 0 };
-        Initrd { embedded, user }
-    }
-
-    pub fn from_fw_cfg<T: Transport>(fw_cfg: &mut FwCfg<T>) -> Self {
-        Initrd::new(u64::from(fw_cfg.read_u32(key::INITRD_SIZE)), add_init_requested(fw_cfg))
-    }
-
-    /// The user's archive starts 4-byte aligned, as the cpio unpacker expects.
-    fn user_offset(&self) -> u64 {
-        (self.embedded as u64).next_multiple_of(4)
-    }
-
-    pub fn size(&self) -> u64 {
-        if self.user == 0 {
-            self.embedded as u64
-        } else {
-            self.user_offset() + self.user
-        }
-    }
-
-    /// Copies the embedded init from ROM to `addr` and has `source` fill in the user's initrd.
-    ///
-    /// # Safety
-    /// `[addr, addr + self.size())` must be RAM that the load plan set aside for the initrd.
-    pub unsafe fn load(&self, source: &mut impl Source, addr: u64) -> Result<(), BootError> {
-        let size = self.size();
-        if size == 0 {
-            return Ok(());
-        }
-        // SAFETY: forwarded to the caller.
-        let dest = unsafe { phys_mut(addr, size as usize) };
-        let (embedded, user) = dest.split_at_mut(self.user_offset().min(size) as usize);
-        embedded[..self.embedded].copy_from_slice(&EMBEDDED_INIT[..self.embedded]);
-        embedded[self.embedded..].fill(0);
-        if self.user > 0 {
-            source.read_initrd(user)?;
-        }
-        Ok(())
-    }
-}
-
-pub fn add_init_requested<T: Transport>(fw_cfg: &mut FwCfg<T>) -> bool {
-    fw_cfg.find(ADD_INIT_SWITCH).is_some()
-}
-
 /// Where the kernel and the user's initrd are read from: QEMU's fw_cfg blobs or a disk image.
 pub trait Source {
     /// The bzImage's protected-mode part (not used for PVH, whose segments are loaded apart).
@@ -95,14 +21,49 @@ pub trait Source {
     fn read_initrd(&mut self, dest: &mut [u8]) -> Result<(), BootError>;
 }
 
-impl<T: Transport> Source for FwCfg<T> {
-    fn read_kernel(&mut self, dest: &mut [u8]) -> Result<(), BootError> {
-        self.read(key::KERNEL_DATA, dest);
-        Ok(())
+/// The initrd the kernel gets: the embedded init alone when the user gave none, the user's
+/// unchanged, or (on request) both concatenated, which Linux unpacks in order.
+pub struct Initrd {
+    embedded: &'static [u8],
+    user: u64,
+}
+
+impl Initrd {
+    /// `user` is the size of the user's initrd (0: none); `add_init` puts the embedded init in
+    /// front of it.
+    pub fn new(user: u64, add_init: bool) -> Self {
+        let embedded: &[u8] = if user == 0 || add_init { &EMBEDDED_INIT } else { &[] };
+        Initrd { embedded, user }
     }
 
-    fn read_initrd(&mut self, dest: &mut [u8]) -> Result<(), BootError> {
-        self.read(key::INITRD_DATA, dest);
+    /// The user's archive starts 4-byte aligned, as the cpio unpacker expects.
+    fn user_offset(&self) -> u64 {
+        (self.embedded.len() as u64).next_multiple_of(4)
+    }
+
+    pub fn size(&self) -> u64 {
+        if self.user == 0 {
+            self.embedded.len() as u64
+        } else {
+            self.user_offset() + self.user
+        }
+    }
+
+    /// Copies the embedded init from ROM to `addr`, where the hand-off placed the initrd, and
+    /// has `source` fill in the user's initrd after it.
+    pub fn load(&self, memory: &mut impl Memory, source: &mut impl Source, addr: u64) -> Result<(), BootError> {
+        let size = self.size();
+        if size == 0 {
+            return Ok(());
+        }
+        let dest = memory.bytes_mut(addr, size as usize);
+        let (embedded, user) = dest.split_at_mut(self.user_offset().min(size) as usize);
+        let (init, padding) = embedded.split_at_mut(self.embedded.len());
+        init.copy_from_slice(self.embedded);
+        padding.fill(0);
+        if self.user > 0 {
+            source.read_initrd(user)?;
+        }
         Ok(())
     }
 }
@@ -110,16 +71,71 @@ impl<T: Transport> Source for FwCfg<T> {
 /// Puts a command line that came from elsewhere than fw_cfg (a disk image) at
 /// `layout::CMDLINE`: `read` fills the buffer it is given; trailing NULs and line ends are
 /// dropped, and it ends at its first NUL. Returns the command line's length.
-pub fn store_cmdline(len: u64, read: impl FnOnce(&mut [u8]) -> Result<(), BootError>) -> Result<usize, BootError> {
+pub fn store_cmdline(
+    memory: &mut impl Memory,
+    len: u64,
+    read: impl FnOnce(&mut [u8]) -> Result<(), BootError>,
+) -> Result<usize, BootError> {
     let max = layout::CMDLINE_MAX - 1;
     let too_long =
         BootError::Plan(PlanError::CmdlineTooLong { len: len.try_into().unwrap_or(usize::MAX), max: max as u32 });
     let len = usize::try_from(len).ok().filter(|&len| len <= max).ok_or(too_long)?;
-    // SAFETY: the command-line area of layout.rs, reserved for the command line.
-    let cmdline = unsafe { phys_mut(layout::CMDLINE, len + 1) };
+    let cmdline = memory.bytes_mut(layout::CMDLINE, len + 1);
     read(&mut cmdline[..len])?;
     let end = cmdline[..len].iter().position(|&b| b == 0).unwrap_or(len);
     let kept = cmdline[..end].iter().rposition(|&b| !matches!(b, b'\n' | b'\r')).map_or(0, |i| i + 1);
     cmdline[kept] = 0;
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::fake::FakeMemory;
+
+    /// Kernel and initrd bytes as a disk or fw_cfg would give them.
+    struct Pieces {
+        initrd: Vec<u8>,
+    }
+
+    impl Source for Pieces {
+        fn read_kernel(&mut self, _: &mut [u8]) -> Result<(), BootError> {
+            unreachable!("the initrd's load reads no kernel")
+        }
+
+        fn read_initrd(&mut self, dest: &mut [u8]) -> Result<(), BootError> {
+            dest.copy_from_slice(&self.initrd);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_embedded_init_goes_alone_or_in_front_of_the_users_initrd() {
+        assert_eq!(Initrd::new(0, false).size(), EMBEDDED_INIT.len() as u64);
+        assert_eq!(Initrd::new(10, false).size(), 10);
+        let mut memory = FakeMemory::new(0x10_0000, 0x1000);
+        memory.bytes_mut(0x10_0000, 16).fill(0xee);
+        let both = Initrd { embedded: b"07070", user: 4 };
+        assert_eq!(both.size(), 12);
+        both.load(&mut memory, &mut Pieces { initrd: vec![9; 4] }, 0x10_0000).unwrap();
+        // The user's archive 4-byte aligned after the embedded one, the gap zeroed.
+        assert_eq!(memory.read(0x10_0000, 13), b"07070\0\0\0\x09\x09\x09\x09\xee");
+    }
+
+    #[test]
+    fn a_stored_command_line_ends_at_its_nul_without_line_ends() {
+        let mut memory = FakeMemory::new(0, 0x4_0000);
+        let cases: [(&[u8], &[u8]); 3] =
+            [(b"quiet console=ttyS0\r\n\0\0", b"quiet console=ttyS0"), (b"a\0b", b"a"), (b"\n", b"")];
+        for (given, kept) in cases {
+            let len = store_cmdline(&mut memory, given.len() as u64, |dest| {
+                dest.copy_from_slice(given);
+                Ok(())
+            });
+            assert_eq!(len.unwrap(), kept.len());
+            assert_eq!(memory.read(layout::CMDLINE, kept.len() + 1), [kept, b"\0"].concat());
+        }
+        let too_long = store_cmdline(&mut memory, layout::CMDLINE_MAX as u64, |_| unreachable!());
+        assert!(matches!(too_long, Err(BootError::Plan(PlanError::CmdlineTooLong { .. }))));
+    }
 }

@@ -8,6 +8,10 @@
 //! A PVH boot has no setup_data: there the stamps are appended to the command line as
 //! `flint.fwtsc=<reset>,<loaded>,<handoff>` (documented in guest-init/README.md).
 
+use crate::handoff::Handoff;
+use crate::layout;
+use crate::memory::Memory;
+
 /// "FLNT"; bit 31 clear (Linux reserves it for SETUP_INDIRECT).
 pub const SETUP_FLINT_TIMELINE: u32 = 0x464c_4e54;
 const STAMPS: usize = 3;
@@ -18,6 +22,19 @@ pub struct Stamps {
     pub reset: u64,
     pub loaded: u64,
     pub handoff: u64,
+}
+
+/// Puts the stamps where the kernel that `handoff` enters looks for them: the node at
+/// `layout::TIMELINE` for the 64-bit entry, the command line for PVH.
+pub fn record(handoff: &Handoff, memory: &mut impl Memory, stamps: &Stamps) {
+    match *handoff {
+        Handoff::Linux64 { setup_data, .. } => {
+            memory.bytes_mut(layout::TIMELINE, NODE_LEN).copy_from_slice(&node(setup_data, stamps));
+        }
+        Handoff::Pvh32 { cmdline_len, .. } => {
+            append_to_cmdline(memory.bytes_mut(layout::CMDLINE, layout::CMDLINE_MAX), cmdline_len, stamps);
+        }
+    }
 }
 
 /// The node's bytes: `next` (u64), type (u32), length (u32), then the stamps in order.

@@ -24,5 +24,11 @@ mod range;
 
 #[cfg(test)]
 mod proptests;
-#[cfg(test)]
-mod testutil;
+/// Builders of synthetic kernels, disks and memory maps for tests, the firmware's included.
+#[cfg(any(test, feature = "testutil"))]
+#[doc(hidden)]
+pub mod testutil;
+
+// The test builders allocate; nothing else in the crate does.
+#[cfg(all(feature = "testutil", not(test)))]
+extern crate std;

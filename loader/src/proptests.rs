@@ -157,7 +157,7 @@ proptest! {
     fn pvh_parsing_never_panics(bytes in vec(any::<u8>(), 0..512), at in 0usize..512, patch in vec(any::<u8>(), 0..16)) {
         let _ = crate::pvh::KernelImage::parse(&bytes);
         let _ = crate::pvh::entry_point(&bytes);
-        let mut elf = crate::pvh::tests::tiny_vmlinux(true);
+        let mut elf = crate::testutil::tiny_vmlinux(true);
         for (i, b) in patch.iter().enumerate() {
             if let Some(slot) = elf.get_mut(at + i) { *slot = *b; }
         }

@@ -19,7 +19,7 @@ use goblin::elf64::header::{Header, EM_X86_64, SIZEOF_EHDR};
 use goblin::elf64::program_header::{ProgramHeader, PT_LOAD, PT_NOTE, SIZEOF_PHDR};
 
 /// `XEN_ELFNOTE_PHYS32_ENTRY`, in a note named "Xen".
-const NOTE_PHYS32_ENTRY: u32 = 18;
+pub(crate) const NOTE_PHYS32_ENTRY: u32 = 18;
 const START_INFO_MAGIC: u32 = 0x336e_c578;
 const START_INFO_VERSION: u32 = 1;
 const START_INFO_LEN: usize = 56;
@@ -290,38 +290,9 @@ pub fn build_start_info(block: &mut [u8; START_INFO_BLOCK], block_addr: u64, inp
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::testutil::ram_map;
-
-    /// A minimal ELF64 x86-64 file: one PT_LOAD at 16 MiB and one PT_NOTE with a PVH entry.
-    pub fn tiny_vmlinux(entry_note: bool) -> Vec<u8> {
-        let mut elf = vec![0u8; 0x200];
-        elf[..4].copy_from_slice(b"\x7fELF");
-        elf[4] = 2; // 64-bit
-        elf[5] = 1; // little-endian
-        elf[6] = 1;
-        elf[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-        elf[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
-        elf[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
-        elf[54..56].copy_from_slice(&(SIZEOF_PHDR as u16).to_le_bytes());
-        elf[56..58].copy_from_slice(&2u16.to_le_bytes()); // e_phnum
-        let phdr = |elf: &mut Vec<u8>, at: usize, kind: u32, offset: u64, paddr: u64, size: u64| {
-            elf[at..at + 4].copy_from_slice(&kind.to_le_bytes());
-            elf[at + 8..at + 16].copy_from_slice(&offset.to_le_bytes());
-            elf[at + 24..at + 32].copy_from_slice(&paddr.to_le_bytes());
-            elf[at + 32..at + 40].copy_from_slice(&size.to_le_bytes());
-            elf[at + 40..at + 48].copy_from_slice(&size.to_le_bytes());
-        };
-        phdr(&mut elf, 64, PT_LOAD, 0, 0x100_0000, 0x20_0000);
-        phdr(&mut elf, 64 + SIZEOF_PHDR, PT_NOTE, 0x100, 0, 20);
-        let kind = if entry_note { NOTE_PHYS32_ENTRY } else { 5 };
-        let note = [4u32, 4, kind, u32::from_le_bytes(*b"Xen\0"), 0x0100_0ab0];
-        for (i, word) in note.iter().enumerate() {
-            elf[0x100 + 4 * i..0x104 + 4 * i].copy_from_slice(&word.to_le_bytes());
-        }
-        elf
-    }
+    use crate::testutil::{ram_map, tiny_vmlinux};
 
     #[test]
     fn finds_segments_and_entry() {

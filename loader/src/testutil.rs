@@ -1,8 +1,15 @@
-//! Synthetic inputs shared by the unit and property tests.
+//! Synthetic inputs shared by the unit and property tests, and (feature `testutil`) by the
+//! firmware's host tests of its hand-off.
 
 use crate::e820::{MemoryMap, RAM};
 use crate::layout::*;
+use crate::pvh::NOTE_PHYS32_ENTRY;
+use goblin::elf64::header::EM_X86_64;
+use goblin::elf64::program_header::{PT_LOAD, PT_NOTE, SIZEOF_PHDR};
 use std::fmt::Display;
+use std::string::ToString;
+use std::vec;
+use std::vec::Vec;
 
 pub fn write(bytes: &mut [u8], off: usize, src: &[u8]) {
     bytes[off..off + src.len()].copy_from_slice(src);
@@ -139,11 +146,40 @@ pub fn tiny_uki(sections: &[(&[u8; 8], &[u8])]) -> Vec<u8> {
     pe
 }
 
-/// `pvh::tests::tiny_vmlinux(entry_note)` with its PT_LOAD's file part inside the file (0x100
+/// A minimal ELF64 x86-64 file: one PT_LOAD at 16 MiB and one PT_NOTE with a PVH entry.
+pub fn tiny_vmlinux(entry_note: bool) -> Vec<u8> {
+    let mut elf = vec![0u8; 0x200];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2; // 64-bit
+    elf[5] = 1; // little-endian
+    elf[6] = 1;
+    elf[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf[18..20].copy_from_slice(&EM_X86_64.to_le_bytes());
+    elf[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    elf[54..56].copy_from_slice(&(SIZEOF_PHDR as u16).to_le_bytes());
+    elf[56..58].copy_from_slice(&2u16.to_le_bytes()); // e_phnum
+    let phdr = |elf: &mut Vec<u8>, at: usize, kind: u32, offset: u64, paddr: u64, size: u64| {
+        elf[at..at + 4].copy_from_slice(&kind.to_le_bytes());
+        elf[at + 8..at + 16].copy_from_slice(&offset.to_le_bytes());
+        elf[at + 24..at + 32].copy_from_slice(&paddr.to_le_bytes());
+        elf[at + 32..at + 40].copy_from_slice(&size.to_le_bytes());
+        elf[at + 40..at + 48].copy_from_slice(&size.to_le_bytes());
+    };
+    phdr(&mut elf, 64, PT_LOAD, 0, 0x100_0000, 0x20_0000);
+    phdr(&mut elf, 64 + SIZEOF_PHDR, PT_NOTE, 0x100, 0, 20);
+    let kind = if entry_note { NOTE_PHYS32_ENTRY } else { 5 };
+    let note = [4u32, 4, kind, u32::from_le_bytes(*b"Xen\0"), 0x0100_0ab0];
+    for (i, word) in note.iter().enumerate() {
+        elf[0x100 + 4 * i..0x104 + 4 * i].copy_from_slice(&word.to_le_bytes());
+    }
+    elf
+}
+
+/// [`tiny_vmlinux`]`(entry_note)` with its PT_LOAD's file part inside the file (0x100
 /// bytes) and `sections` (name, data, sh_flags) appended: their data, the names, then the
 /// section header table (null section first, names last).
 pub fn vmlinux_with(entry_note: bool, sections: &[(&str, &[u8], u64)]) -> Vec<u8> {
-    let mut elf = crate::pvh::tests::tiny_vmlinux(entry_note);
+    let mut elf = tiny_vmlinux(entry_note);
     write(&mut elf, 64 + 32, &0x100u64.to_le_bytes()); // p_filesz of the PT_LOAD
     if sections.is_empty() {
         return elf;

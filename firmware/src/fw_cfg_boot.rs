@@ -1,0 +1,122 @@
+//! Booting what QEMU was given with `-kernel`, `-initrd` and `-append`, read from fw_cfg:
+//! a bzImage as setup and kernel blobs, or an ELF vmlinux with a PVH note, whose segments
+//! QEMU loads into RAM itself.
+
+use crate::bzimage;
+use crate::error::BootError;
+use crate::fw_cfg::{key, FwCfg, Transport};
+use crate::handoff::{Handoff, Platform};
+use crate::layout;
+use crate::memory::Memory;
+use crate::payload::{Initrd, Source};
+use crate::pvh;
+use loader::bzimage::BzImage;
+use loader::pvh::KernelImage;
+use loader::setup_data::{self, Blob};
+
+/// With this fw_cfg file present, the embedded init is put in front of the user's initrd.
+const ADD_INIT_SWITCH: &[u8] = b"opt/flint/add-init";
+
+/// Whether QEMU was given `-kernel` (otherwise the firmware looks for a disk to boot).
+pub fn has_kernel<T: Transport>(fw_cfg: &mut FwCfg<T>) -> bool {
+    fw_cfg.read_u32(key::KERNEL_SIZE) != 0 || fw_cfg.read_u32(key::KERNEL_ENTRY) != 0
+}
+
+/// Whether the user asked for the embedded init in front of their initrd (for disk boots too).
+pub fn add_init_requested<T: Transport>(fw_cfg: &FwCfg<T>) -> bool {
+    fw_cfg.find(ADD_INIT_SWITCH).is_some()
+}
+
+pub fn prepare<T: Transport>(
+    fw_cfg: &mut FwCfg<T>,
+    platform: &Platform,
+    memory: &mut impl Memory,
+) -> Result<Handoff, BootError> {
+    let kernel_size = u64::from(fw_cfg.read_u32(key::KERNEL_SIZE));
+    let setup_size = fw_cfg.read_u32(key::SETUP_SIZE) as usize;
+    let pvh_entry = fw_cfg.read_u32(key::KERNEL_ENTRY);
+    // QEMU sets the entry only for PVH; it also reports the ELF's extent as KERNEL_SIZE.
+    if pvh_entry != 0 {
+        // The vmlinux file's beginning (ELF and program headers).
+        let kernel = KernelImage::parse(read_setup_blob(fw_cfg, memory, setup_size)).map_err(BootError::Pvh)?;
+        let (_, cmdline_len) = read_cmdline(fw_cfg, memory);
+        let initrd = initrd(fw_cfg);
+        return pvh::hand_off(memory, platform, pvh_entry, &kernel, cmdline_len, &initrd, fw_cfg);
+    }
+    if kernel_size == 0 || setup_size == 0 {
+        return Err(BootError::NoKernel);
+    }
+    prepare_bzimage(fw_cfg, platform, memory, kernel_size, setup_size)
+}
+
+fn prepare_bzimage<T: Transport>(
+    fw_cfg: &mut FwCfg<T>,
+    platform: &Platform,
+    memory: &mut impl Memory,
+    kernel_size: u64,
+    setup_size: usize,
+) -> Result<Handoff, BootError> {
+    // QEMU 7.2 patches the setup_data pointer into the header only once this item is read.
+    fw_cfg.read_u32(key::SETUP_ADDR);
+    let qemu_kernel_addr = u64::from(fw_cfg.read_u32(key::KERNEL_ADDR));
+    let kernel = BzImage::parse(read_setup_blob(fw_cfg, memory, setup_size)).map_err(BootError::Kernel)?;
+
+    let qemu_cmdline_addr = u64::from(fw_cfg.read_u32(key::CMDLINE_ADDR));
+    let (cmdline_blob_len, cmdline_len) = read_cmdline(fw_cfg, memory);
+    let initrd = initrd(fw_cfg);
+    let load = bzimage::load(memory, &kernel, platform, kernel_size, cmdline_len, &initrd, fw_cfg)?;
+
+    // QEMU's setup_data chain lies in the blobs it expected its option ROM to load at its
+    // addresses; flint loaded them elsewhere, so the chain is copied out and relinked.
+    let [kernel_blob, cmdline_blob, setup_data_dest] = memory.disjoint_mut([
+        (load.kernel_addr, kernel_size as usize),
+        (layout::CMDLINE, cmdline_blob_len),
+        (layout::SETUP_DATA, layout::SETUP_DATA_MAX),
+    ]);
+    let blobs = [
+        Blob { qemu_addr: qemu_kernel_addr, bytes: kernel_blob },
+        Blob { qemu_addr: qemu_cmdline_addr, bytes: cmdline_blob },
+    ];
+    let setup_data = setup_data::relocate_chain(kernel.setup_data, &blobs, setup_data_dest, layout::SETUP_DATA)
+        .map_err(BootError::SetupData)?;
+    Ok(bzimage::hand_off(memory, &kernel, &load, initrd.size(), platform, setup_data))
+}
+
+/// The first `size` bytes of the kernel file as QEMU serves them, in a firmware scratch area.
+fn read_setup_blob<'m, T: Transport>(fw_cfg: &mut FwCfg<T>, memory: &'m mut impl Memory, size: usize) -> &'m [u8] {
+    let setup = memory.bytes_mut(layout::SETUP_BLOB, size.min(layout::SETUP_BLOB_MAX));
+    fw_cfg.read(key::SETUP_DATA, setup);
+    setup
+}
+
+/// Reads QEMU's command-line blob to `layout::CMDLINE`; returns the blob's length (it may
+/// hold more after the NUL) and the command line's.
+fn read_cmdline<T: Transport>(fw_cfg: &mut FwCfg<T>, memory: &mut impl Memory) -> (usize, usize) {
+    let size = (fw_cfg.read_u32(key::CMDLINE_SIZE) as usize).min(layout::CMDLINE_MAX);
+    let cmdline = memory.bytes_mut(layout::CMDLINE, size.max(1));
+    cmdline[0] = 0;
+    if size > 0 {
+        fw_cfg.read(key::CMDLINE_DATA, cmdline);
+    }
+    let len = cmdline.iter().position(|&b| b == 0).unwrap_or(cmdline.len());
+    (cmdline.len(), len)
+}
+
+fn initrd<T: Transport>(fw_cfg: &mut FwCfg<T>) -> Initrd {
+    Initrd::new(u64::from(fw_cfg.read_u32(key::INITRD_SIZE)), add_init_requested(fw_cfg))
+}
+
+impl<T: Transport> Source for FwCfg<T> {
+    fn read_kernel(&mut self, dest: &mut [u8]) -> Result<(), BootError> {
+        self.read(key::KERNEL_DATA, dest);
+        Ok(())
+    }
+
+    fn read_initrd(&mut self, dest: &mut [u8]) -> Result<(), BootError> {
+        self.read(key::INITRD_DATA, dest);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
