@@ -170,6 +170,7 @@ mod tests {
         let mut qmp = fake(&[
             r#"{"return": {}}"#,
             r#"{"return": {}}"#,
+            r#"{"return": {}}"#,
             r#"{"error": {"class": "GenericError", "desc": "bad uri"}}"#,
         ]);
         qmp.send("a", json!({})).unwrap();
@@ -180,9 +181,12 @@ mod tests {
 
     #[test]
     fn waits_for_an_event() {
-        let mut qmp = fake(&[r#"{"return": {}}
+        let mut qmp = fake(&[
+            r#"{"return": {}}"#,
+            r#"{"return": {}}
 {"event": "STOP", "timestamp": {}}
-{"event": "RESUME", "timestamp": {}}"#]);
+{"event": "RESUME", "timestamp": {}}"#,
+        ]);
         qmp.execute("migrate-incoming", json!({})).unwrap();
         qmp.event("RESUME").unwrap();
     }

@@ -558,7 +558,8 @@ fn busybox_binary(roots: &Path) -> Result<(PathBuf, Option<env::TempDir>)> {
 /// Where a program would be found, as the guest's `execvp` looks for it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lookup {
-    Found(PathBuf),
+    /// Its host path, and its path in the root as found (before symlinks).
+    Found(PathBuf, Vec<u8>),
     NotExecutable(PathBuf),
     NotFound,
 }
@@ -571,7 +572,7 @@ pub fn find_in_root(root: &Path, program: &[u8], search_path: &[u8], cwd: &[u8])
         let host = resolve_in_root(root, guest_path)?;
         let meta = std::fs::metadata(&host).ok()?;
         if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-            Some(Lookup::Found(host))
+            Some(Lookup::Found(host, guest_path.to_vec()))
         } else {
             Some(Lookup::NotExecutable(host))
         }
@@ -591,7 +592,7 @@ pub fn find_in_root(root: &Path, program: &[u8], search_path: &[u8], cwd: &[u8])
         let dir = if dir.is_empty() { cwd } else { dir };
         let dir = if dir.starts_with(b"/") { dir.to_vec() } else { join(cwd, dir) };
         match check(&join(&dir, program)) {
-            Some(Lookup::Found(path)) => return Lookup::Found(path),
+            Some(found @ Lookup::Found(..)) => return found,
             Some(Lookup::NotExecutable(path)) if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) => {
                 result = Lookup::NotExecutable(path)
             }
@@ -675,11 +676,12 @@ mod tests {
         // An absolute link must stay inside the root, not point at the host's /etc.
         symlink("/etc/hostname", r.join("bin/escape")).unwrap();
         let path = b"/usr/bin:/bin";
-        assert_eq!(find_in_root(r, b"cat", path, b"/"), Lookup::Found(r.join("bin/busybox")));
-        assert_eq!(find_in_root(r, b"head", path, b"/"), Lookup::Found(r.join("bin/busybox")));
-        assert_eq!(find_in_root(r, b"/bin/cat", path, b"/"), Lookup::Found(r.join("bin/busybox")));
-        assert_eq!(find_in_root(r, b"bin/cat", path, b"/"), Lookup::Found(r.join("bin/busybox")));
-        assert_eq!(find_in_root(r, b"./cat", path, b"/bin"), Lookup::Found(r.join("bin/busybox")));
+        let found = |guest: &str| Lookup::Found(r.join("bin/busybox"), guest.as_bytes().to_vec());
+        assert_eq!(find_in_root(r, b"cat", path, b"/"), found("/bin/cat"));
+        assert_eq!(find_in_root(r, b"head", path, b"/"), found("/usr/bin/head"));
+        assert_eq!(find_in_root(r, b"/bin/cat", path, b"/"), found("/bin/cat"));
+        assert_eq!(find_in_root(r, b"bin/cat", path, b"/"), found("//bin/cat"));
+        assert_eq!(find_in_root(r, b"./cat", path, b"/bin"), found("/bin/./cat"));
         assert_eq!(find_in_root(r, b"nope", path, b"/"), Lookup::NotFound);
         assert_eq!(find_in_root(r, b"escape", path, b"/"), Lookup::NotFound);
         assert_eq!(find_in_root(r, b"data", path, b"/"), Lookup::NotExecutable(r.join("bin/data")));

@@ -107,6 +107,7 @@ impl<const STRINGS: usize, const POINTERS: usize> Lists<STRINGS, POINTERS> {
             argv,
             envp: &envp[..=envp_len],
             search_path: search_path.unwrap_or(DEFAULT_PATH),
+            found: params.program,
             cwd: params.cwd,
             uid: params.uid,
             gid: params.gid,
@@ -159,6 +160,8 @@ pub struct Command<'s> {
     argv: &'s [*const u8],
     envp: &'s [*const u8],
     search_path: &'s [u8],
+    /// Where the host found `program` along the search path: executed without a search.
+    found: Option<&'s [u8]>,
     cwd: &'s [u8],
     uid: u32,
     gid: u32,
@@ -234,6 +237,8 @@ pub fn exec(command: &Command<'_>) -> Failure {
         // SAFETY: argv[0] is `program`, NUL-terminated in `strings`; the arrays are
         // null-terminated lists of NUL-terminated strings that live as long as `command`.
         unsafe { sys::execve(command.argv[0], command.argv.as_ptr(), command.envp.as_ptr()) }
+    } else if let Some(found) = command.found {
+        execve_at(&[found], command)
     } else {
         search(command)
     };
@@ -251,29 +256,36 @@ pub fn exec(command: &Command<'_>) -> Failure {
 }
 
 fn search(command: &Command<'_>) -> Errno {
-    let mut candidate = [0u8; PATH_MAX];
     // As in execvp: "not found" unless some directory had the file but refused it.
     let mut result = Errno::NOENT;
     for dir in command.search_path.split(|&byte| byte == b':') {
         // An empty entry means the current directory.
         let dir = if dir.is_empty() { b".".as_slice() } else { dir };
-        let len = dir.len() + 1 + command.program.len();
-        if len >= PATH_MAX {
-            result = Errno::NAMETOOLONG;
-            continue;
-        }
-        candidate[..dir.len()].copy_from_slice(dir);
-        candidate[dir.len()] = b'/';
-        candidate[dir.len() + 1..len].copy_from_slice(command.program);
-        candidate[len] = 0;
-        // SAFETY: `candidate` is NUL-terminated; argv and envp as in `exec`.
-        match unsafe { sys::execve(candidate.as_ptr(), command.argv.as_ptr(), command.envp.as_ptr()) } {
+        match execve_at(&[dir, b"/", command.program], command) {
             Errno::NOENT | Errno::NOTDIR => {}
+            Errno::NAMETOOLONG => result = Errno::NAMETOOLONG,
             Errno::ACCESS => result = Errno::ACCESS,
             other => return other,
         }
     }
     result
+}
+
+/// Executes the program at the path made of `parts`, with `command`'s argv and envp;
+/// returns why it could not.
+fn execve_at(parts: &[&[u8]], command: &Command<'_>) -> Errno {
+    let mut path = [0u8; PATH_MAX];
+    let mut len = 0;
+    for part in parts {
+        let Some(room) = path.get_mut(len..len + part.len()).filter(|_| len + part.len() < PATH_MAX) else {
+            return Errno::NAMETOOLONG;
+        };
+        room.copy_from_slice(part);
+        len += part.len();
+    }
+    path[len] = 0;
+    // SAFETY: `path` is NUL-terminated; argv and envp as in `exec`.
+    unsafe { sys::execve(path.as_ptr(), command.argv.as_ptr(), command.envp.as_ptr()) }
 }
 
 #[cfg(test)]

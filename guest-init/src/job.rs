@@ -37,6 +37,8 @@ pub struct Job<'a, A, E> {
     pub fresh: Option<([u8; 32], (u64, u32))>,
     /// `flint.ready`: the FIFO the workload writes to once its start-up is done.
     pub ready: Option<&'a str>,
+    /// `flint.program`: argv[0] as found along `PATH` in the root (no newline in it).
+    pub program: Option<&'a str>,
 }
 
 /// Displays the whole job message (header and lines) for `job`: what the host writes to the
@@ -75,6 +77,9 @@ impl<A: AsRef<[u8]>, E: AsRef<[u8]>> Message<'_, A, E> {
         }
         if let Some(ready) = job.ready {
             writeln!(f, "flint.ready={ready}")?;
+        }
+        if let Some(program) = job.program {
+            writeln!(f, "flint.program={program}")?;
         }
         Ok(())
     }
@@ -213,11 +218,13 @@ mod tests {
             timeout_ms: Some((2500, 10_000)),
             fresh: Some(([0xa5; 32], (1_700_000_000, 5))),
             ready: None,
+            program: Some("/bin/sh"),
         };
         let text = message(&job).to_string();
         let body = format!(
             "flint.argv=c2g,LWM,ZXhpdCAz,\nflint.env=QT1i,\nflint.cwd=/tmp\nflint.uid=1\nflint.gid=2\n\
-             flint.timeout=2.500\nflint.grace=10.000\nflint.seed={}\nflint.time=1700000000.000000005\n",
+             flint.timeout=2.500\nflint.grace=10.000\nflint.seed={}\nflint.time=1700000000.000000005\n\
+             flint.program=/bin/sh\n",
             "a5".repeat(32)
         );
         assert_eq!(text, format!("flint-job {}\n{body}", body.len()));

@@ -57,6 +57,9 @@ pub struct Params<'a> {
     /// A FIFO to make for the workload, which writes to it when its own start-up is done
     /// (`flint.ready`, from the job; see `ready`).
     pub ready: Option<&'a [u8]>,
+    /// The program's path as the host found it in the root along `PATH` (`flint.program`,
+    /// from the job): executed without searching `PATH` again.
+    pub program: Option<&'a [u8]>,
     /// The network card's address, route and name server (`flint.ip`); `None`: `lo` only.
     pub ip: Option<crate::net::Ipv4>,
     /// Host directories to mount (`flint.volumes=`), still encoded as argv is: see `volumes`.
@@ -301,6 +304,7 @@ impl<'a> Params<'a> {
             seed: None,
             time: None,
             ready: None,
+            program: None,
             ip: ip
                 .map(|value| crate::net::parse(value).ok_or(ParamError::Invalid("flint.ip", crate::net::IP_FORMAT)))
                 .transpose()?,
@@ -314,7 +318,7 @@ impl<'a> Params<'a> {
     /// Takes argv, env, cwd, uid and gid from a job message's lines (see `job`), checked
     /// like the command line's parameters of the same names.
     pub fn apply_job(&mut self, body: &'a [u8]) -> Result<(), ParamError<'a>> {
-        const JOB_KEYS: [&str; 10] = [
+        const JOB_KEYS: [&str; 11] = [
             "flint.argv",
             "flint.env",
             "flint.cwd",
@@ -325,6 +329,7 @@ impl<'a> Params<'a> {
             "flint.seed",
             "flint.time",
             "flint.ready",
+            "flint.program",
         ];
         let mut raw: [Option<&'a [u8]>; JOB_KEYS.len()] = [None; JOB_KEYS.len()];
         for line in crate::job::lines(body) {
@@ -335,7 +340,7 @@ impl<'a> Params<'a> {
                 return Err(ParamError::Duplicate(JOB_KEYS[index]));
             }
         }
-        let [argv, env, cwd, uid, gid, timeout, grace, seed, time, ready] = raw;
+        let [argv, env, cwd, uid, gid, timeout, grace, seed, time, ready, program] = raw;
         self.argv = argv.ok_or(ParamError::MissingArgv)?;
         self.env = env;
         self.cwd = cwd.map_or(Ok(b"/".as_slice()), |value| path("flint.cwd", value))?;
@@ -352,6 +357,7 @@ impl<'a> Params<'a> {
         self.seed = seed.map(seed_bytes).transpose()?;
         self.time = time.map(wall_time).transpose()?;
         self.ready = ready.map(|value| path("flint.ready", value)).transpose()?;
+        self.program = program.map(|value| path("flint.program", value)).transpose()?;
         Ok(())
     }
 }
@@ -631,6 +637,7 @@ mod tests {
                 seed: None,
                 time: None,
                 ready: None,
+                program: None,
                 job_on_port: false,
                 ip: None,
                 volumes: b"",
@@ -812,7 +819,8 @@ mod tests {
         params.apply_job(body.as_bytes()).unwrap();
         assert_eq!((params.timeout_ms, params.grace_ms), (Some(2500), 250));
         assert_eq!((params.seed, params.time), (Some([0x0f; 32]), Some((17, 42))));
-        params.apply_job(b"flint.argv=,\nflint.ready=/dev/flint-ready\n").unwrap();
+        params.apply_job(b"flint.argv=,\nflint.ready=/dev/flint-ready\nflint.program=/bin/true\n").unwrap();
+        assert_eq!(params.program, Some(&b"/bin/true"[..]));
         assert_eq!(params.ready, Some(&b"/dev/flint-ready"[..]));
 
         assert_eq!(

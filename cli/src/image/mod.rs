@@ -113,6 +113,8 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
     let root =
         resolve_root(args.root.root.as_ref(), args.root.root_image.as_ref(), args.root.root_oci.as_deref(), mode)?;
     let workload = workload(&root, &args.command, &args.env, args.cwd.as_deref(), args.user)?;
+    // The job goes on the image's command line, which has no `flint.program`: the guest
+    // searches PATH itself.
     if let Some(tree) = &root.tree {
         check_in_root(tree, &workload)?;
     }
@@ -132,6 +134,7 @@ pub fn image(args: &ImageArgs) -> Result<PathBuf> {
         tuned: true,
         on_port: false,
         ready: None,
+        program: None,
     });
     // Output goes to the console; input from it would be whatever QEMU's -serial gets.
     words.push("flint.stdin=/dev/null".into());

@@ -53,6 +53,8 @@ pub(crate) struct Workload {
     /// Checked with [`check_cwd`].
     pub cwd: String,
     pub user: Option<(u32, u32)>,
+    /// Where [`check_in_root`] found the program along `PATH`.
+    pub program: Option<String>,
 }
 
 /// The workload from the user's command, `--env`, `--cwd` and `--user`, over an OCI image's
@@ -70,7 +72,13 @@ pub(crate) fn workload(
         }
         let cwd = cwd.unwrap_or("/").to_string();
         check_cwd(&cwd)?;
-        return Ok(Workload { command: command.to_vec(), environment: environment(&[], env)?, cwd, user });
+        return Ok(Workload {
+            command: command.to_vec(),
+            environment: environment(&[], env)?,
+            cwd,
+            user,
+            program: None,
+        });
     };
     let config = &oci.run;
     let command = config.command(command, &oci.reference)?;
@@ -87,7 +95,7 @@ pub(crate) fn workload(
     }
     let cwd = cwd.map(String::from).or_else(|| config.working_dir()).unwrap_or_else(|| "/".into());
     check_cwd(&cwd)?;
-    Ok(Workload { command, environment: environment(&image_env, env)?, cwd, user })
+    Ok(Workload { command, environment: environment(&image_env, env)?, cwd, user, program: None })
 }
 
 /// The workload's environment: PATH and HOME, then an image's `NAME=VALUE` entries, then
@@ -128,8 +136,10 @@ pub(crate) fn environment(image: &[Vec<u8>], given: &[OsString]) -> Result<Vec<V
 }
 
 /// With the root's directory at hand, checks the program and the working directory on the
-/// host, before spending a boot on them.
-pub(crate) fn check_in_root(tree: &Path, workload: &Workload) -> Result<()> {
+/// host, before spending a boot on them. Returns where a program named without a `/` was
+/// found along `PATH`, for the guest to execute without searching again (`flint.program`;
+/// none for a path with a newline or not in UTF-8, which the job's lines cannot carry).
+pub(crate) fn check_in_root(tree: &Path, workload: &Workload) -> Result<Option<String>> {
     let (environment, cwd) = (&workload.environment, workload.cwd.as_str());
     let program = workload.command[0].as_bytes();
     if program.is_empty() {
@@ -145,7 +155,8 @@ pub(crate) fn check_in_root(tree: &Path, workload: &Workload) -> Result<()> {
     let search_path = environment.iter().find_map(|var| var.strip_prefix(b"PATH=")).unwrap_or(DEFAULT_PATH.as_bytes());
     let shown = String::from_utf8_lossy(program);
     match rootfs::find_in_root(tree, program, search_path, cwd.as_bytes()) {
-        Lookup::Found(_) => Ok(()),
+        Lookup::Found(_, _) if program.contains(&b'/') => Ok(None),
+        Lookup::Found(_, found) => Ok(String::from_utf8(found).ok().filter(|found| !found.contains('\n'))),
         Lookup::NotExecutable(path) => Err(Exit::new(
             EXIT_NOT_EXECUTABLE,
             format!("{shown}: {} in the root filesystem is not an executable file: make it one (chmod +x) or run another program", path.display()),
@@ -349,6 +360,7 @@ pub(super) fn kernel_cmdline(
         tuned: !args.untuned,
         on_port,
         ready: (args.warm == Some(WarmPoint::Ready)).then_some(super::warm::READY_FIFO),
+        program: workload.program.as_deref(),
     };
     let mut words = init_words(&job);
     words.extend(args.machine.kernel_params(accel));
@@ -392,6 +404,8 @@ pub(crate) struct Job<'a> {
     pub on_port: bool,
     /// The FIFO the workload writes to once ready (`flint.ready`), with the job on the port.
     pub ready: Option<&'static str>,
+    /// Where the program is in the root (`flint.program`), with the job on the port.
+    pub program: Option<&'a str>,
 }
 
 /// What the host writes first on the status port for a job with `on_port`: its command,
@@ -406,6 +420,7 @@ pub(crate) struct JobText {
     user: Option<(u32, u32)>,
     timeout_ms: Option<(u64, u64)>,
     ready: Option<&'static str>,
+    program: Option<String>,
 }
 
 impl JobText {
@@ -418,6 +433,7 @@ impl JobText {
             user: job.user,
             timeout_ms: job.timeout.map(|timeout| (millis(timeout), job.grace.map_or(0, millis))),
             ready: job.ready,
+            program: job.program.map(str::to_string),
         }
     }
 
@@ -431,6 +447,7 @@ impl JobText {
             timeout_ms: self.timeout_ms,
             fresh: Some(fresh),
             ready: self.ready,
+            program: self.program.as_deref(),
         }
     }
 
@@ -557,6 +574,7 @@ mod tests {
             user: Some((1, 2)),
             timeout_ms: Some((2500, 10_000)),
             ready: Some("/dev/flint-ready"),
+            program: Some("/bin/sh".into()),
         };
         let message = job.message().unwrap();
         let header = message.iter().position(|&byte| byte == b'\n').unwrap() + 1;

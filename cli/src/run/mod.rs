@@ -272,7 +272,7 @@ fn prepare(args: &RunArgs, job_on_port: bool) -> Result<Prepared> {
         workload.environment.push(format!("FLINT_READY={}", warm::READY_FIFO).into_bytes());
     }
     if let Some(tree) = &root.tree {
-        check_in_root(tree, &workload)?;
+        workload.program = check_in_root(tree, &workload)?;
     }
     volumes::check(&args.volumes)?;
     let modules = modules_for(&kernel, args, &root)?;
