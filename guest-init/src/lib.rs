@@ -15,6 +15,7 @@ pub mod argv;
 mod clock;
 pub mod control;
 pub mod exec;
+mod fdio;
 pub mod fresh;
 mod gpt_root;
 pub mod job;

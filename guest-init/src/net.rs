@@ -3,12 +3,13 @@
 //! the ioctls `ifconfig` and `route` use, so nothing waits on DHCP.
 
 use crate::clock::{self, Deadline};
+use crate::fdio::write_all;
 use crate::params::RootMode;
 use crate::report::Failure;
 use crate::status;
 use core::ffi::CStr;
 use core::mem::MaybeUninit;
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{Mode, OFlags, RawDir};
 use rustix::io::Errno;
 use rustix::ioctl::{Opcode, Setter, Updater};
@@ -273,17 +274,6 @@ fn resolv_conf(address: [u8; 4], line: &mut [u8; 32]) -> &[u8] {
         push(if index < 3 { b"." } else { b"\n" });
     }
     &line[..len]
-}
-
-fn write_all(file: &OwnedFd, mut bytes: &[u8]) -> Result<(), Errno> {
-    while !bytes.is_empty() {
-        match rustix::io::write(file, bytes) {
-            Ok(written) => bytes = &bytes[written..],
-            Err(Errno::INTR) => {}
-            Err(errno) => return Err(errno),
-        }
-    }
-    Ok(())
 }
 
 fn failure(what: &str, errno: Errno, fix: &str) -> Failure {

@@ -6,6 +6,7 @@
 //! code a restored VM would otherwise run, and TCG translate, first thing for every job.
 
 use crate::exec::{self, JobSpace};
+use crate::fdio::{read_all, write_all};
 use crate::job::JOB_MAX;
 use crate::params::{ParamError, Params};
 use crate::report::Failure;
@@ -13,8 +14,7 @@ use crate::run;
 use crate::status;
 use crate::stdio::Stdio;
 use crate::sys;
-use rustix::fd::{AsFd, OwnedFd};
-use rustix::io::Errno;
+use rustix::fd::OwnedFd;
 use rustix::pipe::PipeFlags;
 use rustix::process::Pid;
 
@@ -99,27 +99,4 @@ fn become_job<'a>(job: &OwnedFd, params: &mut Params<'a>, memory: &'a mut Memory
         },
         Err(failure) => failure,
     }
-}
-
-fn write_all(fd: &OwnedFd, mut bytes: &[u8]) -> Result<(), Errno> {
-    while !bytes.is_empty() {
-        match rustix::io::write(fd, bytes) {
-            Ok(written) => bytes = &bytes[written..],
-            Err(Errno::INTR) => {}
-            Err(errno) => return Err(errno),
-        }
-    }
-    Ok(())
-}
-
-fn read_all(fd: &OwnedFd, mut into: &mut [u8]) -> Result<(), Errno> {
-    while !into.is_empty() {
-        match rustix::io::read(fd.as_fd(), &mut *into) {
-            Ok(0) => return Err(Errno::PIPE),
-            Ok(read) => into = &mut into[read..],
-            Err(Errno::INTR) => {}
-            Err(errno) => return Err(errno),
-        }
-    }
-    Ok(())
 }
