@@ -19,7 +19,6 @@ use loader::bzimage::{BzImage, KernelError};
 use loader::gpt::{Gpt, GptError, Partition, FLINT_BOOT};
 use loader::plan::PlanError;
 use loader::read_at::{ReadAt, Window, WindowError};
-use virtio_drivers::transport::SomeTransport;
 
 /// Boots the first disk that has a boot partition; when none has, the first disk's problem
 /// is the one reported.
@@ -30,13 +29,15 @@ pub fn prepare<T: Transport, C: ConfigSpace + Clone>(
     probe_mmio: bool,
     platform: &Platform,
 ) -> Result<Handoff, BootError> {
-    let pci_disks = pci.functions().iter().filter(|f| virtio::is_block_device(f)).map(|function| {
-        virtio::pci_transport(config.clone(), function).map(SomeTransport::from).map_err(|_| BootError::Virtio)
-    });
-    let mmio_disks = virtio::mmio_block_transports(probe_mmio).map(|transport| Ok(SomeTransport::from(transport)));
+    let mut config = config.clone();
+    let pci_disks = pci
+        .functions()
+        .iter()
+        .filter(|f| virtio::is_block_device(f))
+        .map(|function| virtio::pci_device(&mut config, function));
     let mut first_problem = None;
-    for transport in pci_disks.chain(mmio_disks) {
-        let mut disk = Disk::new(transport?).map_err(BootError::Disk)?;
+    for device in pci_disks.chain(virtio::mmio_block_devices(probe_mmio)) {
+        let mut disk = Disk::new(device.map_err(|_| BootError::Virtio)?);
         let size = disk.size();
         match find_boot_partition(&mut disk, size) {
             Ok(partition) => return boot_partition(fw_cfg, &mut disk, &partition, platform),
