@@ -49,7 +49,7 @@ impl FileName {
 
 impl Text for FileName {
     fn write(&self, out: &mut dyn Sink) {
-        for &b in &self.bytes[..self.len] {
+        for &b in self.bytes.iter().take(self.len) {
             out.put(&[if b.is_ascii_graphic() { b } else { b'?' }]);
         }
     }
@@ -192,8 +192,8 @@ struct Loader<'s, 'a> {
 
 impl<'s> Loader<'s, '_> {
     fn find(&self, name: &[u8]) -> Result<Allocation<'s>, AcpiError> {
-        let files = &self.files[..self.count];
-        files.iter().find(|f| f.name == name).copied().ok_or(AcpiError::UnknownFile(FileName::new(name)))
+        let mut files = self.files.iter().take(self.count);
+        files.find(|f| f.name == name).copied().ok_or(AcpiError::UnknownFile(FileName::new(name)))
     }
 
     fn address(&self, file: &Allocation) -> u64 {
@@ -227,18 +227,19 @@ impl<'s> Loader<'s, '_> {
         if self.find(name).is_ok() {
             return Err(AcpiError::DuplicateAllocation(file_name));
         }
-        if self.count == MAX_FILES {
+        if self.count >= MAX_FILES {
             return Err(AcpiError::TooManyFiles);
         }
         let file = fw_cfg.find(name).ok_or(AcpiError::UnknownFile(file_name))?;
         let size = file.size as usize;
+        let too_small = AcpiError::ArenaTooSmall { file: file_name, size, align, arena: self.arena_len };
         let start = (self.base + self.top as u64)
             .checked_sub(size as u64)
             .map(|end| end & !(u64::from(align) - 1))
             .filter(|&start| start >= self.base)
-            .ok_or(AcpiError::ArenaTooSmall { file: file_name, size, align, arena: self.arena_len })?;
+            .ok_or(too_small)?;
         let offset = (start - self.base) as usize;
-        fw_cfg.read_file(&file, &mut self.space[offset..offset + size]);
+        fw_cfg.read_file(&file, self.space.get_mut(offset..offset + size).ok_or(too_small)?);
         self.files[self.count] = Allocation { name, offset, size };
         self.count += 1;
         self.top = offset;
@@ -250,19 +251,29 @@ impl<'s> Loader<'s, '_> {
         let target = self.address(&self.find(src)?);
         let width = pointer_width(FileName::new(dest.name), size)?;
         let range = self.range(&dest, offset, u32::from(size))?;
+        // The file lies inside the arena, so the lookup always succeeds; the field is `width`
+        // bytes, copied by zipping rather than by slicing so that no bounds check can panic.
+        let out_of_bounds =
+            AcpiError::OutOfBounds { file: FileName::new(dest.name), offset: offset.into(), len: size.into() };
+        let field = self.space.get_mut(range).ok_or(out_of_bounds)?;
         let mut value = [0u8; 8];
-        value[..width].copy_from_slice(&self.space[range.clone()]);
+        value.iter_mut().zip(field.iter()).for_each(|(to, &from)| *to = from);
         let patched = u64::from_le_bytes(value).checked_add(target).filter(|&v| fits(v, width));
         let patched = patched.ok_or(AcpiError::PointerOverflow { file: FileName::new(dest.name), size })?;
-        self.space[range].copy_from_slice(&patched.to_le_bytes()[..width]);
+        field.iter_mut().zip(patched.to_le_bytes()).for_each(|(to, from)| *to = from);
         Ok(())
     }
 
     fn add_checksum(&mut self, name: &[u8], offset: u32, start: u32, length: u32) -> Result<(), AcpiError> {
         let file = self.find(name)?;
         let at = self.range(&file, offset, 1)?.start;
-        let sum = self.space[self.range(&file, start, length)?].iter().fold(0u8, |sum, &b| sum.wrapping_add(b));
-        self.space[at] = self.space[at].wrapping_sub(sum);
+        let summed = self.range(&file, start, length)?;
+        // Allocations lie inside the arena, so these lookups always succeed.
+        let out_of_bounds =
+            AcpiError::OutOfBounds { file: FileName::new(name), offset: start.into(), len: length.into() };
+        let sum = self.space.get(summed).ok_or(out_of_bounds)?.iter().fold(0u8, |sum, &b| sum.wrapping_add(b));
+        let byte = self.space.get_mut(at).ok_or(out_of_bounds)?;
+        *byte = byte.wrapping_sub(sum);
         Ok(())
     }
 
@@ -289,7 +300,7 @@ impl<'s> Loader<'s, '_> {
             return Err(AcpiError::PointerOverflow { file: dest_name, size });
         }
         fw_cfg
-            .write_file(&dest_file, dest_offset, &pointer.to_le_bytes()[..width])
+            .write_file(&dest_file, dest_offset, pointer.to_le_bytes().get(..width).unwrap_or_default())
             .map_err(|_| AcpiError::WriteFailed(dest_name))
     }
 }

@@ -94,11 +94,12 @@ impl ReadAt for Disk {
                 whole_sectors
             } else {
                 let (block, at) = self.cached_block(offset)?;
-                let n = buf.len().min(block.len() - at);
+                let cached = block.get(at..).unwrap_or_default();
+                let n = buf.len().min(cached.len());
                 if n == 0 {
                     return Err(DiskError);
                 }
-                buf[..n].copy_from_slice(&block[at..at + n]);
+                buf[..n].copy_from_slice(&cached[..n]);
                 n
             };
             offset += done as u64;

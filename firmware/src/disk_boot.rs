@@ -113,7 +113,7 @@ fn boot_partition<T: Transport, D: ReadAt<Error = DiskError>>(
         BootImage::Pvh { entry, kernel, segments, segment_count, initrd, cmdline } => {
             let cmdline_len = read_cmdline(&mut window, cmdline)?;
             let mut pieces = Pieces { partition: window, kernel: Extent { offset: 0, len: 0 }, initrd };
-            for segment in &segments[..segment_count] {
+            for segment in segments.iter().take(segment_count) {
                 load_segment(&mut pieces, segment, platform)?;
             }
             let initrd_plan = Initrd::new(initrd.map_or(0, |e| e.len), add_init);
@@ -149,7 +149,10 @@ fn load_segment<D: ReadAt<Error = DiskError>>(
     // SAFETY: RAM above the firmware's areas that only the kernel will occupy; the initrd is
     // placed clear of the kernel's segments afterwards.
     let dest = unsafe { phys_mut(segment.paddr, segment.memsz as usize) };
-    let (file, zero) = dest.split_at_mut(segment.file.len as usize);
+    // The loader checked that the file part fits in memory.
+    let (file, zero) = dest
+        .split_at_mut_checked(segment.file.len as usize)
+        .ok_or(BootError::Image(ImageError::Damaged("a PT_LOAD segment's file size exceeds its memory size")))?;
     pieces.read(segment.file, file)?;
     zero.fill(0);
     Ok(())

@@ -106,7 +106,7 @@ impl<T: Transport> FwCfg<T> {
     }
 
     pub fn find(&self, name: &[u8]) -> Option<File> {
-        self.files[..self.file_count].iter().find(|f| f.name() == name).copied()
+        self.files.iter().take(self.file_count).find(|f| f.name() == name).copied()
     }
 
     /// Reads the first `dest.len()` bytes of an item.

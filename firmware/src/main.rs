@@ -28,7 +28,7 @@ pub extern "C" fn firmware_main(reset_tsc: u64) -> ! {
             let node = timeline::node(setup_data, &stamps);
             // SAFETY: the timeline slot of layout.rs, which the zero page names as head of
             // the setup_data chain.
-            unsafe { phys_mut(layout::TIMELINE, node.len()) }.copy_from_slice(&node);
+            unsafe { core::ptr::write(layout::TIMELINE as *mut [u8; timeline::NODE_LEN], node) };
             // SAFETY: `prepare` loaded the kernel and built its zero page.
             unsafe { arch::enter_linux64(entry, boot_params) }
         }

@@ -75,8 +75,11 @@ impl Initrd {
         // SAFETY: forwarded to the caller.
         let dest = unsafe { phys_mut(addr, size as usize) };
         let (embedded, user) = dest.split_at_mut(self.user_offset().min(size) as usize);
-        embedded[..self.embedded].copy_from_slice(&EMBEDDED_INIT[..self.embedded]);
-        embedded[self.embedded..].fill(0);
+        // `embedded` is at least `self.embedded` bytes, at most the archive's size.
+        if let (Some(to), Some(from)) = (embedded.get_mut(..self.embedded), EMBEDDED_INIT.get(..self.embedded)) {
+            to.copy_from_slice(from);
+        }
+        embedded.get_mut(self.embedded..).unwrap_or_default().fill(0);
         if self.user > 0 {
             source.read_initrd(user)?;
         }
@@ -119,7 +122,11 @@ pub fn store_cmdline(len: u64, read: impl FnOnce(&mut [u8]) -> Result<(), BootEr
     let cmdline = unsafe { phys_mut(layout::CMDLINE, len + 1) };
     read(&mut cmdline[..len])?;
     let end = cmdline[..len].iter().position(|&b| b == 0).unwrap_or(len);
-    let kept = cmdline[..end].iter().rposition(|&b| !matches!(b, b'\n' | b'\r')).map_or(0, |i| i + 1);
-    cmdline[kept] = 0;
+    let text = cmdline.get(..end).unwrap_or_default();
+    let kept = text.iter().rposition(|&b| !matches!(b, b'\n' | b'\r')).map_or(0, |i| i + 1);
+    // `kept` <= `len`: the buffer has room for the NUL.
+    if let Some(nul) = cmdline.get_mut(kept) {
+        *nul = 0;
+    }
     Ok(kept)
 }

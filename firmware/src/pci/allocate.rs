@@ -30,8 +30,10 @@ pub fn assign(functions: &mut [Function], windows: &Windows) -> Result<(), PciEr
     let mut previous = None;
     while let Some(key) = next_in_order(functions, previous) {
         let (_, function, index) = key;
-        let bdf = functions[function].bdf;
-        if let Some(bar) = functions[function].bars[index].as_mut() {
+        // `next_in_order` only names BARs that exist.
+        let Some(function) = functions.get_mut(function) else { break };
+        let bdf = function.bdf;
+        if let Some(bar) = function.bars.get_mut(index).and_then(Option::as_mut) {
             let cursor = if bar.kind == BarKind::Io { &mut io } else { &mut mem };
             bar.base = cursor.take(bar.size).ok_or(PciError::WindowExhausted {
                 bdf,
