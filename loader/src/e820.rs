@@ -1,7 +1,7 @@
 //! The E820 memory map in boot_params' layout: read from QEMU's fw_cfg file `etc/e820`,
 //! edited to look like a PC firmware's, and searched for free RAM.
 
-use crate::{le, range};
+use crate::range;
 use core::fmt;
 
 pub const RAM: u32 = 1;
@@ -34,12 +34,9 @@ impl E820Entry {
         range::end((self.addr, self.size))
     }
 
-    fn read(bytes: &[u8], off: usize) -> Option<Self> {
-        Some(Self {
-            addr: le::u64_at(bytes, off)?,
-            size: le::u64_at(bytes, off + 8)?,
-            kind: le::u32_at(bytes, off + 16)?,
-        })
+    fn read(raw: &[u8; ENTRY_SIZE]) -> Self {
+        let field = |at: usize| u64::from_le_bytes(*raw[at..].first_chunk().unwrap_or(&[0; 8]));
+        Self { addr: field(0), size: field(8), kind: u32::from_le_bytes(*raw[16..].first_chunk().unwrap_or(&[0; 4])) }
     }
 }
 
@@ -65,11 +62,16 @@ impl MemoryMap {
         if !bytes.len().is_multiple_of(ENTRY_SIZE) {
             return Err(MapError::PartialEntry { len: bytes.len() });
         }
-        let all = || (0..bytes.len() / ENTRY_SIZE).filter_map(|i| E820Entry::read(bytes, i * ENTRY_SIZE));
         let mut map = Self::new();
-        // RAM first, so anything QEMU reserves on top of RAM wins.
-        for e in all().filter(|e| e.kind == RAM).chain(all().filter(|e| e.kind != RAM)) {
-            map.mark(e.addr, e.size, e.kind)?;
+        // RAM first, so anything QEMU reserves on top of RAM wins. One loop for both passes:
+        // the firmware runs this once, and under TCG each copy of a loop is translated anew.
+        for ram_pass in [true, false] {
+            for raw in bytes.chunks_exact(ENTRY_SIZE) {
+                let e = E820Entry::read(raw.try_into().unwrap_or(&[0; ENTRY_SIZE]));
+                if (e.kind == RAM) == ram_pass {
+                    map.mark(e.addr, e.size, e.kind)?;
+                }
+            }
         }
         Ok(map)
     }
