@@ -193,7 +193,7 @@ struct Loader<'s, 'a> {
 impl<'s> Loader<'s, '_> {
     fn find(&self, name: &[u8]) -> Result<Allocation<'s>, AcpiError> {
         let mut files = self.files.iter().take(self.count);
-        files.find(|f| f.name == name).copied().ok_or(AcpiError::UnknownFile(FileName::new(name)))
+        files.find(|f| f.name == name).copied().ok_or_else(|| AcpiError::UnknownFile(FileName::new(name)))
     }
 
     fn address(&self, file: &Allocation) -> u64 {
