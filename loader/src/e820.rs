@@ -147,13 +147,26 @@ impl MemoryMap {
         start.checked_add(size).is_some_and(|end| self.ram().any(|e| e.addr <= start && end <= e.end()))
     }
 
+    /// Plain loops here and in `total_ram`: the firmware runs each once, and under TCG an
+    /// iterator chain's every branch is a block to translate.
     pub fn ram_top_below_4g(&self) -> u64 {
-        let top = |e: E820Entry| e.end().min(range::FOUR_GIB);
-        self.ram().filter(|e| e.addr < range::FOUR_GIB).map(top).max().unwrap_or(0)
+        let mut top = 0;
+        for e in self.entries() {
+            if e.kind == RAM && e.addr < range::FOUR_GIB {
+                top = top.max(e.end().min(range::FOUR_GIB));
+            }
+        }
+        top
     }
 
     pub fn total_ram(&self) -> u64 {
-        self.ram().fold(0, |sum, e| sum.saturating_add(e.size))
+        let mut total: u64 = 0;
+        for e in self.entries() {
+            if e.kind == RAM {
+                total = total.saturating_add(e.size);
+            }
+        }
+        total
     }
 
     /// Highest `align`-aligned start such that the whole range is RAM, ends at or below
