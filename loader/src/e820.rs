@@ -103,13 +103,11 @@ impl MemoryMap {
             let head_size = e.end().min(start).saturating_sub(e.addr);
             let tail_start = e.addr.max(end);
             let tail = E820Entry { addr: tail_start, size: e.end().saturating_sub(tail_start), ..e };
-            out.push(E820Entry { size: head_size, ..e })?;
-            if tail.size > 0 {
-                if let Some(n) = new.take() {
-                    out.push(n)?;
-                }
+            let new_here = if tail.size > 0 { new.take() } else { None };
+            // One `push` for all three pieces: the firmware's TCG translates each copy of it.
+            for piece in [Some(E820Entry { size: head_size, ..e }), new_here, Some(tail)].into_iter().flatten() {
+                out.push(piece)?;
             }
-            out.push(tail)?;
         }
         if let Some(n) = new {
             out.push(n)?;
