@@ -61,7 +61,7 @@ pub fn build(tree: &Path, target: &Path, cargo: &OsString, progress: &dyn Fn(&st
     let code_size = code_size(&elf)?;
     if code_size > CODE_BUDGET {
         return Err(format!(
-            "the firmware's code is {code_size} bytes, over its {CODE_BUDGET}-byte budget (the embedded init does not count): make it smaller"
+            "the firmware's code is {code_size} bytes, over its {CODE_BUDGET}-byte budget (the embedded init does not count): make it smaller (a panic the firmware can reach, an indexing or an unwrap, links core::fmt back in: about 4 KB)"
         ));
     }
     let firmware = release.join("fw.bin");
