@@ -47,7 +47,7 @@ const DESC_WRITE: u16 = 2;
 const NO_INTERRUPT: u16 = 1;
 
 /// Where a transport's registers are (all MMIO, identity-mapped below 4 GiB).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Registers {
     /// virtio-pci: the common configuration structure, the queue's notify address and the
     /// device configuration.
@@ -342,6 +342,11 @@ const MAX_CAPABILITIES: usize = 48;
 /// Starts a virtio 1.0 PCI function whose BARs `pci::setup` has placed and enabled, from
 /// where its capabilities put the common, notify and device structures.
 pub fn pci_device(config: &mut impl ConfigSpace, function: &Function) -> Result<Device, StartError> {
+    Device::start(pci_registers(config, function).ok_or(StartError)?)
+}
+
+/// The function's common, notify and device structures, if its capabilities name all three.
+fn pci_registers(config: &mut impl ConfigSpace, function: &Function) -> Option<Registers> {
     let bdf = function.bdf;
     let (mut common, mut notify, mut device) = (None, None, None);
     if config.read32(bdf, STATUS_DWORD) & STATUS_CAPABILITIES != 0 {
@@ -367,10 +372,8 @@ pub fn pci_device(config: &mut impl ConfigSpace, function: &Function) -> Result<
             at = (header >> 8) as u8;
         }
     }
-    let (Some(common), Some((notify, multiplier)), Some(device)) = (common, notify, device) else {
-        return Err(StartError);
-    };
-    Device::start(Registers::Pci { common, notify, multiplier, device })
+    let (common, (notify, multiplier), device) = (common?, notify?, device?);
+    Some(Registers::Pci { common, notify, multiplier, device })
 }
 
 /// Where the structure a virtio capability at `at` describes lies: its BAR's base plus offset.
@@ -379,4 +382,84 @@ fn capability_address(config: &mut impl ConfigSpace, bdf: Bdf, at: u8, function:
     let offset = config.read32(bdf, at + 8);
     let bar = function.bars.get(usize::from(bar))?.as_ref()?;
     Some(bar.base + u64::from(offset)).filter(|_| bar.base != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pci::fake::FakeConfigSpace;
+    use crate::pci::{Bar, BarKind};
+
+    const BLK: Bdf = Bdf::new(0, 3, 0);
+    const BAR_BASE: u64 = 0xc000_0000;
+
+    /// virtio-blk-pci as QEMU lays it out: an MSI-X capability, then virtio's, all on BAR 4.
+    fn device(config: &mut FakeConfigSpace, caps: &[(u8, u32, u32, u32)]) -> Function {
+        config.add(BLK, VIRTIO_VENDOR, 0x1042, 0);
+        config.write32(BLK, STATUS_DWORD, STATUS_CAPABILITIES);
+        config.write32(BLK, 0x34, 0x40);
+        // MSI-X (ID 0x11), which the walk steps over.
+        config.write32(BLK, 0x40, 0x11 | 0x50 << 8);
+        for (i, &(at, kind, offset, multiplier)) in caps.iter().enumerate() {
+            let next = caps.get(i + 1).map_or(0, |next| next.0);
+            config.write32(BLK, at, CAP_VENDOR | u32::from(next) << 8 | 16 << 16 | kind << 24);
+            config.write32(BLK, at + 4, 4);
+            config.write32(BLK, at + 8, offset);
+            config.write32(BLK, at + 16, multiplier);
+        }
+        let mut function = Function {
+            bdf: BLK,
+            vendor: VIRTIO_VENDOR,
+            device: 0x1042,
+            class: 0x0100,
+            header: crate::pci::Header::Device,
+            irq: None,
+            bars: [None; 6],
+        };
+        function.bars[4] = Some(Bar { kind: BarKind::Mem64, size: 0x4000, base: BAR_BASE });
+        function
+    }
+
+    #[test]
+    fn finds_the_structures_the_capabilities_name() {
+        let mut config = FakeConfigSpace::default();
+        let caps = [
+            (0x50, COMMON_CFG, 0, 0),
+            (0x64, 3, 0x1000, 0),
+            (0x74, DEVICE_CFG, 0x2000, 0),
+            (0x84, NOTIFY_CFG, 0x3000, 4),
+        ];
+        let function = device(&mut config, &caps);
+        assert_eq!(
+            pci_registers(&mut config, &function),
+            Some(Registers::Pci {
+                common: BAR_BASE,
+                notify: BAR_BASE + 0x3000,
+                multiplier: 4,
+                device: BAR_BASE + 0x2000
+            })
+        );
+    }
+
+    #[test]
+    fn a_missing_structure_or_bar_is_no_device() {
+        let mut config = FakeConfigSpace::default();
+        let function = device(&mut config, &[(0x50, COMMON_CFG, 0, 0), (0x64, NOTIFY_CFG, 0x3000, 4)]);
+        assert_eq!(pci_registers(&mut config, &function), None, "no device structure");
+        let mut function =
+            device(&mut config, &[(0x50, COMMON_CFG, 0, 0), (0x64, NOTIFY_CFG, 0, 4), (0x74, DEVICE_CFG, 0, 0)]);
+        function.bars[4] = None;
+        assert_eq!(pci_registers(&mut config, &function), None, "BAR not placed");
+        config.write32(BLK, STATUS_DWORD, 0);
+        function.bars[4] = Some(Bar { kind: BarKind::Mem64, size: 0x4000, base: BAR_BASE });
+        assert_eq!(pci_registers(&mut config, &function), None, "no capability list");
+    }
+
+    #[test]
+    fn a_looping_capability_list_ends() {
+        let mut config = FakeConfigSpace::default();
+        let function = device(&mut config, &[(0x50, COMMON_CFG, 0, 0)]);
+        config.write32(BLK, 0x50, CAP_VENDOR | 0x40 << 8 | COMMON_CFG << 24);
+        assert_eq!(pci_registers(&mut config, &function), None);
+    }
 }
