@@ -49,7 +49,7 @@ impl FileName {
 
 impl Text for FileName {
     fn write(&self, out: &mut dyn Sink) {
-        for &b in &self.bytes[..self.len] {
+        for &b in self.bytes.iter().take(self.len) {
             out.put(&[if b.is_ascii_graphic() { b } else { b'?' }]);
         }
     }
@@ -192,8 +192,8 @@ struct Loader<'s, 'a> {
 
 impl<'s> Loader<'s, '_> {
     fn find(&self, name: &[u8]) -> Result<Allocation<'s>, AcpiError> {
-        let files = &self.files[..self.count];
-        files.iter().find(|f| f.name == name).copied().ok_or(AcpiError::UnknownFile(FileName::new(name)))
+        let mut files = self.files.iter().take(self.count);
+        files.find(|f| f.name == name).copied().ok_or_else(|| AcpiError::UnknownFile(FileName::new(name)))
     }
 
     fn address(&self, file: &Allocation) -> u64 {
@@ -217,28 +217,32 @@ impl<'s> Loader<'s, '_> {
         align: u32,
         zone: u8,
     ) -> Result<(), AcpiError> {
-        let file_name = FileName::new(name);
+        // Error values are built only on failure: each copies the name, which costs code run
+        // (and, under TCG, translated) for every command otherwise.
+        let file_name = || FileName::new(name);
         if zone != ZONE_HIGH && zone != ZONE_FSEG {
-            return Err(AcpiError::BadZone { file: file_name, zone });
+            return Err(AcpiError::BadZone { file: file_name(), zone });
         }
         if !align.is_power_of_two() {
-            return Err(AcpiError::BadAlignment { file: file_name, align });
+            return Err(AcpiError::BadAlignment { file: file_name(), align });
         }
         if self.find(name).is_ok() {
-            return Err(AcpiError::DuplicateAllocation(file_name));
+            return Err(AcpiError::DuplicateAllocation(file_name()));
         }
-        if self.count == MAX_FILES {
+        if self.count >= MAX_FILES {
             return Err(AcpiError::TooManyFiles);
         }
-        let file = fw_cfg.find(name).ok_or(AcpiError::UnknownFile(file_name))?;
+        let file = fw_cfg.find(name).ok_or_else(|| AcpiError::UnknownFile(file_name()))?;
         let size = file.size as usize;
+        let arena = self.arena_len;
+        let too_small = || AcpiError::ArenaTooSmall { file: file_name(), size, align, arena };
         let start = (self.base + self.top as u64)
             .checked_sub(size as u64)
             .map(|end| end & !(u64::from(align) - 1))
             .filter(|&start| start >= self.base)
-            .ok_or(AcpiError::ArenaTooSmall { file: file_name, size, align, arena: self.arena_len })?;
+            .ok_or_else(too_small)?;
         let offset = (start - self.base) as usize;
-        fw_cfg.read_file(&file, &mut self.space[offset..offset + size]);
+        fw_cfg.read_file(&file, self.space.get_mut(offset..offset + size).ok_or_else(too_small)?);
         self.files[self.count] = Allocation { name, offset, size };
         self.count += 1;
         self.top = offset;
@@ -248,21 +252,31 @@ impl<'s> Loader<'s, '_> {
     fn add_pointer(&mut self, dest: &[u8], src: &[u8], offset: u32, size: u8) -> Result<(), AcpiError> {
         let dest = self.find(dest)?;
         let target = self.address(&self.find(src)?);
-        let width = pointer_width(FileName::new(dest.name), size)?;
+        let width = pointer_width(dest.name, size)?;
         let range = self.range(&dest, offset, u32::from(size))?;
+        // The file lies inside the arena, so the lookup always succeeds; the field is `width`
+        // bytes, copied by zipping rather than by slicing so that no bounds check can panic.
+        let out_of_bounds =
+            || AcpiError::OutOfBounds { file: FileName::new(dest.name), offset: offset.into(), len: size.into() };
+        let field = self.space.get_mut(range).ok_or_else(out_of_bounds)?;
         let mut value = [0u8; 8];
-        value[..width].copy_from_slice(&self.space[range.clone()]);
+        value.iter_mut().zip(field.iter()).for_each(|(to, &from)| *to = from);
         let patched = u64::from_le_bytes(value).checked_add(target).filter(|&v| fits(v, width));
-        let patched = patched.ok_or(AcpiError::PointerOverflow { file: FileName::new(dest.name), size })?;
-        self.space[range].copy_from_slice(&patched.to_le_bytes()[..width]);
+        let patched = patched.ok_or_else(|| AcpiError::PointerOverflow { file: FileName::new(dest.name), size })?;
+        field.iter_mut().zip(patched.to_le_bytes()).for_each(|(to, from)| *to = from);
         Ok(())
     }
 
     fn add_checksum(&mut self, name: &[u8], offset: u32, start: u32, length: u32) -> Result<(), AcpiError> {
         let file = self.find(name)?;
         let at = self.range(&file, offset, 1)?.start;
-        let sum = self.space[self.range(&file, start, length)?].iter().fold(0u8, |sum, &b| sum.wrapping_add(b));
-        self.space[at] = self.space[at].wrapping_sub(sum);
+        let summed = self.range(&file, start, length)?;
+        // Allocations lie inside the arena, so these lookups always succeed.
+        let out_of_bounds =
+            || AcpiError::OutOfBounds { file: FileName::new(name), offset: start.into(), len: length.into() };
+        let sum = self.space.get(summed).ok_or_else(out_of_bounds)?.iter().fold(0u8, |sum, &b| sum.wrapping_add(b));
+        let byte = self.space.get_mut(at).ok_or_else(out_of_bounds)?;
+        *byte = byte.wrapping_sub(sum);
         Ok(())
     }
 
@@ -279,7 +293,7 @@ impl<'s> Loader<'s, '_> {
         // The destination is a writable fw_cfg file, not necessarily loaded into memory.
         let dest_file = fw_cfg.find(dest).ok_or(AcpiError::UnknownFile(dest_name))?;
         let src = self.find(src)?;
-        let width = pointer_width(dest_name, size)?;
+        let width = pointer_width(dest, size)?;
         if u64::from(dest_offset) + u64::from(size) > u64::from(dest_file.size) {
             return Err(AcpiError::OutOfBounds { file: dest_name, offset: dest_offset.into(), len: size.into() });
         }
@@ -289,16 +303,16 @@ impl<'s> Loader<'s, '_> {
             return Err(AcpiError::PointerOverflow { file: dest_name, size });
         }
         fw_cfg
-            .write_file(&dest_file, dest_offset, &pointer.to_le_bytes()[..width])
+            .write_file(&dest_file, dest_offset, pointer.to_le_bytes().get(..width).unwrap_or_default())
             .map_err(|_| AcpiError::WriteFailed(dest_name))
     }
 }
 
-/// `size` as a byte count, if it is a pointer width the script may use.
-fn pointer_width(file: FileName, size: u8) -> Result<usize, AcpiError> {
+/// `size` as a byte count, if it is a pointer width the script may use in `file`.
+fn pointer_width(file: &[u8], size: u8) -> Result<usize, AcpiError> {
     match size {
         1 | 2 | 4 | 8 => Ok(usize::from(size)),
-        _ => Err(AcpiError::BadPointerSize { file, size }),
+        _ => Err(AcpiError::BadPointerSize { file: FileName::new(file), size }),
     }
 }
 

@@ -6,13 +6,20 @@
 
 use crate::layout;
 use crate::memory::phys_mut;
-use crate::virtio::FirmwareHal;
+use crate::virtio::{self, Device};
 use loader::read_at::ReadAt;
-use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
-use virtio_drivers::transport::Transport;
 
-pub struct Disk<T: Transport> {
-    device: VirtIOBlk<FirmwareHal, T>,
+const SECTOR_SIZE: usize = 512;
+/// virtio-blk's request header (type, reserved, sector) and status byte (virtio 1.0, 5.2.6),
+/// in the DMA pool.
+const HEADER: u64 = virtio::REQUEST;
+const HEADER_LEN: u32 = 16;
+const STATUS: u64 = HEADER + HEADER_LEN as u64;
+const REQUEST_READ: u32 = 0;
+const STATUS_OK: u8 = 0;
+
+pub struct Disk {
+    device: Device,
     size: u64,
     /// The disk offset of the block in `layout::DISK_CACHE`, if any.
     cached: Option<u64>,
@@ -20,16 +27,14 @@ pub struct Disk<T: Transport> {
 
 /// The device rejected or failed a request (reads past the disk's end included: the
 /// loader keeps every read inside the partitions, which the GPT checks keep inside the disk).
-/// virtio-drivers' own error is dropped: its messages cover every device type and would
-/// double the firmware's strings for a case the host side explains better.
 #[derive(Debug)]
 pub struct DiskError;
 
-impl<T: Transport> Disk<T> {
-    pub fn new(transport: T) -> Result<Self, DiskError> {
-        let device = VirtIOBlk::new(transport).map_err(|_| DiskError)?;
-        let size = device.capacity() * SECTOR_SIZE as u64;
-        Ok(Disk { device, size, cached: None })
+impl Disk {
+    /// A started virtio-blk device; its capacity is the first field of its configuration.
+    pub fn new(device: Device) -> Self {
+        let sectors = u64::from(device.config32(0)) | u64::from(device.config32(4)) << 32;
+        Disk { device, size: sectors * SECTOR_SIZE as u64, cached: None }
     }
 
     pub fn size(&self) -> u64 {
@@ -39,7 +44,20 @@ impl<T: Transport> Disk<T> {
     /// One request, however large: QEMU's virtio-blk sets no size limit, and a descriptor
     /// holds up to 4 GiB, more than the identity-mapped RAM a destination can be in.
     fn read_sectors(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        self.device.read_blocks(sector as usize, buf).map_err(|_| DiskError)
+        let len = u32::try_from(buf.len()).map_err(|_| DiskError)?;
+        // SAFETY: the request area of the DMA pool, which only this disk's requests use.
+        let request = unsafe { phys_mut(HEADER, HEADER_LEN as usize + 1) };
+        request[..4].copy_from_slice(&REQUEST_READ.to_le_bytes());
+        request[4..8].fill(0);
+        request[8..16].copy_from_slice(&sector.to_le_bytes());
+        request[16] = !STATUS_OK;
+        let data = buf.as_mut_ptr() as u64;
+        self.device.request(&[(HEADER, HEADER_LEN, false), (data, len, true), (STATUS, 1, true)]);
+        // SAFETY: as above; the device has written the status byte.
+        match unsafe { core::ptr::read_volatile(STATUS as *const u8) } {
+            STATUS_OK => Ok(()),
+            _ => Err(DiskError),
+        }
     }
 
     /// The cached block holding `offset` (read first if another one is cached), and where
@@ -48,6 +66,9 @@ impl<T: Transport> Disk<T> {
         let block = offset / CACHE_BLOCK as u64 * CACHE_BLOCK as u64;
         // The disk's size is whole sectors, so a short last block still is.
         let len = (self.size.saturating_sub(block)).min(CACHE_BLOCK as u64) as usize;
+        if len == 0 {
+            return Err(DiskError);
+        }
         // SAFETY: the disk cache area of layout.rs, used by this one disk only.
         let cache = unsafe { phys_mut(layout::DISK_CACHE, len) };
         if self.cached != Some(block) {
@@ -62,7 +83,7 @@ impl<T: Transport> Disk<T> {
 /// Reads smaller than this, or not starting on a sector, go through the cache.
 const CACHE_BLOCK: usize = layout::DISK_CACHE_SIZE;
 
-impl<T: Transport> ReadAt for Disk<T> {
+impl ReadAt for Disk {
     type Error = DiskError;
 
     fn read_at(&mut self, mut offset: u64, mut buf: &mut [u8]) -> Result<(), DiskError> {
@@ -73,11 +94,12 @@ impl<T: Transport> ReadAt for Disk<T> {
                 whole_sectors
             } else {
                 let (block, at) = self.cached_block(offset)?;
-                let n = buf.len().min(block.len() - at);
+                let cached = block.get(at..).unwrap_or_default();
+                let n = buf.len().min(cached.len());
                 if n == 0 {
                     return Err(DiskError);
                 }
-                buf[..n].copy_from_slice(&block[at..at + n]);
+                buf[..n].copy_from_slice(&cached[..n]);
                 n
             };
             offset += done as u64;

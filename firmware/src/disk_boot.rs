@@ -20,7 +20,6 @@ use loader::bzimage::{BzImage, KernelError};
 use loader::gpt::{Gpt, GptError, Partition, FLINT_BOOT};
 use loader::plan::PlanError;
 use loader::read_at::{ReadAt, Window, WindowError};
-use virtio_drivers::transport::SomeTransport;
 
 #[cfg(test)]
 mod tests;
@@ -35,13 +34,15 @@ pub fn prepare<C: ConfigSpace + Clone>(
     platform: &Platform,
     memory: &mut impl Memory,
 ) -> Result<Handoff, BootError> {
-    let pci_disks = pci.functions().iter().filter(|f| virtio::is_block_device(f)).map(|function| {
-        virtio::pci_transport(config.clone(), function).map(SomeTransport::from).map_err(|_| BootError::Virtio)
-    });
-    let mmio_disks = virtio::mmio_block_transports(probe_mmio).map(|transport| Ok(SomeTransport::from(transport)));
+    let mut config = config.clone();
+    let pci_disks = pci
+        .functions()
+        .iter()
+        .filter(|f| virtio::is_block_device(f))
+        .map(|function| virtio::pci_device(&mut config, function));
     let mut first_problem = None;
-    for transport in pci_disks.chain(mmio_disks) {
-        let mut disk = Disk::new(transport?).map_err(BootError::Disk)?;
+    for device in pci_disks.chain(virtio::mmio_block_devices(probe_mmio)) {
+        let mut disk = Disk::new(device.map_err(|_| BootError::Virtio)?);
         let size = disk.size();
         match find_boot_partition(&mut disk, size) {
             Ok(partition) => return boot_partition(&mut disk, &partition, add_init, platform, memory),
@@ -115,7 +116,7 @@ fn boot_partition<D: ReadAt<Error = DiskError>>(
         BootImage::Pvh { entry, kernel, segments, segment_count, initrd, cmdline } => {
             let cmdline_len = read_cmdline(memory, &mut window, cmdline)?;
             let mut pieces = Pieces { partition: window, kernel: Extent { offset: 0, len: 0 }, initrd };
-            for segment in &segments[..segment_count] {
+            for segment in segments.iter().take(segment_count) {
                 load_segment(memory, &mut pieces, segment, platform)?;
             }
             let initrd_plan = Initrd::new(initrd.map_or(0, |e| e.len), add_init);
@@ -152,7 +153,10 @@ fn load_segment<D: ReadAt<Error = DiskError>>(
     }
     // The initrd is placed clear of the kernel's segments afterwards.
     let dest = memory.bytes_mut(segment.paddr, segment.memsz as usize);
-    let (file, zero) = dest.split_at_mut(segment.file.len as usize);
+    // The loader checked that the file part fits in memory.
+    let (file, zero) = dest
+        .split_at_mut_checked(segment.file.len as usize)
+        .ok_or(BootError::Image(ImageError::Damaged("a PT_LOAD segment's file size exceeds its memory size")))?;
     pieces.read(segment.file, file)?;
     zero.fill(0);
     Ok(())

@@ -106,10 +106,12 @@ impl<T: Transport> FwCfg<T> {
     }
 
     pub fn find(&self, name: &[u8]) -> Option<File> {
-        self.files[..self.file_count].iter().find(|f| f.name() == name).copied()
+        self.files.iter().take(self.file_count).find(|f| f.name() == name).copied()
     }
 
-    /// Reads the first `dest.len()` bytes of an item.
+    /// Reads the first `dest.len()` bytes of an item. Out of line, as `read_u32`: under TCG
+    /// each inlined copy would be translated again, and they are called from a dozen places.
+    #[inline(never)]
     pub fn read(&mut self, key: u16, dest: &mut [u8]) {
         if self.dma && self.transport.dma_read(key, dest).is_ok() {
             return;
@@ -118,6 +120,7 @@ impl<T: Transport> FwCfg<T> {
         self.transport.read(dest);
     }
 
+    #[inline(never)]
     pub fn read_u32(&mut self, key: u16) -> u32 {
         let mut value = [0u8; 4];
         self.read(key, &mut value);

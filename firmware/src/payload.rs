@@ -83,8 +83,12 @@ pub fn store_cmdline(
     let cmdline = memory.bytes_mut(layout::CMDLINE, len + 1);
     read(&mut cmdline[..len])?;
     let end = cmdline[..len].iter().position(|&b| b == 0).unwrap_or(len);
-    let kept = cmdline[..end].iter().rposition(|&b| !matches!(b, b'\n' | b'\r')).map_or(0, |i| i + 1);
-    cmdline[kept] = 0;
+    let text = cmdline.get(..end).unwrap_or_default();
+    let kept = text.iter().rposition(|&b| !matches!(b, b'\n' | b'\r')).map_or(0, |i| i + 1);
+    // `kept` <= `len`: the buffer has room for the NUL.
+    if let Some(nul) = cmdline.get_mut(kept) {
+        *nul = 0;
+    }
     Ok(kept)
 }
 

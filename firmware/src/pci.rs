@@ -169,7 +169,7 @@ impl Summary {
     }
 
     pub fn functions(&self) -> &[Function] {
-        &self.functions[..self.count]
+        self.functions.get(..self.count).unwrap_or_default()
     }
 }
 
@@ -192,7 +192,7 @@ impl Text for PciError {
 /// The chipset's PIRQ routing must already be programmed (`chipset::route_interrupts`).
 pub fn setup<C: ConfigSpace>(cfg: &mut C, chipset: Chipset, windows: &Windows) -> Result<Summary, PciError> {
     let mut summary = discover(cfg)?;
-    let functions = &mut summary.functions[..summary.count];
+    let functions = summary.functions.get_mut(..summary.count).unwrap_or_default();
     allocate::assign(functions, windows)?;
     for function in functions.iter_mut().filter(|f| f.header == Header::Device) {
         let bdf = function.bdf;

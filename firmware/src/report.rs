@@ -55,7 +55,8 @@ pub fn emit(out: &mut dyn Sink, template: &str, args: &[Arg]) {
     let mut rest = template.as_bytes();
     let mut args = args.iter();
     while let Some(at) = rest.windows(2).position(|pair| pair == b"{}") {
-        out.put(&rest[..at]);
+        // `at + 2 <= rest.len()`: checked lookups keep a bounds-check panic out.
+        out.put(rest.get(..at).unwrap_or_default());
         match args.next() {
             Some(Arg::Dec(value)) => out.put(decimal::decimal(*value, &mut [0; 20])),
             Some(Arg::Hex(value)) => {
@@ -65,7 +66,7 @@ pub fn emit(out: &mut dyn Sink, template: &str, args: &[Arg]) {
             Some(Arg::Text(text)) => text.write(out),
             None => {}
         }
-        rest = &rest[at + 2..];
+        rest = rest.get(at + 2..).unwrap_or_default();
     }
     out.put(rest);
 }

@@ -77,7 +77,9 @@ pub fn append_to_cmdline(cmdline: &mut [u8], len: usize, stamps: &Stamps) -> usi
         }
         separator = b",";
     }
-    cmdline[end] = 0;
+    if let Some(nul) = cmdline.get_mut(end) {
+        *nul = 0;
+    }
     end
 }
 

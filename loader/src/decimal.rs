@@ -3,30 +3,34 @@
 //! code run once is translated once).
 
 /// The digits of `value`, written at the end of `buf`.
+/// The digits are written by iterating (not indexing) so that no bounds check can panic: a
+/// panic would link `core::fmt` back into the firmware.
 pub fn decimal(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut start = buf.len();
-    loop {
-        start -= 1;
-        buf[start] = b'0' + (value % 10) as u8;
+    let mut start = 0;
+    for (at, digit) in buf.iter_mut().enumerate().rev() {
+        *digit = b'0' + (value % 10) as u8;
         value /= 10;
+        start = at;
         if value == 0 {
-            return &buf[start..];
+            break;
         }
     }
+    buf.get(start..).unwrap_or_default()
 }
 
 /// The lowercase hexadecimal digits of `value`, no prefix, written at the end of `buf`
 /// (as `{:x}` formats it).
 pub fn hex(mut value: u64, buf: &mut [u8; 16]) -> &[u8] {
-    let mut start = buf.len();
-    loop {
-        start -= 1;
-        buf[start] = b"0123456789abcdef"[(value & 0xf) as usize];
+    let mut start = 0;
+    for (at, digit) in buf.iter_mut().enumerate().rev() {
+        *digit = b"0123456789abcdef"[(value & 0xf) as usize];
         value >>= 4;
+        start = at;
         if value == 0 {
-            return &buf[start..];
+            break;
         }
     }
+    buf.get(start..).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The E820 memory map in boot_params' layout: read from QEMU's fw_cfg file `etc/e820`,
 //! edited to look like a PC firmware's, and searched for free RAM.
 
-use crate::{le, range};
+use crate::range;
 use core::fmt;
 
 pub const RAM: u32 = 1;
@@ -34,12 +34,9 @@ impl E820Entry {
         range::end((self.addr, self.size))
     }
 
-    fn read(bytes: &[u8], off: usize) -> Option<Self> {
-        Some(Self {
-            addr: le::u64_at(bytes, off)?,
-            size: le::u64_at(bytes, off + 8)?,
-            kind: le::u32_at(bytes, off + 16)?,
-        })
+    fn read(raw: &[u8; ENTRY_SIZE]) -> Self {
+        let field = |at: usize| u64::from_le_bytes(*raw[at..].first_chunk().unwrap_or(&[0; 8]));
+        Self { addr: field(0), size: field(8), kind: u32::from_le_bytes(*raw[16..].first_chunk().unwrap_or(&[0; 4])) }
     }
 }
 
@@ -65,11 +62,16 @@ impl MemoryMap {
         if !bytes.len().is_multiple_of(ENTRY_SIZE) {
             return Err(MapError::PartialEntry { len: bytes.len() });
         }
-        let all = || (0..bytes.len() / ENTRY_SIZE).filter_map(|i| E820Entry::read(bytes, i * ENTRY_SIZE));
         let mut map = Self::new();
-        // RAM first, so anything QEMU reserves on top of RAM wins.
-        for e in all().filter(|e| e.kind == RAM).chain(all().filter(|e| e.kind != RAM)) {
-            map.mark(e.addr, e.size, e.kind)?;
+        // RAM first, so anything QEMU reserves on top of RAM wins. One loop for both passes:
+        // the firmware runs this once, and under TCG each copy of a loop is translated anew.
+        for ram_pass in [true, false] {
+            for raw in bytes.chunks_exact(ENTRY_SIZE) {
+                let e = E820Entry::read(raw.try_into().unwrap_or(&[0; ENTRY_SIZE]));
+                if (e.kind == RAM) == ram_pass {
+                    map.mark(e.addr, e.size, e.kind)?;
+                }
+            }
         }
         Ok(map)
     }
@@ -101,13 +103,11 @@ impl MemoryMap {
             let head_size = e.end().min(start).saturating_sub(e.addr);
             let tail_start = e.addr.max(end);
             let tail = E820Entry { addr: tail_start, size: e.end().saturating_sub(tail_start), ..e };
-            out.push(E820Entry { size: head_size, ..e })?;
-            if tail.size > 0 {
-                if let Some(n) = new.take() {
-                    out.push(n)?;
-                }
+            let new_here = if tail.size > 0 { new.take() } else { None };
+            // One `push` for all three pieces: the firmware's TCG translates each copy of it.
+            for piece in [Some(E820Entry { size: head_size, ..e }), new_here, Some(tail)].into_iter().flatten() {
+                out.push(piece)?;
             }
-            out.push(tail)?;
         }
         if let Some(n) = new {
             out.push(n)?;
@@ -145,13 +145,26 @@ impl MemoryMap {
         start.checked_add(size).is_some_and(|end| self.ram().any(|e| e.addr <= start && end <= e.end()))
     }
 
+    /// Plain loops here and in `total_ram`: the firmware runs each once, and under TCG an
+    /// iterator chain's every branch is a block to translate.
     pub fn ram_top_below_4g(&self) -> u64 {
-        let top = |e: E820Entry| e.end().min(range::FOUR_GIB);
-        self.ram().filter(|e| e.addr < range::FOUR_GIB).map(top).max().unwrap_or(0)
+        let mut top = 0;
+        for e in self.entries() {
+            if e.kind == RAM && e.addr < range::FOUR_GIB {
+                top = top.max(e.end().min(range::FOUR_GIB));
+            }
+        }
+        top
     }
 
     pub fn total_ram(&self) -> u64 {
-        self.ram().fold(0, |sum, e| sum.saturating_add(e.size))
+        let mut total: u64 = 0;
+        for e in self.entries() {
+            if e.kind == RAM {
+                total = total.saturating_add(e.size);
+            }
+        }
+        total
     }
 
     /// Highest `align`-aligned start such that the whole range is RAM, ends at or below

@@ -189,13 +189,10 @@ impl Gpt {
     pub fn find<R: ReadAt>(&self, disk: &mut R, type_guid: &Guid) -> Result<Option<Partition>, GptError<R::Error>> {
         let size = self.entry_size as usize;
         let found = self.for_each_chunk(disk, |first_index, chunk| {
-            chunk.chunks_exact(size).zip(first_index..).find(|(entry, _)| entry[..16] == type_guid[..]).map(
-                |(entry, index)| {
-                    let mut fields = [0u8; ENTRY_FIELDS];
-                    fields.copy_from_slice(&entry[..ENTRY_FIELDS]);
-                    (index, fields)
-                },
-            )
+            chunk.chunks_exact(size).zip(first_index..).find_map(|(entry, index)| {
+                let fields: [u8; ENTRY_FIELDS] = entry.get(..ENTRY_FIELDS)?.try_into().ok()?;
+                (fields[..16] == type_guid[..]).then_some((index, fields))
+            })
         })?;
         found.map(|(index, entry)| self.partition(index, &entry)).transpose()
     }
@@ -226,12 +223,14 @@ impl Gpt {
         disk: &mut R,
         mut visit: impl FnMut(u32, &[u8]) -> Option<T>,
     ) -> Result<Option<T>, GptError<R::Error>> {
-        let per_chunk = (CHUNK / self.entry_size as usize) as u32;
+        // `read` checked the entry size (128 to 2048 bytes): no division by zero, and a chunk
+        // holds at least one entry. The `min`s keep the compiler's bounds checks away.
+        let per_chunk = (CHUNK / self.entry_size.max(1) as usize) as u32;
         let mut buf = [0u8; CHUNK];
         let mut index = 0;
         while index < self.entry_count {
             let count = per_chunk.min(self.entry_count - index);
-            let chunk = &mut buf[..(count * self.entry_size) as usize];
+            let chunk = &mut buf[..((count * self.entry_size) as usize).min(CHUNK)];
             let offset = self.entries_offset + u64::from(index) * u64::from(self.entry_size);
             disk.read_at(offset, chunk).map_err(GptError::Io)?;
             if let Some(found) = visit(index, chunk) {

@@ -160,7 +160,7 @@ impl ElfHeaders {
     }
 
     pub fn program_headers(&self) -> &[ProgramHeader] {
-        &self.program_headers[..self.count]
+        self.program_headers.get(..self.count).unwrap_or_default()
     }
 
     /// Where the load segments go in physical memory.
@@ -207,7 +207,7 @@ impl KernelImage {
 
     /// `(start, size)` of each segment in physical memory.
     pub fn segments(&self) -> &[(u64, u64)] {
-        &self.segments[..self.count]
+        self.segments.get(..self.count).unwrap_or_default()
     }
 
     /// Highest page-aligned place below 4 GiB for an initrd, clear of the kernel.
@@ -230,7 +230,8 @@ fn find_entry_note<R: ReadAt>(elf: &mut R, start: u64, end: u64) -> Result<Optio
     while at.checked_add(NOTE_HEADER_LEN).is_some_and(|head_end| head_end <= end) {
         let mut head = [0u8; NOTE_HEADER_LEN as usize];
         elf.read_at(at, &mut head).map_err(ReadError::Io)?;
-        let [namesz, descsz, kind] = [0, 4, 8].map(|off| le::u32_at(&head, off).expect("12 bytes"));
+        let word = |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+        let (namesz, descsz, kind) = (word(0), word(4), word(8));
         let name_at = at + NOTE_HEADER_LEN;
         // "Xen" with or without its NUL, then the descriptor: the entry as a 32- or 64-bit
         // value whose low half is the address.
@@ -273,20 +274,28 @@ pub fn build_start_info(block: &mut [u8; START_INFO_BLOCK], block_addr: u64, inp
         (48, &(entries.len() as u32).to_le_bytes()),
     ];
     for (offset, bytes) in fields {
-        block[offset..offset + bytes.len()].copy_from_slice(bytes);
+        put(block, offset, bytes);
     }
     if let Some((addr, size)) = input.initrd {
-        block[MODLIST_OFFSET..MODLIST_OFFSET + 8].copy_from_slice(&addr.to_le_bytes());
-        block[MODLIST_OFFSET + 8..MODLIST_OFFSET + 16].copy_from_slice(&size.to_le_bytes());
+        put(block, MODLIST_OFFSET, &addr.to_le_bytes());
+        put(block, MODLIST_OFFSET + 8, &size.to_le_bytes());
     }
     for (i, entry) in entries.iter().enumerate() {
         let at = MEMMAP_OFFSET + i * MEMMAP_ENTRY_LEN;
         let (addr, size, kind) = (entry.addr, entry.size, entry.kind);
-        block[at..at + 8].copy_from_slice(&addr.to_le_bytes());
-        block[at + 8..at + 16].copy_from_slice(&size.to_le_bytes());
-        block[at + 16..at + 20].copy_from_slice(&kind.to_le_bytes());
+        put(block, at, &addr.to_le_bytes());
+        put(block, at + 8, &size.to_le_bytes());
+        put(block, at + 16, &kind.to_le_bytes());
     }
     block_addr
+}
+
+/// Writes `bytes` at `at` in `block`. The block is sized for the largest memory map, so every
+/// write fits; checking instead of indexing keeps a panic (and `core::fmt`) out of the firmware.
+fn put(block: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(dest) = block.get_mut(at..at + bytes.len()) {
+        dest.copy_from_slice(bytes);
+    }
 }
 
 #[cfg(test)]

@@ -51,7 +51,9 @@ fn u32_at(raw: &[u8], offset: usize) -> u32 {
     u32::from_le_bytes([raw[offset], raw[offset + 1], raw[offset + 2], raw[offset + 3]])
 }
 
-/// The name in the 56-byte field at `offset`, which must hold its NUL terminator.
+/// The name in the 56-byte field at `offset`, which must hold its NUL terminator. Out of
+/// line: inlined, its NUL search would be translated again at each of its five uses.
+#[inline(never)]
 fn name_at(raw: &[u8], offset: usize) -> Result<&[u8], AcpiError> {
     let field = &raw[offset..offset + NAME_LEN];
     let len = field.iter().position(|&b| b == 0).ok_or(AcpiError::UnterminatedName)?;
