@@ -3,7 +3,7 @@
 //! sends both with every job (`flint.seed`, `flint.time`); a cold boot takes them too.
 
 use crate::report::Failure;
-use crate::status;
+use crate::{control, job, poweroff, status};
 use core::sync::atomic::{AtomicI32, Ordering};
 use rustix::fd::{IntoRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
@@ -23,6 +23,22 @@ struct PoolInfo {
     entropy_bits: i32,
     size: i32,
     bytes: [u8; 32],
+}
+
+/// How long the rest of a fresh-entropy message may take to arrive after its first byte.
+const FRESH_WAIT_MS: u64 = 5_000;
+
+/// Reads a fresh-entropy control message's payload (its first byte already read) from the
+/// host's port, applies it, and says so on the status port.
+pub fn take_from_host() -> Result<(), Failure> {
+    let malformed = || Failure::new(status::BAD_PARAMETERS).text("the host's fresh entropy and time are malformed");
+    let port = poweroff::host_port().ok_or_else(malformed)?;
+    let mut payload = [0; control::FRESH_LEN];
+    job::read_exact(port, &mut payload, FRESH_WAIT_MS)?;
+    let (seed, time) = control::parse_fresh(&payload).ok_or_else(malformed)?;
+    apply(Some(seed), Some(time))?;
+    poweroff::write_status_line(status::FRESH_LINE);
+    Ok(())
 }
 
 /// Mixes `seed` into the kernel's RNG and reseeds it, then sets the wall clock to `time`.

@@ -82,6 +82,7 @@ fn boot(cmdline: &mut [u8; params::CMDLINE_MAX]) -> Result<u8, Failure> {
             })?;
             if params.warmup {
                 warmup::run();
+                warmup::take_seed(port, params.device_wait_ms)?;
             }
             // Opened now, so a restored VM does not walk the path and open the device again.
             fresh::open_urandom();

@@ -8,8 +8,9 @@
 //! and "time is up" together, with no handler code or restorer trampoline.
 
 use crate::clock::{self, Deadline};
-use crate::control::{self, Message};
+use crate::control::Message;
 use crate::exec::{self, Command};
+use crate::fresh;
 use crate::oom;
 use crate::poweroff;
 use crate::ready::Ready;
@@ -17,7 +18,6 @@ use crate::report::{self, Failure};
 use crate::status;
 use crate::stdio::Stdio;
 use crate::sys::{self, SigSet};
-use crate::{fresh, job};
 use rustix::process::{Pid, Signal, WaitOptions};
 use rustix::system::RebootCommand;
 
@@ -59,7 +59,7 @@ pub fn fork() -> Result<Option<Pid>, Failure> {
 ///
 /// At `flint.timeout` the workload gets SIGTERM, then SIGKILL `grace_ms` later (at once
 /// when 0), as `timeout -k` does; either way the VM's status is then 124. The host's
-/// messages on the status port ([`control`]) forward signals, stop the workload with status
+/// messages on the status port ([`crate::control`]) forward signals, stop the workload with status
 /// 128+N, or bring fresh entropy and time. The first write to `ready` is announced on the
 /// status port.
 pub fn supervise(
@@ -144,7 +144,7 @@ fn obey_host(workload: Pid) -> Option<u8> {
                 return Some(Message::stop_status(signal));
             }
             Some(Message::Fresh) => {
-                if let Err(failure) = take_fresh() {
+                if let Err(failure) = fresh::take_from_host() {
                     let _ = rustix::process::kill_process(workload, Signal::KILL);
                     report::print(&failure);
                     return Some(failure.status);
@@ -154,21 +154,6 @@ fn obey_host(workload: Pid) -> Option<u8> {
         }
     }
     None
-}
-
-/// How long the rest of a fresh-entropy message may take to arrive after its first byte.
-const FRESH_WAIT_MS: u64 = 5_000;
-
-/// Reads a fresh-entropy message's payload, applies it, and says so on the status port.
-fn take_fresh() -> Result<(), Failure> {
-    let malformed = || Failure::new(status::BAD_PARAMETERS).text("the host's fresh entropy and time are malformed");
-    let port = poweroff::host_port().ok_or_else(malformed)?;
-    let mut payload = [0; control::FRESH_LEN];
-    job::read_exact(port, &mut payload, FRESH_WAIT_MS)?;
-    let (seed, time) = control::parse_fresh(&payload).ok_or_else(malformed)?;
-    fresh::apply(Some(seed), Some(time))?;
-    poweroff::write_status_line(status::FRESH_LINE);
-    Ok(())
 }
 
 /// Reaps every child that has exited; returns the workload's status once it is among them.

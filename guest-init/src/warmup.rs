@@ -5,10 +5,18 @@
 //! restored VM would otherwise run (and TCG translate) for the first time. Nothing else of
 //! it stays: the shell has ended before the snapshot. Best effort: a root without a shell,
 //! or one that fails, only misses the gain.
+//!
+//! Then the init takes fresh entropy and time from the host ([`take_seed`]), so the kernel's
+//! CRNG is initialised in the snapshot: each restored VM only reseeds it with its job's
+//! entropy, without the first initialisation's work (a console message included).
 
 use crate::clock::{self, Deadline};
+use crate::control::Message;
+use crate::report::Failure;
 use crate::sys::{self, SigSet};
+use crate::{fresh, job, status};
 use core::ptr;
+use rustix::fd::BorrowedFd;
 use rustix::process::{Signal, WaitOptions};
 
 /// A shell that has not ended by then is killed: the snapshot must not wait on it.
@@ -46,4 +54,16 @@ fn exec_shell() -> ! {
     // SAFETY: NUL-terminated strings in null-terminated arrays, all static.
     unsafe { sys::execve(c"/bin/sh".as_ptr().cast(), argv.as_ptr().cast(), envp.as_ptr().cast()) };
     sys::exit(127)
+}
+
+/// Takes the fresh-entropy control message the host sends a VM that makes a warm snapshot
+/// before it waits for its job; waits at most `wait_ms` for it.
+pub fn take_seed(port: BorrowedFd<'_>, wait_ms: u64) -> Result<(), Failure> {
+    let mut first = [0];
+    job::read_exact(port, &mut first, wait_ms)?;
+    if Message::decode(first[0]) != Some(Message::Fresh) {
+        return Err(Failure::new(status::BAD_PARAMETERS)
+            .text("flint.warmup: the host's first message is not fresh entropy and time"));
+    }
+    fresh::take_from_host()
 }

@@ -273,6 +273,11 @@ impl Creation {
     ) -> Result<Qmp> {
         let status_port = ports.last().expect("the status port");
         let failed = |why: String| anyhow!("the warm snapshot could not be made: {why}");
+        if self.point == WarmPoint::Boot {
+            // Taken before the snapshot (`flint.warmup`): the guest's CRNG is initialised in
+            // it, and each restore only reseeds it with its job's own entropy.
+            (&*status_port).write_all(&fresh_message()?).context("cannot write to the status port")?;
+        }
         wait_for_line(status_port, status::AWAITING_JOB_LINE, self.boot_timeout, (child, &[])).map_err(failed)?;
         if let Some(job) = job {
             (&*status_port).write_all(&job.message()?).context("cannot send the job")?;
