@@ -57,9 +57,12 @@ pub fn apply(seed: Option<[u8; 32]>, time: Option<(u64, u32)>) -> Result<(), Fai
 /// /dev/urandom once [`open_urandom`] opened it, for the life of the init.
 static URANDOM: AtomicI32 = AtomicI32::new(-1);
 
-/// Opens /dev/urandom ahead of [`apply`] (before a warm snapshot is taken); if it fails,
-/// `apply` tries again and says why.
+/// Opens /dev/urandom ahead of [`apply`] (before a warm snapshot is taken), unless it is open
+/// already; if it fails, `apply` tries again and says why.
 pub fn open_urandom() {
+    if URANDOM.load(Ordering::Relaxed) != -1 {
+        return;
+    }
     if let Ok(random) = open_random() {
         URANDOM.store(random.into_raw_fd(), Ordering::Relaxed);
     }
