@@ -194,7 +194,6 @@ pub fn fail(console: Result<OwnedFd, Errno>, failure: Failure) -> ! {
 
 /// The child's set-up that does not depend on the job: signals, session, fds 0-2.
 pub fn detach(stdio: &Stdio) -> Result<(), Failure> {
-    let setup = |what: &str, errno| Failure::new(status::SETUP_FAILED).text(what).errno(errno);
     // PID 1 blocks the signals it waits for; the mask survives execve, so clear it.
     sys::set_blocked(SigSet::EMPTY).map_err(|errno| setup("cannot unblock signals: ", errno))?;
     // A session of its own, with the stdin terminal (if any) as its controlling terminal,
@@ -222,16 +221,17 @@ pub fn enter(command: &Command<'_>) -> Result<(), Failure> {
     let credentials = rustix::thread::set_thread_groups(&[])
         .and_then(|()| rustix::thread::set_thread_gid(Gid::from_raw(command.gid)))
         .and_then(|()| rustix::thread::set_thread_uid(Uid::from_raw(command.uid)));
-    credentials.map_err(|errno| {
-        Failure::new(status::SETUP_FAILED)
-            .text("cannot switch to flint.uid/flint.gid: ")
-            .errno(errno)
-            .text(": use ids the kernel accepts")
-    })
+    credentials
+        .map_err(|errno| setup("cannot switch to flint.uid/flint.gid: ", errno).text(": use ids the kernel accepts"))
 }
 
-/// Executes the program, searching `PATH` like `execvp` when its name has no `/`; returns
-/// only with the reason it could not.
+/// A failure of the child's set-up: what failed, and the kernel's reason.
+fn setup(what: &str, errno: Errno) -> Failure {
+    Failure::new(status::SETUP_FAILED).text(what).errno(errno)
+}
+
+/// Executes the program: at the path the host found it (`flint.program`), or searching
+/// `PATH` like `execvp` when its name has no `/`; returns only with the reason it could not.
 pub fn exec(command: &Command<'_>) -> Failure {
     let errno = if command.program.contains(&b'/') {
         // SAFETY: argv[0] is `program`, NUL-terminated in `strings`; the arrays are

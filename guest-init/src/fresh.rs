@@ -5,7 +5,7 @@
 use crate::report::Failure;
 use crate::{control, job, poweroff, status};
 use core::sync::atomic::{AtomicI32, Ordering};
-use rustix::fd::{IntoRawFd, OwnedFd};
+use rustix::fd::IntoRawFd;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::time::{ClockId, Timespec};
@@ -54,22 +54,25 @@ pub fn apply(seed: Option<[u8; 32]>, time: Option<(u64, u32)>) -> Result<(), Fai
     Ok(())
 }
 
-/// /dev/urandom once [`open_urandom`] opened it, for the life of the init.
+/// /dev/urandom once opened ([`urandom`]), for the life of the init.
 static URANDOM: AtomicI32 = AtomicI32::new(-1);
 
-/// Opens /dev/urandom ahead of [`apply`] (before a warm snapshot is taken), unless it is open
-/// already; if it fails, `apply` tries again and says why.
+/// Opens /dev/urandom ahead of [`apply`] (before a warm snapshot is taken); if it fails,
+/// `apply` tries again and says why.
 pub fn open_urandom() {
-    if URANDOM.load(Ordering::Relaxed) != -1 {
-        return;
-    }
-    if let Ok(random) = open_random() {
-        URANDOM.store(random.into_raw_fd(), Ordering::Relaxed);
-    }
+    let _ = urandom();
 }
 
-fn open_random() -> Result<OwnedFd, Errno> {
-    rustix::fs::open(c"/dev/urandom", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
+/// /dev/urandom's descriptor, opened the first time.
+fn urandom() -> Result<i32, Errno> {
+    match URANDOM.load(Ordering::Relaxed) {
+        -1 => {
+            let fd = rustix::fs::open(c"/dev/urandom", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?.into_raw_fd();
+            URANDOM.store(fd, Ordering::Relaxed);
+            Ok(fd)
+        }
+        fd => Ok(fd),
+    }
 }
 
 fn reseed(seed: [u8; 32]) -> Result<(), Failure> {
@@ -79,12 +82,7 @@ fn reseed(seed: [u8; 32]) -> Result<(), Failure> {
             .errno(errno)
             .text(": a kernel without RNDRESEEDCRNG (Linux 4.17) cannot get fresh entropy")
     };
-    let fd = match URANDOM.load(Ordering::Relaxed) {
-        -1 => open_random().map_err(|errno| failed("cannot open /dev/urandom: ", errno))?.into_raw_fd(),
-        fd => fd,
-    };
-    URANDOM.store(fd, Ordering::Relaxed);
-    let fd = fd as usize;
+    let fd = urandom().map_err(|errno| failed("cannot open /dev/urandom: ", errno))? as usize;
     let info = PoolInfo { entropy_bits: 256, size: 32, bytes: seed };
     // SAFETY: the kernel reads a rand_pool_info of `size` bytes from a valid pointer.
     unsafe { syscall!(Sysno::ioctl, fd, RNDADDENTROPY, &info as *const PoolInfo) }
