@@ -22,7 +22,8 @@ pub mod key {
 }
 
 const FEATURE_DMA: u32 = 1 << 1;
-const MAX_FILES: usize = 128;
+/// QEMU serves at most 32 files unless its `x-file-slots` property is raised.
+const MAX_FILES: usize = 64;
 const NAME_LEN: usize = 56;
 const DIR_ENTRY_LEN: usize = 64;
 
@@ -44,20 +45,14 @@ pub struct DmaError;
 pub struct File {
     pub select: u16,
     pub size: u32,
-    name: [u8; NAME_LEN],
-}
-
-impl File {
-    pub fn name(&self) -> &[u8] {
-        let len = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
-        &self.name[..len]
-    }
 }
 
 pub struct FwCfg<T: Transport> {
     transport: T,
     dma: bool,
-    files: [File; MAX_FILES],
+    /// The directory as QEMU serves it, searched in place: a big-endian count, then per file a
+    /// big-endian size and select key, two reserved bytes and a NUL-padded name.
+    directory: [u8; 4 + DIR_ENTRY_LEN * MAX_FILES],
     file_count: usize,
 }
 
@@ -77,7 +72,7 @@ impl<T: Transport> FwCfg<T> {
         let mut cfg = FwCfg {
             transport,
             dma,
-            files: [File { select: 0, size: 0, name: [0; NAME_LEN] }; MAX_FILES],
+            directory: [0; 4 + DIR_ENTRY_LEN * MAX_FILES],
             file_count: 0,
         };
         cfg.read_directory();
@@ -90,14 +85,7 @@ impl<T: Transport> FwCfg<T> {
         self.read(key::FILE_DIR, &mut count);
         let count = (u32::from_be_bytes(count) as usize).min(MAX_FILES);
         // One transfer for the whole directory: by DMA that is one exit instead of thousands.
-        let mut raw = [0u8; 4 + DIR_ENTRY_LEN * MAX_FILES];
-        let raw = &mut raw[..4 + DIR_ENTRY_LEN * count];
-        self.read(key::FILE_DIR, raw);
-        for (file, entry) in self.files.iter_mut().zip(raw[4..].chunks_exact(DIR_ENTRY_LEN)) {
-            file.size = u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]);
-            file.select = u16::from_be_bytes([entry[4], entry[5]]);
-            file.name.copy_from_slice(&entry[8..8 + NAME_LEN]);
-        }
+        read(&mut self.transport, self.dma, key::FILE_DIR, &mut self.directory[..4 + DIR_ENTRY_LEN * count]);
         self.file_count = count;
     }
 
@@ -106,18 +94,23 @@ impl<T: Transport> FwCfg<T> {
     }
 
     pub fn find(&self, name: &[u8]) -> Option<File> {
-        self.files.iter().take(self.file_count).find(|f| f.name() == name).copied()
+        let entries = self.directory.get(4..4 + DIR_ENTRY_LEN * self.file_count).unwrap_or_default();
+        for entry in entries.chunks_exact(DIR_ENTRY_LEN) {
+            let stored = &entry[8..];
+            let len = stored.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+            if &stored[..len] == name {
+                return Some(File {
+                    size: u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]),
+                    select: u16::from_be_bytes([entry[4], entry[5]]),
+                });
+            }
+        }
+        None
     }
 
-    /// Reads the first `dest.len()` bytes of an item. Out of line, as `read_u32`: under TCG
-    /// each inlined copy would be translated again, and they are called from a dozen places.
-    #[inline(never)]
+    /// Reads the first `dest.len()` bytes of an item (out of line, in `read`).
     pub fn read(&mut self, key: u16, dest: &mut [u8]) {
-        if self.dma && self.transport.dma_read(key, dest).is_ok() {
-            return;
-        }
-        self.transport.select(key);
-        self.transport.read(dest);
+        read(&mut self.transport, self.dma, key, dest)
     }
 
     #[inline(never)]
@@ -143,6 +136,18 @@ impl<T: Transport> FwCfg<T> {
         }
         self.transport.dma_write(file.select, offset, src)
     }
+}
+
+/// `FwCfg::read` on the parts it needs, so the directory can be read into the device's own
+/// buffer. Out of line, as `read_u32`: under TCG each inlined copy would be translated again,
+/// and reads come from a dozen places.
+#[inline(never)]
+fn read<T: Transport>(transport: &mut T, dma: bool, key: u16, dest: &mut [u8]) {
+    if dma && transport.dma_read(key, dest).is_ok() {
+        return;
+    }
+    transport.select(key);
+    transport.read(dest);
 }
 
 #[cfg(test)]
@@ -259,7 +264,7 @@ mod tests {
             entry
         }
 
-        /// Directories with any count (above the 128 entries kept too), names that repeat,
+        /// Directories with any count (above the 64 entries kept too), names that repeat,
         /// lack a NUL or hold one early, and items cut short or padded with junk.
         fn directory() -> impl Strategy<Value = Vec<u8>> {
             let name = prop::collection::vec(prop::sample::select(b"ab/\0\xff".to_vec()), 0..=NAME_LEN + 2);
@@ -311,8 +316,7 @@ mod tests {
                 let found = found.unwrap();
                 // The first entry of that name wins.
                 let first = model.iter().find(|(_, _, other)| other == name).unwrap();
-                prop_assert_eq!((found.size, found.select, found.name()), (first.0, first.1, first.2.as_slice()));
-                prop_assert!(found.name().len() <= NAME_LEN && !found.name().contains(&0));
+                prop_assert_eq!((found.size, found.select), (first.0, first.1));
             }
             // Names the directory cannot hold are never found.
             prop_assert!(cfg.find(&[b'a'; NAME_LEN + 1]).is_none());
@@ -365,7 +369,7 @@ mod tests {
                 let mut cfg = FwCfg::probe(&mut regenerating).expect("signature");
                 let model_first = model(&first);
                 prop_assert_eq!(cfg.file_count, model_first.len());
-                cfg.select_file(&File { select: key::FILE_DIR + 1, size: 0, name: [0; NAME_LEN] });
+                cfg.select_file(&File { select: key::FILE_DIR + 1, size: 0 });
                 cfg.read_directory();
                 let model_second = model(&second);
                 prop_assert_eq!(cfg.file_count, model_second.len());

@@ -96,23 +96,29 @@ impl MemoryMap {
         if size == 0 {
             return Ok(());
         }
-        let mut out = Self::new();
+        let old = self.clone();
+        self.len = 0;
         let mut new = kind.map(|kind| E820Entry { addr: start, size, kind });
-        for &e in self.entries() {
-            // What lies outside [start, end) survives; the new entry goes before the tail.
-            let head_size = e.end().min(start).saturating_sub(e.addr);
-            let tail_start = e.addr.max(end);
-            let tail = E820Entry { addr: tail_start, size: e.end().saturating_sub(tail_start), ..e };
-            let new_here = if tail.size > 0 { new.take() } else { None };
-            // One `push` for all three pieces: the firmware's TCG translates each copy of it.
-            for piece in [Some(E820Entry { size: head_size, ..e }), new_here, Some(tail)].into_iter().flatten() {
-                out.push(piece)?;
+        // What lies outside [start, end) survives; the new entry goes before the first tail.
+        // Under TCG every distinct instruction the firmware runs is translated once, so this
+        // is kept to two plain pieces per entry.
+        for &e in old.entries() {
+            let e_end = e.end();
+            if e.addr < start {
+                self.push(E820Entry { size: e_end.min(start) - e.addr, ..e })
+                    .inspect_err(|_| *self = old.clone())?;
+            }
+            if e_end > end {
+                let tail = e.addr.max(end);
+                let pieces = [new.take(), Some(E820Entry { addr: tail, size: e_end - tail, ..e })];
+                for piece in pieces.into_iter().flatten() {
+                    self.push(piece).inspect_err(|_| *self = old.clone())?;
+                }
             }
         }
         if let Some(n) = new {
-            out.push(n)?;
+            self.push(n).inspect_err(|_| *self = old.clone())?;
         }
-        *self = out;
         Ok(())
     }
 
