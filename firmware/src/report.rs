@@ -214,7 +214,7 @@ impl Text for MapError {
                 Hex(start),
                 Hex(size)
             ),
-            Self::TableFull => put!(out, "memory map needs more than 128 entries: give the VM fewer memory regions"),
+            Self::TableFull => put!(out, "memory map needs more than 48 entries: give the VM fewer memory regions"),
         }
     }
 }

@@ -9,8 +9,10 @@ pub const RESERVED: u32 = 2;
 pub const ACPI: u32 = 3;
 pub const NVS: u32 = 4;
 pub const UNUSABLE: u32 = 5;
-/// boot_params holds at most this many entries (E820_MAX_ENTRIES_ZEROPAGE).
-pub const MAX_ENTRIES: usize = 128;
+/// A map holds at most this many entries: QEMU's (the firmware reads at most 32) and the few
+/// the firmware marks (legacy low memory, MMCONFIG, ACPI), within boot_params' 128
+/// (E820_MAX_ENTRIES_ZEROPAGE). Small, because the firmware copies the table as it edits it.
+pub const MAX_ENTRIES: usize = 48;
 /// One packed entry, in QEMU's file and in boot_params alike.
 pub const ENTRY_SIZE: usize = 20;
 
@@ -100,42 +102,50 @@ impl MemoryMap {
         self.len = 0;
         let mut new = kind.map(|kind| E820Entry { addr: start, size, kind });
         // What lies outside [start, end) survives; the new entry goes before the first tail.
-        // Under TCG every distinct instruction the firmware runs is translated once, so this
-        // is kept to two plain pieces per entry.
+        // Under TCG every distinct instruction the firmware runs is translated once: plain
+        // pushes, one check at the end.
+        let mut full = false;
         for &e in old.entries() {
             let e_end = e.end();
             if e.addr < start {
-                self.push(E820Entry { size: e_end.min(start) - e.addr, ..e })
-                    .inspect_err(|_| *self = old.clone())?;
+                full |= self.push(E820Entry { size: e_end.min(start) - e.addr, ..e });
             }
             if e_end > end {
-                let tail = e.addr.max(end);
-                let pieces = [new.take(), Some(E820Entry { addr: tail, size: e_end - tail, ..e })];
-                for piece in pieces.into_iter().flatten() {
-                    self.push(piece).inspect_err(|_| *self = old.clone())?;
+                if let Some(n) = new.take() {
+                    full |= self.push(n);
                 }
+                let tail = e.addr.max(end);
+                full |= self.push(E820Entry { addr: tail, size: e_end - tail, ..e });
             }
         }
         if let Some(n) = new {
-            self.push(n).inspect_err(|_| *self = old.clone())?;
+            full |= self.push(n);
+        }
+        if full {
+            *self = old;
+            return Err(MapError::TableFull);
         }
         Ok(())
     }
 
     /// Appends an entry that starts at or after the last one's end; empty ones vanish.
-    fn push(&mut self, e: E820Entry) -> Result<(), MapError> {
+    /// Returns whether the table was full.
+    fn push(&mut self, e: E820Entry) -> bool {
         if e.size == 0 {
-            return Ok(());
+            return false;
         }
         if let Some(last) = self.len.checked_sub(1).and_then(|i| self.table.get_mut(i)) {
             if last.kind == e.kind && last.end() == e.addr {
                 last.size = last.size.saturating_add(e.size);
-                return Ok(());
+                return false;
             }
         }
-        *self.table.get_mut(self.len).ok_or(MapError::TableFull)? = e;
+        let Some(slot) = self.table.get_mut(self.len) else {
+            return true;
+        };
+        *slot = e;
         self.len += 1;
-        Ok(())
+        false
     }
 
     pub fn entries(&self) -> &[E820Entry] {
@@ -226,7 +236,7 @@ impl fmt::Display for MapError {
             Self::Wraps { start, size } => {
                 write!(f, "memory range {start:#x}+{size:#x} wraps past the top of memory: fix the VM's memory layout")
             }
-            Self::TableFull => f.write_str("memory map needs more than 128 entries: give the VM fewer memory regions"),
+            Self::TableFull => f.write_str("memory map needs more than 48 entries: give the VM fewer memory regions"),
         }
     }
 }

@@ -19,7 +19,10 @@ fn address(bdf: Bdf, offset: u8) -> u32 {
         | u32::from(offset & 0xfc)
 }
 
+// Out of line: the PCI scan calls these from many places, and under TCG every inlined copy is
+// translated again.
 impl ConfigSpace for PortConfigSpace {
+    #[inline(never)]
     fn read32(&mut self, bdf: Bdf, offset: u8) -> u32 {
         // SAFETY: the host bridge's configuration ports; selecting and reading a register has
         // no side effect, and the firmware runs on one CPU, so the address/data pair is ours.
@@ -29,6 +32,7 @@ impl ConfigSpace for PortConfigSpace {
         }
     }
 
+    #[inline(never)]
     fn write32(&mut self, bdf: Bdf, offset: u8, value: u32) {
         // SAFETY: as for `read32`; the callers write registers they mean to program.
         unsafe {
