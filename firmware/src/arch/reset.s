@@ -1,13 +1,12 @@
 # Reset vector -> 32-bit protected mode -> 64-bit long mode -> Rust.
 # Physical memory used before Rust runs (all below 1 MiB, reclaimed by Linux later):
-#   0x1000-0x7fff  page tables: identity map of the low 4 GiB with 2 MiB pages, plus the
+#   0x1000-0x6fff  page tables: identity map of the low 4 GiB with 2 MiB pages, plus the
 #                  top 1 GiB aliased at the top of the 64-bit space, where Rust code is linked
 #   0x8000-0xffff  .data/.bss (layout.ld)      0x10000-0x1ffff  stack
 
 .set PML4, 0x1000
-.set PDPT_LOW, 0x2000
-.set PDPT_HIGH, 0x3000
-.set PD, 0x4000             # four pages, one per GiB
+.set PDPT, 0x2000           # shared by both PML4 slots: entries 0-3 low, 511 high
+.set PD, 0x3000             # four pages, one per GiB
 .set STACK_TOP, 0x20000
 .set CODE32, 0x08
 .set CODE64, 0x10           # __BOOT_CS, as Linux's 64-bit boot protocol requires
@@ -43,23 +42,30 @@ protected_mode_start:
     movw %ax, %fs
     movw %ax, %gs
 
-    # RAM keeps its contents across a guest reset: clear the PML4 and both PDPTs (the PD
-    # entries below are all written anyway; under TCG each `rep` iteration costs).
-    movl $PML4, %edi
-    xorl %eax, %eax
-    movl $(3 * 4096 / 4), %ecx
-    rep stosl
-    movl $(PDPT_LOW | 3), PML4
-    movl $(PDPT_HIGH | 3), PML4 + 511 * 8
-    movl $(PD | 3), PDPT_LOW
-    movl $(PD + 0x1000 | 3), PDPT_LOW + 8
-    movl $(PD + 0x2000 | 3), PDPT_LOW + 16
-    movl $(PD + 0x3000 | 3), PDPT_LOW + 24
-    movl $(PD + 0x3000 | 3), PDPT_HIGH + 511 * 8
-    # 2048 entries of 2 MiB: present, writable, large page.
+    # Only the entries used are written, whole (RAM keeps its contents across a guest reset):
+    # stale ones elsewhere map addresses the firmware never touches, and Linux builds its own
+    # tables. Under TCG each `rep` step costs about as much as a loop iteration, so no page
+    # is cleared.
+    xorl %edx, %edx
+    movl $(PDPT | 3), PML4
+    movl %edx, PML4 + 4
+    movl $(PDPT | 3), PML4 + 511 * 8
+    movl %edx, PML4 + 511 * 8 + 4
+    movl $PDPT, %edi
+    movl $(PD | 3), %eax
+2:  movl %eax, (%edi)
+    movl %edx, 4(%edi)
+    addl $0x1000, %eax
+    addl $8, %edi
+    cmpl $(PDPT + 32), %edi
+    jne 2b
+    movl $(PD + 0x3000 | 3), PDPT + 511 * 8
+    movl %edx, PDPT + 511 * 8 + 4
+    # Present, writable, large page.
     movl $PD, %edi
     movl $0x83, %eax
 1:  movl %eax, (%edi)
+    movl %edx, 4(%edi)
     addl $0x200000, %eax
     addl $8, %edi
     cmpl $(PD + 0x4000), %edi
