@@ -77,14 +77,13 @@ fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
         // As SeaBIOS does, so Linux trusts the MCFG table at once.
         map.mark(chipset::MMCONFIG_BASE, chipset::MMCONFIG_SIZE, e820::RESERVED).map_err(BootError::Map)?;
     }
-    let devices = if microvm {
-        // Nothing answers on its PCI ports; skipping the scan skips translating its code too.
-        pci::Summary::none()
-    } else {
+    let mut devices = pci::Summary::none();
+    // On microvm nothing answers on the PCI ports; skipping the scan skips translating its code.
+    if !microvm {
         chipset::route_interrupts(&mut pci_config, &mut PortElcr, chipset);
         let windows = Windows { mem: (ram_top.max(PCI_MEM_FLOOR), PCI_MEM_END), io: PCI_IO };
-        pci::setup(&mut pci_config, chipset, &windows).map_err(BootError::Pci)?
-    };
+        pci::setup(&mut pci_config, chipset, &windows, &mut devices).map_err(BootError::Pci)?;
+    }
     log!("PCI: {} functions set up", devices.functions().len());
 
     // After PCI: QEMU builds the ACPI tables when they are first read, from the BARs and PM

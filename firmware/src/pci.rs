@@ -188,10 +188,17 @@ impl Text for PciError {
     }
 }
 
-/// Assigns every BAR on bus 0, sets interrupt lines and enables I/O, memory and bus mastering.
-/// The chipset's PIRQ routing must already be programmed (`chipset::route_interrupts`).
-pub fn setup<C: ConfigSpace>(cfg: &mut C, chipset: Chipset, windows: &Windows) -> Result<Summary, PciError> {
-    let mut summary = discover(cfg)?;
+/// Assigns every BAR on bus 0, sets interrupt lines and enables I/O, memory and bus mastering;
+/// lists what it did in `summary` (filled in place: it is kilobytes, and under TCG every move of
+/// it is code to translate). The chipset's PIRQ routing must already be programmed
+/// (`chipset::route_interrupts`).
+pub fn setup<C: ConfigSpace>(
+    cfg: &mut C,
+    chipset: Chipset,
+    windows: &Windows,
+    summary: &mut Summary,
+) -> Result<(), PciError> {
+    discover(cfg, summary)?;
     let functions = summary.functions.get_mut(..summary.count).unwrap_or_default();
     allocate::assign(functions, windows)?;
     for function in functions.iter_mut().filter(|f| f.header == Header::Device) {
@@ -216,12 +223,12 @@ pub fn setup<C: ConfigSpace>(cfg: &mut C, chipset: Chipset, windows: &Windows) -
             }
         }
     }
-    Ok(summary)
+    Ok(())
 }
 
 /// Lists bus 0's functions and sizes the BARs of ordinary devices, with their decoding off.
-fn discover<C: ConfigSpace>(cfg: &mut C) -> Result<Summary, PciError> {
-    let mut summary = Summary::none();
+fn discover<C: ConfigSpace>(cfg: &mut C, summary: &mut Summary) -> Result<(), PciError> {
+    summary.count = 0;
     for device in 0..DEVICES_PER_BUS {
         for function in 0..FUNCTIONS_PER_DEVICE {
             let bdf = Bdf::new(0, device, function);
@@ -260,13 +267,18 @@ fn discover<C: ConfigSpace>(cfg: &mut C) -> Result<Summary, PciError> {
             }
         }
     }
-    Ok(summary)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::fake::{BarSpec, FakeConfigSpace};
     use super::*;
+
+    fn run(cfg: &mut FakeConfigSpace, chipset: Chipset, windows: &Windows) -> Result<Summary, PciError> {
+        let mut summary = Summary::none();
+        setup(cfg, chipset, windows, &mut summary).map(|()| summary)
+    }
 
     const WINDOWS: Windows = Windows { mem: (0xc000_0000, 0xfec0_0000), io: (0xc000, 0x1_0000) };
 
@@ -301,7 +313,7 @@ mod tests {
     #[test]
     fn finds_functions_honouring_the_multifunction_bit() {
         let mut cfg = q35_with_devices();
-        let summary = setup(&mut cfg, Chipset::Q35, &WINDOWS).unwrap();
+        let summary = run(&mut cfg, Chipset::Q35, &WINDOWS).unwrap();
         let found: Vec<Bdf> = summary.functions().iter().map(|f| f.bdf).collect();
         assert_eq!(found, [Bdf::new(0, 0, 0), Bdf::new(0, 3, 0), Bdf::new(0, 5, 0), Bdf::new(0, 5, 2)]);
     }
@@ -309,7 +321,7 @@ mod tests {
     #[test]
     fn assigns_naturally_aligned_non_overlapping_bars_largest_first() {
         let mut cfg = q35_with_devices();
-        let summary = setup(&mut cfg, Chipset::Q35, &WINDOWS).unwrap();
+        let summary = run(&mut cfg, Chipset::Q35, &WINDOWS).unwrap();
         let mut ranges = Vec::new();
         for f in summary.functions() {
             for bar in f.bars.iter().flatten() {
@@ -335,7 +347,7 @@ mod tests {
     #[test]
     fn programs_the_registers_and_enables_decoding() {
         let mut cfg = q35_with_devices();
-        let summary = setup(&mut cfg, Chipset::Q35, &WINDOWS).unwrap();
+        let summary = run(&mut cfg, Chipset::Q35, &WINDOWS).unwrap();
         let blk = Bdf::new(0, 3, 0);
         let bars = function(&summary, blk).bars;
         let io = bars[0].unwrap();
@@ -354,7 +366,7 @@ mod tests {
     #[test]
     fn sets_interrupt_lines_from_the_chipset_routing() {
         let mut cfg = q35_with_devices();
-        let summary = setup(&mut cfg, Chipset::Q35, &WINDOWS).unwrap();
+        let summary = run(&mut cfg, Chipset::Q35, &WINDOWS).unwrap();
         // q35 slots 0-24: PIRQ E-H rotated by slot; PIRQ E,F -> 10, G,H -> 11.
         for (bdf, irq) in [(Bdf::new(0, 3, 0), 11), (Bdf::new(0, 5, 0), 10), (Bdf::new(0, 5, 2), 11)] {
             assert_eq!(cfg.read8(bdf, reg::INTERRUPT_LINE), irq, "{}", crate::report::string(&bdf));
@@ -369,7 +381,7 @@ mod tests {
         let bdf = Bdf::new(0, 4, 0);
         cfg.add(bdf, 0x1af4, 0x1000, 0);
         cfg.bar(bdf, 0, BarSpec::Io16(0x20));
-        let summary = setup(&mut cfg, Chipset::Pc, &WINDOWS).unwrap();
+        let summary = run(&mut cfg, Chipset::Pc, &WINDOWS).unwrap();
         assert_eq!(function(&summary, bdf).bars[0].unwrap().size, 0x20);
     }
 
@@ -377,7 +389,7 @@ mod tests {
     fn reports_an_exhausted_window() {
         let mut cfg = q35_with_devices();
         let small = Windows { mem: (0xc000_0000, 0xc080_0000), ..WINDOWS };
-        let err = setup(&mut cfg, Chipset::Q35, &small).err().unwrap();
+        let err = run(&mut cfg, Chipset::Q35, &small).err().unwrap();
         assert_eq!(
             err,
             PciError::WindowExhausted {
@@ -392,7 +404,7 @@ mod tests {
         assert!(message.contains("00:05.0 BAR0") && !message.contains('\n'), "{message}");
         let no_io = Windows { io: (0xc000, 0xc040), ..WINDOWS };
         assert!(matches!(
-            setup(&mut q35_with_devices(), Chipset::Q35, &no_io),
+            run(&mut q35_with_devices(), Chipset::Q35, &no_io),
             Err(PciError::WindowExhausted { kind: BarKind::Io, size: 0x20, .. })
         ));
     }
@@ -403,7 +415,7 @@ mod tests {
         let bdf = Bdf::new(0, 6, 0);
         cfg.add(bdf, 0x1b36, 0x0010, 0);
         cfg.bar(bdf, 2, BarSpec::Mem64(8 << 30));
-        let err = setup(&mut cfg, Chipset::Q35, &WINDOWS).err().unwrap();
+        let err = run(&mut cfg, Chipset::Q35, &WINDOWS).err().unwrap();
         assert!(matches!(err, PciError::WindowExhausted { bar: 2, kind: BarKind::Mem64, size: 0x2_0000_0000, .. }));
     }
 
@@ -413,7 +425,7 @@ mod tests {
         let bridge = Bdf::new(0, 0x1e, 0);
         cfg.add(bridge, 0x8086, 0x244e, HEADER_BRIDGE);
         cfg.bar(bridge, 0, BarSpec::Mem32(0x1000));
-        let summary = setup(&mut cfg, Chipset::Q35, &WINDOWS).unwrap();
+        let summary = run(&mut cfg, Chipset::Q35, &WINDOWS).unwrap();
         assert_eq!(function(&summary, bridge).header, Header::Bridge);
         assert_eq!(cfg.read16(bridge, reg::COMMAND), 0, "no decoding through unprogrammed windows");
         assert_eq!(cfg.read32(bridge, reg::BAR0), 0);
@@ -427,7 +439,7 @@ mod tests {
                 cfg.add(Bdf::new(0, device, function), 0x1b36, 0x000c, HEADER_MULTIFUNCTION);
             }
         }
-        assert_eq!(setup(&mut cfg, Chipset::Q35, &WINDOWS).err(), Some(PciError::TooManyFunctions));
+        assert_eq!(run(&mut cfg, Chipset::Q35, &WINDOWS).err(), Some(PciError::TooManyFunctions));
     }
 
     #[test]
