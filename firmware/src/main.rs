@@ -63,11 +63,14 @@ fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
     // First, so that even early errors can power off through ACPI S5.
     chipset::enable_power_management(&mut pci_config, chipset);
 
-    let mut fw_cfg = FwCfg::probe(PortTransport).ok_or(BootError::NoFwCfg)?;
+    let Some(mut fw_cfg) = FwCfg::probe(PortTransport) else {
+        return Err(BootError::NoFwCfg);
+    };
     console::set_verbose(fw_cfg.find(b"opt/flint/log").is_some());
     log!("fw_cfg found, DMA {}, chipset {}", if fw_cfg.has_dma() { "on" } else { "off" }, chipset);
 
-    let mut map = read_memory_map(&mut fw_cfg)?;
+    let mut map = MemoryMap::new();
+    read_memory_map(&mut fw_cfg, &mut map)?;
     let ram_top = map.ram_top_below_4g();
     if map.total_ram() < MIN_RAM {
         return Err(BootError::TooLittleRam { ram_mib: map.total_ram() >> 20 });
@@ -116,12 +119,12 @@ fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
 
 /// QEMU's `etc/e820` (RAM below and above the PCI hole, reserved ranges) plus the legacy
 /// low-memory holes a PC firmware reports.
-fn read_memory_map<T: Transport>(fw_cfg: &mut FwCfg<T>) -> Result<MemoryMap, BootError> {
+fn read_memory_map<T: Transport>(fw_cfg: &mut FwCfg<T>, map: &mut MemoryMap) -> Result<(), BootError> {
     let file = fw_cfg.find(b"etc/e820").ok_or(BootError::NoMemoryMap)?;
     let mut raw = [0u8; e820::ENTRY_SIZE * 32];
     let raw = raw.get_mut(..file.size as usize).ok_or(BootError::NoMemoryMap)?;
     fw_cfg.read_file(&file, raw);
-    MemoryMap::from_qemu(raw).and_then(MemoryMap::with_legacy_low_memory).map_err(BootError::Map)
+    map.add_qemu(raw).and_then(|()| map.add_legacy_low_memory()).map_err(BootError::Map)
 }
 
 /// File and line only: formatting the message would link `core::fmt` back in.

@@ -61,30 +61,41 @@ impl MemoryMap {
     }
 
     pub fn from_qemu(bytes: &[u8]) -> Result<Self, MapError> {
+        let mut map = Self::new();
+        map.add_qemu(bytes)?;
+        Ok(map)
+    }
+
+    /// `from_qemu` into an existing map. In place, as `add_legacy_low_memory`: the firmware
+    /// would otherwise copy the table, and translate the code that does, at every step.
+    pub fn add_qemu(&mut self, bytes: &[u8]) -> Result<(), MapError> {
         if !bytes.len().is_multiple_of(ENTRY_SIZE) {
             return Err(MapError::PartialEntry { len: bytes.len() });
         }
-        let mut map = Self::new();
         // RAM first, so anything QEMU reserves on top of RAM wins. One loop for both passes:
         // the firmware runs this once, and under TCG each copy of a loop is translated anew.
         for ram_pass in [true, false] {
             for raw in bytes.chunks_exact(ENTRY_SIZE) {
                 let e = E820Entry::read(raw.try_into().unwrap_or(&[0; ENTRY_SIZE]));
                 if (e.kind == RAM) == ram_pass {
-                    map.mark(e.addr, e.size, e.kind)?;
+                    self.mark(e.addr, e.size, e.kind)?;
                 }
             }
         }
-        Ok(map)
+        Ok(())
     }
 
     /// QEMU reports RAM from address 0; Linux expects a PC's low memory: EBDA and BIOS
     /// area reserved, nothing at all where the VGA and option ROM window sits.
     pub fn with_legacy_low_memory(mut self) -> Result<Self, MapError> {
+        self.add_legacy_low_memory()?;
+        Ok(self)
+    }
+
+    pub fn add_legacy_low_memory(&mut self) -> Result<(), MapError> {
         self.mark(EBDA, VGA - EBDA, RESERVED)?;
         self.set(VGA, BIOS - VGA, None)?;
-        self.mark(BIOS, range::MIB - BIOS, RESERVED)?;
-        Ok(self)
+        self.mark(BIOS, range::MIB - BIOS, RESERVED)
     }
 
     /// Forces [start, start + size) to `kind`; on error the map is left unchanged.
