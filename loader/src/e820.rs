@@ -111,26 +111,25 @@ impl MemoryMap {
         }
         let old = self.clone();
         self.len = 0;
-        let mut new = kind.map(|kind| E820Entry { addr: start, size, kind });
+        let mut pending = kind;
         // What lies outside [start, end) survives; the new entry goes before the first tail.
         // Under TCG every distinct instruction the firmware runs is translated once: plain
-        // pushes, one check at the end.
+        // pushes of scalars, one check at the end.
         let mut full = false;
-        for &e in old.entries() {
+        for e in old.entries() {
             let e_end = e.end();
             if e.addr < start {
-                full |= self.push(E820Entry { size: e_end.min(start) - e.addr, ..e });
+                full |= self.push(e.addr, e_end.min(start), e.kind);
             }
             if e_end > end {
-                if let Some(n) = new.take() {
-                    full |= self.push(n);
+                if let Some(kind) = pending.take() {
+                    full |= self.push(start, end, kind);
                 }
-                let tail = e.addr.max(end);
-                full |= self.push(E820Entry { addr: tail, size: e_end - tail, ..e });
+                full |= self.push(e.addr.max(end), e_end, e.kind);
             }
         }
-        if let Some(n) = new {
-            full |= self.push(n);
+        if let Some(kind) = pending {
+            full |= self.push(start, end, kind);
         }
         if full {
             *self = old;
@@ -139,22 +138,20 @@ impl MemoryMap {
         Ok(())
     }
 
-    /// Appends an entry that starts at or after the last one's end; empty ones vanish.
-    /// Returns whether the table was full.
-    fn push(&mut self, e: E820Entry) -> bool {
-        if e.size == 0 {
-            return false;
-        }
+    /// Appends [addr, end), which starts at or after the last entry's end; returns whether
+    /// the table was full. Never inlined: `set` calls it from four places.
+    #[inline(never)]
+    fn push(&mut self, addr: u64, end: u64, kind: u32) -> bool {
         if let Some(last) = self.len.checked_sub(1).and_then(|i| self.table.get_mut(i)) {
-            if last.kind == e.kind && last.end() == e.addr {
-                last.size = last.size.saturating_add(e.size);
+            if last.kind == kind && last.end() == addr {
+                last.size = end - last.addr;
                 return false;
             }
         }
         let Some(slot) = self.table.get_mut(self.len) else {
             return true;
         };
-        *slot = e;
+        *slot = E820Entry { addr, size: end - addr, kind };
         self.len += 1;
         false
     }
