@@ -72,8 +72,9 @@ fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
     let mut map = MemoryMap::new();
     read_memory_map(&mut fw_cfg, &mut map)?;
     let ram_top = map.ram_top_below_4g();
-    if map.total_ram() < MIN_RAM {
-        return Err(BootError::TooLittleRam { ram_mib: map.total_ram() >> 20 });
+    // QEMU's RAM starts at 0, so its top below 4 GiB is how much the boot can use.
+    if ram_top < MIN_RAM {
+        return Err(BootError::TooLittleRam { ram_mib: ram_top >> 20 });
     }
 
     if chipset == Chipset::Q35 {
