@@ -406,12 +406,18 @@ mod fuzz {
             prop_assert_eq!(&placed[RSDT_AT + RSDT_LEN..], &blob[RSDT_AT + RSDT_LEN..]);
         }
 
-        /// Any single record decodes or is refused, never read past its 128 bytes.
+        /// Any single record decodes, its names to themselves or to a refusal.
         #[test]
-        fn any_record_decodes_or_is_refused(raw in prop::collection::vec(any::<u8>(), 128), kind in 0..6u32) {
-            let mut raw = raw;
-            raw[..4].copy_from_slice(&kind.to_le_bytes());
-            let _ = command::parse(&raw);
+        fn any_record_decodes_or_is_refused(raw in prop::array::uniform32(any::<u8>()), kind in 0..6u32) {
+            let mut record = [0u8; 128];
+            for (i, chunk) in record.chunks_mut(32).enumerate() {
+                chunk.copy_from_slice(&raw.map(|b| b.wrapping_add(i as u8)));
+            }
+            record[..4].copy_from_slice(&kind.to_le_bytes());
+            if let command::Command::AddPointer { dest, src, .. } = command::parse(&record) {
+                prop_assert!(dest.is(dest) && src.is(src));
+                let _ = (dest.unknown(), src.unknown());
+            }
         }
     }
 }
