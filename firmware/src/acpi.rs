@@ -158,11 +158,11 @@ pub fn install_tables<T: Transport>(
     };
     fw_cfg.read_file(&loader_file, script);
     let mut loader = Loader {
-        top: space.len(),
         space,
         base: arena_base + script_len as u64,
         arena_len,
-        files: Files { list: [Allocation { name: Name(&[0; NAME_LEN]), offset: 0, size: 0 }; MAX_FILES], count: 0 },
+        files: core::array::from_fn(|_| Allocation { name: Name(&[0; NAME_LEN]), address: 0, bytes: &mut [] }),
+        count: 0,
     };
     // Whole records only: the length was checked above.
     for raw in script.as_chunks::<{ command::LEN }>().0 {
@@ -176,64 +176,44 @@ pub fn install_tables<T: Transport>(
             Command::Skip => {}
         }
     }
-    let rsdp = loader.files.find(Name(&RSDP_FILE)).ok_or(AcpiError::NoRsdp)?;
-    Ok(Some(AcpiTables { rsdp: loader.base + rsdp.offset as u64, used_start: loader.base + loader.top as u64 }))
+    let used_start = loader.base + loader.space.len() as u64;
+    let rsdp = loader.find(Name(&RSDP_FILE)).ok_or(AcpiError::NoRsdp)?;
+    Ok(Some(AcpiTables { rsdp: rsdp.address, used_start }))
 }
 
-/// A file placed in the arena; its name borrows from the script.
-#[derive(Clone, Copy)]
-struct Allocation<'s> {
-    name: Name<'s>,
-    /// Where in the loader's `space` it starts.
-    offset: usize,
-    size: u64,
+/// A file placed in the arena: its name borrows from the script, its bytes from the arena.
+struct Allocation<'a> {
+    name: Name<'a>,
+    address: u64,
+    bytes: &'a mut [u8],
 }
 
 impl Allocation<'_> {
-    /// The start in the loader's space of the `len` bytes at `offset` in this file, if they
-    /// are inside it.
-    fn at(&self, offset: u32, len: u32) -> Option<usize> {
-        if u64::from(offset) + u64::from(len) > self.size {
-            return None;
-        }
-        Some(self.offset + offset as usize)
-    }
-
     fn out_of_bounds(&self, offset: u32, len: u32) -> AcpiError {
         AcpiError::OutOfBounds { file: self.name.file_name(), offset: offset.into(), len: len.into() }
     }
 }
 
-/// The files allocated so far, apart from the arena so that one can be looked up while the
-/// other is written.
-struct Files<'s> {
-    list: [Allocation<'s>; MAX_FILES],
-    count: usize,
-}
-
-impl<'s> Files<'s> {
-    /// Out of line: every command looks up one or two names.
-    #[inline(never)]
-    fn find(&self, name: Name) -> Option<&Allocation<'s>> {
-        self.list.iter().take(self.count).find(|file| file.name.is(name))
-    }
-}
-
-struct Loader<'s, 'a> {
-    /// The arena above the script; `base` is its physical address.
+struct Loader<'a> {
+    /// The arena between the script and the lowest allocation; `base` is its address.
     space: &'a mut [u8],
     base: u64,
     arena_len: usize,
-    /// Offset in `space` of the lowest allocation so far.
-    top: usize,
-    files: Files<'s>,
+    files: [Allocation<'a>; MAX_FILES],
+    count: usize,
 }
 
-impl<'s> Loader<'s, '_> {
+impl<'a> Loader<'a> {
+    /// Out of line: every command looks up one or two names.
+    #[inline(never)]
+    fn find(&mut self, name: Name) -> Option<&mut Allocation<'a>> {
+        self.files.iter_mut().take(self.count).find(|file| file.name.is(name))
+    }
+
     fn allocate<T: Transport>(
         &mut self,
         fw_cfg: &mut FwCfg<T>,
-        name: Name<'s>,
+        name: Name<'a>,
         align: u32,
         zone: u8,
     ) -> Result<(), AcpiError> {
@@ -244,45 +224,45 @@ impl<'s> Loader<'s, '_> {
         if !align.is_power_of_two() {
             return Err(AcpiError::BadAlignment { file: FileName::new(bytes), align });
         }
-        if self.files.find(name).is_some() {
+        if self.find(name).is_some() {
             return Err(AcpiError::DuplicateAllocation(FileName::new(bytes)));
         }
-        let count = self.files.count;
+        let count = self.count;
         if count >= MAX_FILES {
             return Err(AcpiError::TooManyFiles);
         }
         let Some(file) = fw_cfg.find(bytes) else {
             return Err(AcpiError::UnknownFile(FileName::new(bytes)));
         };
-        let size = u64::from(file.size);
-        // Top down, aligned in physical memory, and above the script.
-        let start = (self.base + self.top as u64).wrapping_sub(size) & !(u64::from(align) - 1);
-        let offset = start.wrapping_sub(self.base) as usize;
-        let dest = 'placed: {
-            if size <= self.top as u64 && start >= self.base {
-                if let Some(dest) = self.space.get_mut(offset..offset + file.size as usize) {
-                    break 'placed dest;
-                }
-            }
+        let size = file.size as usize;
+        // Top down, aligned in physical memory. Where the file does not fit the start wraps
+        // below the space, and the split refuses it.
+        let end = self.base + self.space.len() as u64;
+        let address = end.wrapping_sub(size as u64) & !(u64::from(align) - 1);
+        let offset = address.wrapping_sub(self.base) as usize;
+        let space = core::mem::take(&mut self.space);
+        let placed = space.split_at_mut_checked(offset).and_then(|(below, above)| Some((below, above.get_mut(..size)?)));
+        let Some((below, bytes_at)) = placed else {
             let arena = self.arena_len;
-            return Err(AcpiError::ArenaTooSmall { file: FileName::new(bytes), size: size as usize, align, arena });
+            return Err(AcpiError::ArenaTooSmall { file: FileName::new(bytes), size, align, arena });
         };
-        fw_cfg.read_file(&file, dest);
-        self.files.list[count] = Allocation { name, offset, size };
-        self.files.count = count + 1;
-        self.top = offset;
+        fw_cfg.read_file(&file, bytes_at);
+        self.files[count] = Allocation { name, address, bytes: bytes_at };
+        self.count = count + 1;
+        self.space = below;
         Ok(())
     }
 
     fn add_pointer(&mut self, dest: Name, src: Name, offset: u32, size: u8) -> Result<(), AcpiError> {
-        let dest = *self.files.find(dest).ok_or_else(|| dest.unknown())?;
-        let target = self.base + self.files.find(src).ok_or_else(|| src.unknown())?.offset as u64;
+        let target = self.find(src).ok_or_else(|| src.unknown())?.address;
+        let dest = self.find(dest).ok_or_else(|| dest.unknown())?;
         if !is_pointer_size(size) {
             return Err(AcpiError::BadPointerSize { file: dest.name.file_name(), size });
         }
-        let len = u32::from(size);
-        let field = dest.at(offset, len).and_then(|at| self.space.get_mut(at..at + usize::from(size)));
-        let field = field.ok_or_else(|| dest.out_of_bounds(offset, len))?;
+        let at = offset as usize;
+        let Some(field) = dest.bytes.get_mut(at..at + usize::from(size)) else {
+            return Err(dest.out_of_bounds(offset, size.into()));
+        };
         let mut value = 0u64;
         for &byte in field.iter().rev() {
             value = value << 8 | u64::from(byte);
@@ -300,17 +280,20 @@ impl<'s> Loader<'s, '_> {
     }
 
     fn add_checksum(&mut self, name: Name, offset: u32, start: u32, length: u32) -> Result<(), AcpiError> {
-        let file = *self.files.find(name).ok_or_else(|| name.unknown())?;
-        let at = file.at(offset, 1).ok_or_else(|| file.out_of_bounds(offset, 1))?;
-        let from = file.at(start, length).ok_or_else(|| file.out_of_bounds(start, length))?;
-        // Inside the file, so inside the arena: the lookups always succeed.
-        let summed = self.space.get(from..from + length as usize).ok_or_else(|| file.out_of_bounds(start, length))?;
+        let file = self.find(name).ok_or_else(|| name.unknown())?;
+        let at = offset as usize;
+        if at >= file.bytes.len() {
+            return Err(file.out_of_bounds(offset, 1));
+        }
+        let from = start as usize;
+        let Some(summed) = file.bytes.get(from..from + length as usize) else {
+            return Err(file.out_of_bounds(start, length));
+        };
         let mut sum = 0u8;
         for &byte in summed {
             sum = sum.wrapping_add(byte);
         }
-        let byte = self.space.get_mut(at).ok_or_else(|| file.out_of_bounds(offset, 1))?;
-        *byte = byte.wrapping_sub(sum);
+        file.bytes[at] = file.bytes[at].wrapping_sub(sum);
         Ok(())
     }
 
@@ -325,15 +308,17 @@ impl<'s> Loader<'s, '_> {
     ) -> Result<(), AcpiError> {
         // The destination is a writable fw_cfg file, not necessarily loaded into memory.
         let dest_file = dest.bytes().and_then(|bytes| fw_cfg.find(bytes)).ok_or_else(|| dest.unknown())?;
-        let src = *self.files.find(src).ok_or_else(|| src.unknown())?;
+        let src = self.find(src).ok_or_else(|| src.unknown())?;
         if !is_pointer_size(size) {
             return Err(AcpiError::BadPointerSize { file: dest.file_name(), size });
         }
         if u64::from(dest_offset) + u64::from(size) > u64::from(dest_file.size) {
             return Err(AcpiError::OutOfBounds { file: dest.file_name(), offset: dest_offset.into(), len: size.into() });
         }
-        src.at(src_offset, 1).ok_or_else(|| src.out_of_bounds(src_offset, 1))?;
-        let pointer = self.base + src.offset as u64 + u64::from(src_offset);
+        if src_offset as usize >= src.bytes.len() {
+            return Err(src.out_of_bounds(src_offset, 1));
+        }
+        let pointer = src.address + u64::from(src_offset);
         if !fits(pointer, size) {
             return Err(AcpiError::PointerOverflow { file: dest.file_name(), size });
         }
