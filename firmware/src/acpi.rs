@@ -161,7 +161,7 @@ pub fn install_tables<T: Transport>(
         space,
         base: arena_base + script_len as u64,
         arena_len,
-        files: core::array::from_fn(|_| Allocation { name: Name(&[0; NAME_LEN]), address: 0, bytes: &mut [] }),
+        files: [const { None }; MAX_FILES],
         count: 0,
     };
     // Whole records only: the length was checked above.
@@ -199,7 +199,7 @@ struct Loader<'a> {
     space: &'a mut [u8],
     base: u64,
     arena_len: usize,
-    files: [Allocation<'a>; MAX_FILES],
+    files: [Option<Allocation<'a>>; MAX_FILES],
     count: usize,
 }
 
@@ -207,7 +207,7 @@ impl<'a> Loader<'a> {
     /// Out of line: every command looks up one or two names.
     #[inline(never)]
     fn find(&mut self, name: Name) -> Option<&mut Allocation<'a>> {
-        self.files.iter_mut().take(self.count).find(|file| file.name.is(name))
+        self.files.iter_mut().flatten().find(|file| file.name.is(name))
     }
 
     fn allocate<T: Transport>(
@@ -247,7 +247,7 @@ impl<'a> Loader<'a> {
             return Err(AcpiError::ArenaTooSmall { file: FileName::new(bytes), size, align, arena });
         };
         fw_cfg.read_file(&file, bytes_at);
-        self.files[count] = Allocation { name, address, bytes: bytes_at };
+        self.files[count] = Some(Allocation { name, address, bytes: bytes_at });
         self.count = count + 1;
         self.space = below;
         Ok(())
