@@ -162,7 +162,6 @@ pub fn install_tables<T: Transport>(
         base: arena_base + script_len as u64,
         arena_len,
         files: [const { None }; MAX_FILES],
-        count: 0,
     };
     // Whole records only: the length was checked above.
     for raw in script.as_chunks::<{ command::LEN }>().0 {
@@ -200,7 +199,6 @@ struct Loader<'a> {
     base: u64,
     arena_len: usize,
     files: [Option<Allocation<'a>>; MAX_FILES],
-    count: usize,
 }
 
 impl<'a> Loader<'a> {
@@ -227,10 +225,9 @@ impl<'a> Loader<'a> {
         if self.find(name).is_some() {
             return Err(AcpiError::DuplicateAllocation(FileName::new(bytes)));
         }
-        let count = self.count;
-        if count >= MAX_FILES {
+        let Some(slot) = self.files.iter().position(Option::is_none) else {
             return Err(AcpiError::TooManyFiles);
-        }
+        };
         let Some(file) = fw_cfg.find(bytes) else {
             return Err(AcpiError::UnknownFile(FileName::new(bytes)));
         };
@@ -247,8 +244,7 @@ impl<'a> Loader<'a> {
             return Err(AcpiError::ArenaTooSmall { file: FileName::new(bytes), size, align, arena });
         };
         fw_cfg.read_file(&file, bytes_at);
-        self.files[count] = Some(Allocation { name, address, bytes: bytes_at });
-        self.count = count + 1;
+        self.files[slot] = Some(Allocation { name, address, bytes: bytes_at });
         self.space = below;
         Ok(())
     }
