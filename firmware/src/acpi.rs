@@ -176,7 +176,7 @@ pub fn install_tables<T: Transport>(
         }
     }
     let used_start = loader.base + loader.space.len() as u64;
-    let rsdp = loader.find(Name(&RSDP_FILE)).ok_or(AcpiError::NoRsdp)?;
+    let rsdp = loader.find(Name(&RSDP_FILE)).map_err(|_| AcpiError::NoRsdp)?;
     Ok(Some(AcpiTables { rsdp: rsdp.address, used_start }))
 }
 
@@ -202,10 +202,19 @@ struct Loader<'a> {
 }
 
 impl<'a> Loader<'a> {
-    /// Out of line: every command looks up one or two names.
+    /// The allocation named `name`, or else the first free slot (`MAX_FILES` if none): the
+    /// table fills in order, so that slot is past every allocation. Out of line: every command
+    /// looks up one or two names.
     #[inline(never)]
-    fn find(&mut self, name: Name) -> Option<&mut Allocation<'a>> {
-        self.files.iter_mut().flatten().find(|file| file.name.is(name))
+    fn find(&mut self, name: Name) -> Result<&mut Allocation<'a>, usize> {
+        for (slot, file) in self.files.iter_mut().enumerate() {
+            match file {
+                Some(file) if file.name.is(name) => return Ok(file),
+                Some(_) => {}
+                None => return Err(slot),
+            }
+        }
+        Err(MAX_FILES)
     }
 
     fn allocate<T: Transport>(
@@ -222,12 +231,13 @@ impl<'a> Loader<'a> {
         if !align.is_power_of_two() {
             return Err(AcpiError::BadAlignment { file: FileName::new(bytes), align });
         }
-        if self.find(name).is_some() {
-            return Err(AcpiError::DuplicateAllocation(FileName::new(bytes)));
-        }
-        let Some(slot) = self.files.iter().position(Option::is_none) else {
-            return Err(AcpiError::TooManyFiles);
+        let slot = match self.find(name) {
+            Ok(_) => return Err(AcpiError::DuplicateAllocation(FileName::new(bytes))),
+            Err(slot) => slot,
         };
+        if slot >= MAX_FILES {
+            return Err(AcpiError::TooManyFiles);
+        }
         let Some(file) = fw_cfg.find(bytes) else {
             return Err(AcpiError::UnknownFile(FileName::new(bytes)));
         };
@@ -250,8 +260,8 @@ impl<'a> Loader<'a> {
     }
 
     fn add_pointer(&mut self, dest: Name, src: Name, offset: u32, size: u8) -> Result<(), AcpiError> {
-        let target = self.find(src).ok_or_else(|| src.unknown())?.address;
-        let dest = self.find(dest).ok_or_else(|| dest.unknown())?;
+        let target = self.find(src).map_err(|_| src.unknown())?.address;
+        let dest = self.find(dest).map_err(|_| dest.unknown())?;
         if !is_pointer_size(size) {
             return Err(AcpiError::BadPointerSize { file: dest.name.file_name(), size });
         }
@@ -276,7 +286,7 @@ impl<'a> Loader<'a> {
     }
 
     fn add_checksum(&mut self, name: Name, offset: u32, start: u32, length: u32) -> Result<(), AcpiError> {
-        let file = self.find(name).ok_or_else(|| name.unknown())?;
+        let file = self.find(name).map_err(|_| name.unknown())?;
         let at = offset as usize;
         if at >= file.bytes.len() {
             return Err(file.out_of_bounds(offset, 1));
@@ -304,7 +314,7 @@ impl<'a> Loader<'a> {
     ) -> Result<(), AcpiError> {
         // The destination is a writable fw_cfg file, not necessarily loaded into memory.
         let dest_file = dest.bytes().and_then(|bytes| fw_cfg.find(bytes)).ok_or_else(|| dest.unknown())?;
-        let src = self.find(src).ok_or_else(|| src.unknown())?;
+        let src = self.find(src).map_err(|_| src.unknown())?;
         if !is_pointer_size(size) {
             return Err(AcpiError::BadPointerSize { file: dest.file_name(), size });
         }
