@@ -269,19 +269,15 @@ impl<'a> Loader<'a> {
         let Some(field) = dest.bytes.get_mut(at..at + usize::from(size)) else {
             return Err(dest.out_of_bounds(offset, size.into()));
         };
-        let mut value = 0u64;
-        for &byte in field.iter().rev() {
-            value = value << 8 | u64::from(byte);
-        }
-        let value = value.wrapping_add(target);
-        if value < target || !fits(value, size) {
+        // Copies rather than byte loops: under TCG a loop's body is translated twice (entered
+        // by falling through, then again as the target of its jump back).
+        let mut value = [0u8; 8];
+        let width = field.len().min(8);
+        value[..width].copy_from_slice(&field[..width]);
+        let Some(value) = u64::from_le_bytes(value).checked_add(target).filter(|&value| fits(value, size)) else {
             return Err(AcpiError::PointerOverflow { file: dest.name.file_name(), size });
-        }
-        let mut rest = value;
-        for byte in field {
-            *byte = rest as u8;
-            rest >>= 8;
-        }
+        };
+        field[..width].copy_from_slice(&value.to_le_bytes()[..width]);
         Ok(())
     }
 
