@@ -272,6 +272,7 @@ impl<'a> Loader<'a> {
         // Copies rather than byte loops: under TCG a loop's body is translated twice (entered
         // by falling through, then again as the target of its jump back).
         let mut value = [0u8; 8];
+        // `size` bytes, at most 8: the `min` only spares a panic path.
         let width = field.len().min(8);
         value[..width].copy_from_slice(&field[..width]);
         let Some(value) = u64::from_le_bytes(value).checked_add(target).filter(|&value| fits(value, size)) else {
