@@ -12,12 +12,22 @@ mod command;
 use crate::fw_cfg::{FwCfg, Transport};
 use crate::put;
 use crate::report::{Hex, Sink, Text};
-use command::{Command, NAME_LEN, ZONE_FSEG, ZONE_HIGH};
+use command::{Command, Name, NAME_LEN, ZONE_FSEG, ZONE_HIGH};
 use core::fmt;
-use core::ops::Range;
 
-const LOADER_FILE: &str = "etc/table-loader";
-const RSDP_FILE: &[u8] = b"etc/acpi/rsdp";
+const LOADER_FILE: &[u8] = b"etc/table-loader";
+/// As the script names it: in a NUL-padded field.
+const RSDP_FILE: [u8; NAME_LEN] = padded(b"etc/acpi/rsdp");
+
+const fn padded(name: &[u8]) -> [u8; NAME_LEN] {
+    let mut field = [0; NAME_LEN];
+    let mut i = 0;
+    while i < name.len() {
+        field[i] = name[i];
+        i += 1;
+    }
+    field
+}
 
 /// Files one script may allocate; QEMU's x86 machines use two to five.
 pub const MAX_FILES: usize = 16;
@@ -110,7 +120,7 @@ impl Text for AcpiError {
             AcpiError::WriteFailed(file) => {
                 put!(out, "fw_cfg refused a pointer written into {}; QEMU takes such writes only by DMA", file)
             }
-            AcpiError::NoRsdp => put!(out, "etc/table-loader never allocates {}; without an RSDP Linux finds no ACPI tables", FileName::new(RSDP_FILE)),
+            AcpiError::NoRsdp => put!(out, "etc/table-loader never allocates {}; without an RSDP Linux finds no ACPI tables", Name(&RSDP_FILE).file_name()),
         }
     }
 }
@@ -123,41 +133,39 @@ pub fn install_tables<T: Transport>(
     arena: &mut [u8],
     arena_base: u64,
 ) -> Result<Option<AcpiTables>, AcpiError> {
-    let Some(loader_file) = fw_cfg.find(LOADER_FILE.as_bytes()) else {
+    let Some(loader_file) = fw_cfg.find(LOADER_FILE) else {
         return Ok(None);
     };
     // The first select of an ACPI file makes QEMU rebuild the tables (with the PCI and PM state
     // programmed so far), which can change the sizes the directory read at probe time gave.
     fw_cfg.select_file(&loader_file);
     fw_cfg.read_directory();
-    let Some(loader_file) = fw_cfg.find(LOADER_FILE.as_bytes()) else {
+    let Some(loader_file) = fw_cfg.find(LOADER_FILE) else {
         return Ok(None);
     };
     let script_len = loader_file.size as usize;
     if !script_len.is_multiple_of(command::LEN) {
         return Err(AcpiError::ScriptSize { len: script_len });
     }
-    if script_len > arena.len() {
+    let arena_len = arena.len();
+    let Some((script, space)) = arena.split_at_mut_checked(script_len) else {
         return Err(AcpiError::ArenaTooSmall {
-            file: FileName::new(LOADER_FILE.as_bytes()),
+            file: FileName::new(LOADER_FILE),
             size: script_len,
             align: 1,
-            arena: arena.len(),
+            arena: arena_len,
         });
-    }
-    let arena_len = arena.len();
-    let (script, space) = arena.split_at_mut(script_len);
+    };
     fw_cfg.read_file(&loader_file, script);
     let mut loader = Loader {
-        top: space.len(),
         space,
         base: arena_base + script_len as u64,
         arena_len,
-        files: [Allocation { name: &[], offset: 0, size: 0 }; MAX_FILES],
-        count: 0,
+        files: [const { None }; MAX_FILES],
     };
-    for raw in script.chunks_exact(command::LEN) {
-        match command::parse(raw)? {
+    // Whole records only: the length was checked above.
+    for raw in script.as_chunks::<{ command::LEN }>().0 {
+        match command::parse(raw) {
             Command::Allocate { file, align, zone } => loader.allocate(fw_cfg, file, align, zone)?,
             Command::AddPointer { dest, src, offset, size } => loader.add_pointer(dest, src, offset, size)?,
             Command::AddChecksum { file, offset, start, length } => loader.add_checksum(file, offset, start, length)?,
@@ -167,157 +175,170 @@ pub fn install_tables<T: Transport>(
             Command::Skip => {}
         }
     }
-    let rsdp = loader.find(RSDP_FILE).map_err(|_| AcpiError::NoRsdp)?;
-    Ok(Some(AcpiTables { rsdp: loader.address(&rsdp), used_start: loader.base + loader.top as u64 }))
+    let used_start = loader.base + loader.space.len() as u64;
+    let rsdp = loader.find(Name(&RSDP_FILE)).map_err(|_| AcpiError::NoRsdp)?;
+    Ok(Some(AcpiTables { rsdp: rsdp.address, used_start }))
 }
 
-/// A file placed in the arena; its name borrows from the script.
-#[derive(Clone, Copy)]
-struct Allocation<'s> {
-    name: &'s [u8],
-    offset: usize,
-    size: usize,
+/// A file placed in the arena: its name borrows from the script, its bytes from the arena.
+struct Allocation<'a> {
+    name: Name<'a>,
+    address: u64,
+    bytes: &'a mut [u8],
 }
 
-struct Loader<'s, 'a> {
-    /// The arena above the script; `base` is its physical address.
+impl Allocation<'_> {
+    fn out_of_bounds(&self, offset: u32, len: u32) -> AcpiError {
+        AcpiError::OutOfBounds { file: self.name.file_name(), offset: offset.into(), len: len.into() }
+    }
+}
+
+struct Loader<'a> {
+    /// The arena between the script and the lowest allocation; `base` is its address.
     space: &'a mut [u8],
     base: u64,
     arena_len: usize,
-    /// Offset in `space` of the lowest allocation so far.
-    top: usize,
-    files: [Allocation<'s>; MAX_FILES],
-    count: usize,
+    files: [Option<Allocation<'a>>; MAX_FILES],
 }
 
-impl<'s> Loader<'s, '_> {
-    fn find(&self, name: &[u8]) -> Result<Allocation<'s>, AcpiError> {
-        let mut files = self.files.iter().take(self.count);
-        files.find(|f| f.name == name).copied().ok_or_else(|| AcpiError::UnknownFile(FileName::new(name)))
-    }
-
-    fn address(&self, file: &Allocation) -> u64 {
-        self.base + file.offset as u64
-    }
-
-    /// The arena bytes `offset..offset + len` of `file`, if inside it.
-    fn range(&self, file: &Allocation, offset: u32, len: u32) -> Result<Range<usize>, AcpiError> {
-        let (offset, len) = (u64::from(offset), u64::from(len));
-        if offset + len > file.size as u64 {
-            return Err(AcpiError::OutOfBounds { file: FileName::new(file.name), offset, len });
+impl<'a> Loader<'a> {
+    /// The allocation named `name`, or else the first free slot (`MAX_FILES` if none): the
+    /// table fills in order, so that slot is past every allocation. Out of line: every command
+    /// looks up one or two names.
+    #[inline(never)]
+    fn find(&mut self, name: Name) -> Result<&mut Allocation<'a>, usize> {
+        for (slot, file) in self.files.iter_mut().enumerate() {
+            match file {
+                Some(file) if file.name.is(name) => return Ok(file),
+                Some(_) => {}
+                None => return Err(slot),
+            }
         }
-        let start = file.offset + offset as usize;
-        Ok(start..start + len as usize)
+        Err(MAX_FILES)
     }
 
     fn allocate<T: Transport>(
         &mut self,
         fw_cfg: &mut FwCfg<T>,
-        name: &'s [u8],
+        name: Name<'a>,
         align: u32,
         zone: u8,
     ) -> Result<(), AcpiError> {
-        // Error values are built only on failure: each copies the name, which costs code run
-        // (and, under TCG, translated) for every command otherwise.
-        let file_name = || FileName::new(name);
+        let bytes = name.bytes().ok_or(AcpiError::UnterminatedName)?;
         if zone != ZONE_HIGH && zone != ZONE_FSEG {
-            return Err(AcpiError::BadZone { file: file_name(), zone });
+            return Err(AcpiError::BadZone { file: FileName::new(bytes), zone });
         }
         if !align.is_power_of_two() {
-            return Err(AcpiError::BadAlignment { file: file_name(), align });
+            return Err(AcpiError::BadAlignment { file: FileName::new(bytes), align });
         }
-        if self.find(name).is_ok() {
-            return Err(AcpiError::DuplicateAllocation(file_name()));
-        }
-        if self.count >= MAX_FILES {
+        let slot = match self.find(name) {
+            Ok(_) => return Err(AcpiError::DuplicateAllocation(FileName::new(bytes))),
+            Err(slot) => slot,
+        };
+        if slot >= MAX_FILES {
             return Err(AcpiError::TooManyFiles);
         }
-        let file = fw_cfg.find(name).ok_or_else(|| AcpiError::UnknownFile(file_name()))?;
+        let Some(file) = fw_cfg.find(bytes) else {
+            return Err(AcpiError::UnknownFile(FileName::new(bytes)));
+        };
         let size = file.size as usize;
-        let arena = self.arena_len;
-        let too_small = || AcpiError::ArenaTooSmall { file: file_name(), size, align, arena };
-        let start = (self.base + self.top as u64)
-            .checked_sub(size as u64)
-            .map(|end| end & !(u64::from(align) - 1))
-            .filter(|&start| start >= self.base)
-            .ok_or_else(too_small)?;
-        let offset = (start - self.base) as usize;
-        fw_cfg.read_file(&file, self.space.get_mut(offset..offset + size).ok_or_else(too_small)?);
-        self.files[self.count] = Allocation { name, offset, size };
-        self.count += 1;
-        self.top = offset;
+        // Top down, aligned in physical memory. Where the file does not fit the start wraps
+        // below the space, and the split refuses it.
+        let end = self.base + self.space.len() as u64;
+        let address = end.wrapping_sub(size as u64) & !(u64::from(align) - 1);
+        let offset = address.wrapping_sub(self.base) as usize;
+        let space = core::mem::take(&mut self.space);
+        let placed = space.split_at_mut_checked(offset).and_then(|(below, above)| Some((below, above.get_mut(..size)?)));
+        let Some((below, bytes_at)) = placed else {
+            let arena = self.arena_len;
+            return Err(AcpiError::ArenaTooSmall { file: FileName::new(bytes), size, align, arena });
+        };
+        fw_cfg.read_file(&file, bytes_at);
+        self.files[slot] = Some(Allocation { name, address, bytes: bytes_at });
+        self.space = below;
         Ok(())
     }
 
-    fn add_pointer(&mut self, dest: &[u8], src: &[u8], offset: u32, size: u8) -> Result<(), AcpiError> {
-        let dest = self.find(dest)?;
-        let target = self.address(&self.find(src)?);
-        let width = pointer_width(dest.name, size)?;
-        let range = self.range(&dest, offset, u32::from(size))?;
-        // The file lies inside the arena, so the lookup always succeeds; the field is `width`
-        // bytes, copied by zipping rather than by slicing so that no bounds check can panic.
-        let out_of_bounds =
-            || AcpiError::OutOfBounds { file: FileName::new(dest.name), offset: offset.into(), len: size.into() };
-        let field = self.space.get_mut(range).ok_or_else(out_of_bounds)?;
+    fn add_pointer(&mut self, dest: Name, src: Name, offset: u32, size: u8) -> Result<(), AcpiError> {
+        let target = self.find(src).map_err(|_| src.unknown())?.address;
+        let dest = self.find(dest).map_err(|_| dest.unknown())?;
+        if !is_pointer_size(size) {
+            return Err(AcpiError::BadPointerSize { file: dest.name.file_name(), size });
+        }
+        let at = offset as usize;
+        let Some(field) = dest.bytes.get_mut(at..at + usize::from(size)) else {
+            return Err(dest.out_of_bounds(offset, size.into()));
+        };
+        // Copies rather than byte loops: under TCG a loop's body is translated twice (entered
+        // by falling through, then again as the target of its jump back).
         let mut value = [0u8; 8];
-        value.iter_mut().zip(field.iter()).for_each(|(to, &from)| *to = from);
-        let patched = u64::from_le_bytes(value).checked_add(target).filter(|&v| fits(v, width));
-        let patched = patched.ok_or_else(|| AcpiError::PointerOverflow { file: FileName::new(dest.name), size })?;
-        field.iter_mut().zip(patched.to_le_bytes()).for_each(|(to, from)| *to = from);
+        // `size` bytes, at most 8: the `min` only spares a panic path.
+        let width = field.len().min(8);
+        value[..width].copy_from_slice(&field[..width]);
+        let Some(value) = u64::from_le_bytes(value).checked_add(target).filter(|&value| fits(value, size)) else {
+            return Err(AcpiError::PointerOverflow { file: dest.name.file_name(), size });
+        };
+        field[..width].copy_from_slice(&value.to_le_bytes()[..width]);
         Ok(())
     }
 
-    fn add_checksum(&mut self, name: &[u8], offset: u32, start: u32, length: u32) -> Result<(), AcpiError> {
-        let file = self.find(name)?;
-        let at = self.range(&file, offset, 1)?.start;
-        let summed = self.range(&file, start, length)?;
-        // Allocations lie inside the arena, so these lookups always succeed.
-        let out_of_bounds =
-            || AcpiError::OutOfBounds { file: FileName::new(name), offset: start.into(), len: length.into() };
-        let sum = self.space.get(summed).ok_or_else(out_of_bounds)?.iter().fold(0u8, |sum, &b| sum.wrapping_add(b));
-        let byte = self.space.get_mut(at).ok_or_else(out_of_bounds)?;
-        *byte = byte.wrapping_sub(sum);
+    fn add_checksum(&mut self, name: Name, offset: u32, start: u32, length: u32) -> Result<(), AcpiError> {
+        let file = self.find(name).map_err(|_| name.unknown())?;
+        let at = offset as usize;
+        if at >= file.bytes.len() {
+            return Err(file.out_of_bounds(offset, 1));
+        }
+        let from = start as usize;
+        let Some(summed) = file.bytes.get(from..from + length as usize) else {
+            return Err(file.out_of_bounds(start, length));
+        };
+        let mut sum = 0u8;
+        for &byte in summed {
+            sum = sum.wrapping_add(byte);
+        }
+        file.bytes[at] = file.bytes[at].wrapping_sub(sum);
         Ok(())
     }
 
     fn write_pointer<T: Transport>(
         &mut self,
         fw_cfg: &mut FwCfg<T>,
-        dest: &[u8],
-        src: &[u8],
+        dest: Name,
+        src: Name,
         dest_offset: u32,
         src_offset: u32,
         size: u8,
     ) -> Result<(), AcpiError> {
-        let dest_name = FileName::new(dest);
         // The destination is a writable fw_cfg file, not necessarily loaded into memory.
-        let dest_file = fw_cfg.find(dest).ok_or(AcpiError::UnknownFile(dest_name))?;
-        let src = self.find(src)?;
-        let width = pointer_width(dest, size)?;
+        let dest_file = dest.bytes().and_then(|bytes| fw_cfg.find(bytes)).ok_or_else(|| dest.unknown())?;
+        let src = self.find(src).map_err(|_| src.unknown())?;
+        if !is_pointer_size(size) {
+            return Err(AcpiError::BadPointerSize { file: dest.file_name(), size });
+        }
         if u64::from(dest_offset) + u64::from(size) > u64::from(dest_file.size) {
-            return Err(AcpiError::OutOfBounds { file: dest_name, offset: dest_offset.into(), len: size.into() });
+            return Err(AcpiError::OutOfBounds { file: dest.file_name(), offset: dest_offset.into(), len: size.into() });
         }
-        self.range(&src, src_offset, 1)?;
-        let pointer = self.address(&src) + u64::from(src_offset);
-        if !fits(pointer, width) {
-            return Err(AcpiError::PointerOverflow { file: dest_name, size });
+        if src_offset as usize >= src.bytes.len() {
+            return Err(src.out_of_bounds(src_offset, 1));
         }
+        let pointer = src.address + u64::from(src_offset);
+        if !fits(pointer, size) {
+            return Err(AcpiError::PointerOverflow { file: dest.file_name(), size });
+        }
+        let bytes = pointer.to_le_bytes();
         fw_cfg
-            .write_file(&dest_file, dest_offset, pointer.to_le_bytes().get(..width).unwrap_or_default())
-            .map_err(|_| AcpiError::WriteFailed(dest_name))
+            .write_file(&dest_file, dest_offset, bytes.get(..usize::from(size)).unwrap_or_default())
+            .map_err(|_| AcpiError::WriteFailed(dest.file_name()))
     }
 }
 
-/// `size` as a byte count, if it is a pointer width the script may use in `file`.
-fn pointer_width(file: &[u8], size: u8) -> Result<usize, AcpiError> {
-    match size {
-        1 | 2 | 4 | 8 => Ok(usize::from(size)),
-        _ => Err(AcpiError::BadPointerSize { file: FileName::new(file), size }),
-    }
+fn is_pointer_size(size: u8) -> bool {
+    matches!(size, 1 | 2 | 4 | 8)
 }
 
-fn fits(value: u64, width: usize) -> bool {
-    width == 8 || value >> (width * 8) == 0
+/// Whether `value` fits in `size` bytes; two shifts, as one by 64 would not do for 8 bytes.
+fn fits(value: u64, size: u8) -> bool {
+    value >> (u32::from(size) * 8 - 1) >> 1 == 0
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! `BiosLinkerLoaderEntry` in QEMU's hw/acpi/bios-linker-loader.c (a u32 command, then a
 //! union of per-command fields starting at byte 4).
 
-use super::AcpiError;
+use super::{AcpiError, FileName};
 
 pub const LEN: usize = 128;
 /// fw_cfg file names are at most 56 bytes, NUL included.
@@ -32,63 +32,104 @@ const WRITE_POINTER: u32 = 4;
 pub const ZONE_HIGH: u8 = 1;
 pub const ZONE_FSEG: u8 = 2;
 
+/// A 56-byte file name field as the script holds it: the name, then NUL padding. Kept as the
+/// field, not decoded: names are compared field to field, and only a name read from fw_cfg's
+/// directory (or put in an error) needs its length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Name<'a>(pub &'a [u8; NAME_LEN]);
+
+impl<'a> Name<'a> {
+    /// The name without its NUL, `None` if the field has no NUL. Out of line: inlined, its NUL
+    /// search would be translated again at each use.
+    #[inline(never)]
+    pub fn bytes(self) -> Option<&'a [u8]> {
+        let len = self.0.iter().position(|&b| b == 0)?;
+        self.0.get(..len)
+    }
+
+    /// Whether both fields name the same file: equal up to the first NUL (which bytes follow
+    /// it does not matter, as to SeaBIOS's strcmp).
+    pub fn is(self, other: Name) -> bool {
+        for (&a, &b) in self.0.iter().zip(other.0) {
+            if a != b {
+                return false;
+            }
+            if a == 0 {
+                return true;
+            }
+        }
+        true
+    }
+
+    /// For messages: the name, or the whole field if it has no NUL.
+    pub fn file_name(self) -> FileName {
+        FileName::new(self.bytes().unwrap_or(self.0))
+    }
+
+    /// The error for a name no file answers to, or which is no name at all.
+    pub fn unknown(self) -> AcpiError {
+        match self.bytes() {
+            Some(name) => AcpiError::UnknownFile(FileName::new(name)),
+            None => AcpiError::UnterminatedName,
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command<'a> {
     /// Load fw_cfg file `file` into memory aligned to `align`.
-    Allocate { file: &'a [u8], align: u32, zone: u8 },
+    Allocate { file: Name<'a>, align: u32, zone: u8 },
     /// Add the address of `src` to the `size`-byte value at `offset` in `dest`.
-    AddPointer { dest: &'a [u8], src: &'a [u8], offset: u32, size: u8 },
+    AddPointer { dest: Name<'a>, src: Name<'a>, offset: u32, size: u8 },
     /// Subtract the byte sum of `start..start + length` from the byte at `offset`.
-    AddChecksum { file: &'a [u8], offset: u32, start: u32, length: u32 },
+    AddChecksum { file: Name<'a>, offset: u32, start: u32, length: u32 },
     /// Write the address of `src` plus `src_offset` into fw_cfg file `dest` at `dest_offset`.
-    WritePointer { dest: &'a [u8], src: &'a [u8], dest_offset: u32, src_offset: u32, size: u8 },
+    WritePointer { dest: Name<'a>, src: Name<'a>, dest_offset: u32, src_offset: u32, size: u8 },
     /// Zero padding (QEMU rounds the script up to 4 KiB) and commands newer than this loader,
     /// which SeaBIOS skips too.
     Skip,
 }
 
-fn u32_at(raw: &[u8], offset: usize) -> u32 {
-    u32::from_le_bytes([raw[offset], raw[offset + 1], raw[offset + 2], raw[offset + 3]])
+fn u32_at(raw: &[u8; LEN], at: usize) -> u32 {
+    u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]])
 }
 
-/// The name in the 56-byte field at `offset`, which must hold its NUL terminator. Out of
-/// line: inlined, its NUL search would be translated again at each of its five uses.
-#[inline(never)]
-fn name_at(raw: &[u8], offset: usize) -> Result<&[u8], AcpiError> {
-    let field = &raw[offset..offset + NAME_LEN];
-    let len = field.iter().position(|&b| b == 0).ok_or(AcpiError::UnterminatedName)?;
-    Ok(&field[..len])
+fn name_at(raw: &[u8; LEN], at: usize) -> Name<'_> {
+    let (_, field) = raw.split_at(at);
+    // `at` is a constant below LEN - NAME_LEN, so this folds away; the fallback never runs.
+    Name(field.first_chunk().unwrap_or(&[0; NAME_LEN]))
 }
 
-/// Decodes one record; `raw` is `LEN` bytes long.
-pub fn parse(raw: &[u8]) -> Result<Command<'_>, AcpiError> {
-    Ok(match u32_at(raw, KIND) {
+/// Decodes one record. Its names are checked where they are used: a name that matches an
+/// allocated one ends within its field, as that one does.
+pub fn parse(raw: &[u8; LEN]) -> Command<'_> {
+    match u32_at(raw, KIND) {
         ALLOCATE => Command::Allocate {
-            file: name_at(raw, FIRST_NAME)?,
+            file: name_at(raw, FIRST_NAME),
             align: u32_at(raw, ALLOCATE_ALIGN),
             zone: raw[ALLOCATE_ZONE],
         },
         ADD_POINTER => Command::AddPointer {
-            dest: name_at(raw, FIRST_NAME)?,
-            src: name_at(raw, SECOND_NAME)?,
+            dest: name_at(raw, FIRST_NAME),
+            src: name_at(raw, SECOND_NAME),
             offset: u32_at(raw, POINTER_OFFSET),
             size: raw[POINTER_SIZE],
         },
         ADD_CHECKSUM => Command::AddChecksum {
-            file: name_at(raw, FIRST_NAME)?,
+            file: name_at(raw, FIRST_NAME),
             offset: u32_at(raw, CHECKSUM_OFFSET),
             start: u32_at(raw, CHECKSUM_START),
             length: u32_at(raw, CHECKSUM_LENGTH),
         },
         WRITE_POINTER => Command::WritePointer {
-            dest: name_at(raw, FIRST_NAME)?,
-            src: name_at(raw, SECOND_NAME)?,
+            dest: name_at(raw, FIRST_NAME),
+            src: name_at(raw, SECOND_NAME),
             dest_offset: u32_at(raw, WRITE_DEST_OFFSET),
             src_offset: u32_at(raw, WRITE_SRC_OFFSET),
             size: raw[WRITE_SIZE],
         },
         _ => Command::Skip,
-    })
+    }
 }
 
 /// Encoders for tests, mirroring the layout above.
@@ -152,37 +193,53 @@ mod tests {
     use super::encode::*;
     use super::*;
 
+    fn field(name: &str) -> [u8; NAME_LEN] {
+        let mut field = [0; NAME_LEN];
+        field[..name.len()].copy_from_slice(name.as_bytes());
+        field
+    }
+
     #[test]
     fn decodes_each_command() {
+        let (rsdp, tables) = (field("etc/acpi/rsdp"), field("etc/acpi/tables"));
+        let (addr, guid) = (field("etc/vmgenid_addr"), field("etc/vmgenid_guid"));
         assert_eq!(
             parse(&allocate("etc/acpi/rsdp", 16, ZONE_FSEG)),
-            Ok(Command::Allocate { file: b"etc/acpi/rsdp", align: 16, zone: ZONE_FSEG })
+            Command::Allocate { file: Name(&rsdp), align: 16, zone: ZONE_FSEG }
         );
         assert_eq!(
             parse(&add_pointer("etc/acpi/rsdp", "etc/acpi/tables", 16, 4)),
-            Ok(Command::AddPointer { dest: b"etc/acpi/rsdp", src: b"etc/acpi/tables", offset: 16, size: 4 })
+            Command::AddPointer { dest: Name(&rsdp), src: Name(&tables), offset: 16, size: 4 }
         );
         assert_eq!(
             parse(&add_checksum("etc/acpi/tables", 9, 64, 40)),
-            Ok(Command::AddChecksum { file: b"etc/acpi/tables", offset: 9, start: 64, length: 40 })
+            Command::AddChecksum { file: Name(&tables), offset: 9, start: 64, length: 40 }
         );
         assert_eq!(
             parse(&write_pointer("etc/vmgenid_addr", "etc/vmgenid_guid", 0, 40, 8)),
-            Ok(Command::WritePointer {
-                dest: b"etc/vmgenid_addr",
-                src: b"etc/vmgenid_guid",
-                dest_offset: 0,
-                src_offset: 40,
-                size: 8
-            })
+            Command::WritePointer { dest: Name(&addr), src: Name(&guid), dest_offset: 0, src_offset: 40, size: 8 }
         );
-        assert_eq!(parse(&[0; LEN]), Ok(Command::Skip));
+        assert_eq!(parse(&[0; LEN]), Command::Skip);
+        assert_eq!(Name(&rsdp).bytes(), Some(&b"etc/acpi/rsdp"[..]));
     }
 
     #[test]
     fn a_name_must_end_within_its_field() {
         let mut raw = allocate("x", 1, ZONE_HIGH);
         raw[FIRST_NAME..FIRST_NAME + NAME_LEN].fill(b'a');
-        assert_eq!(parse(&raw), Err(AcpiError::UnterminatedName));
+        let Command::Allocate { file, .. } = parse(&raw) else { panic!("not an allocation") };
+        assert_eq!(file.bytes(), None);
+        assert_eq!(file.unknown(), AcpiError::UnterminatedName);
+    }
+
+    #[test]
+    fn names_are_equal_up_to_their_nul() {
+        let rsdp = field("etc/acpi/rsdp");
+        let mut trailing = rsdp;
+        trailing[20] = b'x';
+        assert!(Name(&rsdp).is(Name(&trailing)));
+        assert!(!Name(&rsdp).is(Name(&field("etc/acpi/rsd"))));
+        assert!(!Name(&field("etc/acpi/rsd")).is(Name(&rsdp)));
+        assert!(!Name(&rsdp).is(Name(&field("etc/acpi/tables"))));
     }
 }

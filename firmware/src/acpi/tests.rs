@@ -167,10 +167,27 @@ fn rejects_malformed_scripts() {
         ),
         (with(write_pointer("etc/nope", TABLES, 0, 0, 8)), AcpiError::UnknownFile(name("etc/nope"))),
         (vec![allocate(TABLES, 64, ZONE_HIGH)], AcpiError::NoRsdp),
+        (vec![unterminated(allocate(TABLES, 64, ZONE_HIGH), 4)], AcpiError::UnterminatedName),
+        (with(unterminated(add_pointer(TABLES, RSDP, 0, 4), 60)), AcpiError::UnterminatedName),
+        (with(unterminated(add_checksum(RSDP, 8, 0, 20), 4)), AcpiError::UnterminatedName),
     ];
     for (script, expected) in cases {
         assert_eq!(install(&script, 4096), Err(expected), "{}", crate::report::string(&expected));
     }
+}
+
+/// `raw` with the 56-byte name field at `at` filled, leaving no room for its NUL.
+fn unterminated(mut raw: [u8; 128], at: usize) -> [u8; 128] {
+    raw[at..at + 56].fill(b'a');
+    raw
+}
+
+#[test]
+fn names_end_at_their_nul() {
+    let mut script = good_script();
+    // Bytes after the NUL in the FACP checksum's name are padding, not part of the name.
+    script[3][4 + TABLES.len() + 1] = b'x';
+    assert!(install(&script, 4096).unwrap().is_some());
 }
 
 #[test]
@@ -406,12 +423,23 @@ mod fuzz {
             prop_assert_eq!(&placed[RSDT_AT + RSDT_LEN..], &blob[RSDT_AT + RSDT_LEN..]);
         }
 
-        /// Any single record decodes or is refused, never read past its 128 bytes.
+        /// Any single record decodes, and each of its names reads as the bytes before its NUL
+        /// or is refused as having none.
         #[test]
         fn any_record_decodes_or_is_refused(raw in prop::collection::vec(any::<u8>(), 128), kind in 0..6u32) {
-            let mut raw = raw;
+            let mut raw: [u8; 128] = raw.try_into().unwrap();
             raw[..4].copy_from_slice(&kind.to_le_bytes());
-            let _ = command::parse(&raw);
+            let names = match command::parse(&raw) {
+                Command::Allocate { file, .. } | Command::AddChecksum { file, .. } => vec![file],
+                Command::AddPointer { dest, src, .. } | Command::WritePointer { dest, src, .. } => vec![dest, src],
+                Command::Skip => vec![],
+            };
+            for name in names {
+                match name.bytes() {
+                    Some(bytes) => prop_assert!(name.0[bytes.len()] == 0 && !bytes.contains(&0) && name.is(name)),
+                    None => prop_assert!(!name.0.contains(&0) && name.unknown() == AcpiError::UnterminatedName),
+                }
+            }
         }
     }
 }
