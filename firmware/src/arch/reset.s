@@ -51,19 +51,21 @@ protected_mode_start:
     movl %edx, PML4 + 4
     movl $(PDPT | 3), PML4 + 511 * 8
     movl %edx, PML4 + 511 * 8 + 4
-    movl $PDPT, %edi
-    movl $(PD | 3), %eax
-2:  movl %eax, (%edi)
-    movl %edx, 4(%edi)
-    addl $0x1000, %eax
-    addl $8, %edi
-    cmpl $(PDPT + 32), %edi
-    jne 2b
+    movl $(PD | 3), PDPT
+    movl %edx, PDPT + 4
+    movl $(PD + 0x1000 | 3), PDPT + 8
+    movl %edx, PDPT + 12
+    movl $(PD + 0x2000 | 3), PDPT + 16
+    movl %edx, PDPT + 20
+    movl $(PD + 0x3000 | 3), PDPT + 24
+    movl %edx, PDPT + 28
     movl $(PD + 0x3000 | 3), PDPT + 511 * 8
     movl %edx, PDPT + 511 * 8 + 4
-    # Present, writable, large page.
+    # Present, writable, large page. The jump makes the loop's first pass start a block at its
+    # head, as every later pass does, so TCG translates its body once, not twice.
     movl $PD, %edi
     movl $0x83, %eax
+    jmp 1f
 1:  movl %eax, (%edi)
     movl %edx, 4(%edi)
     addl $0x200000, %eax
