@@ -158,7 +158,8 @@ fn a_pvh_vmlinux_gets_its_start_info() {
 
     // The stamps go on the command line.
     timeline::record(&handoff, &mut memory, &Stamps { reset: 1, loaded: 22, handoff: 333 });
-    assert_eq!(memory.read(layout::CMDLINE, 27), b"quiet flint.fwtsc=1,22,333\0");
+    let appended = b"quiet flint.fwtsc=0000000000000001,0000000000000016,000000000000014d\0";
+    assert_eq!(memory.read(layout::CMDLINE, appended.len()), appended);
 }
 
 #[test]
