@@ -263,29 +263,25 @@ pub struct StartInfoInput<'a> {
 pub fn build_start_info(block: &mut [u8; START_INFO_BLOCK], block_addr: u64, input: &StartInfoInput) -> u64 {
     block.fill(0);
     let entries = input.map.entries();
-    let fields: [(usize, &[u8]); 8] = [
-        (0, &START_INFO_MAGIC.to_le_bytes()),
-        (4, &START_INFO_VERSION.to_le_bytes()),
-        (12, &u32::from(input.initrd.is_some()).to_le_bytes()),
-        (16, &(block_addr + MODLIST_OFFSET as u64).to_le_bytes()),
-        (24, &input.cmdline_addr.to_le_bytes()),
-        (32, &input.rsdp_addr.to_le_bytes()),
-        (40, &(block_addr + MEMMAP_OFFSET as u64).to_le_bytes()),
-        (48, &(entries.len() as u32).to_le_bytes()),
-    ];
-    for (offset, bytes) in fields {
-        put(block, offset, bytes);
-    }
+    // Field by field: constant offsets into the fixed-size block need no checks at run time.
+    put(block, 0, &START_INFO_MAGIC.to_le_bytes());
+    put(block, 4, &START_INFO_VERSION.to_le_bytes());
+    put(block, 16, &(block_addr + MODLIST_OFFSET as u64).to_le_bytes());
+    put(block, 24, &input.cmdline_addr.to_le_bytes());
+    put(block, 32, &input.rsdp_addr.to_le_bytes());
+    put(block, 40, &(block_addr + MEMMAP_OFFSET as u64).to_le_bytes());
+    put(block, 48, &(entries.len() as u32).to_le_bytes());
     if let Some((addr, size)) = input.initrd {
+        put(block, 12, &1u32.to_le_bytes());
         put(block, MODLIST_OFFSET, &addr.to_le_bytes());
         put(block, MODLIST_OFFSET + 8, &size.to_le_bytes());
     }
-    for (i, entry) in entries.iter().enumerate() {
-        let at = MEMMAP_OFFSET + i * MEMMAP_ENTRY_LEN;
+    let (_, memmap) = block.split_at_mut(MEMMAP_OFFSET);
+    for (slot, entry) in memmap.chunks_exact_mut(MEMMAP_ENTRY_LEN).zip(entries) {
         let (addr, size, kind) = (entry.addr, entry.size, entry.kind);
-        put(block, at, &addr.to_le_bytes());
-        put(block, at + 8, &size.to_le_bytes());
-        put(block, at + 16, &kind.to_le_bytes());
+        put(slot, 0, &addr.to_le_bytes());
+        put(slot, 8, &size.to_le_bytes());
+        put(slot, 16, &kind.to_le_bytes());
     }
     block_addr
 }
