@@ -38,10 +38,12 @@ pub fn prepare<T: Transport>(
     // QEMU sets the entry only for PVH; it also reports the ELF's extent as KERNEL_SIZE.
     if pvh_entry != 0 {
         // The vmlinux file's beginning (ELF and program headers).
-        let kernel = KernelImage::parse(read_setup_blob(fw_cfg, memory, setup_size)).map_err(BootError::Pvh)?;
+        let kernel = KernelImage::parse(read_setup_blob(fw_cfg, memory, setup_size));
+        // Borrowed where it was returned: the image is too big to move for nothing.
+        let kernel = kernel.as_ref().map_err(|e| BootError::Pvh(*e))?;
         let (_, cmdline_len) = read_cmdline(fw_cfg, memory);
         let initrd = initrd(fw_cfg);
-        return pvh::hand_off(memory, platform, pvh_entry, &kernel, cmdline_len, &initrd, fw_cfg);
+        return pvh::hand_off(memory, platform, pvh_entry, kernel, cmdline_len, &initrd, fw_cfg);
     }
     if kernel_size == 0 || setup_size == 0 {
         return Err(BootError::NoKernel);
