@@ -366,6 +366,33 @@ mod tests {
     }
 
     #[test]
+    fn counts_non_empty_loads_up_to_eight_read_either_way() {
+        let with_loads = |count: usize, memsz: u64| {
+            let mut elf = tiny_vmlinux(true);
+            elf.resize(elf.len().max(64 + count * SIZEOF_PHDR), 0);
+            elf[56..58].copy_from_slice(&(count as u16).to_le_bytes());
+            for i in 0..count {
+                let at = 64 + i * SIZEOF_PHDR;
+                elf[at..at + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+                elf[at + 24..at + 32].copy_from_slice(&((i as u64) << 24).to_le_bytes());
+                elf[at + 40..at + 48].copy_from_slice(&memsz.to_le_bytes());
+            }
+            elf
+        };
+        let both = |elf: &[u8]| {
+            let parsed = KernelImage::parse(elf);
+            let read = in_memory(ElfHeaders::read(&mut &elf[..], elf.len() as u64)).and_then(|h| h.kernel_image());
+            assert_eq!(parsed, read);
+            parsed
+        };
+        let eight = both(&with_loads(8, 0x1000)).unwrap();
+        assert_eq!(eight.segments().len(), 8);
+        assert_eq!(eight.segments()[7], (7 << 24, 0x1000));
+        assert_eq!(both(&with_loads(9, 0x1000)), Err(PvhError::TooManySegments));
+        assert_eq!(both(&with_loads(9, 0)), Err(PvhError::NoLoadSegments));
+    }
+
+    #[test]
     fn initrd_goes_high_and_clear_of_the_kernel() {
         let map = ram_map(&[(0x10_0000, 0x200_0000 - 0x10_0000)]);
         let image = KernelImage::parse(&tiny_vmlinux(true)).unwrap();
