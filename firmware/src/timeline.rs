@@ -43,9 +43,10 @@ pub fn node(next: u64, stamps: &Stamps) -> [u8; NODE_LEN] {
     bytes[0..8].copy_from_slice(&next.to_le_bytes());
     bytes[8..12].copy_from_slice(&SETUP_FLINT_TIMELINE.to_le_bytes());
     bytes[12..16].copy_from_slice(&((8 * STAMPS) as u32).to_le_bytes());
-    for (i, stamp) in [stamps.reset, stamps.loaded, stamps.handoff].into_iter().enumerate() {
-        bytes[16 + 8 * i..24 + 8 * i].copy_from_slice(&stamp.to_le_bytes());
-    }
+    // Written out rather than looped: a handful of stores, translated once.
+    bytes[16..24].copy_from_slice(&stamps.reset.to_le_bytes());
+    bytes[24..32].copy_from_slice(&stamps.loaded.to_le_bytes());
+    bytes[32..40].copy_from_slice(&stamps.handoff.to_le_bytes());
     bytes
 }
 
