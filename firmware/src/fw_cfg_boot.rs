@@ -112,7 +112,9 @@ fn read_cmdline<T: Transport>(fw_cfg: &mut FwCfg<T>, memory: &mut impl Memory) -
 }
 
 fn initrd<T: Transport>(fw_cfg: &mut FwCfg<T>) -> Initrd {
-    Initrd::new(u64::from(fw_cfg.read_u32(key::INITRD_SIZE)), add_init_requested(fw_cfg))
+    let user = u64::from(fw_cfg.read_u32(key::INITRD_SIZE));
+    // Without an initrd of the user's the embedded init goes anyway: no need to look up the switch.
+    Initrd::new(user, user == 0 || add_init_requested(fw_cfg))
 }
 
 impl<T: Transport> Source for FwCfg<T> {
