@@ -32,10 +32,10 @@ pub fn prepare<T: Transport>(
     platform: &Platform,
     memory: &mut impl Memory,
 ) -> Result<Handoff, BootError> {
-    let kernel_size = u64::from(fw_cfg.read_u32(key::KERNEL_SIZE));
     let setup_size = fw_cfg.read_u32(key::SETUP_SIZE) as usize;
     let pvh_entry = fw_cfg.read_u32(key::KERNEL_ENTRY);
-    // QEMU sets the entry only for PVH; it also reports the ELF's extent as KERNEL_SIZE.
+    // QEMU sets the entry only for PVH; it also reports the ELF's extent as KERNEL_SIZE,
+    // which PVH has no use for.
     if pvh_entry != 0 {
         // The vmlinux file's beginning (ELF and program headers).
         let kernel = KernelImage::parse(read_setup_blob(fw_cfg, memory, setup_size));
@@ -45,6 +45,7 @@ pub fn prepare<T: Transport>(
         let initrd = initrd(fw_cfg);
         return pvh::hand_off(memory, platform, pvh_entry, kernel, cmdline_len, &initrd, fw_cfg);
     }
+    let kernel_size = u64::from(fw_cfg.read_u32(key::KERNEL_SIZE));
     if kernel_size == 0 || setup_size == 0 {
         return Err(BootError::NoKernel);
     }
