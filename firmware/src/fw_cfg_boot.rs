@@ -1,6 +1,9 @@
 //! Booting what QEMU was given with `-kernel`, `-initrd` and `-append`, read from fw_cfg:
 //! a bzImage as setup and kernel blobs, or an ELF vmlinux with a PVH note, whose segments
 //! QEMU loads into RAM itself.
+//!
+//! The helpers both kinds share are inlined into each (`#[inline(always)]`): a boot runs one
+//! kind only, and under TCG a call's set-up and return are instructions to translate too.
 
 use crate::bzimage;
 use crate::error::BootError;
@@ -93,6 +96,7 @@ fn prepare_bzimage<T: Transport>(
 }
 
 /// The first `size` bytes of the kernel file as QEMU serves them, in a firmware scratch area.
+#[inline(always)]
 fn read_setup_blob<'m, T: Transport>(fw_cfg: &mut FwCfg<T>, memory: &'m mut impl Memory, size: usize) -> &'m [u8] {
     let setup = memory.bytes_mut(layout::SETUP_BLOB, size.min(layout::SETUP_BLOB_MAX));
     fw_cfg.read(key::SETUP_DATA, setup);
@@ -101,6 +105,7 @@ fn read_setup_blob<'m, T: Transport>(fw_cfg: &mut FwCfg<T>, memory: &'m mut impl
 
 /// Reads QEMU's command-line blob to `layout::CMDLINE`; returns the blob's length (it may
 /// hold more after the NUL) and the command line's.
+#[inline(always)]
 fn read_cmdline<T: Transport>(fw_cfg: &mut FwCfg<T>, memory: &mut impl Memory) -> (usize, usize) {
     let size = (fw_cfg.read_u32(key::CMDLINE_SIZE) as usize).min(layout::CMDLINE_MAX);
     let cmdline = memory.bytes_mut(layout::CMDLINE, size.max(1));
@@ -112,6 +117,7 @@ fn read_cmdline<T: Transport>(fw_cfg: &mut FwCfg<T>, memory: &mut impl Memory) -
     (cmdline.len(), len)
 }
 
+#[inline(always)]
 fn initrd<T: Transport>(fw_cfg: &mut FwCfg<T>) -> Initrd {
     let user = u64::from(fw_cfg.read_u32(key::INITRD_SIZE));
     // Without an initrd of the user's the embedded init goes anyway: no need to look up the switch.
