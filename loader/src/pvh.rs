@@ -294,6 +294,9 @@ pub struct StartInfoInput<'a> {
 
 /// Fills `block` (at physical `block_addr`) with `hvm_start_info` at its start, followed by
 /// the module list and the memory map it points to. Returns the start_info address for EBX.
+/// Inlined into its caller, the PVH hand-off, which each boot runs at most once: under TCG
+/// a call's set-up and return are instructions to translate too.
+#[inline(always)]
 pub fn build_start_info(block: &mut [u8; START_INFO_BLOCK], block_addr: u64, input: &StartInfoInput) -> u64 {
     block.fill(0);
     let entries = input.map.entries();
