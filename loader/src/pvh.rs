@@ -232,6 +232,7 @@ impl KernelImage {
         Ok(())
     }
 
+    /// A kernel with nothing to load is refused.
     fn check_loads(&self) -> Result<(), PvhError> {
         if self.count == 0 {
             return Err(PvhError::NoLoadSegments);
