@@ -95,9 +95,10 @@ impl BzImage {
         if init_size == 0 {
             return Err(KernelError::Damaged("init_size is zero"));
         }
-        let mut header = [0; HEADER_BYTES];
-        let src = setup.get(SETUP_SECTS..header_end).ok_or_else(|| truncated(header_end))?;
-        le::put(&mut header, 0, src).ok_or_else(|| truncated(header_end))?;
+        // All of boot_params' room for the header, past header_end too (`header()` stops
+        // there): one straight copy, nothing to zero first. `need` covers it.
+        let header = setup.get(SETUP_SECTS..HEADER_LIMIT).and_then(|room| room.first_chunk());
+        let header = *header.ok_or_else(|| truncated(HEADER_LIMIT))?;
         Ok(Self {
             protocol,
             setup_sects,
