@@ -32,7 +32,9 @@ pub fn load(
 }
 
 /// Builds the zero page (command line at `layout::CMDLINE`, `setup_data` chained after the
-/// timeline node) for the 64-bit entry.
+/// timeline node) for the 64-bit entry. Inlined into each boot source's path, of which a boot
+/// runs one: a call's set-up and return are instructions to translate too.
+#[inline(always)]
 pub fn hand_off(
     memory: &mut impl Memory,
     kernel: &BzImage,

@@ -1,6 +1,9 @@
 //! Booting what QEMU was given with `-kernel`, `-initrd` and `-append`, read from fw_cfg:
 //! a bzImage as setup and kernel blobs, or an ELF vmlinux with a PVH note, whose segments
 //! QEMU loads into RAM itself.
+//!
+//! The helpers both kinds share are inlined into each (`#[inline(always)]`): a boot runs one
+//! kind only, and under TCG a call's set-up and return are instructions to translate too.
 
 use crate::bzimage;
 use crate::error::BootError;
@@ -32,17 +35,20 @@ pub fn prepare<T: Transport>(
     platform: &Platform,
     memory: &mut impl Memory,
 ) -> Result<Handoff, BootError> {
-    let kernel_size = u64::from(fw_cfg.read_u32(key::KERNEL_SIZE));
     let setup_size = fw_cfg.read_u32(key::SETUP_SIZE) as usize;
     let pvh_entry = fw_cfg.read_u32(key::KERNEL_ENTRY);
-    // QEMU sets the entry only for PVH; it also reports the ELF's extent as KERNEL_SIZE.
+    // QEMU sets the entry only for PVH; it also reports the ELF's extent as KERNEL_SIZE,
+    // which PVH has no use for.
     if pvh_entry != 0 {
         // The vmlinux file's beginning (ELF and program headers).
-        let kernel = KernelImage::parse(read_setup_blob(fw_cfg, memory, setup_size)).map_err(BootError::Pvh)?;
+        let kernel = KernelImage::parse(read_setup_blob(fw_cfg, memory, setup_size));
+        // Borrowed where it was returned: the image is too big to move for nothing.
+        let kernel = kernel.as_ref().map_err(|e| BootError::Pvh(*e))?;
         let (_, cmdline_len) = read_cmdline(fw_cfg, memory);
         let initrd = initrd(fw_cfg);
-        return pvh::hand_off(memory, platform, pvh_entry, &kernel, cmdline_len, &initrd, fw_cfg);
+        return pvh::hand_off(memory, platform, pvh_entry, kernel, cmdline_len, &initrd, fw_cfg);
     }
+    let kernel_size = u64::from(fw_cfg.read_u32(key::KERNEL_SIZE));
     if kernel_size == 0 || setup_size == 0 {
         return Err(BootError::NoKernel);
     }
@@ -59,30 +65,38 @@ fn prepare_bzimage<T: Transport>(
     // QEMU 7.2 patches the setup_data pointer into the header only once this item is read.
     fw_cfg.read_u32(key::SETUP_ADDR);
     let qemu_kernel_addr = u64::from(fw_cfg.read_u32(key::KERNEL_ADDR));
-    let kernel = BzImage::parse(read_setup_blob(fw_cfg, memory, setup_size)).map_err(BootError::Kernel)?;
+    let kernel = BzImage::parse(read_setup_blob(fw_cfg, memory, setup_size));
+    // Borrowed where it was returned: the header is too big to move for nothing.
+    let kernel = kernel.as_ref().map_err(|e| BootError::Kernel(*e))?;
 
     let qemu_cmdline_addr = u64::from(fw_cfg.read_u32(key::CMDLINE_ADDR));
     let (cmdline_blob_len, cmdline_len) = read_cmdline(fw_cfg, memory);
     let initrd = initrd(fw_cfg);
-    let load = bzimage::load(memory, &kernel, platform, kernel_size, cmdline_len, &initrd, fw_cfg)?;
+    let load = bzimage::load(memory, kernel, platform, kernel_size, cmdline_len, &initrd, fw_cfg)?;
 
     // QEMU's setup_data chain lies in the blobs it expected its option ROM to load at its
-    // addresses; flint loaded them elsewhere, so the chain is copied out and relinked.
-    let [kernel_blob, cmdline_blob, setup_data_dest] = memory.disjoint_mut([
-        (load.kernel_addr, kernel_size as usize),
-        (layout::CMDLINE, cmdline_blob_len),
-        (layout::SETUP_DATA, layout::SETUP_DATA_MAX),
-    ]);
-    let blobs = [
-        Blob { qemu_addr: qemu_kernel_addr, bytes: kernel_blob },
-        Blob { qemu_addr: qemu_cmdline_addr, bytes: cmdline_blob },
-    ];
-    let setup_data = setup_data::relocate_chain(kernel.setup_data, &blobs, setup_data_dest, layout::SETUP_DATA)
-        .map_err(BootError::SetupData)?;
-    Ok(bzimage::hand_off(memory, &kernel, &load, initrd.size(), platform, setup_data))
+    // addresses; flint loaded them elsewhere, so the chain is copied out and relinked. Most
+    // boots have none: then nothing is lent or walked.
+    let setup_data = if kernel.setup_data == 0 {
+        0
+    } else {
+        let [kernel_blob, cmdline_blob, setup_data_dest] = memory.disjoint_mut([
+            (load.kernel_addr, kernel_size as usize),
+            (layout::CMDLINE, cmdline_blob_len),
+            (layout::SETUP_DATA, layout::SETUP_DATA_MAX),
+        ]);
+        let blobs = [
+            Blob { qemu_addr: qemu_kernel_addr, bytes: kernel_blob },
+            Blob { qemu_addr: qemu_cmdline_addr, bytes: cmdline_blob },
+        ];
+        setup_data::relocate_chain(kernel.setup_data, &blobs, setup_data_dest, layout::SETUP_DATA)
+            .map_err(BootError::SetupData)?
+    };
+    Ok(bzimage::hand_off(memory, kernel, &load, initrd.size(), platform, setup_data))
 }
 
 /// The first `size` bytes of the kernel file as QEMU serves them, in a firmware scratch area.
+#[inline(always)]
 fn read_setup_blob<'m, T: Transport>(fw_cfg: &mut FwCfg<T>, memory: &'m mut impl Memory, size: usize) -> &'m [u8] {
     let setup = memory.bytes_mut(layout::SETUP_BLOB, size.min(layout::SETUP_BLOB_MAX));
     fw_cfg.read(key::SETUP_DATA, setup);
@@ -91,6 +105,7 @@ fn read_setup_blob<'m, T: Transport>(fw_cfg: &mut FwCfg<T>, memory: &'m mut impl
 
 /// Reads QEMU's command-line blob to `layout::CMDLINE`; returns the blob's length (it may
 /// hold more after the NUL) and the command line's.
+#[inline(always)]
 fn read_cmdline<T: Transport>(fw_cfg: &mut FwCfg<T>, memory: &mut impl Memory) -> (usize, usize) {
     let size = (fw_cfg.read_u32(key::CMDLINE_SIZE) as usize).min(layout::CMDLINE_MAX);
     let cmdline = memory.bytes_mut(layout::CMDLINE, size.max(1));
@@ -102,8 +117,11 @@ fn read_cmdline<T: Transport>(fw_cfg: &mut FwCfg<T>, memory: &mut impl Memory) -
     (cmdline.len(), len)
 }
 
+#[inline(always)]
 fn initrd<T: Transport>(fw_cfg: &mut FwCfg<T>) -> Initrd {
-    Initrd::new(u64::from(fw_cfg.read_u32(key::INITRD_SIZE)), add_init_requested(fw_cfg))
+    let user = u64::from(fw_cfg.read_u32(key::INITRD_SIZE));
+    // Without an initrd of the user's the embedded init goes anyway: no need to look up the switch.
+    Initrd::new(user, user == 0 || add_init_requested(fw_cfg))
 }
 
 impl<T: Transport> Source for FwCfg<T> {

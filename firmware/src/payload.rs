@@ -50,18 +50,20 @@ impl Initrd {
     }
 
     /// Copies the embedded init from ROM to `addr`, where the hand-off placed the initrd, and
-    /// has `source` fill in the user's initrd after it.
+    /// has `source` fill in the user's initrd after it. Inlined: each hand-off calls it once,
+    /// and the call's own instructions would be translated too.
+    #[inline(always)]
     pub fn load(&self, memory: &mut impl Memory, source: &mut impl Source, addr: u64) -> Result<(), BootError> {
         let size = self.size();
         if size == 0 {
             return Ok(());
         }
         let dest = memory.bytes_mut(addr, size as usize);
-        let (embedded, user) = dest.split_at_mut(self.user_offset().min(size) as usize);
-        let (init, padding) = embedded.split_at_mut(self.embedded.len());
+        let (init, rest) = dest.split_at_mut(self.embedded.len());
         init.copy_from_slice(self.embedded);
-        padding.fill(0);
         if self.user > 0 {
+            let (padding, user) = rest.split_at_mut((self.user_offset() - self.embedded.len() as u64) as usize);
+            padding.fill(0);
             source.read_initrd(user)?;
         }
         Ok(())
@@ -124,6 +126,11 @@ mod tests {
         both.load(&mut memory, &mut Pieces { initrd: vec![9; 4] }, 0x10_0000).unwrap();
         // The user's archive 4-byte aligned after the embedded one, the gap zeroed.
         assert_eq!(memory.read(0x10_0000, 13), b"07070\0\0\0\x09\x09\x09\x09\xee");
+        // Alone, the embedded init takes just its own bytes.
+        memory.bytes_mut(0x10_0000, 16).fill(0xee);
+        let alone = Initrd { embedded: b"07070", user: 0 };
+        alone.load(&mut memory, &mut Pieces { initrd: vec![] }, 0x10_0000).unwrap();
+        assert_eq!(memory.read(0x10_0000, 6), b"07070\xee");
     }
 
     #[test]

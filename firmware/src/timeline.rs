@@ -6,7 +6,7 @@
 //! `/proc/cmdline` stays exactly what the user wrote.
 //!
 //! A PVH boot has no setup_data: there the stamps are appended to the command line as
-//! `flint.fwtsc=<reset>,<loaded>,<handoff>` (documented in guest-init/README.md).
+//! `flint.fwtsc=<reset>,<loaded>,<handoff>` in hexadecimal (documented in guest-init/README.md).
 
 use crate::handoff::Handoff;
 use crate::layout;
@@ -43,44 +43,47 @@ pub fn node(next: u64, stamps: &Stamps) -> [u8; NODE_LEN] {
     bytes[0..8].copy_from_slice(&next.to_le_bytes());
     bytes[8..12].copy_from_slice(&SETUP_FLINT_TIMELINE.to_le_bytes());
     bytes[12..16].copy_from_slice(&((8 * STAMPS) as u32).to_le_bytes());
-    for (i, stamp) in [stamps.reset, stamps.loaded, stamps.handoff].into_iter().enumerate() {
-        bytes[16 + 8 * i..24 + 8 * i].copy_from_slice(&stamp.to_le_bytes());
-    }
+    // Written out rather than looped: a handful of stores, translated once.
+    bytes[16..24].copy_from_slice(&stamps.reset.to_le_bytes());
+    bytes[24..32].copy_from_slice(&stamps.loaded.to_le_bytes());
+    bytes[32..40].copy_from_slice(&stamps.handoff.to_le_bytes());
     bytes
 }
 
 /// Linux's COMMAND_LINE_SIZE on x86, NUL included.
 const LINUX_CMDLINE_MAX: usize = 2048;
+const KEY: &[u8] = b" flint.fwtsc=";
+/// Hex digits per stamp: fixed width, so the text's length and every digit's place are known.
+const DIGITS: usize = 16;
+/// The key, the stamps with commas between them, and the NUL.
+const APPENDED: usize = KEY.len() + STAMPS * (DIGITS + 1);
 
-/// Appends ` flint.fwtsc=...` to the NUL-terminated command line of `len` bytes in `cmdline`
-/// when it fits (in the buffer and within Linux's limit); returns the new length.
-/// Runs after the handoff stamp, so it stays small: no `core::fmt`, whose first use costs
-/// QEMU's TCG a fraction of a millisecond to translate.
+/// Appends ` flint.fwtsc=<reset>,<loaded>,<handoff>` (16 lowercase hex digits each) to the
+/// NUL-terminated command line of `len` bytes in `cmdline` when it fits (in the buffer and
+/// within Linux's limit); returns the new length.
+/// Runs after the handoff stamp, so it stays small: fixed-width hex is a shift and a look-up
+/// a digit, where decimal takes a division and a variable length (no `core::fmt` either,
+/// whose first use costs QEMU's TCG a fraction of a millisecond to translate).
 pub fn append_to_cmdline(cmdline: &mut [u8], len: usize, stamps: &Stamps) -> usize {
-    let limit = cmdline.len().min(LINUX_CMDLINE_MAX);
-    let mut end = len;
-    let mut separator: &[u8] = b" flint.fwtsc=";
-    for stamp in [stamps.reset, stamps.loaded, stamps.handoff] {
-        let mut buf = [0; 20];
-        for part in [separator, loader::decimal::decimal(stamp, &mut buf)] {
-            // The NUL must fit after it too.
-            let Some(room) = cmdline.get_mut(end..limit.saturating_sub(1)).filter(|room| room.len() >= part.len())
-            else {
-                // Too long: leave the user's command line untouched; the timeline just lacks them.
-                if let Some(nul) = cmdline.get_mut(len) {
-                    *nul = 0;
-                }
-                return len;
-            };
-            room[..part.len()].copy_from_slice(part);
-            end += part.len();
+    let room = cmdline.get_mut(len..).and_then(|rest| rest.first_chunk_mut::<APPENDED>());
+    let Some(room) = room.filter(|_| len + APPENDED <= LINUX_CMDLINE_MAX) else {
+        // Too long: leave the user's command line untouched; the timeline just lacks them.
+        if let Some(nul) = cmdline.get_mut(len) {
+            *nul = 0;
         }
-        separator = b",";
+        return len;
+    };
+    room[..KEY.len()].copy_from_slice(KEY);
+    // One flat loop: under TCG a loop's body is translated again for each loop around it.
+    let stamps = [stamps.reset, stamps.loaded, stamps.handoff];
+    for i in 0..STAMPS * DIGITS {
+        let nibble = stamps[i / DIGITS] >> (4 * (DIGITS - 1 - i % DIGITS)) & 0xf;
+        room[KEY.len() + i + i / DIGITS] = b"0123456789abcdef"[nibble as usize];
     }
-    if let Some(nul) = cmdline.get_mut(end) {
-        *nul = 0;
-    }
-    end
+    room[KEY.len() + DIGITS] = b',';
+    room[KEY.len() + 2 * DIGITS + 1] = b',';
+    room[APPENDED - 1] = 0;
+    len + APPENDED - 1
 }
 
 #[cfg(test)]
@@ -99,10 +102,18 @@ mod tests {
     #[test]
     fn stamps_are_appended_only_when_they_fit() {
         let stamps = Stamps { reset: 1, loaded: 22, handoff: 333 };
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 80];
         buf[..5].copy_from_slice(b"quiet");
         let len = append_to_cmdline(&mut buf, 5, &stamps);
-        assert_eq!(&buf[..=len], b"quiet flint.fwtsc=1,22,333\0");
+        assert_eq!(&buf[..=len], b"quiet flint.fwtsc=0000000000000001,0000000000000016,000000000000014d\0");
+        // The NUL must fit too.
+        let mut exact = [0xffu8; 5 + APPENDED];
+        exact[..5].copy_from_slice(b"quiet");
+        assert_eq!(append_to_cmdline(&mut exact, 5, &stamps), 5 + APPENDED - 1);
+        let mut short = [0xffu8; 5 + APPENDED - 1];
+        short[..5].copy_from_slice(b"quiet");
+        assert_eq!(append_to_cmdline(&mut short, 5, &stamps), 5);
+        assert_eq!(short[5], 0);
         let mut small = [0u8; 12];
         small[..5].copy_from_slice(b"quiet");
         assert_eq!(append_to_cmdline(&mut small, 5, &stamps), 5);

@@ -70,23 +70,25 @@ pub fn read_firmware_stamps() {
     }
 }
 
-/// Takes the firmware's stamps from `flint.fwtsc=<reset>,<loaded>,<handoff>` (decimal TSC
-/// values), which flint's firmware appends to a PVH kernel's command line; a malformed value
-/// leaves the stamps unset, since the timeline is only a diagnostic.
+/// Takes the firmware's stamps from `flint.fwtsc=<reset>,<loaded>,<handoff>` (hexadecimal TSC
+/// values, which the firmware writes with 16 digits each), which flint's firmware appends to a
+/// PVH kernel's command line; a malformed value leaves the stamps unset, since the timeline is
+/// only a diagnostic.
 pub fn set_firmware_stamps(value: &[u8]) {
-    let mut stamps = [0u64; 3];
-    let mut fields = value.split(|&b| b == b',');
-    for slot in &mut stamps {
-        match fields.next().and_then(|field| core::str::from_utf8(field).ok()?.parse().ok()) {
-            Some(stamp) => *slot = stamp,
-            None => return,
-        }
-    }
-    if fields.next().is_none() {
+    if let Some(stamps) = parse_firmware_stamps(value) {
         for (slot, stamp) in STAMPS.iter().zip(stamps) {
             slot.store(stamp, Ordering::Relaxed);
         }
     }
+}
+
+fn parse_firmware_stamps(value: &[u8]) -> Option<[u64; 3]> {
+    let mut stamps = [0u64; 3];
+    let mut fields = value.split(|&b| b == b',');
+    for slot in &mut stamps {
+        *slot = u64::from_str_radix(core::str::from_utf8(fields.next()?).ok()?, 16).ok()?;
+    }
+    fields.next().is_none().then_some(stamps)
 }
 
 /// Reads `dir` + `name` into `buf`; the number of bytes read, `None` when it cannot be opened.
@@ -155,6 +157,15 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn firmware_stamps_are_hex() {
+        let value = b"0000000000000001,0000000000000016,ffffffffffffffff";
+        assert_eq!(parse_firmware_stamps(value), Some([1, 0x16, u64::MAX]));
+        assert_eq!(parse_firmware_stamps(b"1,2"), None);
+        assert_eq!(parse_firmware_stamps(b"1,2,3,4"), None);
+        assert_eq!(parse_firmware_stamps(b"1,2,x"), None);
+    }
+
+    #[test]
     fn lines_round_trip() {
         let line = b"flint-timeline tsc_hz=2000000000 fw_reset=1 fw_loaded=2 fw_handoff=3 init=4 root=5 exec=6 exit=7 poweroff=8\n";
         assert_eq!(parse_line(line), Some((2_000_000_000, [1, 2, 3, 4, 5, 6, 7, 8])));
@@ -211,8 +222,8 @@ mod tests {
 
         /// `flint.fwtsc=` from the command line never panics, whatever it holds.
         #[test]
-        fn firmware_stamps_from_any_value(value in prop::collection::vec(prop::sample::select(b"0123456789,x".to_vec()), 0..80)) {
-            set_firmware_stamps(&value);
+        fn firmware_stamps_from_any_value(value in prop::collection::vec(prop::sample::select(b"0123456789abcdef,x".to_vec()), 0..80)) {
+            let _ = parse_firmware_stamps(&value);
         }
     }
 }

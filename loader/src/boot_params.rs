@@ -43,12 +43,13 @@ fn fill(out: &mut [u8], input: &BootParamsInput) -> Option<()> {
     le::put(out, ACPI_RSDP_ADDR, &input.acpi_rsdp_addr.to_le_bytes())?;
     let entries = input.map.entries();
     le::put(out, E820_ENTRIES, &[u8::try_from(entries.len()).ok()?])?;
-    for (i, e) in entries.iter().enumerate() {
-        let at = E820_TABLE + i * ENTRY_SIZE;
+    // Exact 20-byte slots: no bounds check left in the loop.
+    let slots = out.get_mut(E820_TABLE..)?.chunks_exact_mut(ENTRY_SIZE);
+    for (slot, e) in slots.zip(entries) {
         let (addr, size, kind) = (e.addr, e.size, e.kind);
-        le::put(out, at, &addr.to_le_bytes())?;
-        le::put(out, at + 8, &size.to_le_bytes())?;
-        le::put(out, at + 16, &kind.to_le_bytes())?;
+        le::put(slot, 0, &addr.to_le_bytes())?;
+        le::put(slot, 8, &size.to_le_bytes())?;
+        le::put(slot, 16, &kind.to_le_bytes())?;
     }
     Some(())
 }

@@ -35,9 +35,10 @@ pub fn plan(
         return Err(PlanError::CmdlineTooLong { len: cmdline_len, max });
     }
     let extent = u64::from(kernel.init_size).max(kernel_size);
-    let too_big = PlanError::KernelDoesNotFit { need: extent, ram: map.total_ram() };
-    let kernel_addr = place_kernel(kernel, map, extent, reserved).ok_or(too_big)?;
-    let entry64 = kernel_addr.checked_add(kernel.entry64_offset()).ok_or(too_big)?;
+    // Only on failure: the total is a walk over the map.
+    let too_big = || PlanError::KernelDoesNotFit { need: extent, ram: map.total_ram() };
+    let kernel_addr = place_kernel(kernel, map, extent, reserved).ok_or_else(too_big)?;
+    let entry64 = kernel_addr.checked_add(kernel.entry64_offset()).ok_or_else(too_big)?;
     let initrd_addr = match initrd_size {
         0 => 0,
         size => place_initrd(kernel, map, (kernel_addr, extent), size, reserved)

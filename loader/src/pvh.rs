@@ -112,6 +112,26 @@ pub(crate) fn from_bytes<T: plain::Plain + Default>(raw: &[u8]) -> Result<T, Pvh
     Ok(value)
 }
 
+/// Checks the ELF header at the start of `have`, the file's first [`SIZEOF_EHDR`] bytes (all
+/// of it when shorter): an x86-64 ELF with at most [`MAX_PROGRAM_HEADERS`]. Returns `e_phoff`
+/// and `e_phnum`.
+fn check_header(have: &[u8]) -> Result<(u64, usize), PvhError> {
+    // The magic and ELFCLASS64, compared as one array.
+    if have.first_chunk() != Some(b"\x7fELF\x02") {
+        return Err(PvhError::NotElf);
+    }
+    let header: &[u8; SIZEOF_EHDR] = have.first_chunk().ok_or(PvhError::Truncated)?;
+    // Fixed offsets in a fixed-size array: these reads cannot fail.
+    if le::u16_at(header, 18) != Some(EM_X86_64) {
+        return Err(PvhError::NotX86_64);
+    }
+    let count = usize::from(le::u16_at(header, 56).unwrap_or_default());
+    if count > MAX_PROGRAM_HEADERS {
+        return Err(PvhError::TooManyProgramHeaders);
+    }
+    Ok((le::u64_at(header, 32).unwrap_or_default(), count))
+}
+
 /// The results of reads from a whole file in memory: bounds were checked, so no read fails.
 fn in_memory<T>(result: Result<T, ReadError<OutOfRange>>) -> Result<T, PvhError> {
     result.map_err(|e| match e {
@@ -135,20 +155,8 @@ impl ElfHeaders {
         // Read what there is first, so a short non-ELF file is "not ELF" rather than "truncated".
         let have = &mut raw[..elf_len.min(SIZEOF_EHDR as u64) as usize];
         read_exact(elf, elf_len, 0, have)?;
-        if have.get(..4) != Some(b"\x7fELF".as_slice()) || have.get(4) != Some(&2) {
-            return Err(PvhError::NotElf.into());
-        }
-        if have.len() < SIZEOF_EHDR {
-            return Err(PvhError::Truncated.into());
-        }
+        let (_, count) = check_header(have)?;
         let header: Header = from_bytes(&raw)?;
-        if header.e_machine != EM_X86_64 {
-            return Err(PvhError::NotX86_64.into());
-        }
-        let count = usize::from(header.e_phnum);
-        if count > MAX_PROGRAM_HEADERS {
-            return Err(PvhError::TooManyProgramHeaders.into());
-        }
         let mut table = [0u8; MAX_PROGRAM_HEADERS * SIZEOF_PHDR];
         let table = &mut table[..count * SIZEOF_PHDR];
         read_exact(elf, elf_len, header.e_phoff, table)?;
@@ -166,14 +174,10 @@ impl ElfHeaders {
     /// Where the load segments go in physical memory.
     pub fn kernel_image(&self) -> Result<KernelImage, PvhError> {
         let mut image = KernelImage::default();
-        for phdr in self.program_headers().iter().filter(|p| p.p_type == PT_LOAD && p.p_memsz > 0) {
-            let slot = image.segments.get_mut(image.count).ok_or(PvhError::TooManySegments)?;
-            *slot = (phdr.p_paddr, phdr.p_memsz);
-            image.count += 1;
+        for phdr in self.program_headers() {
+            image.add(phdr.p_type, phdr.p_paddr, phdr.p_memsz)?;
         }
-        if image.count == 0 {
-            return Err(PvhError::NoLoadSegments);
-        }
+        image.check_loads()?;
         Ok(image)
     }
 
@@ -200,9 +204,40 @@ pub struct KernelImage {
 }
 
 impl KernelImage {
-    /// Reads the load segments from the ELF file's first bytes (header and program headers).
+    /// Reads the load segments from the ELF file's first bytes (header and program headers),
+    /// checked as [`ElfHeaders::read`] and [`ElfHeaders::kernel_image`] check them. Straight
+    /// from the bytes, without copying the headers out first: the firmware runs this once.
     pub fn parse(elf_start: &[u8]) -> Result<Self, PvhError> {
-        in_memory(ElfHeaders::read(&mut &elf_start[..], elf_start.len() as u64))?.kernel_image()
+        let (phoff, count) = check_header(elf_start.get(..SIZEOF_EHDR).unwrap_or(elf_start))?;
+        let table = usize::try_from(phoff)
+            .ok()
+            .and_then(|start| elf_start.get(start..)?.get(..count * SIZEOF_PHDR))
+            .ok_or(PvhError::Truncated)?;
+        let mut image = Self::default();
+        for raw in table.chunks_exact(SIZEOF_PHDR) {
+            let field = |at| le::u64_at(raw, at).unwrap_or_default();
+            image.add(field(0) as u32, field(24), field(40))?;
+        }
+        image.check_loads()?;
+        Ok(image)
+    }
+
+    /// Notes a program header's segment (`p_type`, `p_paddr`, `p_memsz`): only non-empty
+    /// PT_LOAD ones take memory.
+    fn add(&mut self, kind: u32, paddr: u64, memsz: u64) -> Result<(), PvhError> {
+        if kind == PT_LOAD && memsz > 0 {
+            *self.segments.get_mut(self.count).ok_or(PvhError::TooManySegments)? = (paddr, memsz);
+            self.count += 1;
+        }
+        Ok(())
+    }
+
+    /// A kernel with nothing to load is refused.
+    fn check_loads(&self) -> Result<(), PvhError> {
+        if self.count == 0 {
+            return Err(PvhError::NoLoadSegments);
+        }
+        Ok(())
     }
 
     /// `(start, size)` of each segment in physical memory.
@@ -260,32 +295,31 @@ pub struct StartInfoInput<'a> {
 
 /// Fills `block` (at physical `block_addr`) with `hvm_start_info` at its start, followed by
 /// the module list and the memory map it points to. Returns the start_info address for EBX.
+/// Inlined into its caller, the PVH hand-off, which each boot runs at most once: under TCG
+/// a call's set-up and return are instructions to translate too.
+#[inline(always)]
 pub fn build_start_info(block: &mut [u8; START_INFO_BLOCK], block_addr: u64, input: &StartInfoInput) -> u64 {
     block.fill(0);
     let entries = input.map.entries();
-    let fields: [(usize, &[u8]); 8] = [
-        (0, &START_INFO_MAGIC.to_le_bytes()),
-        (4, &START_INFO_VERSION.to_le_bytes()),
-        (12, &u32::from(input.initrd.is_some()).to_le_bytes()),
-        (16, &(block_addr + MODLIST_OFFSET as u64).to_le_bytes()),
-        (24, &input.cmdline_addr.to_le_bytes()),
-        (32, &input.rsdp_addr.to_le_bytes()),
-        (40, &(block_addr + MEMMAP_OFFSET as u64).to_le_bytes()),
-        (48, &(entries.len() as u32).to_le_bytes()),
-    ];
-    for (offset, bytes) in fields {
-        put(block, offset, bytes);
-    }
+    // Field by field: constant offsets into the fixed-size block need no checks at run time.
+    put(block, 0, &START_INFO_MAGIC.to_le_bytes());
+    put(block, 4, &START_INFO_VERSION.to_le_bytes());
+    put(block, 16, &(block_addr + MODLIST_OFFSET as u64).to_le_bytes());
+    put(block, 24, &input.cmdline_addr.to_le_bytes());
+    put(block, 32, &input.rsdp_addr.to_le_bytes());
+    put(block, 40, &(block_addr + MEMMAP_OFFSET as u64).to_le_bytes());
+    put(block, 48, &(entries.len() as u32).to_le_bytes());
     if let Some((addr, size)) = input.initrd {
+        put(block, 12, &1u32.to_le_bytes());
         put(block, MODLIST_OFFSET, &addr.to_le_bytes());
         put(block, MODLIST_OFFSET + 8, &size.to_le_bytes());
     }
-    for (i, entry) in entries.iter().enumerate() {
-        let at = MEMMAP_OFFSET + i * MEMMAP_ENTRY_LEN;
+    let (_, memmap) = block.split_at_mut(MEMMAP_OFFSET);
+    for (slot, entry) in memmap.chunks_exact_mut(MEMMAP_ENTRY_LEN).zip(entries) {
         let (addr, size, kind) = (entry.addr, entry.size, entry.kind);
-        put(block, at, &addr.to_le_bytes());
-        put(block, at + 8, &size.to_le_bytes());
-        put(block, at + 16, &kind.to_le_bytes());
+        put(slot, 0, &addr.to_le_bytes());
+        put(slot, 8, &size.to_le_bytes());
+        put(slot, 16, &kind.to_le_bytes());
     }
     block_addr
 }
@@ -333,6 +367,33 @@ mod tests {
         let mut elf = tiny_vmlinux(true);
         elf[0x100] = 3;
         assert_eq!(entry_point(&elf), Ok(0x0100_0ab0));
+    }
+
+    #[test]
+    fn counts_non_empty_loads_up_to_eight_read_either_way() {
+        let with_loads = |count: usize, memsz: u64| {
+            let mut elf = tiny_vmlinux(true);
+            elf.resize(elf.len().max(64 + count * SIZEOF_PHDR), 0);
+            elf[56..58].copy_from_slice(&(count as u16).to_le_bytes());
+            for i in 0..count {
+                let at = 64 + i * SIZEOF_PHDR;
+                elf[at..at + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+                elf[at + 24..at + 32].copy_from_slice(&((i as u64) << 24).to_le_bytes());
+                elf[at + 40..at + 48].copy_from_slice(&memsz.to_le_bytes());
+            }
+            elf
+        };
+        let both = |elf: &[u8]| {
+            let parsed = KernelImage::parse(elf);
+            let read = in_memory(ElfHeaders::read(&mut &elf[..], elf.len() as u64)).and_then(|h| h.kernel_image());
+            assert_eq!(parsed, read);
+            parsed
+        };
+        let eight = both(&with_loads(8, 0x1000)).unwrap();
+        assert_eq!(eight.segments().len(), 8);
+        assert_eq!(eight.segments()[7], (7 << 24, 0x1000));
+        assert_eq!(both(&with_loads(9, 0x1000)), Err(PvhError::TooManySegments));
+        assert_eq!(both(&with_loads(9, 0)), Err(PvhError::NoLoadSegments));
     }
 
     #[test]

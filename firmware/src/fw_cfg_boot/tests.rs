@@ -117,6 +117,21 @@ fn a_bzimage_is_loaded_and_described_in_the_zero_page() {
 }
 
 #[test]
+fn without_a_setup_data_chain_the_timeline_node_ends_it() {
+    let mut fake = device(true, bzimage_items(&setup_blob(), &[0xcc; 0x1000], b"quiet\0", b""));
+    let mut memory = memory();
+    memory.bytes_mut(layout::SETUP_DATA, 8).fill(0xee);
+    let handoff = prepare_with(&mut fake, &mut memory).unwrap();
+    let Handoff::Linux64 { setup_data, .. } = handoff else { panic!("not a bzImage hand-off") };
+    assert_eq!(setup_data, 0);
+    // Nothing was copied where a chain would go.
+    assert_eq!(memory.read(layout::SETUP_DATA, 8), [0xee; 8]);
+    let stamps = Stamps { reset: 1, loaded: 2, handoff: 3 };
+    timeline::record(&handoff, &mut memory, &stamps);
+    assert_eq!(memory.read(layout::TIMELINE, NODE_LEN), timeline::node(0, &stamps));
+}
+
+#[test]
 fn a_pvh_vmlinux_gets_its_start_info() {
     let elf = tiny_vmlinux(true);
     let initrd = b"070701 an initrd".repeat(300);
@@ -158,7 +173,8 @@ fn a_pvh_vmlinux_gets_its_start_info() {
 
     // The stamps go on the command line.
     timeline::record(&handoff, &mut memory, &Stamps { reset: 1, loaded: 22, handoff: 333 });
-    assert_eq!(memory.read(layout::CMDLINE, 27), b"quiet flint.fwtsc=1,22,333\0");
+    let appended = b"quiet flint.fwtsc=0000000000000001,0000000000000016,000000000000014d\0";
+    assert_eq!(memory.read(layout::CMDLINE, appended.len()), appended);
 }
 
 #[test]
