@@ -94,12 +94,7 @@ long_mode_start:
     shlq $32, %rsi
     movl %ebp, %ebp
     orq %rsi, %rbp               # rbp = reset TSC
-    # Copy .data from ROM, clear .bss.
-    movabsq $_data_load, %rsi
-    movabsq $_data_start, %rdi
-    movabsq $_data_end, %rcx
-    subq %rdi, %rcx
-    rep movsb
+    # Clear .bss. There is no .data to copy from ROM (layout.ld asserts it).
     movabsq $_bss_start, %rdi
     movabsq $_bss_end, %rcx
     subq %rdi, %rcx
