@@ -38,9 +38,7 @@ protected_mode_start:
     movw $DATA, %ax
     movw %ax, %ds
     movw %ax, %es
-    movw %ax, %ss
-    movw %ax, %fs
-    movw %ax, %gs
+    movw %ax, %ss                # DS, ES, SS: also what Linux's 64-bit entry requires
 
     # Only the entries used are written, whole (RAM keeps its contents across a guest reset):
     # stale ones elsewhere map addresses the firmware never touches, and Linux builds its own
