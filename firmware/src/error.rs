@@ -104,7 +104,11 @@ impl Text for BootError {
             BootError::Disk(_) => "the virtio-blk device failed a request: check the -drive image and its format",
             BootError::Virtio => "the virtio-blk device did not start: use a virtio 1.0 device (not disable-modern=on)",
             BootError::TooLittleRam { ram_mib } => {
-                return put!(out, "the VM has {} MiB of RAM below 4 GiB, flint needs at least 16 MiB: raise -m", *ram_mib)
+                return put!(
+                    out,
+                    "the VM has {} MiB of RAM below 4 GiB, flint needs at least 16 MiB: raise -m",
+                    *ram_mib
+                )
             }
         };
         out.put(text.as_bytes());

@@ -69,12 +69,7 @@ impl<T: Transport> FwCfg<T> {
         transport.select(key::ID);
         transport.read(&mut id);
         let dma = u32::from_le_bytes(id) & FEATURE_DMA != 0;
-        let mut cfg = FwCfg {
-            transport,
-            dma,
-            directory: [0; 4 + DIR_ENTRY_LEN * MAX_FILES],
-            file_count: 0,
-        };
+        let mut cfg = FwCfg { transport, dma, directory: [0; 4 + DIR_ENTRY_LEN * MAX_FILES], file_count: 0 };
         cfg.read_directory();
         Some(cfg)
     }
