@@ -332,8 +332,9 @@ impl<'a> Loader<'a> {
     }
 }
 
+/// Whether `size` is 1, 2, 4 or 8: bits of one mask, a shift and a test rather than compares.
 fn is_pointer_size(size: u8) -> bool {
-    matches!(size, 1 | 2 | 4 | 8)
+    0x116u32.checked_shr(size.into()).is_some_and(|sizes| sizes & 1 != 0)
 }
 
 /// Whether `value` fits in `size` bytes; two shifts, as one by 64 would not do for 8 bytes.
