@@ -157,12 +157,8 @@ pub fn install_tables<T: Transport>(
         });
     };
     fw_cfg.read_file(&loader_file, script);
-    let mut loader = Loader {
-        space,
-        base: arena_base + script_len as u64,
-        arena_len,
-        files: [const { None }; MAX_FILES],
-    };
+    let mut loader =
+        Loader { space, base: arena_base + script_len as u64, arena_len, files: [const { None }; MAX_FILES] };
     // Whole records only: the length was checked above.
     for raw in script.as_chunks::<{ command::LEN }>().0 {
         match command::parse(raw) {
@@ -176,8 +172,29 @@ pub fn install_tables<T: Transport>(
         }
     }
     let used_start = loader.base + loader.space.len() as u64;
-    let rsdp = loader.find(Name(&RSDP_FILE)).map_err(|_| AcpiError::NoRsdp)?;
+    let rsdp = find(&mut loader.files, Name(&RSDP_FILE)).map_err(|_| AcpiError::NoRsdp)?;
     Ok(Some(AcpiTables { rsdp: rsdp.address, used_start }))
+}
+
+/// The allocation named `name`, or else the first free slot (`None` if the table is full): the
+/// table fills in order, so that slot is past every allocation. Out of line: every command
+/// looks up one or two names. The free slot itself rather than its index, so an allocation
+/// fills it without an index check; over the table alone, so it can be held while the
+/// allocation takes its space from the loader.
+#[inline(never)]
+fn find<'s, 'a>(
+    files: &'s mut [Option<Allocation<'a>>; MAX_FILES],
+    name: Name,
+) -> Result<&'s mut Allocation<'a>, Option<&'s mut Option<Allocation<'a>>>> {
+    for slot in files {
+        let Some(file) = slot else {
+            return Err(Some(slot));
+        };
+        if file.name.is(name) {
+            return Ok(file);
+        }
+    }
+    Err(None)
 }
 
 /// A file placed in the arena: its name borrows from the script, its bytes from the arena.
@@ -202,21 +219,6 @@ struct Loader<'a> {
 }
 
 impl<'a> Loader<'a> {
-    /// The allocation named `name`, or else the first free slot (`MAX_FILES` if none): the
-    /// table fills in order, so that slot is past every allocation. Out of line: every command
-    /// looks up one or two names.
-    #[inline(never)]
-    fn find(&mut self, name: Name) -> Result<&mut Allocation<'a>, usize> {
-        for (slot, file) in self.files.iter_mut().enumerate() {
-            match file {
-                Some(file) if file.name.is(name) => return Ok(file),
-                Some(_) => {}
-                None => return Err(slot),
-            }
-        }
-        Err(MAX_FILES)
-    }
-
     fn allocate<T: Transport>(
         &mut self,
         fw_cfg: &mut FwCfg<T>,
@@ -231,13 +233,11 @@ impl<'a> Loader<'a> {
         if !align.is_power_of_two() {
             return Err(AcpiError::BadAlignment { file: FileName::new(bytes), align });
         }
-        let slot = match self.find(name) {
+        let slot = match find(&mut self.files, name) {
             Ok(_) => return Err(AcpiError::DuplicateAllocation(FileName::new(bytes))),
-            Err(slot) => slot,
+            Err(None) => return Err(AcpiError::TooManyFiles),
+            Err(Some(slot)) => slot,
         };
-        if slot >= MAX_FILES {
-            return Err(AcpiError::TooManyFiles);
-        }
         let Some(file) = fw_cfg.find(bytes) else {
             return Err(AcpiError::UnknownFile(FileName::new(bytes)));
         };
@@ -248,20 +248,21 @@ impl<'a> Loader<'a> {
         let address = end.wrapping_sub(size as u64) & !(u64::from(align) - 1);
         let offset = address.wrapping_sub(self.base) as usize;
         let space = core::mem::take(&mut self.space);
-        let placed = space.split_at_mut_checked(offset).and_then(|(below, above)| Some((below, above.get_mut(..size)?)));
+        let placed =
+            space.split_at_mut_checked(offset).and_then(|(below, above)| Some((below, above.get_mut(..size)?)));
         let Some((below, bytes_at)) = placed else {
             let arena = self.arena_len;
             return Err(AcpiError::ArenaTooSmall { file: FileName::new(bytes), size, align, arena });
         };
         fw_cfg.read_file(&file, bytes_at);
-        self.files[slot] = Some(Allocation { name, address, bytes: bytes_at });
+        *slot = Some(Allocation { name, address, bytes: bytes_at });
         self.space = below;
         Ok(())
     }
 
     fn add_pointer(&mut self, dest: Name, src: Name, offset: u32, size: u8) -> Result<(), AcpiError> {
-        let target = self.find(src).map_err(|_| src.unknown())?.address;
-        let dest = self.find(dest).map_err(|_| dest.unknown())?;
+        let target = find(&mut self.files, src).map_err(|_| src.unknown())?.address;
+        let dest = find(&mut self.files, dest).map_err(|_| dest.unknown())?;
         if !is_pointer_size(size) {
             return Err(AcpiError::BadPointerSize { file: dest.name.file_name(), size });
         }
@@ -283,7 +284,7 @@ impl<'a> Loader<'a> {
     }
 
     fn add_checksum(&mut self, name: Name, offset: u32, start: u32, length: u32) -> Result<(), AcpiError> {
-        let file = self.find(name).map_err(|_| name.unknown())?;
+        let file = find(&mut self.files, name).map_err(|_| name.unknown())?;
         let at = offset as usize;
         if at >= file.bytes.len() {
             return Err(file.out_of_bounds(offset, 1));
@@ -311,12 +312,16 @@ impl<'a> Loader<'a> {
     ) -> Result<(), AcpiError> {
         // The destination is a writable fw_cfg file, not necessarily loaded into memory.
         let dest_file = dest.bytes().and_then(|bytes| fw_cfg.find(bytes)).ok_or_else(|| dest.unknown())?;
-        let src = self.find(src).map_err(|_| src.unknown())?;
+        let src = find(&mut self.files, src).map_err(|_| src.unknown())?;
         if !is_pointer_size(size) {
             return Err(AcpiError::BadPointerSize { file: dest.file_name(), size });
         }
         if u64::from(dest_offset) + u64::from(size) > u64::from(dest_file.size) {
-            return Err(AcpiError::OutOfBounds { file: dest.file_name(), offset: dest_offset.into(), len: size.into() });
+            return Err(AcpiError::OutOfBounds {
+                file: dest.file_name(),
+                offset: dest_offset.into(),
+                len: size.into(),
+            });
         }
         if src_offset as usize >= src.bytes.len() {
             return Err(src.out_of_bounds(src_offset, 1));
