@@ -157,8 +157,8 @@ pub fn install_tables<T: Transport>(
         });
     };
     fw_cfg.read_file(&loader_file, script);
-    let mut loader =
-        Loader { space, base: arena_base + script_len as u64, arena_len, files: [const { None }; MAX_FILES] };
+    let mut files = [const { None }; MAX_FILES];
+    let mut loader = Loader { space, base: arena_base + script_len as u64, arena_len, files: &mut files };
     // Whole records only: the length was checked above.
     for raw in script.as_chunks::<{ command::LEN }>().0 {
         match command::parse(raw) {
@@ -172,7 +172,7 @@ pub fn install_tables<T: Transport>(
         }
     }
     let used_start = loader.base + loader.space.len() as u64;
-    let rsdp = find(&mut loader.files, Name(&RSDP_FILE)).map_err(|_| AcpiError::NoRsdp)?;
+    let rsdp = find(loader.files, Name(&RSDP_FILE)).map_err(|_| AcpiError::NoRsdp)?;
     Ok(Some(AcpiTables { rsdp: rsdp.address, used_start }))
 }
 
@@ -210,15 +210,17 @@ impl Allocation<'_> {
     }
 }
 
-struct Loader<'a> {
+struct Loader<'f, 'a> {
     /// The arena between the script and the lowest allocation; `base` is its address.
     space: &'a mut [u8],
     base: u64,
     arena_len: usize,
-    files: [Option<Allocation<'a>>; MAX_FILES],
+    /// Apart from the rest, whose fields then stay in registers: the lookups take the table's
+    /// address, and would take the whole loader's.
+    files: &'f mut [Option<Allocation<'a>>; MAX_FILES],
 }
 
-impl<'a> Loader<'a> {
+impl<'a> Loader<'_, 'a> {
     fn allocate<T: Transport>(
         &mut self,
         fw_cfg: &mut FwCfg<T>,
@@ -233,7 +235,7 @@ impl<'a> Loader<'a> {
         if !align.is_power_of_two() {
             return Err(AcpiError::BadAlignment { file: FileName::new(bytes), align });
         }
-        let slot = match find(&mut self.files, name) {
+        let slot = match find(self.files, name) {
             Ok(_) => return Err(AcpiError::DuplicateAllocation(FileName::new(bytes))),
             Err(None) => return Err(AcpiError::TooManyFiles),
             Err(Some(slot)) => slot,
@@ -261,8 +263,8 @@ impl<'a> Loader<'a> {
     }
 
     fn add_pointer(&mut self, dest: Name, src: Name, offset: u32, size: u8) -> Result<(), AcpiError> {
-        let target = find(&mut self.files, src).map_err(|_| src.unknown())?.address;
-        let dest = find(&mut self.files, dest).map_err(|_| dest.unknown())?;
+        let target = find(self.files, src).map_err(|_| src.unknown())?.address;
+        let dest = find(self.files, dest).map_err(|_| dest.unknown())?;
         if !is_pointer_size(size) {
             return Err(AcpiError::BadPointerSize { file: dest.name.file_name(), size });
         }
@@ -284,7 +286,7 @@ impl<'a> Loader<'a> {
     }
 
     fn add_checksum(&mut self, name: Name, offset: u32, start: u32, length: u32) -> Result<(), AcpiError> {
-        let file = find(&mut self.files, name).map_err(|_| name.unknown())?;
+        let file = find(self.files, name).map_err(|_| name.unknown())?;
         let at = offset as usize;
         if at >= file.bytes.len() {
             return Err(file.out_of_bounds(offset, 1));
@@ -312,7 +314,7 @@ impl<'a> Loader<'a> {
     ) -> Result<(), AcpiError> {
         // The destination is a writable fw_cfg file, not necessarily loaded into memory.
         let dest_file = dest.bytes().and_then(|bytes| fw_cfg.find(bytes)).ok_or_else(|| dest.unknown())?;
-        let src = find(&mut self.files, src).map_err(|_| src.unknown())?;
+        let src = find(self.files, src).map_err(|_| src.unknown())?;
         if !is_pointer_size(size) {
             return Err(AcpiError::BadPointerSize { file: dest.file_name(), size });
         }
