@@ -265,23 +265,21 @@ impl<'a> Loader<'_, 'a> {
     fn add_pointer(&mut self, dest: Name, src: Name, offset: u32, size: u8) -> Result<(), AcpiError> {
         let target = find(self.files, src).map_err(|_| src.unknown())?.address;
         let dest = find(self.files, dest).map_err(|_| dest.unknown())?;
-        if !is_pointer_size(size) {
+        let Some(width) = pointer_width(size) else {
             return Err(AcpiError::BadPointerSize { file: dest.name.file_name(), size });
-        }
+        };
         let at = offset as usize;
-        let Some(field) = dest.bytes.get_mut(at..at + usize::from(size)) else {
+        let Some(field) = dest.bytes.get_mut(at..at + width) else {
             return Err(dest.out_of_bounds(offset, size.into()));
         };
         // Copies rather than byte loops: under TCG a loop's body is translated twice (entered
         // by falling through, then again as the target of its jump back).
         let mut value = [0u8; 8];
-        // `size` bytes, at most 8: the `min` only spares a panic path.
-        let width = field.len().min(8);
-        value[..width].copy_from_slice(&field[..width]);
+        value[..width].copy_from_slice(field);
         let Some(value) = u64::from_le_bytes(value).checked_add(target).filter(|&value| fits(value, size)) else {
             return Err(AcpiError::PointerOverflow { file: dest.name.file_name(), size });
         };
-        field[..width].copy_from_slice(&value.to_le_bytes()[..width]);
+        field.copy_from_slice(&value.to_le_bytes()[..width]);
         Ok(())
     }
 
@@ -315,9 +313,9 @@ impl<'a> Loader<'_, 'a> {
         // The destination is a writable fw_cfg file, not necessarily loaded into memory.
         let dest_file = dest.bytes().and_then(|bytes| fw_cfg.find(bytes)).ok_or_else(|| dest.unknown())?;
         let src = find(self.files, src).map_err(|_| src.unknown())?;
-        if !is_pointer_size(size) {
+        let Some(width) = pointer_width(size) else {
             return Err(AcpiError::BadPointerSize { file: dest.file_name(), size });
-        }
+        };
         if u64::from(dest_offset) + u64::from(size) > u64::from(dest_file.size) {
             return Err(AcpiError::OutOfBounds {
                 file: dest.file_name(),
@@ -334,14 +332,15 @@ impl<'a> Loader<'_, 'a> {
         }
         let bytes = pointer.to_le_bytes();
         fw_cfg
-            .write_file(&dest_file, dest_offset, bytes.get(..usize::from(size)).unwrap_or_default())
+            .write_file(&dest_file, dest_offset, &bytes[..width])
             .map_err(|_| AcpiError::WriteFailed(dest.file_name()))
     }
 }
 
-/// Whether `size` is 1, 2, 4 or 8: bits of one mask, a shift and a test rather than compares.
-fn is_pointer_size(size: u8) -> bool {
-    0x116u32.checked_shr(size.into()).is_some_and(|sizes| sizes & 1 != 0)
+/// `size` as a width if it is 1, 2, 4 or 8: a bit of one mask rather than four compares; the
+/// bound tells the compiler a width fits an 8-byte buffer.
+fn pointer_width(size: u8) -> Option<usize> {
+    (size <= 8 && 0x116 >> size & 1 != 0).then_some(usize::from(size))
 }
 
 /// Whether `value` fits in `size` bytes; two shifts, as one by 64 would not do for 8 bytes.
