@@ -294,7 +294,8 @@ impl<'a> Loader<'_, 'a> {
             return Err(file.out_of_bounds(start, length));
         };
         let mut sum = 0u8;
-        for &byte in summed {
+        // Backwards, so the loop counts down to zero: no separate end compare to translate.
+        for &byte in summed.iter().rev() {
             sum = sum.wrapping_add(byte);
         }
         file.bytes[at] = file.bytes[at].wrapping_sub(sum);
