@@ -157,12 +157,8 @@ pub fn install_tables<T: Transport>(
         });
     };
     fw_cfg.read_file(&loader_file, script);
-    let mut loader = Loader {
-        space,
-        base: arena_base + script_len as u64,
-        arena_len,
-        files: [const { None }; MAX_FILES],
-    };
+    let mut files = [const { None }; MAX_FILES];
+    let mut loader = Loader { space, base: arena_base + script_len as u64, arena_len, files: &mut files };
     // Whole records only: the length was checked above.
     for raw in script.as_chunks::<{ command::LEN }>().0 {
         match command::parse(raw) {
@@ -176,8 +172,29 @@ pub fn install_tables<T: Transport>(
         }
     }
     let used_start = loader.base + loader.space.len() as u64;
-    let rsdp = loader.find(Name(&RSDP_FILE)).map_err(|_| AcpiError::NoRsdp)?;
+    let rsdp = find(loader.files, Name(&RSDP_FILE)).map_err(|_| AcpiError::NoRsdp)?;
     Ok(Some(AcpiTables { rsdp: rsdp.address, used_start }))
+}
+
+/// The allocation named `name`, or else the first free slot (`None` if the table is full): the
+/// table fills in order, so that slot is past every allocation. Out of line: every command
+/// looks up one or two names. The free slot itself rather than its index, so an allocation
+/// fills it without an index check; over the table alone, so it can be held while the
+/// allocation takes its space from the loader.
+#[inline(never)]
+fn find<'s, 'a>(
+    files: &'s mut [Option<Allocation<'a>>; MAX_FILES],
+    name: Name,
+) -> Result<&'s mut Allocation<'a>, Option<&'s mut Option<Allocation<'a>>>> {
+    for slot in files {
+        let Some(file) = slot else {
+            return Err(Some(slot));
+        };
+        if file.name.is(name) {
+            return Ok(file);
+        }
+    }
+    Err(None)
 }
 
 /// A file placed in the arena: its name borrows from the script, its bytes from the arena.
@@ -193,30 +210,17 @@ impl Allocation<'_> {
     }
 }
 
-struct Loader<'a> {
+struct Loader<'f, 'a> {
     /// The arena between the script and the lowest allocation; `base` is its address.
     space: &'a mut [u8],
     base: u64,
     arena_len: usize,
-    files: [Option<Allocation<'a>>; MAX_FILES],
+    /// Apart from the rest, whose fields then stay in registers: the lookups take the table's
+    /// address, and would take the whole loader's.
+    files: &'f mut [Option<Allocation<'a>>; MAX_FILES],
 }
 
-impl<'a> Loader<'a> {
-    /// The allocation named `name`, or else the first free slot (`MAX_FILES` if none): the
-    /// table fills in order, so that slot is past every allocation. Out of line: every command
-    /// looks up one or two names.
-    #[inline(never)]
-    fn find(&mut self, name: Name) -> Result<&mut Allocation<'a>, usize> {
-        for (slot, file) in self.files.iter_mut().enumerate() {
-            match file {
-                Some(file) if file.name.is(name) => return Ok(file),
-                Some(_) => {}
-                None => return Err(slot),
-            }
-        }
-        Err(MAX_FILES)
-    }
-
+impl<'a> Loader<'_, 'a> {
     fn allocate<T: Transport>(
         &mut self,
         fw_cfg: &mut FwCfg<T>,
@@ -231,13 +235,11 @@ impl<'a> Loader<'a> {
         if !align.is_power_of_two() {
             return Err(AcpiError::BadAlignment { file: FileName::new(bytes), align });
         }
-        let slot = match self.find(name) {
+        let slot = match find(self.files, name) {
             Ok(_) => return Err(AcpiError::DuplicateAllocation(FileName::new(bytes))),
-            Err(slot) => slot,
+            Err(None) => return Err(AcpiError::TooManyFiles),
+            Err(Some(slot)) => slot,
         };
-        if slot >= MAX_FILES {
-            return Err(AcpiError::TooManyFiles);
-        }
         let Some(file) = fw_cfg.find(bytes) else {
             return Err(AcpiError::UnknownFile(FileName::new(bytes)));
         };
@@ -248,42 +250,41 @@ impl<'a> Loader<'a> {
         let address = end.wrapping_sub(size as u64) & !(u64::from(align) - 1);
         let offset = address.wrapping_sub(self.base) as usize;
         let space = core::mem::take(&mut self.space);
-        let placed = space.split_at_mut_checked(offset).and_then(|(below, above)| Some((below, above.get_mut(..size)?)));
+        let placed =
+            space.split_at_mut_checked(offset).and_then(|(below, above)| Some((below, above.get_mut(..size)?)));
         let Some((below, bytes_at)) = placed else {
             let arena = self.arena_len;
             return Err(AcpiError::ArenaTooSmall { file: FileName::new(bytes), size, align, arena });
         };
         fw_cfg.read_file(&file, bytes_at);
-        self.files[slot] = Some(Allocation { name, address, bytes: bytes_at });
+        *slot = Some(Allocation { name, address, bytes: bytes_at });
         self.space = below;
         Ok(())
     }
 
     fn add_pointer(&mut self, dest: Name, src: Name, offset: u32, size: u8) -> Result<(), AcpiError> {
-        let target = self.find(src).map_err(|_| src.unknown())?.address;
-        let dest = self.find(dest).map_err(|_| dest.unknown())?;
-        if !is_pointer_size(size) {
+        let target = find(self.files, src).map_err(|_| src.unknown())?.address;
+        let dest = find(self.files, dest).map_err(|_| dest.unknown())?;
+        let Some(width) = pointer_width(size) else {
             return Err(AcpiError::BadPointerSize { file: dest.name.file_name(), size });
-        }
+        };
         let at = offset as usize;
-        let Some(field) = dest.bytes.get_mut(at..at + usize::from(size)) else {
+        let Some(field) = dest.bytes.get_mut(at..at + width) else {
             return Err(dest.out_of_bounds(offset, size.into()));
         };
         // Copies rather than byte loops: under TCG a loop's body is translated twice (entered
         // by falling through, then again as the target of its jump back).
         let mut value = [0u8; 8];
-        // `size` bytes, at most 8: the `min` only spares a panic path.
-        let width = field.len().min(8);
-        value[..width].copy_from_slice(&field[..width]);
+        value[..width].copy_from_slice(field);
         let Some(value) = u64::from_le_bytes(value).checked_add(target).filter(|&value| fits(value, size)) else {
             return Err(AcpiError::PointerOverflow { file: dest.name.file_name(), size });
         };
-        field[..width].copy_from_slice(&value.to_le_bytes()[..width]);
+        field.copy_from_slice(&value.to_le_bytes()[..width]);
         Ok(())
     }
 
     fn add_checksum(&mut self, name: Name, offset: u32, start: u32, length: u32) -> Result<(), AcpiError> {
-        let file = self.find(name).map_err(|_| name.unknown())?;
+        let file = find(self.files, name).map_err(|_| name.unknown())?;
         let at = offset as usize;
         if at >= file.bytes.len() {
             return Err(file.out_of_bounds(offset, 1));
@@ -293,7 +294,8 @@ impl<'a> Loader<'a> {
             return Err(file.out_of_bounds(start, length));
         };
         let mut sum = 0u8;
-        for &byte in summed {
+        // Backwards, so the loop counts down to zero: no separate end compare to translate.
+        for &byte in summed.iter().rev() {
             sum = sum.wrapping_add(byte);
         }
         file.bytes[at] = file.bytes[at].wrapping_sub(sum);
@@ -311,12 +313,16 @@ impl<'a> Loader<'a> {
     ) -> Result<(), AcpiError> {
         // The destination is a writable fw_cfg file, not necessarily loaded into memory.
         let dest_file = dest.bytes().and_then(|bytes| fw_cfg.find(bytes)).ok_or_else(|| dest.unknown())?;
-        let src = self.find(src).map_err(|_| src.unknown())?;
-        if !is_pointer_size(size) {
+        let src = find(self.files, src).map_err(|_| src.unknown())?;
+        let Some(width) = pointer_width(size) else {
             return Err(AcpiError::BadPointerSize { file: dest.file_name(), size });
-        }
+        };
         if u64::from(dest_offset) + u64::from(size) > u64::from(dest_file.size) {
-            return Err(AcpiError::OutOfBounds { file: dest.file_name(), offset: dest_offset.into(), len: size.into() });
+            return Err(AcpiError::OutOfBounds {
+                file: dest.file_name(),
+                offset: dest_offset.into(),
+                len: size.into(),
+            });
         }
         if src_offset as usize >= src.bytes.len() {
             return Err(src.out_of_bounds(src_offset, 1));
@@ -327,13 +333,15 @@ impl<'a> Loader<'a> {
         }
         let bytes = pointer.to_le_bytes();
         fw_cfg
-            .write_file(&dest_file, dest_offset, bytes.get(..usize::from(size)).unwrap_or_default())
+            .write_file(&dest_file, dest_offset, &bytes[..width])
             .map_err(|_| AcpiError::WriteFailed(dest.file_name()))
     }
 }
 
-fn is_pointer_size(size: u8) -> bool {
-    matches!(size, 1 | 2 | 4 | 8)
+/// `size` as a width if it is 1, 2, 4 or 8: a bit of one mask rather than four compares; the
+/// bound tells the compiler a width fits an 8-byte buffer.
+fn pointer_width(size: u8) -> Option<usize> {
+    (size <= 8 && 0x116 >> size & 1 != 0).then_some(usize::from(size))
 }
 
 /// Whether `value` fits in `size` bytes; two shifts, as one by 64 would not do for 8 bytes.

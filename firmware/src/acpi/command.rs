@@ -39,9 +39,9 @@ pub const ZONE_FSEG: u8 = 2;
 pub struct Name<'a>(pub &'a [u8; NAME_LEN]);
 
 impl<'a> Name<'a> {
-    /// The name without its NUL, `None` if the field has no NUL. Out of line: inlined, its NUL
-    /// search would be translated again at each use.
-    #[inline(never)]
+    /// The name without its NUL, `None` if the field has no NUL. Left to inline: a boot decodes
+    /// names only to allocate (elsewhere only for WRITE_POINTER and errors), so one copy is
+    /// translated, and no call.
     pub fn bytes(self) -> Option<&'a [u8]> {
         let len = self.0.iter().position(|&b| b == 0)?;
         self.0.get(..len)

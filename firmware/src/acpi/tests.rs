@@ -226,6 +226,13 @@ fn write_pointer_needs_dma() {
 }
 
 #[test]
+fn pointers_are_1_2_4_or_8_bytes() {
+    for size in 0..=u8::MAX {
+        assert_eq!(pointer_width(size), matches!(size, 1 | 2 | 4 | 8).then_some(usize::from(size)), "{size}");
+    }
+}
+
+#[test]
 fn messages_are_one_line() {
     let name = FileName::new(b"etc/acpi/\ntables");
     for error in [
