@@ -75,6 +75,8 @@ impl<T: Transport> FwCfg<T> {
     }
 
     /// Re-reads the file directory: selecting some files makes QEMU regenerate and resize them.
+    /// Out of line: probing and the ACPI loader both call it.
+    #[inline(never)]
     pub fn read_directory(&mut self) {
         // One transfer for the count and every entry the buffer holds: by DMA that is one exit
         // instead of thousands, and QEMU gives zeroes past the directory's end. (Without DMA,
