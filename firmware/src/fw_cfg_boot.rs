@@ -77,7 +77,7 @@ fn prepare_bzimage<T: Transport>(
     // QEMU's setup_data chain lies in the blobs it expected its option ROM to load at its
     // addresses; flint loaded them elsewhere, so the chain is copied out and relinked. Most
     // boots have none: then nothing is lent or walked.
-    let setup_data = if kernel.setup_data == 0 {
+    let setup_data = if kernel.setup_data() == 0 {
         0
     } else {
         let [kernel_blob, cmdline_blob, setup_data_dest] = memory.disjoint_mut([
@@ -89,7 +89,7 @@ fn prepare_bzimage<T: Transport>(
             Blob { qemu_addr: qemu_kernel_addr, bytes: kernel_blob },
             Blob { qemu_addr: qemu_cmdline_addr, bytes: cmdline_blob },
         ];
-        setup_data::relocate_chain(kernel.setup_data, &blobs, setup_data_dest, layout::SETUP_DATA)
+        setup_data::relocate_chain(kernel.setup_data(), &blobs, setup_data_dest, layout::SETUP_DATA)
             .map_err(BootError::SetupData)?
     };
     Ok(bzimage::hand_off(memory, kernel, &load, initrd.size(), platform, setup_data))
