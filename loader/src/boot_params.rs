@@ -24,6 +24,7 @@ pub struct BootParamsInput<'a> {
     pub setup_data: u64,
 }
 
+#[inline(always)]
 pub fn build(out: &mut [u8; ZERO_PAGE_SIZE], input: &BootParamsInput) {
     out.fill(0);
     // Every offset is a constant well inside the page and the map holds at most 128
@@ -31,6 +32,7 @@ pub fn build(out: &mut [u8; ZERO_PAGE_SIZE], input: &BootParamsInput) {
     let _ = fill(out, input);
 }
 
+#[inline(always)]
 fn fill(out: &mut [u8], input: &BootParamsInput) -> Option<()> {
     le::put(out, SETUP_SECTS, input.kernel.header())?;
     le::put(out, TYPE_OF_LOADER, &[LOADER_UNDEFINED])?;
