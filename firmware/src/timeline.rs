@@ -75,7 +75,9 @@ const APPENDED: usize = KEY.len() + STAMPS * (DIGITS + 1);
 /// within Linux's limit); returns the new length.
 /// Runs after the handoff stamp, so it stays small: fixed-width hex is a shift and a look-up
 /// a digit, where decimal takes a division and a variable length (no `core::fmt` either,
-/// whose first use costs QEMU's TCG a fraction of a millisecond to translate).
+/// whose first use costs QEMU's TCG a fraction of a millisecond to translate). Inlined into
+/// `record`, its one caller: the stamps are read where they are, with no call around them.
+#[inline(always)]
 pub fn append_to_cmdline(cmdline: &mut [u8], len: usize, stamps: &Stamps) -> usize {
     let room = cmdline.get_mut(len..).and_then(|rest| rest.first_chunk_mut::<APPENDED>());
     let Some(room) = room.filter(|_| len + APPENDED <= LINUX_CMDLINE_MAX) else {

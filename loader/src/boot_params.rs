@@ -24,6 +24,8 @@ pub struct BootParamsInput<'a> {
     pub setup_data: u64,
 }
 
+/// Inlined into the hand-offs, of which a boot runs one: the input is read where the caller
+/// has it rather than through a struct on the stack.
 #[inline(always)]
 pub fn build(out: &mut [u8; ZERO_PAGE_SIZE], input: &BootParamsInput) {
     out.fill(0);
