@@ -67,7 +67,9 @@ fn place_initrd(
 ) -> Option<u64> {
     let limit = (u64::from(kernel.initrd_addr_max()) + 1).min(FOUR_GIB);
     let best = map.highest_fit(size, PAGE, limit, reserved)?;
-    if !range::overlaps((best, size), kernel_range) {
+    // Apart from the kernel when above its end or below its start; the initrd ends at or
+    // below `limit`, so its end does not wrap.
+    if best >= range::end(kernel_range) || best + size <= kernel_range.0 {
         return Some(best);
     }
     // The highest spot overlaps the kernel, so none lies above it: look below it.
@@ -150,6 +152,9 @@ mod tests {
         let high = BzImage::parse(&b).unwrap();
         let p = plan(&high, &ram_map(&[(0, 64 * MIB)]), MIB, 8 * MIB, 0, &[]).unwrap();
         assert_eq!((p.kernel_addr, p.initrd_addr), (32 * MIB, 24 * MIB));
+        // Right above the kernel's end is clear of it.
+        let p = plan(&kernel(), &ram_map(&[(0, 56 * MIB)]), MIB, 8 * MIB, 0, &[]).unwrap();
+        assert_eq!((p.kernel_addr, p.kernel_extent, p.initrd_addr), (16 * MIB, 32 * MIB, 48 * MIB));
     }
 
     #[test]
