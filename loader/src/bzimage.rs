@@ -23,6 +23,9 @@ const HEADER_BYTES: usize = HEADER_LIMIT - SETUP_SECTS;
 /// boot_params' whole header room and reads each field from it when asked: parsing is the
 /// checks and one copy, with no field stored twice.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// Aligned as KernelError is, so both of parse's outcomes sit at the same offset in its
+// Result: borrowing the one returned takes no choice between two addresses.
+#[repr(align(8))]
 pub struct BzImage {
     header: [u8; HEADER_BYTES],
 }
