@@ -99,7 +99,7 @@ fn boot_partition<D: ReadAt<Error = DiskError>>(
             let setup = memory.bytes_mut(layout::SETUP_BLOB, linux.len.min(layout::SETUP_BLOB_MAX as u64) as usize);
             window.read_at(linux.offset, setup).map_err(window_error)?;
             let kernel = BzImage::parse(setup).map_err(BootError::Kernel)?;
-            let setup_size = (u64::from(kernel.setup_sects) + 1) * 512;
+            let setup_size = (u64::from(kernel.setup_sects()) + 1) * 512;
             let truncated = KernelError::Truncated { len: linux.len as usize, need: setup_size as usize + 1 };
             let kernel_size = linux.len.checked_sub(setup_size).filter(|&size| size > 0);
             let kernel_size = kernel_size.ok_or(BootError::Kernel(truncated))?;

@@ -64,22 +64,22 @@ fn prepare_bzimage<T: Transport>(
 ) -> Result<Handoff, BootError> {
     // QEMU 7.2 patches the setup_data pointer into the header only once this item is read.
     fw_cfg.read_u32(key::SETUP_ADDR);
-    let qemu_kernel_addr = u64::from(fw_cfg.read_u32(key::KERNEL_ADDR));
     let kernel = BzImage::parse(read_setup_blob(fw_cfg, memory, setup_size));
     // Borrowed where it was returned: the header is too big to move for nothing.
     let kernel = kernel.as_ref().map_err(|e| BootError::Kernel(*e))?;
 
-    let qemu_cmdline_addr = u64::from(fw_cfg.read_u32(key::CMDLINE_ADDR));
     let (cmdline_blob_len, cmdline_len) = read_cmdline(fw_cfg, memory);
     let initrd = initrd(fw_cfg);
     let load = bzimage::load(memory, kernel, platform, kernel_size, cmdline_len, &initrd, fw_cfg)?;
 
     // QEMU's setup_data chain lies in the blobs it expected its option ROM to load at its
     // addresses; flint loaded them elsewhere, so the chain is copied out and relinked. Most
-    // boots have none: then nothing is lent or walked.
-    let setup_data = if kernel.setup_data == 0 {
+    // boots have none: then nothing is lent or walked, nor are QEMU's addresses read.
+    let setup_data = if kernel.setup_data() == 0 {
         0
     } else {
+        let qemu_kernel_addr = u64::from(fw_cfg.read_u32(key::KERNEL_ADDR));
+        let qemu_cmdline_addr = u64::from(fw_cfg.read_u32(key::CMDLINE_ADDR));
         let [kernel_blob, cmdline_blob, setup_data_dest] = memory.disjoint_mut([
             (load.kernel_addr, kernel_size as usize),
             (layout::CMDLINE, cmdline_blob_len),
@@ -89,7 +89,7 @@ fn prepare_bzimage<T: Transport>(
             Blob { qemu_addr: qemu_kernel_addr, bytes: kernel_blob },
             Blob { qemu_addr: qemu_cmdline_addr, bytes: cmdline_blob },
         ];
-        setup_data::relocate_chain(kernel.setup_data, &blobs, setup_data_dest, layout::SETUP_DATA)
+        setup_data::relocate_chain(kernel.setup_data(), &blobs, setup_data_dest, layout::SETUP_DATA)
             .map_err(BootError::SetupData)?
     };
     Ok(bzimage::hand_off(memory, kernel, &load, initrd.size(), platform, setup_data))

@@ -29,7 +29,11 @@ pub struct Stamps {
 pub fn record(handoff: &Handoff, memory: &mut impl Memory, stamps: &Stamps) {
     match *handoff {
         Handoff::Linux64 { setup_data, .. } => {
-            memory.bytes_mut(layout::TIMELINE, NODE_LEN).copy_from_slice(&node(setup_data, stamps));
+            write_node(
+                memory.bytes_mut(layout::TIMELINE, NODE_LEN).try_into().expect("exact size"),
+                setup_data,
+                stamps,
+            );
         }
         Handoff::Pvh32 { cmdline_len, .. } => {
             append_to_cmdline(memory.bytes_mut(layout::CMDLINE, layout::CMDLINE_MAX), cmdline_len, stamps);
@@ -37,9 +41,10 @@ pub fn record(handoff: &Handoff, memory: &mut impl Memory, stamps: &Stamps) {
     }
 }
 
-/// The node's bytes: `next` (u64), type (u32), length (u32), then the stamps in order.
-pub fn node(next: u64, stamps: &Stamps) -> [u8; NODE_LEN] {
-    let mut bytes = [0u8; NODE_LEN];
+/// Writes the node's bytes: `next` (u64), type (u32), length (u32), then the stamps in order.
+/// Straight into place, inlined: no node built apart and copied over.
+#[inline(always)]
+fn write_node(bytes: &mut [u8; NODE_LEN], next: u64, stamps: &Stamps) {
     bytes[0..8].copy_from_slice(&next.to_le_bytes());
     bytes[8..12].copy_from_slice(&SETUP_FLINT_TIMELINE.to_le_bytes());
     bytes[12..16].copy_from_slice(&((8 * STAMPS) as u32).to_le_bytes());
@@ -47,6 +52,13 @@ pub fn node(next: u64, stamps: &Stamps) -> [u8; NODE_LEN] {
     bytes[16..24].copy_from_slice(&stamps.reset.to_le_bytes());
     bytes[24..32].copy_from_slice(&stamps.loaded.to_le_bytes());
     bytes[32..40].copy_from_slice(&stamps.handoff.to_le_bytes());
+}
+
+/// The node's bytes, for tests to compare with.
+#[cfg(test)]
+pub fn node(next: u64, stamps: &Stamps) -> [u8; NODE_LEN] {
+    let mut bytes = [0; NODE_LEN];
+    write_node(&mut bytes, next, stamps);
     bytes
 }
 
@@ -63,7 +75,9 @@ const APPENDED: usize = KEY.len() + STAMPS * (DIGITS + 1);
 /// within Linux's limit); returns the new length.
 /// Runs after the handoff stamp, so it stays small: fixed-width hex is a shift and a look-up
 /// a digit, where decimal takes a division and a variable length (no `core::fmt` either,
-/// whose first use costs QEMU's TCG a fraction of a millisecond to translate).
+/// whose first use costs QEMU's TCG a fraction of a millisecond to translate). Inlined into
+/// `record`, its one caller: the stamps are read where they are, with no call around them.
+#[inline(always)]
 pub fn append_to_cmdline(cmdline: &mut [u8], len: usize, stamps: &Stamps) -> usize {
     let room = cmdline.get_mut(len..).and_then(|rest| rest.first_chunk_mut::<APPENDED>());
     let Some(room) = room.filter(|_| len + APPENDED <= LINUX_CMDLINE_MAX) else {
@@ -92,10 +106,12 @@ mod tests {
 
     #[test]
     fn node_layout_matches_struct_setup_data() {
-        let bytes = node(0x3000, &Stamps { reset: 1, loaded: 2, handoff: 3 });
+        let mut bytes = [0xee; NODE_LEN];
+        write_node(&mut bytes, 0x3000, &Stamps { reset: 1, loaded: 2, handoff: 3 });
         assert_eq!(u64::from_le_bytes(bytes[0..8].try_into().unwrap()), 0x3000);
         assert_eq!(&bytes[8..12], b"TNLF");
         assert_eq!(u32::from_le_bytes(bytes[12..16].try_into().unwrap()), 24);
+        assert_eq!(u64::from_le_bytes(bytes[16..24].try_into().unwrap()), 1);
         assert_eq!(u64::from_le_bytes(bytes[32..40].try_into().unwrap()), 3);
     }
 

@@ -24,13 +24,17 @@ pub struct BootParamsInput<'a> {
     pub setup_data: u64,
 }
 
+/// Inlined into the hand-offs, of which a boot runs one: the input is read where the caller
+/// has it rather than through a struct on the stack.
+#[inline(always)]
 pub fn build(out: &mut [u8; ZERO_PAGE_SIZE], input: &BootParamsInput) {
     out.fill(0);
-    // Every offset is a constant well inside the page and the map holds at most 128
-    // entries, so no write can miss.
+    // Every offset is a constant well inside the page and the map holds at most
+    // MAX_ENTRIES (48) entries, so no write can miss.
     let _ = fill(out, input);
 }
 
+#[inline(always)]
 fn fill(out: &mut [u8], input: &BootParamsInput) -> Option<()> {
     le::put(out, SETUP_SECTS, input.kernel.header())?;
     le::put(out, TYPE_OF_LOADER, &[LOADER_UNDEFINED])?;
@@ -43,9 +47,13 @@ fn fill(out: &mut [u8], input: &BootParamsInput) -> Option<()> {
     le::put(out, ACPI_RSDP_ADDR, &input.acpi_rsdp_addr.to_le_bytes())?;
     let entries = input.map.entries();
     le::put(out, E820_ENTRIES, &[u8::try_from(entries.len()).ok()?])?;
-    // Exact 20-byte slots: no bounds check left in the loop.
-    let slots = out.get_mut(E820_TABLE..)?.chunks_exact_mut(ENTRY_SIZE);
-    for (slot, e) in slots.zip(entries) {
+    // Exact 20-byte slots, filled last to first: the loop keeps one index, counted down to
+    // zero, and no bounds check is left in it.
+    let slots = out.get_mut(E820_TABLE..)?.as_chunks_mut::<ENTRY_SIZE>().0;
+    let mut i = entries.len();
+    while i > 0 {
+        i -= 1;
+        let (Some(slot), Some(e)) = (slots.get_mut(i), entries.get(i)) else { return None };
         let (addr, size, kind) = (e.addr, e.size, e.kind);
         le::put(slot, 0, &addr.to_le_bytes())?;
         le::put(slot, 8, &size.to_le_bytes())?;

@@ -19,27 +19,14 @@ const ENTRY64_OFFSET: u64 = 0x200;
 const MIN_HEADER_END: usize = INIT_SIZE + 4;
 const HEADER_BYTES: usize = HEADER_LIMIT - SETUP_SECTS;
 
-/// A validated 64-bit, relocatable kernel; only [`BzImage::parse`] makes one.
+/// A validated 64-bit, relocatable kernel; only [`BzImage::parse`] makes one. It keeps
+/// boot_params' whole header room and reads each field from it when asked: parsing is the
+/// checks and one copy, with no field stored twice.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// Aligned as KernelError is, so both of parse's outcomes sit at the same offset in its
+// Result: borrowing the one returned takes no choice between two addresses.
+#[repr(align(8))]
 pub struct BzImage {
-    pub protocol: u16,
-    /// Real-mode sectors after the boot sector, with boot.rst's "0 means 4" applied.
-    pub setup_sects: u8,
-    pub loadflags: u8,
-    pub xloadflags: u16,
-    pub kernel_alignment: u32,
-    /// log2 of the smallest alignment the kernel tolerates.
-    pub min_alignment: u8,
-    pub relocatable: bool,
-    pub pref_address: u64,
-    pub init_size: u32,
-    pub initrd_addr_max: u32,
-    /// Longest command line the kernel accepts, without its terminating NUL.
-    pub cmdline_size: u32,
-    /// Offset just past the setup header, capped at 0x290 where boot_params' room ends.
-    pub header_end: usize,
-    /// Head of the setup_data chain as QEMU left it, in QEMU's addresses (see setup_data).
-    pub setup_data: u64,
     header: [u8; HEADER_BYTES],
 }
 
@@ -49,81 +36,136 @@ pub fn is_linux_kernel(bytes: &[u8]) -> bool {
     le::u32_at(bytes, HEADER_MAGIC) == Some(u32::from_le_bytes(*MAGIC))
 }
 
+/// Real-mode sectors after the boot sector, with boot.rst's "0 means 4" applied.
+fn setup_sects(raw: u8) -> u8 {
+    match raw {
+        0 => 4,
+        n => n,
+    }
+}
+
+/// boot_params' header room, [0x1F1, 0x290), whose fields are read at their boot_params offsets.
+#[derive(Clone, Copy)]
+struct Header<'a>(&'a [u8; HEADER_BYTES]);
+
+impl Header<'_> {
+    /// The field at `off` in boot_params; every caller's `off` is a constant inside the room.
+    fn bytes<const N: usize>(self, off: usize) -> [u8; N] {
+        let field = self.0.get(off - SETUP_SECTS..).and_then(|rest| rest.first_chunk());
+        *field.expect("a header field")
+    }
+
+    fn u16_at(self, off: usize) -> u16 {
+        u16::from_le_bytes(self.bytes(off))
+    }
+
+    fn u32_at(self, off: usize) -> u32 {
+        u32::from_le_bytes(self.bytes(off))
+    }
+
+    fn u8_at(self, off: usize) -> u8 {
+        self.bytes::<1>(off)[0]
+    }
+}
+
 impl BzImage {
     pub fn parse(setup: &[u8]) -> Result<Self, KernelError> {
         if !is_linux_kernel(setup) {
             return Err(KernelError::NotLinux);
         }
-        let truncated = |need: usize| KernelError::Truncated { len: setup.len(), need };
-        let u8_at = |off: usize| setup.get(off).copied().ok_or_else(|| truncated(off + 1));
-        let u16_at = |off: usize| le::u16_at(setup, off).ok_or_else(|| truncated(off + 2));
-        let u32_at = |off: usize| le::u32_at(setup, off).ok_or_else(|| truncated(off + 4));
-        let u64_at = |off: usize| le::u64_at(setup, off).ok_or_else(|| truncated(off + 8));
-
-        if u16_at(BOOT_FLAG)? != BOOT_FLAG_MAGIC {
+        // The setup part's own size first: it covers boot_params' header room (0x290 bytes
+        // fit in the two sectors the smallest one has), so no field read after it can miss.
+        let need = (usize::from(setup_sects(setup.get(SETUP_SECTS).copied().unwrap_or(0))) + 1) * 512;
+        let Some(room) = setup.get(..need).and_then(|setup| setup.first_chunk::<HEADER_LIMIT>()) else {
+            return Err(KernelError::Truncated { len: setup.len(), need });
+        };
+        // Checked where QEMU put it, then copied whole: the copy is one memcpy.
+        let checked = Header(room.last_chunk().expect("the room ends the header"));
+        if checked.u16_at(BOOT_FLAG) != BOOT_FLAG_MAGIC {
             return Err(KernelError::Damaged("boot flag at 0x1FE is not 0xAA55"));
         }
-        let protocol = u16_at(VERSION)?;
+        let protocol = checked.u16_at(VERSION);
         if protocol < MIN_PROTOCOL {
             return Err(KernelError::OldProtocol { version: protocol });
         }
-        let setup_sects = match u8_at(SETUP_SECTS)? {
-            0 => 4,
-            n => n,
-        };
-        let need = (usize::from(setup_sects) + 1) * 512;
-        if setup.len() < need {
-            return Err(truncated(need));
-        }
-        let header_end = HEADER_MAGIC + usize::from(u8_at(JUMP + 1)?);
-        if header_end < MIN_HEADER_END {
+        if HEADER_MAGIC + usize::from(checked.u8_at(JUMP + 1)) < MIN_HEADER_END {
             return Err(KernelError::Damaged("setup header ends before init_size"));
         }
-        let header_end = header_end.min(HEADER_LIMIT);
-        let xloadflags = u16_at(XLOADFLAGS)?;
-        if xloadflags & XLF_KERNEL_64 == 0 {
+        if checked.u16_at(XLOADFLAGS) & XLF_KERNEL_64 == 0 {
             return Err(KernelError::No64BitEntry);
         }
-        if u8_at(RELOCATABLE_KERNEL)? == 0 {
+        if checked.u8_at(RELOCATABLE_KERNEL) == 0 {
             return Err(KernelError::NotRelocatable);
         }
-        let kernel_alignment = u32_at(KERNEL_ALIGNMENT)?;
-        if !kernel_alignment.is_power_of_two() {
+        if !checked.u32_at(KERNEL_ALIGNMENT).is_power_of_two() {
             return Err(KernelError::Damaged("kernel_alignment is not a power of two"));
         }
-        let init_size = u32_at(INIT_SIZE)?;
-        if init_size == 0 {
+        if checked.u32_at(INIT_SIZE) == 0 {
             return Err(KernelError::Damaged("init_size is zero"));
         }
-        // All of boot_params' room for the header, past header_end too (`header()` stops
-        // there): one straight copy, nothing to zero first. `need` covers it.
-        let header = setup.get(SETUP_SECTS..HEADER_LIMIT).and_then(|room| room.first_chunk());
-        let header = *header.ok_or_else(|| truncated(HEADER_LIMIT))?;
-        Ok(Self {
-            protocol,
-            setup_sects,
-            loadflags: u8_at(LOADFLAGS)?,
-            xloadflags,
-            kernel_alignment,
-            min_alignment: u8_at(MIN_ALIGNMENT)?,
-            relocatable: true,
-            pref_address: u64_at(PREF_ADDRESS)?,
-            init_size,
-            initrd_addr_max: u32_at(INITRD_ADDR_MAX)?,
-            cmdline_size: u32_at(CMDLINE_SIZE)?,
-            header_end,
-            setup_data: u64_at(SETUP_DATA)?,
-            header,
-        })
+        Ok(Self { header: *checked.0 })
+    }
+
+    fn fields(&self) -> Header<'_> {
+        Header(&self.header)
+    }
+
+    pub fn protocol(&self) -> u16 {
+        self.fields().u16_at(VERSION)
+    }
+
+    /// Real-mode sectors after the boot sector, with boot.rst's "0 means 4" applied.
+    pub fn setup_sects(&self) -> u8 {
+        setup_sects(self.header[0])
+    }
+
+    pub fn xloadflags(&self) -> u16 {
+        self.fields().u16_at(XLOADFLAGS)
+    }
+
+    pub fn kernel_alignment(&self) -> u32 {
+        self.fields().u32_at(KERNEL_ALIGNMENT)
+    }
+
+    /// log2 of the smallest alignment the kernel tolerates.
+    pub fn min_alignment(&self) -> u8 {
+        self.fields().u8_at(MIN_ALIGNMENT)
+    }
+
+    pub fn pref_address(&self) -> u64 {
+        u64::from_le_bytes(self.fields().bytes(PREF_ADDRESS))
+    }
+
+    pub fn init_size(&self) -> u32 {
+        self.fields().u32_at(INIT_SIZE)
+    }
+
+    pub fn initrd_addr_max(&self) -> u32 {
+        self.fields().u32_at(INITRD_ADDR_MAX)
+    }
+
+    /// Longest command line the kernel accepts, without its terminating NUL.
+    pub fn cmdline_size(&self) -> u32 {
+        self.fields().u32_at(CMDLINE_SIZE)
+    }
+
+    /// Head of the setup_data chain as QEMU left it, in QEMU's addresses (see setup_data).
+    pub fn setup_data(&self) -> u64 {
+        u64::from_le_bytes(self.fields().bytes(SETUP_DATA))
     }
 
     pub const fn entry64_offset(&self) -> u64 {
         ENTRY64_OFFSET
     }
 
+    /// Offset just past the setup header, capped at 0x290 where boot_params' room ends.
+    pub fn header_end(&self) -> usize {
+        (HEADER_MAGIC + usize::from(self.fields().u8_at(JUMP + 1))).min(HEADER_LIMIT)
+    }
+
     /// The setup header bytes [0x1F1, header_end), as the zero page must receive them.
     pub fn header(&self) -> &[u8] {
-        self.header.get(..self.header_end.saturating_sub(SETUP_SECTS)).unwrap_or(&[])
+        self.header.get(..self.header_end() - SETUP_SECTS).unwrap_or(&[])
     }
 }
 
@@ -172,11 +214,11 @@ mod tests {
     #[test]
     fn parses_a_valid_header() {
         let k = BzImage::parse(&setup_blob()).unwrap();
-        assert_eq!((k.protocol, k.setup_sects, k.loadflags, k.xloadflags), (0x20F, 1, 1, 3));
-        assert_eq!((k.kernel_alignment, k.min_alignment, k.relocatable), (0x20_0000, 21, true));
-        assert_eq!((k.pref_address, k.init_size), (0x100_0000, 0x200_0000));
-        assert_eq!((k.initrd_addr_max, k.cmdline_size), (0x7FFF_FFFF, 2047));
-        assert_eq!((k.header_end, k.setup_data, k.entry64_offset()), (0x26C, 0, 0x200));
+        assert_eq!((k.protocol(), k.setup_sects(), k.xloadflags()), (0x20F, 1, 3));
+        assert_eq!((k.kernel_alignment(), k.min_alignment()), (0x20_0000, 21));
+        assert_eq!((k.pref_address(), k.init_size()), (0x100_0000, 0x200_0000));
+        assert_eq!((k.initrd_addr_max(), k.cmdline_size()), (0x7FFF_FFFF, 2047));
+        assert_eq!((k.header_end(), k.setup_data(), k.entry64_offset()), (0x26C, 0, 0x200));
         assert_eq!(k.header(), &setup_blob()[0x1F1..0x26C]);
     }
 
@@ -191,6 +233,8 @@ mod tests {
         };
         check(|b| b.truncate(0x100), NotLinux);
         check(|b| b.truncate(0x240), Truncated { len: 0x240, need: 1024 });
+        // The setup size is checked before any field past the magic is read.
+        check(|b| b.truncate(0x207), Truncated { len: 0x207, need: 1024 });
         check(|b| b[SETUP_SECTS] = 0, Truncated { len: 1024, need: 2560 });
         check(|b| b[HEADER_MAGIC] = b'h', NotLinux);
         check(|b| b[BOOT_FLAG] = 0, Damaged("boot flag at 0x1FE is not 0xAA55"));

@@ -14,7 +14,6 @@ pub const JUMP: usize = 0x200;
 pub const HEADER_MAGIC: usize = 0x202;
 pub const VERSION: usize = 0x206;
 pub const TYPE_OF_LOADER: usize = 0x210;
-pub const LOADFLAGS: usize = 0x211;
 pub const CODE32_START: usize = 0x214;
 pub const RAMDISK_IMAGE: usize = 0x218;
 pub const RAMDISK_SIZE: usize = 0x21C;

@@ -30,11 +30,11 @@ pub fn plan(
     cmdline_len: usize,
     reserved: &[(u64, u64)],
 ) -> Result<LoadPlan, PlanError> {
-    let max = kernel.cmdline_size;
+    let max = kernel.cmdline_size();
     if cmdline_len > max as usize {
         return Err(PlanError::CmdlineTooLong { len: cmdline_len, max });
     }
-    let extent = u64::from(kernel.init_size).max(kernel_size);
+    let extent = u64::from(kernel.init_size()).max(kernel_size);
     // Only on failure: the total is a walk over the map.
     let too_big = || PlanError::KernelDoesNotFit { need: extent, ram: map.total_ram() };
     let kernel_addr = place_kernel(kernel, map, extent, reserved).ok_or_else(too_big)?;
@@ -49,12 +49,12 @@ pub fn plan(
 
 /// The kernel's preferred address avoids relocating it; otherwise the lowest aligned spot.
 fn place_kernel(kernel: &BzImage, map: &MemoryMap, extent: u64, reserved: &[(u64, u64)]) -> Option<u64> {
-    let pref = kernel.pref_address;
+    let pref = kernel.pref_address();
     let free = !reserved.iter().any(|&r| range::overlaps(r, (pref, extent)));
     if pref >= MIB && free && map.is_ram(pref, extent) {
         return Some(pref);
     }
-    map.lowest_fit(extent, u64::from(kernel.kernel_alignment), MIB, reserved)
+    map.lowest_fit(extent, u64::from(kernel.kernel_alignment()), MIB, reserved)
 }
 
 /// As high as the kernel allows, like other boot loaders, to keep low memory free.
@@ -65,9 +65,11 @@ fn place_initrd(
     size: u64,
     reserved: &[(u64, u64)],
 ) -> Option<u64> {
-    let limit = (u64::from(kernel.initrd_addr_max) + 1).min(FOUR_GIB);
+    let limit = (u64::from(kernel.initrd_addr_max()) + 1).min(FOUR_GIB);
     let best = map.highest_fit(size, PAGE, limit, reserved)?;
-    if !range::overlaps((best, size), kernel_range) {
+    // Apart from the kernel when above its end or below its start; the initrd ends at or
+    // below `limit`, so its end does not wrap.
+    if best >= range::end(kernel_range) || best + size <= kernel_range.0 {
         return Some(best);
     }
     // The highest spot overlaps the kernel, so none lies above it: look below it.
@@ -150,6 +152,9 @@ mod tests {
         let high = BzImage::parse(&b).unwrap();
         let p = plan(&high, &ram_map(&[(0, 64 * MIB)]), MIB, 8 * MIB, 0, &[]).unwrap();
         assert_eq!((p.kernel_addr, p.initrd_addr), (32 * MIB, 24 * MIB));
+        // Right above the kernel's end is clear of it.
+        let p = plan(&kernel(), &ram_map(&[(0, 56 * MIB)]), MIB, 8 * MIB, 0, &[]).unwrap();
+        assert_eq!((p.kernel_addr, p.kernel_extent, p.initrd_addr), (16 * MIB, 32 * MIB, 48 * MIB));
     }
 
     #[test]

@@ -65,7 +65,7 @@ proptest! {
         }
         b.truncate(len);
         if let Ok(k) = BzImage::parse(&b) {
-            prop_assert_eq!(k.header().len(), k.header_end - 0x1F1);
+            prop_assert_eq!(k.header().len(), k.header_end() - 0x1F1);
         }
     }
 

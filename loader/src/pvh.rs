@@ -315,7 +315,12 @@ pub fn build_start_info(block: &mut [u8; START_INFO_BLOCK], block_addr: u64, inp
         put(block, MODLIST_OFFSET + 8, &size.to_le_bytes());
     }
     let (_, memmap) = block.split_at_mut(MEMMAP_OFFSET);
-    for (slot, entry) in memmap.chunks_exact_mut(MEMMAP_ENTRY_LEN).zip(entries) {
+    // Exact 24-byte slots, filled last to first: the loop keeps one index, counted down to zero.
+    let slots = memmap.as_chunks_mut::<MEMMAP_ENTRY_LEN>().0;
+    let mut i = entries.len();
+    while i > 0 {
+        i -= 1;
+        let (Some(slot), Some(entry)) = (slots.get_mut(i), entries.get(i)) else { break };
         let (addr, size, kind) = (entry.addr, entry.size, entry.kind);
         put(slot, 0, &addr.to_le_bytes());
         put(slot, 8, &size.to_le_bytes());
@@ -422,5 +427,17 @@ mod tests {
         assert_eq!(le::u32_at(&block, 48), Some(map.entries().len() as u32));
         assert_eq!(le::u64_at(&block, MEMMAP_OFFSET + 8), Some(0x700_0000));
         assert_eq!(le::u32_at(&block, MEMMAP_OFFSET + 16), Some(1));
+        // Several entries land in order, each in its 24-byte slot; the slots after them stay zero.
+        let mut map = ram_map(&[(0, 0x9_FC00), (0x10_0000, 0x700_0000)]);
+        map.mark(0x9_FC00, 0x400, crate::e820::RESERVED).unwrap();
+        let mut block = [0xeeu8; START_INFO_BLOCK];
+        build_start_info(&mut block, 0x5_0000, &StartInfoInput { map: &map, ..input });
+        assert_eq!(le::u32_at(&block, 48), Some(3));
+        let slot = |i: usize| {
+            let at = MEMMAP_OFFSET + i * MEMMAP_ENTRY_LEN;
+            (le::u64_at(&block, at).unwrap(), le::u64_at(&block, at + 8).unwrap(), le::u32_at(&block, at + 16).unwrap())
+        };
+        assert_eq!([slot(0), slot(1), slot(2)], [(0, 0x9_FC00, 1), (0x9_FC00, 0x400, 2), (0x10_0000, 0x700_0000, 1)]);
+        assert!(block[MEMMAP_OFFSET + 2 * MEMMAP_ENTRY_LEN + 20..].iter().all(|&b| b == 0));
     }
 }

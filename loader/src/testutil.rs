@@ -23,7 +23,7 @@ pub fn setup_blob() -> Vec<u8> {
     write(&mut b, JUMP, &[0xEB, 0x6A]);
     write(&mut b, HEADER_MAGIC, b"HdrS");
     write(&mut b, VERSION, &0x20Fu16.to_le_bytes());
-    b[LOADFLAGS] = 1;
+    b[0x211] = 1; // loadflags: LOADED_HIGH, which QEMU requires (flint reads none of it)
     write(&mut b, INITRD_ADDR_MAX, &0x7FFF_FFFFu32.to_le_bytes());
     write(&mut b, KERNEL_ALIGNMENT, &0x20_0000u32.to_le_bytes());
     b[RELOCATABLE_KERNEL] = 1;

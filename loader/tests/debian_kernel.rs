@@ -32,13 +32,13 @@ fn debian_cloud_kernel_parses_and_plans() {
     // In the file setup_sects is as built (QEMU serves the same bytes, header-patched).
     let setup_len = (usize::from(file[0x1F1]) + 1) * 512;
     let kernel = BzImage::parse(&file[..setup_len]).unwrap();
-    assert!(kernel.protocol >= 0x20F, "protocol {:#x}", kernel.protocol);
-    assert!(kernel.xloadflags & 1 != 0 && kernel.relocatable);
+    assert!(kernel.protocol() >= 0x20F, "protocol {:#x}", kernel.protocol());
+    assert!(kernel.xloadflags() & 1 != 0);
     let kernel_size = (file.len() - setup_len) as u64;
     let initrd = 8 * MIB;
     for size in [128 * MIB, 6 * 1024 * MIB] {
         let p = plan(&kernel, &ram(size), kernel_size, initrd, 100, &[]).unwrap();
-        assert_eq!(p.kernel_addr, kernel.pref_address);
+        assert_eq!(p.kernel_addr, kernel.pref_address());
         assert!(p.initrd_addr >= p.kernel_addr + p.kernel_extent && p.initrd_addr + initrd <= 4096 * MIB);
     }
     let err = plan(&kernel, &ram(32 * MIB), kernel_size, initrd, 100, &[]).unwrap_err();

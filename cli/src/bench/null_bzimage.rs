@@ -81,10 +81,13 @@ mod tests {
     fn header_passes_flints_kernel_checks() {
         let image = image();
         let kernel = BzImage::parse(&image[..SETUP_SIZE]).unwrap();
-        assert_eq!((kernel.protocol, kernel.setup_sects, kernel.relocatable), (0x20F, 7, true));
-        assert_eq!((kernel.pref_address, kernel.init_size, kernel.kernel_alignment), (0x100_0000, 0x1000, 0x20_0000));
-        assert_eq!((kernel.min_alignment, kernel.header_end), (21, HEADER_END));
-        assert_eq!(kernel.xloadflags & 1, 1, "XLF_KERNEL_64");
+        assert_eq!((kernel.protocol(), kernel.setup_sects()), (0x20F, 7));
+        assert_eq!(
+            (kernel.pref_address(), kernel.init_size(), kernel.kernel_alignment()),
+            (0x100_0000, 0x1000, 0x20_0000)
+        );
+        assert_eq!((kernel.min_alignment(), kernel.header_end()), (21, HEADER_END));
+        assert_eq!(kernel.xloadflags() & 1, 1, "XLF_KERNEL_64");
     }
 
     #[test]
