@@ -115,45 +115,43 @@ impl MemoryMap {
         // What lies outside [start, end) survives; the new entry goes before the first tail.
         // Under TCG every distinct instruction the firmware runs is translated once: plain
         // pushes of scalars, one check at the end.
-        let mut full = false;
         for e in old.entries() {
             let e_end = e.end();
             if e.addr < start {
-                full |= self.push(e.addr, e_end.min(start), e.kind);
+                self.push(e.addr, e_end.min(start), e.kind);
             }
             if e_end > end {
                 if let Some(kind) = pending.take() {
-                    full |= self.push(start, end, kind);
+                    self.push(start, end, kind);
                 }
-                full |= self.push(e.addr.max(end), e_end, e.kind);
+                self.push(e.addr.max(end), e_end, e.kind);
             }
         }
         if let Some(kind) = pending {
-            full |= self.push(start, end, kind);
+            self.push(start, end, kind);
         }
-        if full {
+        if self.len > MAX_ENTRIES {
             *self = old;
             return Err(MapError::TableFull);
         }
         Ok(())
     }
 
-    /// Appends [addr, end), which starts at or after the last entry's end; returns whether
-    /// the table was full. Never inlined: `set` calls it from four places.
+    /// Appends [addr, end), which starts at or after the last entry's end. A full table still
+    /// counts the entry, so `set` checks `len` once at the end. Never inlined: `set` calls it
+    /// from four places.
     #[inline(never)]
-    fn push(&mut self, addr: u64, end: u64, kind: u32) -> bool {
+    fn push(&mut self, addr: u64, end: u64, kind: u32) {
         if let Some(last) = self.len.checked_sub(1).and_then(|i| self.table.get_mut(i)) {
             if last.kind == kind && last.end() == addr {
                 last.size = end - last.addr;
-                return false;
+                return;
             }
         }
-        let Some(slot) = self.table.get_mut(self.len) else {
-            return true;
-        };
-        *slot = E820Entry { addr, size: end - addr, kind };
+        if let Some(slot) = self.table.get_mut(self.len) {
+            *slot = E820Entry { addr, size: end - addr, kind };
+        }
         self.len += 1;
-        false
     }
 
     pub fn entries(&self) -> &[E820Entry] {

@@ -36,6 +36,22 @@ fn assert_normal(map: &MemoryMap) {
     }));
 }
 
+fn kind_at(map: &MemoryMap, x: u64) -> Option<u32> {
+    map.entries().iter().find(|e| e.addr <= x && x - e.addr < e.size).map(|e| e.kind)
+}
+
+/// Inside the edited range the map holds the new kind, outside it what it held before;
+/// probed at every boundary of either map and of the range, and next to each.
+fn assert_edited(before: &MemoryMap, after: &MemoryMap, (start, size, kind): (u64, u64, Option<u32>)) {
+    let bounds = before.entries().iter().chain(after.entries()).flat_map(|e| [e.addr, e.addr + e.size]);
+    for b in bounds.chain([start, start.saturating_add(size)]) {
+        for x in [b.wrapping_sub(1), b] {
+            let inside = x >= start && x - start < size;
+            assert_eq!(kind_at(after, x), if inside { kind } else { kind_at(before, x) }, "at {x:#x}");
+        }
+    }
+}
+
 /// Kind 6 punches a hole; a failed edit must leave the map as it was.
 fn apply(map: &mut MemoryMap, edits: &[(u64, u64, u32)]) {
     for &(start, size, kind) in edits {
@@ -43,6 +59,8 @@ fn apply(map: &mut MemoryMap, edits: &[(u64, u64, u32)]) {
         let result = if kind == 6 { map.set(start, size, None) } else { map.mark(start, size, kind) };
         if result.is_err() {
             assert_eq!(*map, before);
+        } else {
+            assert_edited(&before, map, (start, size, (kind != 6).then_some(kind)));
         }
         assert_normal(map);
     }
