@@ -32,8 +32,10 @@ pub struct E820Entry {
 const _: () = assert!(core::mem::size_of::<E820Entry>() == ENTRY_SIZE);
 
 impl E820Entry {
+    /// Cannot wrap for an entry of a map (`set` refuses ranges that do), so it need not
+    /// saturate as `range::end` does: fewer instructions in each inlined copy.
     fn end(&self) -> u64 {
-        range::end((self.addr, self.size))
+        self.addr.wrapping_add(self.size)
     }
 
     fn read(raw: &[u8; ENTRY_SIZE]) -> Self {
