@@ -20,6 +20,8 @@ pub const ENTRY_SIZE: usize = 20;
 const EBDA: u64 = 0x9_FC00;
 const VGA: u64 = 0xA_0000;
 const BIOS: u64 = 0xF_0000;
+/// `edit`'s kind for a hole.
+const HOLE: u64 = u64::MAX;
 
 #[repr(C, packed)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -105,8 +107,16 @@ impl MemoryMap {
         self.set(start, size, Some(kind))
     }
 
-    /// Rebuilds the table with the range set to `kind`, or to a hole when `kind` is None.
+    /// Sets the range to `kind`, or to a hole when `kind` is None.
+    #[inline]
     pub(crate) fn set(&mut self, start: u64, size: u64, kind: Option<u32>) -> Result<(), MapError> {
+        self.edit(start, size, kind.map_or(HOLE, u64::from))
+    }
+
+    /// Rebuilds the table with the range set to `kind`, widened to u64 so that HOLE, above
+    /// every u32, stands for None: each call passes one register rather than an Option's two.
+    #[inline(never)]
+    fn edit(&mut self, start: u64, size: u64, kind: u64) -> Result<(), MapError> {
         let end = start.checked_add(size).ok_or(MapError::Wraps { start, size })?;
         if size == 0 {
             return Ok(());
@@ -123,14 +133,15 @@ impl MemoryMap {
                 self.push(e.addr, e_end.min(start), e.kind);
             }
             if e_end > end {
-                if let Some(kind) = pending.take() {
-                    self.push(start, end, kind);
+                if pending != HOLE {
+                    self.push(start, end, pending as u32);
+                    pending = HOLE;
                 }
                 self.push(e.addr.max(end), e_end, e.kind);
             }
         }
-        if let Some(kind) = pending {
-            self.push(start, end, kind);
+        if pending != HOLE {
+            self.push(start, end, pending as u32);
         }
         if self.len > MAX_ENTRIES {
             *self = old;
