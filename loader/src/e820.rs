@@ -78,10 +78,10 @@ impl MemoryMap {
         }
         // RAM first, so anything QEMU reserves on top of RAM wins. One loop for both passes:
         // the firmware runs this once, and under TCG each copy of a loop is translated anew.
-        for ram_pass in [true, false] {
+        for pass in 0..2 {
             for raw in bytes.chunks_exact(ENTRY_SIZE) {
                 let e = E820Entry::read(raw.try_into().unwrap_or(&[0; ENTRY_SIZE]));
-                if (e.kind == RAM) == ram_pass {
+                if (e.kind == RAM) == (pass == 0) {
                     self.mark(e.addr, e.size, e.kind)?;
                 }
             }
