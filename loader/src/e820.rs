@@ -151,8 +151,8 @@ impl MemoryMap {
     }
 
     /// Appends [addr, end), which starts at or after the last entry's end. A full table still
-    /// counts the entry, so `set` checks `len` once at the end. Never inlined: `set` calls it
-    /// from four places.
+    /// counts the entry, so `edit` checks `len` once at the end. Never inlined: `edit` calls
+    /// it from four places.
     #[inline(never)]
     fn push(&mut self, addr: u64, end: u64, kind: u32) {
         if let Some(last) = self.len.checked_sub(1).and_then(|i| self.table.get_mut(i)) {
@@ -168,8 +168,8 @@ impl MemoryMap {
     }
 
     pub fn entries(&self) -> &[E820Entry] {
-        // `len` never exceeds the table; `min` says so to the compiler in fewer instructions
-        // than `get` does.
+        // `len` exceeds the table only while `edit` overfills it; `min` keeps the compiler
+        // from linking a panic in fewer instructions than `get` does.
         &self.table[..self.len.min(MAX_ENTRIES)]
     }
 
@@ -316,6 +316,10 @@ mod tests {
         let before = map.clone();
         assert_eq!(map.mark(1000 * MIB, MIB, RAM), Err(MapError::TableFull));
         assert_eq!(map, before);
+        // A full table still takes edits that add no entry, such as growing the last one.
+        let last = (MAX_ENTRIES as u64 - 1) * 2 * MIB;
+        map.mark(last + MIB, MIB, RESERVED).unwrap();
+        assert_eq!((map.entries().len(), spans(&map).last()), (MAX_ENTRIES, Some(&(last, last + 2 * MIB, RESERVED))));
         for err in [MapError::TableFull, MapError::PartialEntry { len: 3 }, MapError::Wraps { start: 1, size: 2 }] {
             assert_one_line(&err);
         }
