@@ -57,21 +57,33 @@ pub struct FwCfg<T: Transport> {
 }
 
 impl<T: Transport> FwCfg<T> {
+    /// An unprobed device, made where it stays: `detect` fills it in place, as returning a
+    /// probed one would copy its 4 KiB directory.
+    pub fn new(transport: T) -> Self {
+        FwCfg { transport, dma: false, directory: [0; 4 + DIR_ENTRY_LEN * MAX_FILES], file_count: 0 }
+    }
+
     /// Checks the "QEMU" signature, learns whether DMA works and reads the file directory.
-    pub fn probe(mut transport: T) -> Option<Self> {
+    pub fn detect(&mut self) -> bool {
         let mut signature = [0u8; 4];
-        transport.select(key::SIGNATURE);
-        transport.read(&mut signature);
+        self.transport.select(key::SIGNATURE);
+        self.transport.read(&mut signature);
         if &signature != b"QEMU" {
-            return None;
+            return false;
         }
         let mut id = [0u8; 4];
-        transport.select(key::ID);
-        transport.read(&mut id);
-        let dma = u32::from_le_bytes(id) & FEATURE_DMA != 0;
-        let mut cfg = FwCfg { transport, dma, directory: [0; 4 + DIR_ENTRY_LEN * MAX_FILES], file_count: 0 };
-        cfg.read_directory();
-        Some(cfg)
+        self.transport.select(key::ID);
+        self.transport.read(&mut id);
+        self.dma = u32::from_le_bytes(id) & FEATURE_DMA != 0;
+        self.read_directory();
+        true
+    }
+
+    /// `new` and `detect` in one, for tests.
+    #[cfg(test)]
+    pub fn probe(transport: T) -> Option<Self> {
+        let mut cfg = Self::new(transport);
+        cfg.detect().then_some(cfg)
     }
 
     /// Re-reads the file directory: selecting some files makes QEMU regenerate and resize them.

@@ -63,9 +63,10 @@ fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
     // First, so that even early errors can power off through ACPI S5.
     chipset::enable_power_management(&mut pci_config, chipset);
 
-    let Some(mut fw_cfg) = FwCfg::probe(PortTransport) else {
+    let mut fw_cfg = FwCfg::new(PortTransport);
+    if !fw_cfg.detect() {
         return Err(BootError::NoFwCfg);
-    };
+    }
     console::set_verbose(fw_cfg.find(b"opt/flint/log").is_some());
     log!("fw_cfg found, DMA {}, chipset {}", if fw_cfg.has_dma() { "on" } else { "off" }, chipset);
 
