@@ -60,16 +60,16 @@ protected_mode_start:
     movl $(PD + 0x3000 | 3), PDPT + 511 * 8
     movl %edx, PDPT + 511 * 8 + 4
     # Present, writable, large page. The jump makes the loop's first pass start a block at its
-    # head, as every later pass does, so TCG translates its body once, not twice.
+    # head, as every later pass does, so TCG translates its body once, not twice. The loop ends
+    # when the address carries past 4 GiB, so it needs no compare.
     movl $PD, %edi
     movl $0x83, %eax
     jmp 1f
 1:  movl %eax, (%edi)
     movl %edx, 4(%edi)
-    addl $0x200000, %eax
     addl $8, %edi
-    cmpl $(PD + 0x4000), %edi
-    jne 1b
+    addl $0x200000, %eax
+    jnc 1b
 
     movl $PML4, %eax
     movl %eax, %cr3
@@ -89,16 +89,15 @@ protected_mode_start:
 .code64
 long_mode_start:
     movl $STACK_TOP, %esp
-    shlq $32, %rsi
-    movl %ebp, %ebp
-    orq %rsi, %rbp               # rbp = reset TSC
-    # Clear .bss. There is no .data to copy from ROM (layout.ld asserts it).
-    movabsq $_bss_start, %rdi
-    movabsq $_bss_end, %rcx
-    subq %rdi, %rcx
+    # Clear .bss (below 4 GiB; its size from layout.ld). There is no .data to copy from ROM
+    # (layout.ld asserts it).
+    movl $_bss_start, %edi
+    movl $_bss_size, %ecx
     xorl %eax, %eax
     rep stosb
-    movq %rbp, %rdi              # firmware_main(reset_tsc), at its high alias
+    movl %ebp, %edi
+    shlq $32, %rsi
+    orq %rsi, %rdi               # firmware_main(reset_tsc), at its high alias
     xorl %ebp, %ebp
     movabsq $firmware_main, %rax
     call *%rax
