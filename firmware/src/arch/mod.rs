@@ -71,9 +71,9 @@ pub unsafe fn enter_linux64(entry: u64, boot_params: u64) -> ! {
 }
 
 extern "C" {
-    /// In `reset.s`: switches to 32-bit protected mode, paging off, and jumps to `entry` with
-    /// EBX = `start_info`.
-    fn enter_pvh32(entry: u32, start_info: u32) -> !;
+    /// In `reset.s`, in 32-bit code at its physical address: turns paging and long mode off
+    /// and jumps to EDI with EBX = ESI.
+    fn pvh_compat_mode() -> !;
 }
 
 /// Enters a vmlinux at its PVH entry as the x86/HVM direct boot ABI asks.
@@ -81,13 +81,17 @@ extern "C" {
 /// # Safety
 /// `entry` must be a loaded kernel's PVH entry and `start_info` a complete `hvm_start_info`.
 pub unsafe fn enter_pvh(entry: u32, start_info: u32) -> ! {
-    // SAFETY: forwarded to the caller. The routine sits in the identity-mapped boot section,
-    // below 4 GiB, so it is called through its absolute address.
+    // SAFETY: forwarded to the caller. A far return to the 32-bit code segment (0x08 in
+    // reset.s's GDT) lands in compatibility mode at the routine, which sits in the
+    // identity-mapped boot section below 4 GiB, where paging can be switched off under it.
     unsafe {
         core::arch::asm!(
+            "cli",
+            "push 0x08",
             "movabs rax, offset {target}",
-            "jmp rax",
-            target = sym enter_pvh32,
+            "push rax",
+            "retfq",
+            target = sym pvh_compat_mode,
             in("edi") entry,
             in("esi") start_info,
             options(noreturn),

@@ -116,22 +116,16 @@ gdt_pointer:
     .word gdt_end - gdt - 1
     .long gdt
 
-# enter_pvh32(entry: edi, start_info: esi): leave long mode for the PVH ABI's 32-bit protected
-# mode with paging off and EBX = start_info. Runs here, at its physical address, because
-# paging is switched off under it.
+# pvh_compat_mode(entry: edi, start_info: esi), reached by arch::enter_pvh's far return to
+# CODE32: leaves long mode for the PVH ABI's 32-bit protected mode with paging off and
+# EBX = start_info. Runs here, at its physical address, because paging is switched off under it.
+# DS, ES and SS still hold the flat DATA segment loaded by protected_mode_start: nothing
+# since has reloaded them.
 .section .boot, "ax"
-.code64
-.global enter_pvh32
-enter_pvh32:
-    cli
-    movl %esi, %ebx
-    movl %edi, %esi
-    pushq $CODE32
-    movabsq $pvh_compat_mode, %rax
-    pushq %rax
-    lretq
 .code32
+.global pvh_compat_mode
 pvh_compat_mode:
+    movl %esi, %ebx
     movl %cr0, %eax
     andl $~(1 << 31), %eax       # paging off, which also leaves long mode
     movl %eax, %cr0
@@ -141,8 +135,4 @@ pvh_compat_mode:
     wrmsr
     xorl %eax, %eax
     movl %eax, %cr4
-    movw $DATA, %ax
-    movw %ax, %ds
-    movw %ax, %es
-    movw %ax, %ss
-    jmp *%esi
+    jmp *%edi
