@@ -56,7 +56,7 @@ fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
     let chipset = chipset::detect(&mut pci_config);
     // No host bridge at all: microvm, whose disks are on virtio-mmio and whose power-off is
     // its GED device.
-    let microvm = matches!(chipset, Chipset::Unknown { vendor: 0xffff, .. });
+    let microvm = chipset == Chipset::Absent;
     if microvm {
         exit::set_microvm();
     }
