@@ -11,6 +11,9 @@
 .set CODE32, 0x08
 .set CODE64, 0x10           # __BOOT_CS, as Linux's 64-bit boot protocol requires
 .set DATA, 0x18             # __BOOT_DS
+# Control registers are written whole from their reset values (EFLAGS 0x2: interrupts off,
+# direction up; CR0 0x60000010: CD, NW, ET; CR4 and EFER 0), not read and modified.
+.set CR0_RESET, 0x60000010
 
 .section .reset, "ax"
 .code16
@@ -22,15 +25,11 @@ reset_vector:
 .section .boot, "ax"
 .code16
 real_mode_start:
-    cli
-    cld
     rdtsc                        # TSC at the first instruction, kept in esi:ebp for the timeline
     movl %eax, %ebp
     movl %edx, %esi
     lgdtl %cs:(gdt_pointer - 0xffff0000)
-    movl %cr0, %eax
-    orl $1, %eax
-    movl %eax, %cr0
+    lmsw %cs:(protection_enable - 0xffff0000)   # CR0.PE, in one instruction
     ljmpl $CODE32, $protected_mode_start
 
 .code32
@@ -46,8 +45,7 @@ protected_mode_start:
     # is cleared. The PML4 and PDPT entries are copied from the ROM templates below, whole
     # 64-bit entries through SSE registers (so CR4 enables SSE first): fewer instructions than
     # writing each entry's halves.
-    movl %cr4, %eax
-    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax   # PAE, OSFXSR, OSXMMEXCPT
+    movl $((1 << 5) | (1 << 9) | (1 << 10)), %eax   # PAE, OSFXSR, OSXMMEXCPT
     movl %eax, %cr4
     movdqa pdpt_entries, %xmm0
     movdqa pdpt_entries + 16, %xmm1
@@ -72,13 +70,11 @@ protected_mode_start:
 
     movl $PML4, %eax
     movl %eax, %cr3
-    movl $0xc0000080, %ecx       # EFER.LME
-    rdmsr
-    orl $(1 << 8), %eax
+    movl $0xc0000080, %ecx       # EFER.LME (EDX is still 0 from the loop above)
+    movl $(1 << 8), %eax
     wrmsr
-    movl %cr0, %eax
-    andl $~(1 << 2), %eax        # EM off: the prebuilt core uses SSE
-    orl $((1 << 31) | (1 << 1)), %eax   # PG, MP
+    # PG, MP and PE; EM stays off: the prebuilt core uses SSE.
+    movl $(CR0_RESET | (1 << 31) | (1 << 1) | 1), %eax
     movl %eax, %cr0
     ljmpl $CODE64, $long_mode_start
 
@@ -111,6 +107,8 @@ gdt_end:
 gdt_pointer:
     .word gdt_end - gdt - 1
     .long gdt
+protection_enable:
+    .word 1
 
 .balign 16
 pdpt_entries:                   # one per GiB of the low 4 GiB
