@@ -126,13 +126,11 @@ pml4_entry:                     # both PML4 slots, low and high, share the PDPT
 .global pvh_compat_mode
 pvh_compat_mode:
     movl %esi, %ebx
-    movl %cr0, %eax
-    andl $~(1 << 31), %eax       # paging off, which also leaves long mode
+    movl $(CR0_RESET | (1 << 1) | 1), %eax   # paging off, which also leaves long mode
     movl %eax, %cr0
-    movl $0xc0000080, %ecx       # EFER.LME off
-    rdmsr
-    andl $~(1 << 8), %eax
-    wrmsr
+    movl $0xc0000080, %ecx       # EFER.LME off: EFER back to 0
     xorl %eax, %eax
+    xorl %edx, %edx
+    wrmsr
     movl %eax, %cr4
     jmp *%edi
