@@ -90,7 +90,6 @@ long_mode_start:
     movl %ebp, %edi
     shlq $32, %rsi
     orq %rsi, %rdi               # firmware_main(reset_tsc), at its high alias
-    xorl %ebp, %ebp
     movabsq $firmware_main, %rax
     call *%rax
 2:  hlt
