@@ -102,9 +102,10 @@ pub fn enable_power_management<C: ConfigSpace>(cfg: &mut C, chipset: Chipset) {
     match chipset {
         Chipset::Pc if is_present(cfg, PIIX4_PM, PIIX4_PM_ID) => {
             cfg.write32(PIIX4_PM, PIIX4_PMBA, u32::from(PM_BASE) | IO_SPACE);
-            // QEMU maps the block when this bit is set, at the base written above.
-            let misc = cfg.read8(PIIX4_PM, PIIX4_PMREGMISC);
-            cfg.write8(PIIX4_PM, PIIX4_PMREGMISC, misc | PIIX4_PM_IO_ENABLE);
+            // QEMU maps the block when this bit is set, at the base written above. The register
+            // starts a dword, so the bit is set in it directly: one read, not write8's second.
+            let misc = cfg.read32(PIIX4_PM, PIIX4_PMREGMISC);
+            cfg.write32(PIIX4_PM, PIIX4_PMREGMISC, misc | u32::from(PIIX4_PM_IO_ENABLE));
         }
         Chipset::Q35 => {
             cfg.write32(HOST_BRIDGE, MCH_PCIEXBAR_HIGH, 0);
