@@ -57,21 +57,37 @@ pub struct FwCfg<T: Transport> {
 }
 
 impl<T: Transport> FwCfg<T> {
+    /// An unprobed device, made where it stays: `detect` fills it in place, as returning a
+    /// probed one would copy its 4 KiB directory.
+    pub fn new(transport: T) -> Self {
+        FwCfg { transport, dma: false, directory: [0; 4 + DIR_ENTRY_LEN * MAX_FILES], file_count: 0 }
+    }
+
     /// Checks the "QEMU" signature, learns whether DMA works and reads the file directory.
-    pub fn probe(mut transport: T) -> Option<Self> {
-        let mut signature = [0u8; 4];
-        transport.select(key::SIGNATURE);
-        transport.read(&mut signature);
-        if &signature != b"QEMU" {
-            return None;
+    pub fn detect(&mut self) -> bool {
+        if &self.port_read4(key::SIGNATURE) != b"QEMU" {
+            return false;
         }
-        let mut id = [0u8; 4];
-        transport.select(key::ID);
-        transport.read(&mut id);
-        let dma = u32::from_le_bytes(id) & FEATURE_DMA != 0;
-        let mut cfg = FwCfg { transport, dma, directory: [0; 4 + DIR_ENTRY_LEN * MAX_FILES], file_count: 0 };
-        cfg.read_directory();
-        Some(cfg)
+        self.dma = u32::from_le_bytes(self.port_read4(key::ID)) & FEATURE_DMA != 0;
+        self.read_directory();
+        true
+    }
+
+    /// An item's first four bytes through the data register, as DMA is not known to work yet.
+    /// Out of line: inlined, each of the two calls would be translated.
+    #[inline(never)]
+    fn port_read4(&mut self, key: u16) -> [u8; 4] {
+        let mut bytes = [0u8; 4];
+        self.transport.select(key);
+        self.transport.read(&mut bytes);
+        bytes
+    }
+
+    /// `new` and `detect` in one, for tests.
+    #[cfg(test)]
+    pub fn probe(transport: T) -> Option<Self> {
+        let mut cfg = Self::new(transport);
+        cfg.detect().then_some(cfg)
     }
 
     /// Re-reads the file directory: selecting some files makes QEMU regenerate and resize them.

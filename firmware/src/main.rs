@@ -56,21 +56,24 @@ fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
     let chipset = chipset::detect(&mut pci_config);
     // No host bridge at all: microvm, whose disks are on virtio-mmio and whose power-off is
     // its GED device.
-    let microvm = matches!(chipset, Chipset::Unknown { vendor: 0xffff, .. });
+    let microvm = chipset == Chipset::Absent;
     if microvm {
         exit::set_microvm();
     }
     // First, so that even early errors can power off through ACPI S5.
     chipset::enable_power_management(&mut pci_config, chipset);
 
-    let Some(mut fw_cfg) = FwCfg::probe(PortTransport) else {
+    let mut fw_cfg = FwCfg::new(PortTransport);
+    if !fw_cfg.detect() {
         return Err(BootError::NoFwCfg);
-    };
+    }
     console::set_verbose(fw_cfg.find(b"opt/flint/log").is_some());
     log!("fw_cfg found, DMA {}, chipset {}", if fw_cfg.has_dma() { "on" } else { "off" }, chipset);
 
-    let mut map = MemoryMap::new();
-    read_memory_map(&mut fw_cfg, &mut map)?;
+    // Built where it stays: moving the map into a Platform later would copy it.
+    let mut platform = Platform { map: MemoryMap::new(), acpi_rsdp: 0 };
+    let map = &mut platform.map;
+    read_memory_map(&mut fw_cfg, map)?;
     let ram_top = map.ram_top_below_4g();
     // QEMU's RAM starts at 0, so its top below 4 GiB is how much the boot can use.
     if ram_top < MIN_RAM {
@@ -97,17 +100,13 @@ fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
     // Whatever the tables occupy is marked ACPI in the memory map below so no later
     // placement overlaps it.
     let arena = memory.bytes_mut(arena_base, arena_size as usize);
-    let acpi_rsdp = match acpi::install_tables(&mut fw_cfg, arena, arena_base).map_err(BootError::Acpi)? {
-        Some(tables) => {
-            let start = tables.used_start & !0xfff;
-            map.mark(start, ram_top - start, e820::ACPI).map_err(BootError::Map)?;
-            log!("ACPI tables at {}, RSDP at {}", Hex(tables.used_start), Hex(tables.rsdp));
-            tables.rsdp
-        }
-        None => 0,
-    };
+    if let Some(tables) = acpi::install_tables(&mut fw_cfg, arena, arena_base).map_err(BootError::Acpi)? {
+        let start = tables.used_start & !0xfff;
+        map.mark(start, ram_top - start, e820::ACPI).map_err(BootError::Map)?;
+        log!("ACPI tables at {}, RSDP at {}", Hex(tables.used_start), Hex(tables.rsdp));
+        platform.acpi_rsdp = tables.rsdp;
+    }
 
-    let platform = Platform { map, acpi_rsdp };
     let handoff = if fw_cfg_boot::has_kernel(&mut fw_cfg) {
         fw_cfg_boot::prepare(&mut fw_cfg, &platform, memory)?
     } else {

@@ -7,7 +7,6 @@ use core::sync::atomic::{compiler_fence, Ordering};
 
 const SELECTOR: u16 = 0x510;
 const DATA: u16 = 0x511;
-const DMA_HIGH: u16 = 0x514;
 const DMA_LOW: u16 = 0x518;
 
 const CONTROL_ERROR: u32 = 1 << 0;
@@ -29,15 +28,14 @@ pub struct PortTransport;
 impl PortTransport {
     fn run(&mut self, control: u32, length: u32, address: u64) -> Result<(), DmaError> {
         let access = DmaAccess { control: control.to_be(), length: length.to_be(), address: address.to_be() };
-        let descriptor = addr_of!(access) as u64;
+        // On the stack, below 4 GiB (reset.s), so the address's high half is zero: QEMU clears
+        // the address after every transfer, so only the low half is written, as SeaBIOS does.
+        let descriptor = addr_of!(access) as u32;
         // The device reads the descriptor and target memory behind the compiler's back.
         compiler_fence(Ordering::SeqCst);
         // SAFETY: the descriptor and the buffer it names stay alive until the device clears
         // `control`; writing the low half starts the transfer, which QEMU completes synchronously.
-        unsafe {
-            outl(DMA_HIGH, ((descriptor >> 32) as u32).to_be());
-            outl(DMA_LOW, (descriptor as u32).to_be());
-        }
+        unsafe { outl(DMA_LOW, descriptor.to_be()) }
         loop {
             // SAFETY: `access` is a live local; volatile because the device writes it.
             let control = u32::from_be(unsafe { read_volatile(addr_of!(access.control)) });

@@ -59,35 +59,40 @@ pub fn tsc() -> u64 {
 
 /// Jumps to the kernel's 64-bit entry as Linux's boot protocol asks: long mode, identity
 /// paging, CS = __BOOT_CS and data segments = __BOOT_DS (set by `reset.s`), interrupts off,
-/// RSI = boot_params.
+/// RSI = boot_params. Interrupts have been off since reset (nothing enables them) and the
+/// direction flag is clear at every call, as the ABI requires, so neither is set again here.
 ///
 /// # Safety
 /// `entry` must be a loaded kernel's 64-bit entry and `boot_params` its complete zero page.
 pub unsafe fn enter_linux64(entry: u64, boot_params: u64) -> ! {
     // SAFETY: forwarded to the caller; nothing of the firmware is used after the jump.
     unsafe {
-        core::arch::asm!("cli", "cld", "jmp {entry}", entry = in(reg) entry, in("rsi") boot_params, options(noreturn, nostack));
+        core::arch::asm!("jmp {entry}", entry = in(reg) entry, in("rsi") boot_params, options(noreturn, nostack));
     }
 }
 
 extern "C" {
-    /// In `reset.s`: switches to 32-bit protected mode, paging off, and jumps to `entry` with
-    /// EBX = `start_info`.
-    fn enter_pvh32(entry: u32, start_info: u32) -> !;
+    /// In `reset.s`, in 32-bit code at its physical address: turns paging and long mode off
+    /// and jumps to EDI with EBX = ESI.
+    fn pvh_compat_mode() -> !;
 }
 
-/// Enters a vmlinux at its PVH entry as the x86/HVM direct boot ABI asks.
+/// Enters a vmlinux at its PVH entry as the x86/HVM direct boot ABI asks (interrupts are
+/// off, as for [`enter_linux64`]).
 ///
 /// # Safety
 /// `entry` must be a loaded kernel's PVH entry and `start_info` a complete `hvm_start_info`.
 pub unsafe fn enter_pvh(entry: u32, start_info: u32) -> ! {
-    // SAFETY: forwarded to the caller. The routine sits in the identity-mapped boot section,
-    // below 4 GiB, so it is called through its absolute address.
+    // SAFETY: forwarded to the caller. A far return to the 32-bit code segment (0x08 in
+    // reset.s's GDT) lands in compatibility mode at the routine, which sits in the
+    // identity-mapped boot section below 4 GiB, where paging can be switched off under it.
     unsafe {
         core::arch::asm!(
+            "push 0x08",
             "movabs rax, offset {target}",
-            "jmp rax",
-            target = sym enter_pvh32,
+            "push rax",
+            "retfq",
+            target = sym pvh_compat_mode,
             in("edi") entry,
             in("esi") start_info,
             options(noreturn),

@@ -11,6 +11,9 @@
 .set CODE32, 0x08
 .set CODE64, 0x10           # __BOOT_CS, as Linux's 64-bit boot protocol requires
 .set DATA, 0x18             # __BOOT_DS
+# Control registers are written whole from their reset values (EFLAGS 0x2: interrupts off,
+# direction up; CR0 0x60000010: CD, NW, ET; CR4 and EFER 0), not read and modified.
+.set CR0_RESET, 0x60000010
 
 .section .reset, "ax"
 .code16
@@ -22,15 +25,11 @@ reset_vector:
 .section .boot, "ax"
 .code16
 real_mode_start:
-    cli
-    cld
     rdtsc                        # TSC at the first instruction, kept in esi:ebp for the timeline
     movl %eax, %ebp
     movl %edx, %esi
     lgdtl %cs:(gdt_pointer - 0xffff0000)
-    movl %cr0, %eax
-    orl $1, %eax
-    movl %eax, %cr0
+    lmsw %cs:(protection_enable - 0xffff0000)   # CR0.PE, in one instruction
     ljmpl $CODE32, $protected_mode_start
 
 .code32
@@ -43,63 +42,54 @@ protected_mode_start:
     # Only the entries used are written, whole (RAM keeps its contents across a guest reset):
     # stale ones elsewhere map addresses the firmware never touches, and Linux builds its own
     # tables. Under TCG each `rep` step costs about as much as a loop iteration, so no page
-    # is cleared.
+    # is cleared. The PML4 and PDPT entries are copied from the ROM templates below, whole
+    # 64-bit entries through SSE registers (so CR4 enables SSE first): fewer instructions than
+    # writing each entry's halves.
+    movl $((1 << 5) | (1 << 9) | (1 << 10)), %eax   # PAE, OSFXSR, OSXMMEXCPT
+    movl %eax, %cr4
+    movdqa pdpt_entries, %xmm0
+    movdqa pdpt_entries + 16, %xmm1
+    movdqa %xmm0, PDPT
+    movdqa %xmm1, PDPT + 16
+    movhps %xmm1, PDPT + 511 * 8 # the top GiB, as entry 3
+    movq pml4_entry, %xmm0
+    movq %xmm0, PML4
+    movq %xmm0, PML4 + 511 * 8
     xorl %edx, %edx
-    movl $(PDPT | 3), PML4
-    movl %edx, PML4 + 4
-    movl $(PDPT | 3), PML4 + 511 * 8
-    movl %edx, PML4 + 511 * 8 + 4
-    movl $(PD | 3), PDPT
-    movl %edx, PDPT + 4
-    movl $(PD + 0x1000 | 3), PDPT + 8
-    movl %edx, PDPT + 12
-    movl $(PD + 0x2000 | 3), PDPT + 16
-    movl %edx, PDPT + 20
-    movl $(PD + 0x3000 | 3), PDPT + 24
-    movl %edx, PDPT + 28
-    movl $(PD + 0x3000 | 3), PDPT + 511 * 8
-    movl %edx, PDPT + 511 * 8 + 4
     # Present, writable, large page. The jump makes the loop's first pass start a block at its
-    # head, as every later pass does, so TCG translates its body once, not twice.
+    # head, as every later pass does, so TCG translates its body once, not twice. The loop ends
+    # when the address carries past 4 GiB, so it needs no compare.
     movl $PD, %edi
     movl $0x83, %eax
     jmp 1f
 1:  movl %eax, (%edi)
     movl %edx, 4(%edi)
-    addl $0x200000, %eax
     addl $8, %edi
-    cmpl $(PD + 0x4000), %edi
-    jne 1b
+    addl $0x200000, %eax
+    jnc 1b
 
     movl $PML4, %eax
     movl %eax, %cr3
-    movl %cr4, %eax
-    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax   # PAE, OSFXSR, OSXMMEXCPT
-    movl %eax, %cr4
-    movl $0xc0000080, %ecx       # EFER.LME
-    rdmsr
-    orl $(1 << 8), %eax
+    movl $0xc0000080, %ecx       # EFER.LME (EDX is still 0 from the loop above)
+    movl $(1 << 8), %eax
     wrmsr
-    movl %cr0, %eax
-    andl $~(1 << 2), %eax        # EM off: the prebuilt core uses SSE
-    orl $((1 << 31) | (1 << 1)), %eax   # PG, MP
+    # PG, MP and PE; EM stays off: the prebuilt core uses SSE.
+    movl $(CR0_RESET | (1 << 31) | (1 << 1) | 1), %eax
     movl %eax, %cr0
     ljmpl $CODE64, $long_mode_start
 
 .code64
 long_mode_start:
     movl $STACK_TOP, %esp
-    shlq $32, %rsi
-    movl %ebp, %ebp
-    orq %rsi, %rbp               # rbp = reset TSC
-    # Clear .bss. There is no .data to copy from ROM (layout.ld asserts it).
-    movabsq $_bss_start, %rdi
-    movabsq $_bss_end, %rcx
-    subq %rdi, %rcx
+    # Clear .bss (below 4 GiB; its size from layout.ld). There is no .data to copy from ROM
+    # (layout.ld asserts it).
+    movl $_bss_start, %edi
+    movl $_bss_size, %ecx
     xorl %eax, %eax
     rep stosb
-    movq %rbp, %rdi              # firmware_main(reset_tsc), at its high alias
-    xorl %ebp, %ebp
+    movl %ebp, %edi
+    shlq $32, %rsi
+    orq %rsi, %rdi               # firmware_main(reset_tsc), at its high alias
     movabsq $firmware_main, %rax
     call *%rax
 2:  hlt
@@ -116,34 +106,30 @@ gdt_end:
 gdt_pointer:
     .word gdt_end - gdt - 1
     .long gdt
+protection_enable:
+    .word 1
 
-# enter_pvh32(entry: edi, start_info: esi): leave long mode for the PVH ABI's 32-bit protected
-# mode with paging off and EBX = start_info. Runs here, at its physical address, because
-# paging is switched off under it.
+.balign 16
+pdpt_entries:                   # one per GiB of the low 4 GiB
+    .quad PD | 3, PD + 0x1000 | 3, PD + 0x2000 | 3, PD + 0x3000 | 3
+pml4_entry:                     # both PML4 slots, low and high, share the PDPT
+    .quad PDPT | 3
+
+# pvh_compat_mode(entry: edi, start_info: esi), reached by arch::enter_pvh's far return to
+# CODE32: leaves long mode for the PVH ABI's 32-bit protected mode with paging off and
+# EBX = start_info. Runs here, at its physical address, because paging is switched off under it.
+# DS, ES and SS still hold the flat DATA segment loaded by protected_mode_start: nothing
+# since has reloaded them.
 .section .boot, "ax"
-.code64
-.global enter_pvh32
-enter_pvh32:
-    cli
-    movl %esi, %ebx
-    movl %edi, %esi
-    pushq $CODE32
-    movabsq $pvh_compat_mode, %rax
-    pushq %rax
-    lretq
 .code32
+.global pvh_compat_mode
 pvh_compat_mode:
-    movl %cr0, %eax
-    andl $~(1 << 31), %eax       # paging off, which also leaves long mode
+    movl %esi, %ebx
+    movl $(CR0_RESET | (1 << 1) | 1), %eax   # paging off, which also leaves long mode
     movl %eax, %cr0
-    movl $0xc0000080, %ecx       # EFER.LME off
-    rdmsr
-    andl $~(1 << 8), %eax
-    wrmsr
+    movl $0xc0000080, %ecx       # EFER.LME off: EFER back to 0
     xorl %eax, %eax
+    xorl %edx, %edx
+    wrmsr
     movl %eax, %cr4
-    movw $DATA, %ax
-    movw %ax, %ds
-    movw %ax, %es
-    movw %ax, %ss
-    jmp *%esi
+    jmp *%edi
