@@ -181,11 +181,11 @@ mod tests {
         }
     }
 
-    /// The spellings a line may arrive in: as written, without its newline, or with a `\r`
-    /// a tty adds.
-    fn spellings(line: &[u8]) -> [Vec<u8>; 3] {
+    /// The spellings a line may arrive in: as written, without its newline, or with the `\r`
+    /// a tty adds, before the newline or left over once a reader has split lines at it.
+    fn spellings(line: &[u8]) -> [Vec<u8>; 4] {
         let bare = line.strip_suffix(b"\n").unwrap().to_vec();
-        [line.to_vec(), bare.clone(), [bare.as_slice(), b"\r\n"].concat()]
+        [line.to_vec(), bare.clone(), [bare.as_slice(), b"\r\n"].concat(), [bare.as_slice(), b"\r"].concat()]
     }
 
     proptest! {
