@@ -45,20 +45,8 @@ fn fill(out: &mut [u8], input: &BootParamsInput) -> Option<()> {
     put_split(out, RAMDISK_SIZE, EXT_RAMDISK_SIZE, input.initrd_size)?;
     le::put(out, SETUP_DATA, &input.setup_data.to_le_bytes())?;
     le::put(out, ACPI_RSDP_ADDR, &input.acpi_rsdp_addr.to_le_bytes())?;
-    let entries = input.map.entries();
-    le::put(out, E820_ENTRIES, &[u8::try_from(entries.len()).ok()?])?;
-    // Exact 20-byte slots, filled last to first: the loop keeps one index, counted down to
-    // zero, and no bounds check is left in it.
-    let slots = out.get_mut(E820_TABLE..)?.as_chunks_mut::<ENTRY_SIZE>().0;
-    let mut i = entries.len();
-    while i > 0 {
-        i -= 1;
-        let (Some(slot), Some(e)) = (slots.get_mut(i), entries.get(i)) else { return None };
-        let (addr, size, kind) = (e.addr, e.size, e.kind);
-        le::put(slot, 0, &addr.to_le_bytes())?;
-        le::put(slot, 8, &size.to_le_bytes())?;
-        le::put(slot, 16, &kind.to_le_bytes())?;
-    }
+    le::put(out, E820_ENTRIES, &[u8::try_from(input.map.entries().len()).ok()?])?;
+    input.map.write_slots::<ENTRY_SIZE>(out.get_mut(E820_TABLE..)?);
     Some(())
 }
 

@@ -173,6 +173,26 @@ impl MemoryMap {
         &self.table[..self.len.min(MAX_ENTRIES)]
     }
 
+    /// Writes the entries into consecutive `SLOT`-byte slots of `out`, as boot_params'
+    /// e820_table (20-byte slots) and hvm_start_info's memory map (24) both lay them out:
+    /// address, size and type at offsets 0, 8 and 16, the rest of a slot left as it is. Stops
+    /// where `out` has no slot left. Last to first, so the loop keeps one index, counted down
+    /// to zero; inlined into the hand-off that uses it, of which a boot runs one.
+    #[inline(always)]
+    pub fn write_slots<const SLOT: usize>(&self, out: &mut [u8]) {
+        let slots = out.as_chunks_mut::<SLOT>().0;
+        let entries = self.entries();
+        let mut i = entries.len();
+        while i > 0 {
+            i -= 1;
+            let (Some(slot), Some(e)) = (slots.get_mut(i), entries.get(i)) else { break };
+            let (addr, size, kind) = (e.addr, e.size, e.kind);
+            let _ = crate::le::put(slot, 0, &addr.to_le_bytes());
+            let _ = crate::le::put(slot, 8, &size.to_le_bytes());
+            let _ = crate::le::put(slot, 16, &kind.to_le_bytes());
+        }
+    }
+
     fn ram(&self) -> impl DoubleEndedIterator<Item = E820Entry> + '_ {
         self.entries().iter().copied().filter(|e| e.kind == RAM)
     }

@@ -314,18 +314,7 @@ pub fn build_start_info(block: &mut [u8; START_INFO_BLOCK], block_addr: u64, inp
         put(block, MODLIST_OFFSET, &addr.to_le_bytes());
         put(block, MODLIST_OFFSET + 8, &size.to_le_bytes());
     }
-    let (_, memmap) = block.split_at_mut(MEMMAP_OFFSET);
-    // Exact 24-byte slots, filled last to first: the loop keeps one index, counted down to zero.
-    let slots = memmap.as_chunks_mut::<MEMMAP_ENTRY_LEN>().0;
-    let mut i = entries.len();
-    while i > 0 {
-        i -= 1;
-        let (Some(slot), Some(entry)) = (slots.get_mut(i), entries.get(i)) else { break };
-        let (addr, size, kind) = (entry.addr, entry.size, entry.kind);
-        put(slot, 0, &addr.to_le_bytes());
-        put(slot, 8, &size.to_le_bytes());
-        put(slot, 16, &kind.to_le_bytes());
-    }
+    input.map.write_slots::<MEMMAP_ENTRY_LEN>(&mut block[MEMMAP_OFFSET..]);
     block_addr
 }
 
