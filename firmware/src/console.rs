@@ -35,11 +35,7 @@ pub fn set_verbose(verbose: bool) {
 }
 
 pub fn verbose() -> bool {
-    // A plain read, which x86 compares in memory in one instruction at every log site (an
-    // atomic load takes a load and a test).
-    // SAFETY: no write can race this read: the firmware runs on one CPU without interrupts,
-    // and only its `main.rs` calls `set_verbose` (host tests never do).
-    unsafe { *VERBOSE.as_ptr() }
+    VERBOSE.load(Ordering::Relaxed)
 }
 
 /// COM1 as a [`Sink`]; set up on first use.
