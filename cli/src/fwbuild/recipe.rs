@@ -47,7 +47,9 @@ pub fn build(tree: &Path, target: &Path, cargo: &OsString, progress: &dyn Fn(&st
     let init = release.join("flint-init.stripped");
     run({
         let mut strip = Command::new("strip");
-        strip.arg("-o").arg(&init).arg(release.join("flint-init"));
+        // Its unwind tables too: it panics with abort, so nothing reads them, and the firmware
+        // would copy their 8 KB into every VM it boots.
+        strip.args(["-R", ".eh_frame", "-R", ".eh_frame_hdr", "-o"]).arg(&init).arg(release.join("flint-init"));
         strip
     })?;
 
