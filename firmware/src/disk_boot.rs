@@ -12,7 +12,7 @@ use crate::handoff::{Handoff, Platform};
 use crate::layout;
 use crate::memory::Memory;
 use crate::payload::{self, Initrd, Source};
-use crate::pci::{ConfigSpace, Summary};
+use crate::pci::{ConfigSpace, Function};
 use crate::pvh;
 use crate::virtio;
 use loader::boot_image::{self, BootImage, Extent, ImageError, Segment};
@@ -28,18 +28,15 @@ mod tests;
 /// is the one reported. `add_init` puts the embedded init in front of the disk's initrd.
 pub fn prepare<C: ConfigSpace + Clone>(
     config: &C,
-    pci: &Summary,
+    pci: &[Function],
     probe_mmio: bool,
     add_init: bool,
     platform: &Platform,
     memory: &mut impl Memory,
 ) -> Result<Handoff, BootError> {
     let mut config = config.clone();
-    let pci_disks = pci
-        .functions()
-        .iter()
-        .filter(|f| virtio::is_block_device(f))
-        .map(|function| virtio::pci_device(&mut config, function));
+    let pci_disks =
+        pci.iter().filter(|f| virtio::is_block_device(f)).map(|function| virtio::pci_device(&mut config, function));
     let mut first_problem = None;
     for device in pci_disks.chain(virtio::mmio_block_devices(probe_mmio)) {
         let mut disk = Disk::new(device.map_err(|_| BootError::Virtio)?);

@@ -20,9 +20,30 @@ use loader::setup_data::{self, Blob};
 /// With this fw_cfg file present, the embedded init is put in front of the user's initrd.
 const ADD_INIT_SWITCH: &[u8] = b"opt/flint/add-init";
 
-/// Whether QEMU was given `-kernel` (otherwise the firmware looks for a disk to boot).
-pub fn has_kernel<T: Transport>(fw_cfg: &mut FwCfg<T>) -> bool {
-    fw_cfg.read_u32(key::KERNEL_SIZE) != 0 || fw_cfg.read_u32(key::KERNEL_ENTRY) != 0
+/// What QEMU says about its `-kernel`, read once, before anything is placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GivenKernel {
+    /// A vmlinux's PVH entry; 0 for a bzImage.
+    pvh_entry: u32,
+    /// A bzImage's protected-mode part; a vmlinux's extent in RAM.
+    size: u32,
+    /// `(start, size)` of what QEMU loaded into RAM itself: a vmlinux's segments, which
+    /// nothing the firmware places may overwrite. Empty for a bzImage, which the firmware
+    /// places.
+    pub loaded: (u64, u64),
+}
+
+impl GivenKernel {
+    /// `None` when QEMU was given no `-kernel`: then the firmware looks for a disk to boot.
+    pub fn read<T: Transport>(fw_cfg: &mut FwCfg<T>) -> Option<Self> {
+        let size = fw_cfg.read_u32(key::KERNEL_SIZE);
+        let pvh_entry = fw_cfg.read_u32(key::KERNEL_ENTRY);
+        if pvh_entry != 0 {
+            let loaded = (u64::from(fw_cfg.read_u32(key::KERNEL_ADDR)), u64::from(size));
+            return Some(GivenKernel { pvh_entry, size, loaded });
+        }
+        (size != 0).then_some(GivenKernel { pvh_entry, size, loaded: (0, 0) })
+    }
 }
 
 /// Whether the user asked for the embedded init in front of their initrd (for disk boots too).
@@ -32,13 +53,13 @@ pub fn add_init_requested<T: Transport>(fw_cfg: &FwCfg<T>) -> bool {
 
 pub fn prepare<T: Transport>(
     fw_cfg: &mut FwCfg<T>,
+    given: GivenKernel,
     platform: &Platform,
     memory: &mut impl Memory,
 ) -> Result<Handoff, BootError> {
     let setup_size = fw_cfg.read_u32(key::SETUP_SIZE) as usize;
-    let pvh_entry = fw_cfg.read_u32(key::KERNEL_ENTRY);
-    // QEMU sets the entry only for PVH; it also reports the ELF's extent as KERNEL_SIZE,
-    // which PVH has no use for.
+    let pvh_entry = given.pvh_entry;
+    // QEMU sets the entry only for PVH.
     if pvh_entry != 0 {
         // The vmlinux file's beginning (ELF and program headers).
         let kernel = KernelImage::parse(read_setup_blob(fw_cfg, memory, setup_size));
@@ -48,7 +69,7 @@ pub fn prepare<T: Transport>(
         let initrd = initrd(fw_cfg);
         return pvh::hand_off(memory, platform, pvh_entry, kernel, cmdline_len, &initrd, fw_cfg);
     }
-    let kernel_size = u64::from(fw_cfg.read_u32(key::KERNEL_SIZE));
+    let kernel_size = u64::from(given.size);
     if kernel_size == 0 || setup_size == 0 {
         return Err(BootError::NoKernel);
     }

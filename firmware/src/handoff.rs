@@ -29,6 +29,7 @@ pub mod fake {
     use super::Platform;
     use crate::memory::fake::FakeMemory;
     use loader::e820::{MemoryMap, ACPI, RAM, RESERVED};
+    use loader::low_window;
     use loader::testutil::e820_bytes;
 
     /// The VM's RAM, all of it in the fake memory.
@@ -42,8 +43,8 @@ pub mod fake {
     pub const PVH_ENTRY: u32 = 0x0100_0ab0;
     pub const PVH_SEGMENT: (u64, u64) = (0x100_0000, 0x20_0000);
 
-    /// Where `main.rs` put the ACPI tables: at the top of RAM.
-    pub const ACPI_TABLES: (u64, u64) = (RAM_SIZE - 0x2_0000, 0x2_0000);
+    /// Where `main.rs` puts the ACPI tables for a `-kernel` boot: at the top of the low window.
+    pub const ACPI_TABLES: (u64, u64) = (low_window::END - 0x2_0000, 0x2_0000);
 
     /// What QEMU's `etc/e820` says for `-m 64M`, with the legacy holes and the ACPI tables, as
     /// `main.rs` makes it.

@@ -1,7 +1,8 @@
 //! Where the firmware puts things in low memory (below 640 KiB, all of it reclaimed by Linux
 //! once booted). `arch/reset.s` and `layout.ld` own 0x1000-0x1ffff: page tables, .data/.bss,
 //! stack. Linux's decompressor places its trampoline just below the EBDA (0x9fc00), so nothing
-//! here may live above 0x90000.
+//! here may live above 0x90000. Above 1 MiB the loader decides (`loader::low_window` for the
+//! ACPI tables and small initrds).
 
 /// Where `arch/reset.s`'s page tables, `.data`/`.bss` and stack end.
 pub const FIRMWARE_END: u64 = 0x20000;
@@ -22,8 +23,6 @@ pub const SETUP_BLOB: u64 = 0x40000;
 pub const SETUP_BLOB_MAX: usize = 0x10000;
 /// `hvm_start_info`, its module list and memory map, for PVH boots.
 pub const PVH_START_INFO: u64 = 0x50000;
-/// ACPI tables are placed downward from the top of RAM below 4 GiB, in at most this much.
-pub const ACPI_ARENA_MAX: u64 = 0x100000;
 /// Memory for virtio queues when booting from a disk, used only before the hand-off.
 pub const DMA_POOL: u64 = 0x60000;
 pub const DMA_POOL_SIZE: usize = 0x20000;

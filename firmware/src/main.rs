@@ -4,6 +4,7 @@
 
 mod runtime;
 
+use firmware::acpi::AcpiError;
 use firmware::arch::{self, elcr::PortElcr, fw_cfg_io::PortTransport, pci_io::PortConfigSpace};
 use firmware::chipset::Chipset;
 use firmware::error::{status, BootError};
@@ -13,8 +14,9 @@ use firmware::memory::{IdentityMapped, Memory};
 use firmware::pci::{self, Windows};
 use firmware::report::Hex;
 use firmware::timeline::{self, Stamps};
-use firmware::{acpi, chipset, console, disk_boot, exit, fw_cfg_boot, layout, log, put};
+use firmware::{acpi, chipset, console, disk_boot, exit, fw_cfg_boot, log, put};
 use loader::e820::{self, MemoryMap};
+use loader::low_window;
 
 core::arch::global_asm!(include_str!("arch/reset.s"), options(att_syntax));
 
@@ -84,34 +86,49 @@ fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
         // As SeaBIOS does, so Linux trusts the MCFG table at once.
         map.mark(chipset::MMCONFIG_BASE, chipset::MMCONFIG_SIZE, e820::RESERVED).map_err(BootError::Map)?;
     }
-    let mut devices = pci::Summary::none();
-    // On microvm nothing answers on the PCI ports; skipping the scan skips translating its code.
-    if !microvm {
+    // On microvm nothing answers on the PCI ports; skipping the scan skips translating its
+    // code, and the summary (5 KB) is not even made.
+    let mut summary;
+    let devices = if microvm {
+        &[]
+    } else {
         chipset::route_interrupts(&mut pci_config, &mut PortElcr, chipset);
         let windows = Windows { mem: (ram_top.max(PCI_MEM_FLOOR), PCI_MEM_END), io: PCI_IO };
-        pci::setup(&mut pci_config, chipset, &windows, &mut devices).map_err(BootError::Pci)?;
-    }
-    log!("PCI: {} functions set up", devices.functions().len());
+        summary = pci::Summary::none();
+        pci::setup(&mut pci_config, chipset, &windows, &mut summary).map_err(BootError::Pci)?;
+        summary.functions()
+    };
+    log!("PCI: {} functions set up", devices.len());
 
+    // Before the ACPI tables are placed: QEMU may have loaded the kernel where they would go.
+    let kernel = fw_cfg_boot::GivenKernel::read(&mut fw_cfg);
     // After PCI: QEMU builds the ACPI tables when they are first read, from the BARs and PM
-    // base programmed by then.
-    let arena_size = layout::ACPI_ARENA_MAX.min(ram_top / 8);
-    let arena_base = ram_top - arena_size;
-    // Whatever the tables occupy is marked ACPI in the memory map below so no later
+    // base programmed by then. In the low window when they fit, else at the top of RAM
+    // (`loader::low_window`); what they occupy is marked ACPI in the memory map so no later
     // placement overlaps it.
-    let arena = memory.bytes_mut(arena_base, arena_size as usize);
-    if let Some(tables) = acpi::install_tables(&mut fw_cfg, arena, arena_base).map_err(BootError::Acpi)? {
+    let mut window = low_window::acpi_arena(map, kernel.map(|kernel| kernel.loaded));
+    // One call site: under TCG a second copy of the loader would be code to translate.
+    let (installed, base, size) = loop {
+        let (base, size) = window.unwrap_or_else(|| low_window::top_arena(map));
+        match acpi::install_tables(&mut fw_cfg, memory.bytes_mut(base, size as usize), base) {
+            // QEMU's tables grow with the devices: more than the window has room for.
+            Err(AcpiError::ArenaTooSmall { .. }) if window.is_some() => window = None,
+            installed => break (installed, base, size),
+        }
+    };
+    if let Some(tables) = installed.map_err(BootError::Acpi)? {
         let start = tables.used_start & !0xfff;
-        map.mark(start, ram_top - start, e820::ACPI).map_err(BootError::Map)?;
+        map.mark(start, base + size - start, e820::ACPI).map_err(BootError::Map)?;
         log!("ACPI tables at {}, RSDP at {}", Hex(tables.used_start), Hex(tables.rsdp));
         platform.acpi_rsdp = tables.rsdp;
     }
 
-    let handoff = if fw_cfg_boot::has_kernel(&mut fw_cfg) {
-        fw_cfg_boot::prepare(&mut fw_cfg, &platform, memory)?
-    } else {
-        let add_init = fw_cfg_boot::add_init_requested(&fw_cfg);
-        disk_boot::prepare(&pci_config, &devices, microvm, add_init, &platform, memory)?
+    let handoff = match kernel {
+        Some(kernel) => fw_cfg_boot::prepare(&mut fw_cfg, kernel, &platform, memory)?,
+        None => {
+            let add_init = fw_cfg_boot::add_init_requested(&fw_cfg);
+            disk_boot::prepare(&pci_config, devices, microvm, add_init, &platform, memory)?
+        }
     };
     log!("entering the kernel");
     Ok(handoff)

@@ -13,6 +13,7 @@ pub mod bzimage;
 pub mod decimal;
 pub mod e820;
 pub mod gpt;
+pub mod low_window;
 pub mod plan;
 pub mod pvh;
 pub mod read_at;

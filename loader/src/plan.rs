@@ -2,6 +2,7 @@
 
 use crate::bzimage::BzImage;
 use crate::e820::MemoryMap;
+use crate::low_window;
 use crate::range::{self, FOUR_GIB, MIB};
 use core::fmt;
 
@@ -57,7 +58,8 @@ fn place_kernel(kernel: &BzImage, map: &MemoryMap, extent: u64, reserved: &[(u64
     map.lowest_fit(extent, u64::from(kernel.kernel_alignment()), MIB, reserved)
 }
 
-/// As high as the kernel allows, like other boot loaders, to keep low memory free.
+/// In the low window when it fits there; otherwise as high as the kernel allows, like other
+/// boot loaders, to keep low memory free.
 fn place_initrd(
     kernel: &BzImage,
     map: &MemoryMap,
@@ -66,10 +68,16 @@ fn place_initrd(
     reserved: &[(u64, u64)],
 ) -> Option<u64> {
     let limit = (u64::from(kernel.initrd_addr_max()) + 1).min(FOUR_GIB);
+    // Apart from the kernel when above its end or below its start; an initrd ends at or below
+    // `limit`, so its end does not wrap.
+    let clear = |start: u64| start >= range::end(kernel_range) || start + size <= kernel_range.0;
+    let best = low_window::highest_fit(map, size, PAGE, limit, reserved)?;
+    if clear(best) {
+        return Some(best);
+    }
+    // A kernel in the window (not Linux: its kernels load at 2 MiB or above): the highest spot.
     let best = map.highest_fit(size, PAGE, limit, reserved)?;
-    // Apart from the kernel when above its end or below its start; the initrd ends at or
-    // below `limit`, so its end does not wrap.
-    if best >= range::end(kernel_range) || best + size <= kernel_range.0 {
+    if clear(best) {
         return Some(best);
     }
     // The highest spot overlaps the kernel, so none lies above it: look below it.
@@ -134,6 +142,24 @@ mod tests {
         assert_eq!(p, want);
         assert_eq!(plan(&kernel(), &map, 40 * MIB, 0, 0, &[]).unwrap().kernel_extent, 40 * MIB);
         assert_eq!(plan(&kernel(), &map, 1, 0, 0, &[]).unwrap().initrd_addr, 0);
+    }
+
+    #[test]
+    fn a_small_initrd_goes_in_the_low_window() {
+        let map = ram_map(&[(0, 640 * 1024), (MIB, 127 * MIB)]);
+        let p = plan(&kernel(), &map, 10 * MIB, 100 * 1024, 0, &[]).unwrap();
+        assert_eq!((p.kernel_addr, p.initrd_addr), (16 * MIB, 2 * MIB - 25 * PAGE));
+        // What the firmware reserved there pushes it down; a window too full sends it high.
+        let p = plan(&kernel(), &map, 10 * MIB, MIB / 2, 0, &[(2 * MIB - PAGE, PAGE)]).unwrap();
+        assert_eq!(p.initrd_addr, 3 * MIB / 2 - PAGE);
+        let p = plan(&kernel(), &map, 10 * MIB, 3 * MIB / 4, 0, &[(3 * MIB / 2, PAGE)]).unwrap();
+        assert_eq!(p.initrd_addr, 128 * MIB - 3 * MIB / 4);
+        // A kernel loaded in the window (not Linux) keeps the initrd out of it.
+        let mut b = setup_blob();
+        write(&mut b, PREF_ADDRESS, &MIB.to_le_bytes());
+        let low = BzImage::parse(&b).unwrap();
+        let p = plan(&low, &map, MIB / 2, PAGE, 0, &[]).unwrap();
+        assert_eq!((p.kernel_addr, p.initrd_addr), (MIB, 128 * MIB - PAGE));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use crate::e820::MemoryMap;
 use crate::le;
+use crate::low_window;
 use crate::range::FOUR_GIB;
 use crate::read_at::{OutOfRange, ReadAt};
 use core::fmt;
@@ -245,9 +246,10 @@ impl KernelImage {
         self.segments.get(..self.count).unwrap_or_default()
     }
 
-    /// Highest page-aligned place below 4 GiB for an initrd, clear of the kernel.
+    /// A page-aligned place for an initrd clear of the kernel: in the low window when it fits
+    /// there, otherwise the highest below 4 GiB.
     pub fn place_initrd(&self, map: &MemoryMap, size: u64) -> Result<u64, PvhError> {
-        map.highest_fit(size, PAGE, FOUR_GIB, self.segments()).ok_or(PvhError::InitrdDoesNotFit { size })
+        low_window::highest_fit(map, size, PAGE, FOUR_GIB, self.segments()).ok_or(PvhError::InitrdDoesNotFit { size })
     }
 }
 
@@ -391,10 +393,12 @@ mod tests {
     }
 
     #[test]
-    fn initrd_goes_high_and_clear_of_the_kernel() {
+    fn initrd_goes_low_if_it_fits_else_high_and_clear_of_the_kernel() {
         let map = ram_map(&[(0x10_0000, 0x200_0000 - 0x10_0000)]);
         let image = KernelImage::parse(&tiny_vmlinux(true)).unwrap();
-        assert_eq!(image.place_initrd(&map, 0x10_0000), Ok(0x1f0_0000));
+        assert_eq!(image.place_initrd(&map, 0x1000), Ok(0x1f_f000));
+        assert_eq!(image.place_initrd(&map, 0x10_0000), Ok(0x10_0000));
+        assert_eq!(image.place_initrd(&map, 0x10_1000), Ok(0x1ef_f000));
         assert_eq!(image.place_initrd(&map, 0x1f0_0000), Err(PvhError::InitrdDoesNotFit { size: 0x1f0_0000 }));
     }
 

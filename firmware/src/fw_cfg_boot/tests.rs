@@ -46,10 +46,19 @@ fn bzimage_items(setup: &[u8], kernel: &[u8], cmdline: &[u8], initrd: &[u8]) -> 
     ]
 }
 
+/// What QEMU adds for a vmlinux with a PVH note: the entry, and where it loaded the segments.
+fn pvh_items() -> [(u16, Vec<u8>); 3] {
+    [
+        (key::KERNEL_ENTRY, word(PVH_ENTRY as usize)),
+        (key::KERNEL_ADDR, word(PVH_SEGMENT.0 as usize)),
+        (key::KERNEL_SIZE, word(PVH_SEGMENT.1 as usize)),
+    ]
+}
+
 fn prepare_with(fake: &mut FakeFwCfg, memory: &mut FakeMemory) -> Result<Handoff, BootError> {
     let mut fw_cfg = FwCfg::probe(fake).expect("signature");
-    assert!(has_kernel(&mut fw_cfg));
-    prepare(&mut fw_cfg, &platform(), memory)
+    let given = GivenKernel::read(&mut fw_cfg).expect("a -kernel");
+    prepare(&mut fw_cfg, given, &platform(), memory)
 }
 
 #[test]
@@ -90,6 +99,8 @@ fn a_bzimage_is_loaded_and_described_in_the_zero_page() {
         assert_eq!(memory.read(initrd_addr, initrd.len()), initrd);
         assert_eq!(memory.read(layout::CMDLINE, 14), b"console=ttyS0\0");
         assert!(initrd_addr.is_multiple_of(4096) && map.is_ram(initrd_addr, initrd.len() as u64));
+        // Small: right below the ACPI tables, in the 2 MiB page the boot touches anyway.
+        assert_eq!(initrd_addr, (ACPI_TABLES.0 - initrd.len() as u64) & !0xfff);
         assert!(map.is_ram(KERNEL_ADDR, KERNEL_EXTENT));
 
         // QEMU's chain, copied out and relinked: DTB, then the RNG seed.
@@ -136,8 +147,10 @@ fn a_pvh_vmlinux_gets_its_start_info() {
     let elf = tiny_vmlinux(true);
     let initrd = b"070701 an initrd".repeat(300);
     let mut items = bzimage_items(&elf, &[], b"quiet\0", &initrd);
-    items.extend([(key::KERNEL_ENTRY, word(PVH_ENTRY as usize)), (key::KERNEL_SIZE, word(PVH_SEGMENT.1 as usize))]);
+    items.extend(pvh_items());
     let mut fake = device(true, items);
+    let given = GivenKernel::read(&mut FwCfg::probe(&mut fake).unwrap()).unwrap();
+    assert_eq!(given.loaded, PVH_SEGMENT);
     let mut memory = memory();
     let handoff = prepare_with(&mut fake, &mut memory).unwrap();
     let start_info = layout::PVH_START_INFO;
@@ -160,6 +173,7 @@ fn a_pvh_vmlinux_gets_its_start_info() {
     assert_eq!(initrd_size, initrd.len() as u64);
     assert_eq!(memory.read(initrd_addr, initrd.len()), initrd);
     assert!(initrd_addr.is_multiple_of(4096) && map.is_ram(initrd_addr, initrd_size));
+    assert_eq!(initrd_addr, (ACPI_TABLES.0 - initrd_size) & !0xfff);
     assert_eq!(memory.read(layout::CMDLINE, 6), b"quiet\0");
     let block_end = start_info + START_INFO_BLOCK as u64;
     assert!(modlist >= start_info && modlist + 32 <= block_end && memmap + 24 * count as u64 <= block_end);
@@ -195,7 +209,8 @@ fn what_cannot_be_booted_is_refused() {
     assert!(matches!(err, BootError::Plan(PlanError::InitrdDoesNotFit { .. })), "{err:?}");
 
     let mut items = bzimage_items(&tiny_vmlinux(true), &[], b"", b"");
-    items.extend([(key::KERNEL_ENTRY, word(PVH_ENTRY as usize)), (key::INITRD_SIZE, word(RAM_SIZE as usize))]);
+    items.extend(pvh_items());
+    items.push((key::INITRD_SIZE, word(RAM_SIZE as usize)));
     let err = boot(items).unwrap_err();
     assert!(matches!(err, BootError::Pvh(PvhError::InitrdDoesNotFit { .. })), "{err:?}");
 
@@ -203,7 +218,7 @@ fn what_cannot_be_booted_is_refused() {
     assert!(matches!(err, BootError::Kernel(_)), "{err:?}");
 
     let mut nothing = device(true, vec![]);
-    let mut fw_cfg = FwCfg::probe(&mut nothing).unwrap();
-    assert!(!has_kernel(&mut fw_cfg));
-    assert!(matches!(prepare(&mut fw_cfg, &platform(), &mut memory()), Err(BootError::NoKernel)));
+    assert_eq!(GivenKernel::read(&mut FwCfg::probe(&mut nothing).unwrap()), None);
+    let mut no_setup = device(true, vec![(key::KERNEL_SIZE, word(0x1000))]);
+    assert!(matches!(prepare_with(&mut no_setup, &mut memory()), Err(BootError::NoKernel)));
 }
