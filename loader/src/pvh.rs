@@ -248,6 +248,7 @@ impl KernelImage {
 
     /// A page-aligned place for an initrd clear of the kernel: in the low window when it fits
     /// there, otherwise the highest below 4 GiB.
+    #[inline(always)]
     pub fn place_initrd(&self, map: &MemoryMap, size: u64) -> Result<u64, PvhError> {
         low_window::highest_fit(map, size, PAGE, FOUR_GIB, self.segments()).ok_or(PvhError::InitrdDoesNotFit { size })
     }
