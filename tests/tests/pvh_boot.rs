@@ -84,3 +84,42 @@ fn minimal_kernel_pvh_on_microvm() {
 fn debian_kernel_pvh_on_microvm_without_acpi() {
     boot_pvh_on("debian-cloud", Machine::Microvm, &["acpi=off"], "256M", 1);
 }
+
+/// The ACPI tables go in the low window above a PVH kernel QEMU loaded at 1 MiB; when the
+/// kernel leaves too little room there (here all but 64 KiB: pc's tables are about 120 KiB,
+/// microvm's a few), at the top of RAM. Either way the kernel is entered intact (it ends QEMU
+/// with its own status) and the tables are where the firmware says.
+#[test]
+fn acpi_tables_go_above_a_kernel_in_the_low_window_or_at_the_top() {
+    const P_MEMSZ: usize = 64 + 40; // the first program header's, the PT_LOAD at 1 MiB
+    for (machine, memsz, window) in [
+        (Machine::Pc, None, true),
+        (Machine::Pc, Some(0xf_0000u64), false),
+        (Machine::Microvm, Some(0xf_0000u64), true),
+    ] {
+        let (mut elf, status) = flint::bench::null_pvh_kernel();
+        if let Some(memsz) = memsz {
+            elf[P_MEMSZ..P_MEMSZ + 8].copy_from_slice(&memsz.to_le_bytes());
+        }
+        let end = 0x10_0000 + u64::from_le_bytes(elf[P_MEMSZ..P_MEMSZ + 8].try_into().unwrap());
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(&elf).unwrap();
+        let mut vm = Vm::new(firmware());
+        vm.machine = machine;
+        vm.memory = "256M".into();
+        vm.kernel = Some(file.path().to_path_buf());
+        vm.fw_cfg_strings.push(("opt/flint/log".into(), "1".into()));
+        let (outcome, console) = boot(&vm);
+        assert_eq!(outcome.exit_code(), Some(status), "{machine:?}: the kernel was not entered; console:\n{console}");
+        let tables = console
+            .lines()
+            .find_map(|line| line.strip_prefix("flint: ACPI tables at 0x"))
+            .and_then(|rest| u64::from_str_radix(rest.split(',').next()?, 16).ok())
+            .unwrap_or_else(|| panic!("{machine:?}: no ACPI tables logged; console:\n{console}"));
+        if window {
+            assert!((end..0x20_0000).contains(&tables), "{machine:?}: tables at {tables:#x}, kernel ends {end:#x}");
+        } else {
+            assert!(tables >= 255 << 20, "{machine:?}: tables at {tables:#x}, not at the top of RAM");
+        }
+    }
+}
