@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # QEMU's CPU time (perf stat's task-clock) booting a null kernel with each firmware given,
-# interleaved, median of N runs each: steadier than wall time on a busy host.
+# interleaved, median of N runs each: steadier than wall time on a busy host. With it, the
+# median page faults and huge-page faults (/proc/vmstat's thp_fault_alloc, system-wide: keep
+# the host otherwise idle): each huge page first touched is 2 MiB the host clears.
 #   scripts/fw-cputime.sh [-n N] [--no-thp] MACHINE KERNEL FIRMWARE...
 # --no-thp runs QEMU without transparent huge pages (prctl PR_SET_THP_DISABLE, through a
 # three-line wrapper built with cc), as `flint run` does under TCG: with them each 2 MiB of
@@ -23,23 +25,26 @@ while true; do
     *) break ;;
     esac
 done
-[ $# -ge 3 ] || { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 command -v perf >/dev/null || { echo "fw-cputime: needs perf (apt-get install linux-perf)" >&2; exit 1; }
 machine=$1 kernel=$2
 shift 2
-declare -A times
+declare -A times faults thps
+thp_faults() { awk '/^thp_fault_alloc / {print $2}' /proc/vmstat; }
 for _ in $(seq "$runs"); do
     for firmware in "$@"; do
+        before=$(thp_faults)
         # QEMU exits with the null kernel's isa-debug-exit code, never 0.
-        ms=$({ perf stat -x, -e task-clock "${wrapper[@]}" qemu-system-x86_64 -M "$machine" -accel tcg -m 256M -smp 1 \
-            -bios "$firmware" -nodefaults -no-user-config -display none -no-reboot -serial null \
-            -device isa-debug-exit,iobase=0x501,iosize=1 -kernel "$kernel" 2>&1 >/dev/null || true; } |
-            awk -F, '/task-clock/ {print $1}')
-        times[$firmware]+="$ms "
+        stat=$({ perf stat -x, -e task-clock,page-faults "${wrapper[@]}" qemu-system-x86_64 -M "$machine" -accel tcg \
+            -m 256M -smp 1 -bios "$firmware" -nodefaults -no-user-config -display none -no-reboot -serial null \
+            -device isa-debug-exit,iobase=0x501,iosize=1 -kernel "$kernel" 2>&1 >/dev/null || true; })
+        times[$firmware]+="$(awk -F, '/task-clock/ {print $1}' <<<"$stat") "
+        faults[$firmware]+="$(awk -F, '/page-faults/ {print $1}' <<<"$stat") "
+        thps[$firmware]+="$(($(thp_faults) - before)) "
     done
 done
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for firmware in "$@"; do
-    printf '%s: ' "$firmware"
-    tr ' ' '\n' <<<"${times[$firmware]}" | grep . | sort -n |
-        awk '{a[NR]=$1} END {printf "median %.2f ms of QEMU CPU time (n=%d)\n", a[int((NR+1)/2)], NR}'
+    printf '%s: median %.2f ms of QEMU CPU time, %d page faults, %d huge-page faults (n=%d)\n' "$firmware" \
+        "$(median "${times[$firmware]}")" "$(median "${faults[$firmware]}")" "$(median "${thps[$firmware]}")" "$runs"
 done
