@@ -9,7 +9,7 @@
 
 mod command;
 
-use crate::fw_cfg::{FwCfg, Transport};
+use crate::fw_cfg::{File, FwCfg, Transport};
 use crate::put;
 use crate::report::{Hex, Sink, Text};
 use command::{Command, Name, NAME_LEN, ZONE_FSEG, ZONE_HIGH};
@@ -125,20 +125,25 @@ impl Text for AcpiError {
     }
 }
 
-/// Runs `etc/table-loader` with `arena` (physical address `arena_base`, identity-mapped) as
-/// the memory to place tables in, top down. `None` when QEMU offers no tables (`-no-acpi`).
-/// The script is read into the arena's bottom first; files must then fit above it.
+/// QEMU's `etc/table-loader`, when it offers ACPI tables (not with `-machine acpi=off` or
+/// `-no-acpi`): without it no arena need be chosen.
+pub fn table_loader<T: Transport>(fw_cfg: &FwCfg<T>) -> Option<File> {
+    fw_cfg.find(LOADER_FILE)
+}
+
+/// Runs `etc/table-loader` (`loader_file`, from [`table_loader`]) with `arena` (physical
+/// address `arena_base`, identity-mapped) as the memory to place tables in, top down. `None`
+/// when QEMU withdraws the tables after all. The script is read into the arena's bottom
+/// first; files must then fit above it.
 pub fn install_tables<T: Transport>(
     fw_cfg: &mut FwCfg<T>,
+    loader_file: &File,
     arena: &mut [u8],
     arena_base: u64,
 ) -> Result<Option<AcpiTables>, AcpiError> {
-    let Some(loader_file) = fw_cfg.find(LOADER_FILE) else {
-        return Ok(None);
-    };
     // The first select of an ACPI file makes QEMU rebuild the tables (with the PCI and PM state
     // programmed so far), which can change the sizes the directory read at probe time gave.
-    fw_cfg.select_file(&loader_file);
+    fw_cfg.select_file(loader_file);
     fw_cfg.read_directory();
     let Some(loader_file) = fw_cfg.find(LOADER_FILE) else {
         return Ok(None);

@@ -8,7 +8,7 @@ use firmware::acpi::AcpiError;
 use firmware::arch::{self, elcr::PortElcr, fw_cfg_io::PortTransport, pci_io::PortConfigSpace};
 use firmware::chipset::Chipset;
 use firmware::error::{status, BootError};
-use firmware::fw_cfg::{FwCfg, Transport};
+use firmware::fw_cfg::{File, FwCfg, Transport};
 use firmware::handoff::{Handoff, Platform};
 use firmware::memory::{IdentityMapped, Memory};
 use firmware::pci::{self, Windows};
@@ -53,6 +53,7 @@ const PCI_MEM_FLOOR: u64 = 0xC000_0000;
 const PCI_MEM_END: u64 = 0xFEC0_0000;
 const PCI_IO: (u64, u64) = (0xC000, 0x10000);
 
+#[inline(always)]
 fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
     let mut pci_config = PortConfigSpace;
     let chipset = chipset::detect(&mut pci_config);
@@ -103,24 +104,10 @@ fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
     // Before the ACPI tables are placed: QEMU may have loaded the kernel where they would go.
     let kernel = fw_cfg_boot::GivenKernel::read(&mut fw_cfg);
     // After PCI: QEMU builds the ACPI tables when they are first read, from the BARs and PM
-    // base programmed by then. In the low window when they fit, else at the top of RAM
-    // (`loader::low_window`); what they occupy is marked ACPI in the memory map so no later
-    // placement overlaps it.
-    let mut window = low_window::acpi_arena(map, kernel.map(|kernel| kernel.loaded));
-    // One call site: under TCG a second copy of the loader would be code to translate.
-    let (installed, base, size) = loop {
-        let (base, size) = window.unwrap_or_else(|| low_window::top_arena(map));
-        match acpi::install_tables(&mut fw_cfg, memory.bytes_mut(base, size as usize), base) {
-            // QEMU's tables grow with the devices: more than the window has room for.
-            Err(AcpiError::ArenaTooSmall { .. }) if window.is_some() => window = None,
-            installed => break (installed, base, size),
-        }
-    };
-    if let Some(tables) = installed.map_err(BootError::Acpi)? {
-        let start = tables.used_start & !0xfff;
-        map.mark(start, base + size - start, e820::ACPI).map_err(BootError::Map)?;
-        log!("ACPI tables at {}, RSDP at {}", Hex(tables.used_start), Hex(tables.rsdp));
-        platform.acpi_rsdp = tables.rsdp;
+    // base programmed by then.
+    if let Some(loader_file) = acpi::table_loader(&fw_cfg) {
+        let loaded = kernel.map(|kernel| kernel.loaded);
+        platform.acpi_rsdp = install_acpi(&mut fw_cfg, &loader_file, memory, map, loaded)?;
     }
 
     let handoff = match kernel {
@@ -132,6 +119,36 @@ fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
     };
     log!("entering the kernel");
     Ok(handoff)
+}
+
+/// Installs the ACPI tables and returns the RSDP's address: in the low window when they fit
+/// there, else at the top of RAM (`loader::low_window`). What they occupy is marked ACPI in the
+/// memory map, so no later placement overlaps it. Inlined: under TCG a call is code too.
+#[inline(always)]
+fn install_acpi<T: Transport>(
+    fw_cfg: &mut FwCfg<T>,
+    loader_file: &File,
+    memory: &mut IdentityMapped,
+    map: &mut MemoryMap,
+    loaded: Option<(u64, u64)>,
+) -> Result<u64, BootError> {
+    let mut window = low_window::acpi_arena(map, loaded);
+    // One call site: under TCG a second copy of the loader would be code to translate.
+    let (installed, base, size) = loop {
+        let (base, size) = window.unwrap_or_else(|| low_window::top_arena(map));
+        match acpi::install_tables(fw_cfg, loader_file, memory.bytes_mut(base, size as usize), base) {
+            // QEMU's tables grow with the devices: more than the window has room for.
+            Err(AcpiError::ArenaTooSmall { .. }) if window.is_some() => window = None,
+            installed => break (installed, base, size),
+        }
+    };
+    let Some(tables) = installed.map_err(BootError::Acpi)? else {
+        return Ok(0);
+    };
+    let start = tables.used_start & !0xfff;
+    map.mark(start, base + size - start, e820::ACPI).map_err(BootError::Map)?;
+    log!("ACPI tables at {}, RSDP at {}", Hex(tables.used_start), Hex(tables.rsdp));
+    Ok(tables.rsdp)
 }
 
 /// QEMU's `etc/e820` (RAM below and above the PCI hole, reserved ranges) plus the legacy

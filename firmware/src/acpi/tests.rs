@@ -73,7 +73,15 @@ fn device(dma: bool, script: &[[u8; 128]]) -> FakeFwCfg {
 fn run(dev: &mut FakeFwCfg, arena: &mut [u8]) -> (Result<Option<AcpiTables>, AcpiError>, u16) {
     let mut cfg = FwCfg::probe(dev).expect("signature");
     let select = cfg.find(VMGENID_ADDR.as_bytes()).map_or(0, |f| f.select);
-    (install_tables(&mut cfg, arena, BASE), select)
+    (load(&mut cfg, arena, BASE), select)
+}
+
+/// As `main.rs` does: the loader only when QEMU offers one.
+fn load<T: Transport>(cfg: &mut FwCfg<T>, arena: &mut [u8], base: u64) -> Result<Option<AcpiTables>, AcpiError> {
+    match table_loader(cfg) {
+        Some(loader_file) => install_tables(cfg, &loader_file, arena, base),
+        None => Ok(None),
+    }
 }
 
 fn install(script: &[[u8; 128]], arena_len: usize) -> Result<Option<AcpiTables>, AcpiError> {
@@ -357,7 +365,7 @@ mod fuzz {
             let mut memory = vec![FILL; GUARD + arena_len + GUARD];
             let result = {
                 let mut cfg = FwCfg::probe(&mut dev).expect("signature");
-                install_tables(&mut cfg, &mut memory[GUARD..GUARD + arena_len], base)
+                load(&mut cfg, &mut memory[GUARD..GUARD + arena_len], base)
             };
             // Nothing outside the arena was touched.
             prop_assert!(memory[..GUARD].iter().chain(&memory[GUARD + arena_len..]).all(|&b| b == FILL));
@@ -414,7 +422,7 @@ mod fuzz {
             let mut arena = vec![0u8; 4096];
             let tables = {
                 let mut cfg = FwCfg::probe(&mut dev).unwrap();
-                install_tables(&mut cfg, &mut arena, base).unwrap().unwrap()
+                load(&mut cfg, &mut arena, base).unwrap().unwrap()
             };
             let at = |address: u64| (address - base) as usize;
             let rsdp = &arena[at(tables.rsdp)..at(tables.rsdp) + 36];
