@@ -117,7 +117,7 @@ fn boot_partition<D: ReadAt<Error = DiskError>>(
                 load_segment(memory, &mut pieces, segment, platform)?;
             }
             let initrd_plan = Initrd::new(initrd.map_or(0, |e| e.len), add_init);
-            pvh::hand_off(memory, platform, entry, &kernel, cmdline_len, &initrd_plan, &mut pieces)
+            pvh::hand_off(memory, platform, entry, kernel.segments(), cmdline_len, &initrd_plan, &mut pieces)
         }
     }
 }

@@ -14,7 +14,6 @@ use crate::memory::Memory;
 use crate::payload::{Initrd, Source};
 use crate::pvh;
 use loader::bzimage::BzImage;
-use loader::pvh::KernelImage;
 use loader::setup_data::{self, Blob};
 
 /// With this fw_cfg file present, the embedded init is put in front of the user's initrd.
@@ -57,19 +56,15 @@ pub fn prepare<T: Transport>(
     platform: &Platform,
     memory: &mut impl Memory,
 ) -> Result<Handoff, BootError> {
-    let setup_size = fw_cfg.read_u32(key::SETUP_SIZE) as usize;
-    let pvh_entry = given.pvh_entry;
-    // QEMU sets the entry only for PVH.
-    if pvh_entry != 0 {
-        // The vmlinux file's beginning (ELF and program headers).
-        let kernel = KernelImage::parse(read_setup_blob(fw_cfg, memory, setup_size));
-        // Borrowed where it was returned: the image is too big to move for nothing.
-        let kernel = kernel.as_ref().map_err(|e| BootError::Pvh(*e))?;
+    // QEMU sets the entry only for PVH, having loaded and checked the vmlinux itself: its
+    // headers need not be read again, the extent it loaded is all the initrd must avoid.
+    if given.pvh_entry != 0 {
         let (_, cmdline_len) = read_cmdline(fw_cfg, memory);
         let initrd = initrd(fw_cfg);
-        return pvh::hand_off(memory, platform, pvh_entry, kernel, cmdline_len, &initrd, fw_cfg);
+        return pvh::hand_off(memory, platform, given.pvh_entry, &[given.loaded], cmdline_len, &initrd, fw_cfg);
     }
     let kernel_size = u64::from(given.size);
+    let setup_size = fw_cfg.read_u32(key::SETUP_SIZE) as usize;
     if kernel_size == 0 || setup_size == 0 {
         return Err(BootError::NoKernel);
     }

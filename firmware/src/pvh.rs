@@ -9,21 +9,22 @@ use crate::log;
 use crate::memory::Memory;
 use crate::payload::{Initrd, Source};
 use crate::report::Hex;
-use loader::pvh::{self, KernelImage, StartInfoInput, START_INFO_BLOCK};
+use loader::pvh::{self, StartInfoInput, START_INFO_BLOCK};
 
-/// Places the initrd clear of the kernel (read from `source`) and builds `hvm_start_info`.
+/// Places the initrd (read from `source`) clear of the kernel's `(start, size)` ranges in RAM
+/// and builds `hvm_start_info`.
 pub fn hand_off(
     memory: &mut impl Memory,
     platform: &Platform,
     entry: u32,
-    kernel: &KernelImage,
+    kernel: &[(u64, u64)],
     cmdline_len: usize,
     initrd: &Initrd,
     source: &mut impl Source,
 ) -> Result<Handoff, BootError> {
     let initrd_range = match initrd.size() {
         0 => None,
-        size => Some((kernel.place_initrd(&platform.map, size).map_err(BootError::Pvh)?, size)),
+        size => Some((pvh::place_initrd(&platform.map, size, kernel).map_err(BootError::Pvh)?, size)),
     };
     if let Some((addr, _)) = initrd_range {
         initrd.load(memory, source, addr)?;

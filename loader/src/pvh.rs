@@ -245,13 +245,14 @@ impl KernelImage {
     pub fn segments(&self) -> &[(u64, u64)] {
         self.segments.get(..self.count).unwrap_or_default()
     }
+}
 
-    /// A page-aligned place for an initrd clear of the kernel: in the low window when it fits
-    /// there, otherwise the highest below 4 GiB.
-    #[inline(always)]
-    pub fn place_initrd(&self, map: &MemoryMap, size: u64) -> Result<u64, PvhError> {
-        low_window::highest_fit(map, size, PAGE, FOUR_GIB, self.segments()).ok_or(PvhError::InitrdDoesNotFit { size })
-    }
+/// A page-aligned place for an initrd clear of the kernel's `(start, size)` ranges in RAM (its
+/// segments, or the extent QEMU loaded them in): in the low window when it fits there,
+/// otherwise the highest below 4 GiB.
+#[inline(always)]
+pub fn place_initrd(map: &MemoryMap, size: u64, kernel: &[(u64, u64)]) -> Result<u64, PvhError> {
+    low_window::highest_fit(map, size, PAGE, FOUR_GIB, kernel).ok_or(PvhError::InitrdDoesNotFit { size })
 }
 
 /// The 32-bit PVH entry of a whole vmlinux file, from its `XEN_ELFNOTE_PHYS32_ENTRY` note.
@@ -397,10 +398,13 @@ mod tests {
     fn initrd_goes_low_if_it_fits_else_high_and_clear_of_the_kernel() {
         let map = ram_map(&[(0x10_0000, 0x200_0000 - 0x10_0000)]);
         let image = KernelImage::parse(&tiny_vmlinux(true)).unwrap();
-        assert_eq!(image.place_initrd(&map, 0x1000), Ok(0x1f_f000));
-        assert_eq!(image.place_initrd(&map, 0x10_0000), Ok(0x10_0000));
-        assert_eq!(image.place_initrd(&map, 0x10_1000), Ok(0x1ef_f000));
-        assert_eq!(image.place_initrd(&map, 0x1f0_0000), Err(PvhError::InitrdDoesNotFit { size: 0x1f0_0000 }));
+        let place = |size| place_initrd(&map, size, image.segments());
+        assert_eq!(place(0x1000), Ok(0x1f_f000));
+        assert_eq!(place(0x10_0000), Ok(0x10_0000));
+        assert_eq!(place(0x10_1000), Ok(0x1ef_f000));
+        assert_eq!(place(0x1f0_0000), Err(PvhError::InitrdDoesNotFit { size: 0x1f0_0000 }));
+        // Every range given is avoided.
+        assert_eq!(place_initrd(&map, 0x1000, &[(0x10_0000, 0x10_0000), (0x1ff_f000, 1)]), Ok(0x1ff_e000));
     }
 
     #[test]
