@@ -306,28 +306,20 @@ pub fn build_start_info(block: &mut [u8; START_INFO_BLOCK], block_addr: u64, inp
     block.fill(0);
     let entries = input.map.entries();
     // Field by field: constant offsets into the fixed-size block need no checks at run time.
-    put(block, 0, &START_INFO_MAGIC.to_le_bytes());
-    put(block, 4, &START_INFO_VERSION.to_le_bytes());
-    put(block, 16, &(block_addr + MODLIST_OFFSET as u64).to_le_bytes());
-    put(block, 24, &input.cmdline_addr.to_le_bytes());
-    put(block, 32, &input.rsdp_addr.to_le_bytes());
-    put(block, 40, &(block_addr + MEMMAP_OFFSET as u64).to_le_bytes());
-    put(block, 48, &(entries.len() as u32).to_le_bytes());
+    let _ = le::put(block, 0, &START_INFO_MAGIC.to_le_bytes());
+    let _ = le::put(block, 4, &START_INFO_VERSION.to_le_bytes());
+    let _ = le::put(block, 16, &(block_addr + MODLIST_OFFSET as u64).to_le_bytes());
+    let _ = le::put(block, 24, &input.cmdline_addr.to_le_bytes());
+    let _ = le::put(block, 32, &input.rsdp_addr.to_le_bytes());
+    let _ = le::put(block, 40, &(block_addr + MEMMAP_OFFSET as u64).to_le_bytes());
+    let _ = le::put(block, 48, &(entries.len() as u32).to_le_bytes());
     if let Some((addr, size)) = input.initrd {
-        put(block, 12, &1u32.to_le_bytes());
-        put(block, MODLIST_OFFSET, &addr.to_le_bytes());
-        put(block, MODLIST_OFFSET + 8, &size.to_le_bytes());
+        let _ = le::put(block, 12, &1u32.to_le_bytes());
+        let _ = le::put(block, MODLIST_OFFSET, &addr.to_le_bytes());
+        let _ = le::put(block, MODLIST_OFFSET + 8, &size.to_le_bytes());
     }
     input.map.write_slots::<MEMMAP_ENTRY_LEN>(&mut block[MEMMAP_OFFSET..]);
     block_addr
-}
-
-/// Writes `bytes` at `at` in `block`. The block is sized for the largest memory map, so every
-/// write fits; checking instead of indexing keeps a panic (and `core::fmt`) out of the firmware.
-fn put(block: &mut [u8], at: usize, bytes: &[u8]) {
-    if let Some(dest) = block.get_mut(at..at + bytes.len()) {
-        dest.copy_from_slice(bytes);
-    }
 }
 
 #[cfg(test)]
