@@ -167,31 +167,19 @@ proptest! {
     }
 }
 
-/// What the disk boot reads of a vmlinux (through `ReadAt`), which `KernelImage::parse` must
-/// agree with, refusals included.
-fn kernel_image_via_headers(elf: &[u8]) -> Result<crate::pvh::KernelImage, crate::pvh::PvhError> {
-    use crate::pvh::{ElfHeaders, PvhError, ReadError};
-    match ElfHeaders::read(&mut &elf[..], elf.len() as u64) {
-        Ok(headers) => headers.kernel_image(),
-        Err(ReadError::Pvh(e)) => Err(e),
-        Err(ReadError::Io(_)) => Err(PvhError::Truncated),
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
-    /// ELF parsing of arbitrary bytes, and of a valid kernel with bytes overwritten, never
-    /// panics, and `KernelImage::parse` agrees with `ElfHeaders`.
+    /// ELF parsing of arbitrary bytes, and of a valid kernel with bytes overwritten, never panics.
     #[test]
     fn pvh_parsing_never_panics(bytes in vec(any::<u8>(), 0..512), at in 0usize..512, patch in vec(any::<u8>(), 0..16)) {
-        prop_assert_eq!(crate::pvh::KernelImage::parse(&bytes), kernel_image_via_headers(&bytes));
+        let _ = crate::pvh::KernelImage::parse(&bytes);
         let _ = crate::pvh::entry_point(&bytes);
         let mut elf = crate::testutil::tiny_vmlinux(true);
         for (i, b) in patch.iter().enumerate() {
             if let Some(slot) = elf.get_mut(at + i) { *slot = *b; }
         }
-        prop_assert_eq!(crate::pvh::KernelImage::parse(&elf), kernel_image_via_headers(&elf));
+        let _ = crate::pvh::KernelImage::parse(&elf);
         let _ = crate::pvh::entry_point(&elf);
     }
 }

@@ -5,10 +5,9 @@
 //! RSDP and the memory map. No decompression, no relocation: the fastest way into Linux.
 //!
 //! For `-kernel vmlinux`, QEMU loads the ELF's segments into guest RAM itself and publishes the
-//! entry (FW_CFG_KERNEL_ENTRY) and the file's first bytes (FW_CFG_SETUP_DATA), from which
-//! [`KernelImage::parse`] learns where the segments lie so nothing is placed on top of them.
-//! A vmlinux on disk is read through [`ReadAt`] instead ([`ElfHeaders`]): headers and notes
-//! only, never the whole file.
+//! entry (FW_CFG_KERNEL_ENTRY) and the range it loaded them in (FW_CFG_KERNEL_ADDR and _SIZE),
+//! which [`place_initrd`] keeps clear. A vmlinux on disk is read through [`ReadAt`]
+//! ([`ElfHeaders`]): headers and notes only, never the whole file.
 
 use crate::e820::MemoryMap;
 use crate::le;
@@ -113,26 +112,6 @@ pub(crate) fn from_bytes<T: plain::Plain + Default>(raw: &[u8]) -> Result<T, Pvh
     Ok(value)
 }
 
-/// Checks the ELF header at the start of `have`, the file's first [`SIZEOF_EHDR`] bytes (all
-/// of it when shorter): an x86-64 ELF with at most [`MAX_PROGRAM_HEADERS`]. Returns `e_phoff`
-/// and `e_phnum`.
-fn check_header(have: &[u8]) -> Result<(u64, usize), PvhError> {
-    // The magic and ELFCLASS64, compared as one array.
-    if have.first_chunk() != Some(b"\x7fELF\x02") {
-        return Err(PvhError::NotElf);
-    }
-    let header: &[u8; SIZEOF_EHDR] = have.first_chunk().ok_or(PvhError::Truncated)?;
-    // Fixed offsets in a fixed-size array: these reads cannot fail.
-    if le::u16_at(header, 18) != Some(EM_X86_64) {
-        return Err(PvhError::NotX86_64);
-    }
-    let count = usize::from(le::u16_at(header, 56).unwrap_or_default());
-    if count > MAX_PROGRAM_HEADERS {
-        return Err(PvhError::TooManyProgramHeaders);
-    }
-    Ok((le::u64_at(header, 32).unwrap_or_default(), count))
-}
-
 /// The results of reads from a whole file in memory: bounds were checked, so no read fails.
 fn in_memory<T>(result: Result<T, ReadError<OutOfRange>>) -> Result<T, PvhError> {
     result.map_err(|e| match e {
@@ -156,8 +135,20 @@ impl ElfHeaders {
         // Read what there is first, so a short non-ELF file is "not ELF" rather than "truncated".
         let have = &mut raw[..elf_len.min(SIZEOF_EHDR as u64) as usize];
         read_exact(elf, elf_len, 0, have)?;
-        let (_, count) = check_header(have)?;
+        if have.get(..4) != Some(b"\x7fELF".as_slice()) || have.get(4) != Some(&2) {
+            return Err(PvhError::NotElf.into());
+        }
+        if have.len() < SIZEOF_EHDR {
+            return Err(PvhError::Truncated.into());
+        }
         let header: Header = from_bytes(&raw)?;
+        if header.e_machine != EM_X86_64 {
+            return Err(PvhError::NotX86_64.into());
+        }
+        let count = usize::from(header.e_phnum);
+        if count > MAX_PROGRAM_HEADERS {
+            return Err(PvhError::TooManyProgramHeaders.into());
+        }
         let mut table = [0u8; MAX_PROGRAM_HEADERS * SIZEOF_PHDR];
         let table = &mut table[..count * SIZEOF_PHDR];
         read_exact(elf, elf_len, header.e_phoff, table)?;
@@ -175,10 +166,14 @@ impl ElfHeaders {
     /// Where the load segments go in physical memory.
     pub fn kernel_image(&self) -> Result<KernelImage, PvhError> {
         let mut image = KernelImage::default();
-        for phdr in self.program_headers() {
-            image.add(phdr.p_type, phdr.p_paddr, phdr.p_memsz)?;
+        for phdr in self.program_headers().iter().filter(|p| p.p_type == PT_LOAD && p.p_memsz > 0) {
+            let slot = image.segments.get_mut(image.count).ok_or(PvhError::TooManySegments)?;
+            *slot = (phdr.p_paddr, phdr.p_memsz);
+            image.count += 1;
         }
-        image.check_loads()?;
+        if image.count == 0 {
+            return Err(PvhError::NoLoadSegments);
+        }
         Ok(image)
     }
 
@@ -205,40 +200,10 @@ pub struct KernelImage {
 }
 
 impl KernelImage {
-    /// Reads the load segments from the ELF file's first bytes (header and program headers),
-    /// checked as [`ElfHeaders::read`] and [`ElfHeaders::kernel_image`] check them. Straight
-    /// from the bytes, without copying the headers out first: the firmware runs this once.
-    pub fn parse(elf_start: &[u8]) -> Result<Self, PvhError> {
-        let (phoff, count) = check_header(elf_start.get(..SIZEOF_EHDR).unwrap_or(elf_start))?;
-        let table = usize::try_from(phoff)
-            .ok()
-            .and_then(|start| elf_start.get(start..)?.get(..count * SIZEOF_PHDR))
-            .ok_or(PvhError::Truncated)?;
-        let mut image = Self::default();
-        for raw in table.chunks_exact(SIZEOF_PHDR) {
-            let field = |at| le::u64_at(raw, at).unwrap_or_default();
-            image.add(field(0) as u32, field(24), field(40))?;
-        }
-        image.check_loads()?;
-        Ok(image)
-    }
-
-    /// Notes a program header's segment (`p_type`, `p_paddr`, `p_memsz`): only non-empty
-    /// PT_LOAD ones take memory.
-    fn add(&mut self, kind: u32, paddr: u64, memsz: u64) -> Result<(), PvhError> {
-        if kind == PT_LOAD && memsz > 0 {
-            *self.segments.get_mut(self.count).ok_or(PvhError::TooManySegments)? = (paddr, memsz);
-            self.count += 1;
-        }
-        Ok(())
-    }
-
-    /// A kernel with nothing to load is refused.
-    fn check_loads(&self) -> Result<(), PvhError> {
-        if self.count == 0 {
-            return Err(PvhError::NoLoadSegments);
-        }
-        Ok(())
+    /// Reads the load segments from a whole ELF file in memory, for tests.
+    #[cfg(test)]
+    pub fn parse(elf: &[u8]) -> Result<Self, PvhError> {
+        in_memory(ElfHeaders::read(&mut &elf[..], elf.len() as u64))?.kernel_image()
     }
 
     /// `(start, size)` of each segment in physical memory.
@@ -360,7 +325,7 @@ mod tests {
     }
 
     #[test]
-    fn counts_non_empty_loads_up_to_eight_read_either_way() {
+    fn counts_non_empty_loads_up_to_eight() {
         let with_loads = |count: usize, memsz: u64| {
             let mut elf = tiny_vmlinux(true);
             elf.resize(elf.len().max(64 + count * SIZEOF_PHDR), 0);
@@ -373,17 +338,11 @@ mod tests {
             }
             elf
         };
-        let both = |elf: &[u8]| {
-            let parsed = KernelImage::parse(elf);
-            let read = in_memory(ElfHeaders::read(&mut &elf[..], elf.len() as u64)).and_then(|h| h.kernel_image());
-            assert_eq!(parsed, read);
-            parsed
-        };
-        let eight = both(&with_loads(8, 0x1000)).unwrap();
+        let eight = KernelImage::parse(&with_loads(8, 0x1000)).unwrap();
         assert_eq!(eight.segments().len(), 8);
         assert_eq!(eight.segments()[7], (7 << 24, 0x1000));
-        assert_eq!(both(&with_loads(9, 0x1000)), Err(PvhError::TooManySegments));
-        assert_eq!(both(&with_loads(9, 0)), Err(PvhError::NoLoadSegments));
+        assert_eq!(KernelImage::parse(&with_loads(9, 0x1000)), Err(PvhError::TooManySegments));
+        assert_eq!(KernelImage::parse(&with_loads(9, 0)), Err(PvhError::NoLoadSegments));
     }
 
     #[test]
