@@ -163,7 +163,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// No functions: for a machine without PCI (microvm).
+    /// No functions yet: what `setup` fills in, where it stays.
     pub fn none() -> Summary {
         Summary { functions: [EMPTY_FUNCTION; MAX_FUNCTIONS], count: 0 }
     }
