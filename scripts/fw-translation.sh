@@ -31,24 +31,25 @@ if $ir; then command -v valgrind >/dev/null || { echo "fw-translation: --ir need
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# The bench's null-row command line (cli/src/bench/scenario.rs), with the debug exit.
+# The bench's null-row command line (cli/src/bench/scenario.rs), with the debug exit, run
+# under whatever `wrapper` holds (valgrind, for --ir).
+wrapper=()
 qemu() { # MACHINE FIRMWARE KERNEL EXTRA...
     local machine=$1 firmware=$2 kernel=$3
     shift 3
     # QEMU exits with the null kernel's isa-debug-exit code, never 0.
-    qemu-system-x86_64 -M "$machine" -accel tcg -m 256M -smp 1 -bios "$firmware" -nodefaults -no-user-config \
-        -display none -no-reboot -serial none -device isa-debug-exit,iobase=0x501,iosize=1 -kernel "$kernel" "$@" \
-        >/dev/null 2>&1 || true
+    "${wrapper[@]}" qemu-system-x86_64 -M "$machine" -accel tcg -m 256M -smp 1 -bios "$firmware" -nodefaults \
+        -no-user-config -display none -no-reboot -serial none -device isa-debug-exit,iobase=0x501,iosize=1 \
+        -kernel "$kernel" "$@" >/dev/null 2>&1 || true
 }
 
 median_ir() { # MACHINE FIRMWARE KERNEL
+    wrapper=(valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$work/cg")
     for _ in $(seq "$runs"); do
-        valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$work/cg" \
-            qemu-system-x86_64 -M "$1" -accel tcg -m 256M -smp 1 -bios "$2" -nodefaults -no-user-config \
-            -display none -no-reboot -serial none -device isa-debug-exit,iobase=0x501,iosize=1 -kernel "$3" \
-            >/dev/null 2>&1 || true
+        qemu "$1" "$2" "$3"
         awk '/^summary:|^totals:/ {print $2; exit}' "$work/cg"
     done | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+    wrapper=()
 }
 
 declare -A floor
