@@ -48,11 +48,18 @@ pub fn plan(
     Ok(LoadPlan { kernel_addr, entry64, kernel_extent: extent, initrd_addr })
 }
 
-/// The kernel's preferred address avoids relocating it; otherwise the lowest aligned spot.
+/// At 1 MiB when all the kernel needs fits in the low window there: the boot protocol's
+/// classic address for any bzImage (where qboot and QEMU's own option ROM load every one), in
+/// the first 2 MiB every boot writes, so the host clears no huge page for the kernel alone.
+/// No Linux kernel fits (its `init_size` covers its decompressed self, several MiB): those go
+/// at their preferred address, which avoids relocating them; otherwise the lowest aligned spot.
 fn place_kernel(kernel: &BzImage, map: &MemoryMap, extent: u64, reserved: &[(u64, u64)]) -> Option<u64> {
+    let fits = |at: u64| !reserved.iter().any(|&r| range::overlaps(r, (at, extent))) && map.is_ram(at, extent);
+    if extent <= low_window::END - low_window::START && fits(low_window::START) {
+        return Some(low_window::START);
+    }
     let pref = kernel.pref_address();
-    let free = !reserved.iter().any(|&r| range::overlaps(r, (pref, extent)));
-    if pref >= MIB && free && map.is_ram(pref, extent) {
+    if pref >= MIB && fits(pref) {
         return Some(pref);
     }
     map.lowest_fit(extent, u64::from(kernel.kernel_alignment()), MIB, reserved)
@@ -122,7 +129,7 @@ impl core::error::Error for PlanError {}
 mod tests {
     use super::*;
     use crate::e820::RESERVED;
-    use crate::layout::PREF_ADDRESS;
+    use crate::layout::{INIT_SIZE, PREF_ADDRESS};
     use crate::testutil::{assert_one_line, ram_map, setup_blob, write};
 
     fn kernel() -> BzImage {
@@ -160,6 +167,27 @@ mod tests {
         let low = BzImage::parse(&b).unwrap();
         let p = plan(&low, &map, MIB / 2, PAGE, 0, &[]).unwrap();
         assert_eq!((p.kernel_addr, p.initrd_addr), (MIB, 128 * MIB - PAGE));
+    }
+
+    #[test]
+    fn a_kernel_that_fits_in_the_low_window_loads_at_1_mib() {
+        let map = ram_map(&[(0, 640 * 1024), (MIB, 127 * MIB)]);
+        let mut b = setup_blob();
+        write(&mut b, INIT_SIZE, &(16 * PAGE as u32).to_le_bytes());
+        let tiny = BzImage::parse(&b).unwrap();
+        // The initrd goes above it in the window, below what is reserved at its top.
+        let p = plan(&tiny, &map, 2 * PAGE, 100 * 1024, 0, &[(2 * MIB - PAGE, PAGE)]).unwrap();
+        assert_eq!((p.kernel_addr, p.entry64, p.kernel_extent), (MIB, MIB + 0x200, 16 * PAGE));
+        assert_eq!(p.initrd_addr, 2 * MIB - 26 * PAGE);
+        // Its file, larger than init_size, is what must fit then.
+        let p = plan(&tiny, &map, MIB + PAGE, 0, 0, &[]).unwrap();
+        assert_eq!((p.kernel_addr, p.kernel_extent), (16 * MIB, MIB + PAGE));
+        // Something reserved at 1 MiB, or no RAM there: the preferred address as before.
+        assert_eq!(plan(&tiny, &map, PAGE, 0, 0, &[(MIB + 8 * PAGE, PAGE)]).unwrap().kernel_addr, 16 * MIB);
+        let high_ram = ram_map(&[(0, 640 * 1024), (2 * MIB, 126 * MIB)]);
+        assert_eq!(plan(&tiny, &high_ram, PAGE, 0, 0, &[]).unwrap().kernel_addr, 16 * MIB);
+        // A Linux-sized init_size never fits: setup_blob's is 32 MiB.
+        assert_eq!(plan(&kernel(), &map, PAGE, 0, 0, &[]).unwrap().kernel_addr, 16 * MIB);
     }
 
     #[test]

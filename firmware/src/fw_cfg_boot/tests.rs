@@ -128,6 +128,33 @@ fn a_bzimage_is_loaded_and_described_in_the_zero_page() {
 }
 
 #[test]
+fn a_kernel_that_needs_less_than_the_low_window_loads_at_1_mib() {
+    let kernel = vec![0xcc; 0x1000];
+    let mut setup = setup_blob();
+    write(&mut setup, 0x260, &0x4000u32.to_le_bytes()); // init_size
+    let initrd = b"070701 an initrd".repeat(100);
+    let mut fake = device(true, bzimage_items(&setup, &kernel, b"\0", &initrd));
+    let mut memory = memory();
+    let Handoff::Linux64 { entry, .. } = prepare_with(&mut fake, &mut memory).unwrap() else {
+        panic!("not a bzImage hand-off")
+    };
+    let at_1_mib = loader::low_window::START;
+    assert_eq!(entry, at_1_mib + 0x200);
+    assert_eq!(memory.read(at_1_mib, kernel.len()), kernel);
+    let zero_page = |offset: u64| layout::BOOT_PARAMS + offset;
+    assert_eq!(memory.u32_at(zero_page(0x214)), at_1_mib as u32); // code32_start
+
+    // The initrd still right below the ACPI tables, the three apart in the window.
+    let initrd_addr = u64::from(memory.u32_at(zero_page(0x218)));
+    assert_eq!(initrd_addr, (ACPI_TABLES.0 - initrd.len() as u64) & !0xfff);
+    assert_apart(&[
+        ("ACPI tables", ACPI_TABLES.0, ACPI_TABLES.1),
+        ("kernel", at_1_mib, 0x4000),
+        ("initrd", initrd_addr, initrd.len() as u64),
+    ]);
+}
+
+#[test]
 fn without_a_setup_data_chain_the_timeline_node_ends_it() {
     let mut fake = device(true, bzimage_items(&setup_blob(), &[0xcc; 0x1000], b"quiet\0", b""));
     let mut memory = memory();
