@@ -7,11 +7,17 @@
 //!
 //! A PVH boot has no setup_data: there the stamps are appended to the command line as
 //! `flint.fwtsc=<reset>,<loaded>,<handoff>` in hexadecimal (documented in guest-init/README.md).
+//!
+//! Only when the host asks, with the fw_cfg file [`SWITCH`] (`flint run` always does): a boot
+//! nobody times skips them, and so the ~50 guest instructions (a PVH boot's command-line text)
+//! QEMU's TCG would translate for them.
 
 use crate::handoff::Handoff;
 use crate::layout;
 use crate::memory::Memory;
 
+/// The fw_cfg file whose presence asks for the stamps.
+pub const SWITCH: &[u8] = b"opt/flint/timeline";
 /// "FLNT"; bit 31 clear (Linux reserves it for SETUP_INDIRECT).
 pub const SETUP_FLINT_TIMELINE: u32 = 0x464c_4e54;
 const STAMPS: usize = 3;

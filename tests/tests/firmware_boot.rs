@@ -125,13 +125,16 @@ fn without_initrd_the_embedded_init_runs() {
     assert_eq!(outcome.exit_code(), Some(2 * 120 + 1), "console:\n{console}");
 }
 
-/// The firmware's timeline stamps reach the guest as a setup_data node, and the command line
-/// is untouched by them.
+/// Asked for, the firmware's timeline stamps reach the guest as a setup_data node, and the
+/// command line is untouched by them; not asked for, there is no node.
 #[test]
-fn timeline_node_reaches_the_guest() {
+fn timeline_node_reaches_the_guest_when_asked() {
     let script = "for node in /sys/kernel/boot_params/setup_data/*; do \
                   echo \"@@setup_data=$(cat $node/type) $(wc -c < $node/data)\"; done";
-    let (vm, _initrd) = vm_with_initramfs(Machine::Pc, "128M", 1, &[], script);
+    let (mut vm, _initrd) = vm_with_initramfs(Machine::Pc, "128M", 1, &[], script);
+    let (_, console) = boot(&vm);
+    assert!(!console.contains("0x464c4e54"), "a timeline node nobody asked for; console:\n{console}");
+    vm.fw_cfg_strings.push(("opt/flint/timeline".into(), "1".into()));
     let (_, console) = boot(&vm);
     assert_eq!(fact(&console, "setup_data").as_deref(), Some("0x464c4e54 24"), "console:\n{console}");
     assert_eq!(proc_cmdline(&console).as_deref(), vm.append.as_deref());

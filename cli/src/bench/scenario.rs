@@ -415,6 +415,8 @@ fn flint_run(mut vm: Vm, dir: &Path, status: bool) -> Plan {
     let status_file = status.then(|| case_status_file(dir));
     if let Some(file) = &status_file {
         vm.extra_args.extend(["-serial".into(), format!("file:{}", file.display())]);
+        // The phases start from the firmware's stamps, which it takes only when asked.
+        vm.fw_cfg_strings.push(("opt/flint/timeline".into(), "1".into()));
     }
     flint_init_plan(vm, status_file)
 }

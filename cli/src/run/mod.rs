@@ -327,6 +327,8 @@ fn prepare(args: &RunArgs, job_on_port: bool) -> Result<Prepared> {
     if args.verbose {
         vm.fw_cfg_strings.push(("opt/flint/log".into(), "1".into()));
     }
+    // The firmware's stamps, the first three of the timeline the init reports.
+    vm.fw_cfg_strings.push(("opt/flint/timeline".into(), "1".into()));
     Ok(Prepared { vm, job, root, accel })
 }
 
