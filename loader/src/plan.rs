@@ -54,7 +54,9 @@ pub fn plan(
 /// No Linux kernel fits (its `init_size` covers its decompressed self, several MiB): those go
 /// at their preferred address, which avoids relocating them; otherwise the lowest aligned spot.
 fn place_kernel(kernel: &BzImage, map: &MemoryMap, extent: u64, reserved: &[(u64, u64)]) -> Option<u64> {
-    let fits = |at: u64| !reserved.iter().any(|&r| range::overlaps(r, (at, extent))) && map.is_ram(at, extent);
+    // All RAM and clear of `reserved` exactly when the highest fit ending there starts there:
+    // `highest_fit` is what the initrd's placement runs anyway (under TCG, code translated once).
+    let fits = |at: u64| at.checked_add(extent).and_then(|end| map.highest_fit(extent, 1, end, reserved)) == Some(at);
     if extent <= low_window::END - low_window::START && fits(low_window::START) {
         return Some(low_window::START);
     }
