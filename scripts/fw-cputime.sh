@@ -31,8 +31,14 @@ machine=$1 kernel=$2
 shift 2
 declare -A times faults thps
 thp_faults() { awk '/^thp_fault_alloc / {print $2}' /proc/vmstat; }
-for _ in $(seq "$runs"); do
-    for firmware in "$@"; do
+# Serpentine order (forward, then backward), as `flint bench`: identical boots back to back
+# alternate between faster and slower here (BENCHMARKS.md, "Consecutive boots alternate"),
+# which in a fixed order favours whichever firmware always takes the fast turn.
+forward=("$@") backward=()
+for ((i = $# - 1; i >= 0; i--)); do backward+=("${forward[i]}"); done
+for run in $(seq "$runs"); do
+    if ((run % 2)); then order=("${forward[@]}"); else order=("${backward[@]}"); fi
+    for firmware in "${order[@]}"; do
         before=$(thp_faults)
         # QEMU exits with the null kernel's isa-debug-exit code, never 0.
         stat=$({ perf stat -x, -e task-clock,page-faults "${wrapper[@]}" qemu-system-x86_64 -M "$machine" -accel tcg \
