@@ -39,7 +39,8 @@ pub fn plan(
     // Only on failure: the total is a walk over the map.
     let too_big = || PlanError::KernelDoesNotFit { need: extent, ram: map.total_ram() };
     let kernel_addr = place_kernel(kernel, map, extent, reserved).ok_or_else(too_big)?;
-    let entry64 = kernel_addr.checked_add(kernel.entry64_offset()).ok_or_else(too_big)?;
+    // A start `place_kernel` found in RAM, far below 2^64 - 0x200: the sum cannot wrap.
+    let entry64 = kernel_addr + kernel.entry64_offset();
     let initrd_addr = match initrd_size {
         0 => 0,
         size => place_initrd(kernel, map, (kernel_addr, extent), size, reserved)
@@ -56,12 +57,13 @@ pub fn plan(
 fn place_kernel(kernel: &BzImage, map: &MemoryMap, extent: u64, reserved: &[(u64, u64)]) -> Option<u64> {
     // All RAM and clear of `reserved` exactly when the highest fit ending there starts there:
     // `highest_fit` is what the initrd's placement runs anyway (under TCG, code translated once).
-    let fits = |at: u64| at.checked_add(extent).and_then(|end| map.highest_fit(extent, 1, end, reserved)) == Some(at);
-    if extent <= low_window::END - low_window::START && fits(low_window::START) {
+    let fits = |at: u64, end: u64| map.highest_fit(extent, 1, end, reserved) == Some(at);
+    let window = (low_window::START, low_window::START + extent);
+    if window.1 <= low_window::END && fits(window.0, window.1) {
         return Some(low_window::START);
     }
     let pref = kernel.pref_address();
-    if pref >= MIB && fits(pref) {
+    if pref >= MIB && pref.checked_add(extent).is_some_and(|end| fits(pref, end)) {
         return Some(pref);
     }
     map.lowest_fit(extent, u64::from(kernel.kernel_alignment()), MIB, reserved)
