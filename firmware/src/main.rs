@@ -26,8 +26,8 @@ pub extern "C" fn firmware_main(reset_tsc: u64) -> ! {
     // SAFETY: the one handle, made before anything refers to the memory it lends.
     let mut memory = unsafe { IdentityMapped::new() };
     match boot(&mut memory) {
-        Ok((handoff, stamped)) => {
-            if stamped {
+        Ok(handoff) => {
+            if timeline::requested() {
                 let mut stamps = Stamps { reset: reset_tsc, loaded: arch::tsc(), handoff: 0 };
                 stamps.handoff = arch::tsc();
                 timeline::record(&handoff, &mut memory, &stamps);
@@ -55,9 +55,8 @@ const PCI_MEM_FLOOR: u64 = 0xC000_0000;
 const PCI_MEM_END: u64 = 0xFEC0_0000;
 const PCI_IO: (u64, u64) = (0xC000, 0x10000);
 
-/// The hand-off, and whether the host asked for the timeline stamps.
 #[inline(always)]
-fn boot(memory: &mut IdentityMapped) -> Result<(Handoff, bool), BootError> {
+fn boot(memory: &mut IdentityMapped) -> Result<Handoff, BootError> {
     let mut pci_config = PortConfigSpace;
     let chipset = chipset::detect(&mut pci_config);
     // No host bridge at all: microvm, whose disks are on virtio-mmio and whose power-off is
@@ -74,7 +73,7 @@ fn boot(memory: &mut IdentityMapped) -> Result<(Handoff, bool), BootError> {
         return Err(BootError::NoFwCfg);
     }
     console::set_verbose(fw_cfg.find(b"opt/flint/log").is_some());
-    let stamped = fw_cfg.find(timeline::SWITCH).is_some();
+    timeline::set_requested(fw_cfg.find(timeline::SWITCH).is_some());
     log!("fw_cfg found, DMA {}, chipset {}", if fw_cfg.has_dma() { "on" } else { "off" }, chipset);
 
     // Built where it stays: moving the map into a Platform later would copy it.
@@ -122,7 +121,7 @@ fn boot(memory: &mut IdentityMapped) -> Result<(Handoff, bool), BootError> {
         }
     };
     log!("entering the kernel");
-    Ok((handoff, stamped))
+    Ok(handoff)
 }
 
 /// Installs the ACPI tables and returns the RSDP's address: in the low window when they fit

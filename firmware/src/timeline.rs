@@ -15,9 +15,22 @@
 use crate::handoff::Handoff;
 use crate::layout;
 use crate::memory::Memory;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// The fw_cfg file whose presence asks for the stamps.
 pub const SWITCH: &[u8] = b"opt/flint/timeline";
+
+/// Whether the host asked, as `main.rs` found early on; kept here like the console's verbose
+/// switch, rather than carried back through the whole boot.
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+pub fn set_requested(requested: bool) {
+    REQUESTED.store(requested, Ordering::Relaxed);
+}
+
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::Relaxed)
+}
 /// "FLNT"; bit 31 clear (Linux reserves it for SETUP_INDIRECT).
 pub const SETUP_FLINT_TIMELINE: u32 = 0x464c_4e54;
 const STAMPS: usize = 3;
