@@ -9,8 +9,8 @@
 //! `flint.fwtsc=<reset>,<loaded>,<handoff>` in hexadecimal (documented in guest-init/README.md).
 //!
 //! Only when the host asks, with the fw_cfg file [`SWITCH`] (`flint run` always does): a boot
-//! nobody times skips them, and so the ~50 guest instructions (a PVH boot's command-line text)
-//! QEMU's TCG would translate for them.
+//! nobody times skips them, and so the guest instructions QEMU's TCG would translate for them
+//! (43 on a PVH boot, the command-line text).
 
 use crate::handoff::Handoff;
 use crate::layout;
@@ -31,6 +31,7 @@ pub fn set_requested(requested: bool) {
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::Relaxed)
 }
+
 /// "FLNT"; bit 31 clear (Linux reserves it for SETUP_INDIRECT).
 pub const SETUP_FLINT_TIMELINE: u32 = 0x464c_4e54;
 const STAMPS: usize = 3;
