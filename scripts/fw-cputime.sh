@@ -10,17 +10,19 @@
 # e.g. (the null kernels are in `flint bench --scenario null`'s output, inputs/):
 #   scripts/fw-cputime.sh -n 15 microvm,acpi=off out/bench/inputs/null-pvh.elf out/fw.bin /usr/share/qemu/qboot.rom
 set -euo pipefail
-runs=15 wrapper=()
+# shellcheck source=lib/null-row.sh
+. "$(dirname "$0")/lib/null-row.sh"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+runs=15 nothp=()
 while true; do
     case "${1:-}" in
     -n) runs=$2; shift 2 ;;
     --no-thp)
         command -v cc >/dev/null || { echo "fw-cputime: --no-thp needs a C compiler (apt-get install gcc)" >&2; exit 1; }
-        dir=$(mktemp -d)
-        trap 'rm -rf "$dir"' EXIT
-        printf '#include <sys/prctl.h>\n#include <unistd.h>\nint main(int c, char **v) { prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0); execvp(v[1], v + 1); return 127; }\n' >"$dir/nothp.c"
-        cc -O2 -o "$dir/nothp" "$dir/nothp.c"
-        wrapper=("$dir/nothp")
+        printf '#include <sys/prctl.h>\n#include <unistd.h>\nint main(int c, char **v) { prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0); execvp(v[1], v + 1); return 127; }\n' >"$work/nothp.c"
+        cc -O2 -o "$work/nothp" "$work/nothp.c"
+        nothp=("$work/nothp")
         shift ;;
     *) break ;;
     esac
@@ -40,12 +42,10 @@ for run in $(seq "$runs"); do
     if ((run % 2)); then order=("${forward[@]}"); else order=("${backward[@]}"); fi
     for firmware in "${order[@]}"; do
         before=$(thp_faults)
-        # QEMU exits with the null kernel's isa-debug-exit code, never 0.
-        stat=$({ perf stat -x, -e task-clock,page-faults "${wrapper[@]}" qemu-system-x86_64 -M "$machine" -accel tcg \
-            -m 256M -smp 1 -bios "$firmware" -nodefaults -no-user-config -display none -no-reboot -serial null \
-            -device isa-debug-exit,iobase=0x501,iosize=1 -kernel "$kernel" 2>&1 >/dev/null || true; })
-        times[$firmware]+="$(awk -F, '/task-clock/ {print $1}' <<<"$stat") "
-        faults[$firmware]+="$(awk -F, '/page-faults/ {print $1}' <<<"$stat") "
+        wrapper=(perf stat -x, -o "$work/stat" -e task-clock,page-faults "${nothp[@]}")
+        null_row "$machine" "$firmware" "$kernel" -serial null
+        times[$firmware]+="$(awk -F, '/task-clock/ {print $1}' "$work/stat") "
+        faults[$firmware]+="$(awk -F, '/page-faults/ {print $1}' "$work/stat") "
         thps[$firmware]+="$(($(thp_faults) - before)) "
     done
 done

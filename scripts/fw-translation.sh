@@ -31,16 +31,10 @@ if $ir; then command -v valgrind >/dev/null || { echo "fw-translation: --ir need
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# The bench's null-row command line (cli/src/bench/scenario.rs), with the debug exit, run
-# under whatever `wrapper` holds (valgrind, for --ir).
-wrapper=()
+# shellcheck source=lib/null-row.sh
+. "$(dirname "$0")/lib/null-row.sh"
 qemu() { # MACHINE FIRMWARE KERNEL EXTRA...
-    local machine=$1 firmware=$2 kernel=$3
-    shift 3
-    # QEMU exits with the null kernel's isa-debug-exit code, never 0.
-    "${wrapper[@]}" qemu-system-x86_64 -M "$machine" -accel tcg -m 256M -smp 1 -bios "$firmware" -nodefaults \
-        -no-user-config -display none -no-reboot -serial none -device isa-debug-exit,iobase=0x501,iosize=1 \
-        -kernel "$kernel" "$@" >/dev/null 2>&1 || true
+    null_row "$@" -serial none
 }
 
 median_ir() { # MACHINE FIRMWARE KERNEL
