@@ -58,8 +58,8 @@ fn place_kernel(kernel: &BzImage, map: &MemoryMap, extent: u64, reserved: &[(u64
     // All RAM and clear of `reserved` exactly when the highest fit ending there starts there:
     // `highest_fit` is what the initrd's placement runs anyway (under TCG, code translated once).
     let fits = |at: u64, end: u64| map.highest_fit(extent, 1, end, reserved) == Some(at);
-    let window = (low_window::START, low_window::START + extent);
-    if window.1 <= low_window::END && fits(window.0, window.1) {
+    let in_window = low_window::START + extent;
+    if in_window <= low_window::END && fits(low_window::START, in_window) {
         return Some(low_window::START);
     }
     let pref = kernel.pref_address();

@@ -27,12 +27,6 @@ pub use firmware::Firmware;
 pub use report::{Report, Status};
 pub use scenario::ScenarioName;
 
-/// The null PVH kernel (an ELF loaded at 1 MiB) and the QEMU exit status its entry ends
-/// with: for tests of what the firmware places around a kernel QEMU loaded itself.
-pub fn null_pvh_kernel() -> (Vec<u8>, i32) {
-    (null_pvh::image(), exit_stub::Entry::Pvh.qemu_status())
-}
-
 use crate::env::{self, progress};
 use crate::qemu::QEMU;
 use anyhow::{Context, Result};
@@ -40,6 +34,12 @@ use report::{CaseReport, Phase, ScenarioReport};
 use scenario::{Case, Plan, Prepared, Setup};
 use stats::Stats;
 use std::path::{Path, PathBuf};
+
+/// The null PVH kernel (an ELF loaded at 1 MiB) and the QEMU exit status its entry ends
+/// with: for tests of what the firmware places around a kernel QEMU loaded itself.
+pub fn null_pvh_kernel() -> (Vec<u8>, i32) {
+    (null_pvh::image(), exit_stub::Entry::Pvh.qemu_status())
+}
 
 /// `flint bench` options.
 #[derive(Clone, Debug, clap::Args)]
