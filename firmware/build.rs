@@ -1,7 +1,8 @@
 //! Links the firmware binary as a flat, freestanding image placed by `layout.ld`, and packs the
 //! guest init named by `FLINT_INIT` (a path to the built `flint-init`) into the newc archive
 //! the firmware embeds. Without `FLINT_INIT` the archive is empty and the firmware only boots
-//! what it is given (`flint build` always sets it).
+//! what it is given (`flint build` always sets it). `FLINT_ROM_SIZE` is the image's size
+//! (128 KiB unless set; `flint build` falls back to 192 KiB when the two do not fit).
 use std::path::PathBuf;
 
 fn main() {
@@ -10,6 +11,10 @@ fn main() {
     for arg in ["-nostartfiles", "-nostdlib", "-static", "-no-pie", "-Wl,--gc-sections", "-Wl,--build-id=none"] {
         println!("cargo:rustc-link-arg-bins={arg}");
     }
+    // The image's size (layout.ld): `flint build` tries the smaller first.
+    let rom_size = std::env::var("FLINT_ROM_SIZE").unwrap_or_else(|_| "0x20000".into());
+    println!("cargo:rustc-link-arg-bins=-Wl,--defsym=ROM_SIZE={rom_size}");
+    println!("cargo:rerun-if-env-changed=FLINT_ROM_SIZE");
     println!("cargo:rustc-link-arg-bins=-T{dir}/layout.ld");
     println!("cargo:rerun-if-changed=layout.ld");
     println!("cargo:rerun-if-changed=src/arch/reset.s");

@@ -6,7 +6,7 @@
 
 /// Where `arch/reset.s`'s page tables, `.data`/`.bss` and stack end.
 pub const FIRMWARE_END: u64 = 0x20000;
-/// `layout.ld`'s ROM: fw.bin as QEMU maps it, up to 4 GiB.
+/// The lowest address `layout.ld`'s ROM may start at: fw.bin, up to 4 GiB, is 128 or 192 KiB.
 pub const ROM: u64 = 0xfffd_0000;
 /// The zero page handed to the kernel in RSI.
 pub const BOOT_PARAMS: u64 = 0x20000;
