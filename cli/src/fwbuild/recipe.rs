@@ -59,22 +59,16 @@ pub fn build(tree: &Path, target: &Path, cargo: &OsString, progress: &dyn Fn(&st
     })?;
 
     progress("building the firmware with the init embedded (flint-firmware)");
-    let build_firmware = |rom_size: u64| {
+    let firmware_build = |rom_size: u64| {
         let mut build = cargo_build(&["-p", "flint-firmware", "--bin", "flint-fw"]);
         build.env("FLINT_INIT", &init).env("FLINT_ROM_SIZE", format!("{rom_size:#x}"));
         build
     };
-    // The small image's link fails when the two overflow it; what it printed is kept back:
-    // the large image's build shows any error that is not about size.
-    let fits_small = build_firmware(SMALL_ROM).output().is_ok_and(|output| output.status.success());
-    if !fits_small {
-        progress(&format!(
-            "the firmware and the init overflow {} KiB: building a {} KiB image",
-            SMALL_ROM / 1024,
-            LARGE_ROM / 1024
-        ));
-        run(build_firmware(LARGE_ROM))?;
-    }
+    smallest_image(
+        progress,
+        || firmware_build(SMALL_ROM).output().is_ok_and(|output| output.status.success()),
+        || run(firmware_build(LARGE_ROM)),
+    )?;
     let elf = release.join("flint-fw");
     let code_size = code_size(&elf)?;
     if code_size > CODE_BUDGET {
@@ -89,6 +83,26 @@ pub fn build(tree: &Path, target: &Path, cargo: &OsString, progress: &dyn Fn(&st
         objcopy
     })?;
     Ok(Built { firmware, init, code_size })
+}
+
+/// Links the small image if `link_small` can (quietly: its link fails when the firmware and
+/// the init overflow it), else the large one with `link_large`, whose output shows any error
+/// that is not about size. Returns the image's size.
+fn smallest_image(
+    progress: &dyn Fn(&str),
+    link_small: impl FnOnce() -> bool,
+    link_large: impl FnOnce() -> Result<(), String>,
+) -> Result<u64, String> {
+    if link_small() {
+        return Ok(SMALL_ROM);
+    }
+    progress(&format!(
+        "the firmware and the init overflow {} KiB: building a {} KiB image",
+        SMALL_ROM / 1024,
+        LARGE_ROM / 1024
+    ));
+    link_large()?;
+    Ok(LARGE_ROM)
 }
 
 /// `--remap-path-prefix` for the checkout and the cargo home (where registry crates are),
@@ -143,5 +157,32 @@ fn run(mut command: Command) -> Result<(), String> {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => Err(format!("{command:?} failed ({status}): fix the errors above")),
         Err(e) => Err(format!("cannot run {command:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    #[test]
+    fn links_the_small_image_when_it_can_else_the_large_one() {
+        let said = RefCell::new(Vec::new());
+        let progress = |line: &str| said.borrow_mut().push(line.to_string());
+        let large_linked = RefCell::new(false);
+        let link_large = || {
+            *large_linked.borrow_mut() = true;
+            Ok(())
+        };
+        assert_eq!(smallest_image(&progress, || true, link_large), Ok(SMALL_ROM));
+        assert!(!*large_linked.borrow() && said.borrow().is_empty());
+
+        assert_eq!(smallest_image(&progress, || false, link_large), Ok(LARGE_ROM));
+        assert!(*large_linked.borrow());
+        assert_eq!(*said.borrow(), ["the firmware and the init overflow 128 KiB: building a 192 KiB image"]);
+
+        // An error that is not about size fails the large link too, and is what is reported.
+        let failed = smallest_image(&progress, || false, || Err("cargo failed: fix the errors above".to_string()));
+        assert_eq!(failed, Err("cargo failed: fix the errors above".to_string()));
     }
 }
