@@ -1,5 +1,5 @@
 //! The E820 memory map in boot_params' layout: read from QEMU's fw_cfg file `etc/e820`,
-//! edited to look like a PC firmware's, and searched for free RAM.
+//! given a PC's low memory (no RAM from the EBDA to 1 MiB), and searched for free RAM.
 
 use crate::range;
 use core::fmt;
