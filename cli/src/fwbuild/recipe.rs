@@ -14,7 +14,7 @@ use std::process::Command;
 pub const CODE_BUDGET: u64 = 48 * 1024;
 
 /// fw.bin's size when the firmware and the init fit in it, and otherwise. QEMU reads and copies
-/// the whole image at every start: the small one saves ~0.1 ms a boot under TCG (BENCHMARKS.md).
+/// the whole image at every start: the small one takes 32 fewer page faults a boot (BENCHMARKS.md).
 const SMALL_ROM: u64 = 128 * 1024;
 const LARGE_ROM: u64 = 192 * 1024;
 
