@@ -2,35 +2,44 @@
 # flint against qboot in the four null rows, over RUNS whole `flint bench` runs: one run's
 # medians move by milliseconds on a busy host, so one run says little. Prints each run's
 # flint-minus-qboot difference of medians per row, then per row how many runs flint was
-# ahead in and the median difference.
+# ahead in (and level in: within 0.05 ms) and the median difference.
 #   scripts/null-rows.sh [-n REPS] [RUNS]      (defaults: 21 repetitions, 10 runs)
 #   FLINT=target/release/flint scripts/null-rows.sh     (a flint other than the one on PATH)
+#   FLINT=OLD FLINT_B=NEW scripts/null-rows.sh   (two builds, their runs alternated: OLD, NEW,
+#                                                 OLD, ...; RUNS of each, summed up apart)
 set -euo pipefail
 reps=21
 [ "${1:-}" = -n ] && { reps=$2; shift 2; }
 runs=${1:-10}
-flint=${FLINT:-flint}
+sides=("${FLINT:-flint}")
+[ -n "${FLINT_B:-}" ] && sides+=("$FLINT_B")
 command -v python3 >/dev/null || { echo "null-rows: needs python3" >&2; exit 1; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 for run in $(seq "$runs"); do
-    "$flint" bench -q -n "$reps" --scenario null --compare flint,qboot -o "$dir/$run" >/dev/null
+    for side in "${!sides[@]}"; do
+        "${sides[$side]}" bench -q -n "$reps" --scenario null --compare flint,qboot -o "$dir/$side/$run" >/dev/null
+    done
 done
-python3 - "$dir" "$runs" <<'PY'
+python3 - "$dir" "$runs" "${sides[@]}" <<'PY'
 import json, statistics, sys
-base, runs = sys.argv[1], int(sys.argv[2])
-diffs = {}
-for run in range(1, runs + 1):
-    results = json.load(open(f"{base}/{run}/report.json"))["scenarios"][0]["results"]
-    median = {(r["firmware"], r["kernel"].split(" ")[0], r["machine"]): r["stats"]["median_ms"] for r in results if r["stats"]}
-    line = []
-    for machine in ("pc", "microvm"):
-        for kernel in ("bzImage", "PVH"):
-            d = median[("flint", kernel, machine)] - median[("qboot", kernel, machine)]
-            diffs.setdefault((machine, kernel), []).append(d)
-            line.append(f"{machine} {kernel} {d:+5.1f}")
-    print(f"run {run:2}: flint - qboot, ms: " + "   ".join(line))
-for (machine, kernel), d in diffs.items():
-    ahead = sum(x < 0 for x in d)
-    print(f"{machine:8}{kernel:8} flint ahead in {ahead}/{len(d)} runs, median difference {statistics.median(d):+.2f} ms")
+base, runs, sides = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+for side, flint in enumerate(sides):
+    if len(sides) > 1:
+        print(f"{flint}:")
+    diffs = {}
+    for run in range(1, runs + 1):
+        results = json.load(open(f"{base}/{side}/{run}/report.json"))["scenarios"][0]["results"]
+        median = {(r["firmware"], r["kernel"].split(" ")[0], r["machine"]): r["stats"]["median_ms"] for r in results if r["stats"]}
+        line = []
+        for machine in ("pc", "microvm"):
+            for kernel in ("bzImage", "PVH"):
+                d = median[("flint", kernel, machine)] - median[("qboot", kernel, machine)]
+                diffs.setdefault((machine, kernel), []).append(d)
+                line.append(f"{machine} {kernel} {d:+5.1f}")
+        print(f"run {run:2}: flint - qboot, ms: " + "   ".join(line))
+    for (machine, kernel), d in diffs.items():
+        # As printed above: level when the difference rounds to 0.0 ms.
+        ahead, level = sum(x <= -0.05 for x in d), sum(abs(x) < 0.05 for x in d)
+        print(f"{machine:8}{kernel:8} flint ahead in {ahead}/{len(d)} runs (level in {level}), median difference {statistics.median(d):+.2f} ms")
 PY

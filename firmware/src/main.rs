@@ -154,8 +154,8 @@ fn install_acpi<T: Transport>(
     Ok(tables.rsdp)
 }
 
-/// QEMU's `etc/e820` (RAM below and above the PCI hole, reserved ranges) plus the legacy
-/// low-memory holes a PC firmware reports.
+/// QEMU's `etc/e820` (RAM below and above the PCI hole, reserved ranges) with a PC's low
+/// memory: no RAM from the EBDA to 1 MiB.
 fn read_memory_map<T: Transport>(fw_cfg: &mut FwCfg<T>, map: &mut MemoryMap) -> Result<(), BootError> {
     let file = fw_cfg.find(b"etc/e820").ok_or(BootError::NoMemoryMap)?;
     let mut raw = [0u8; e820::ENTRY_SIZE * 32];
