@@ -130,6 +130,8 @@ fn reduced_bench_reports_every_case() {
         let firmwares = entry["firmwares"].as_array().unwrap();
         assert!(firmwares.iter().any(|firmware| firmware["firmware"] == "flint"), "{entry:#}");
         assert!(firmwares.iter().all(|firmware| firmware["over_floor_ms"].is_number()), "{entry:#}");
+        // One repetition has no spread to give a standard error from.
+        assert!(firmwares.iter().all(|firmware| firmware["over_floor_error_ms"].is_null()), "{entry:#}");
     }
     let table = report.table();
     let headline_at = table.find("\nHeadline (medians of 1 runs").unwrap_or_else(|| panic!("no headline:\n{table}"));

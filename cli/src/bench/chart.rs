@@ -171,7 +171,10 @@ fn notes(report: &Report, scenario: &ScenarioReport, rows: &[&CaseReport]) -> Ve
         let firmwares: Vec<String> = entry
             .firmwares
             .iter()
-            .map(|firmware| format!("{} {}", firmware.figure.firmware, signed(firmware.over_floor_ms)))
+            .map(|firmware| {
+                let error = firmware.over_floor_error_ms.map(|ms| format!(" ± {}", duration(ms))).unwrap_or_default();
+                format!("{} {}{error}", firmware.figure.firmware, signed(firmware.over_floor_ms))
+            })
             .collect();
         notes.push(format!(
             "Headline, over the floor on {} ({}), each firmware's fastest: {}",

@@ -5,7 +5,8 @@
 //! { host: {date, cpu_model, cpus, qemu, accel, load_before, load_after}, repetitions,
 //!   headline: {
 //!     end_to_end: [ { scenario, flint: FIGURE, peers: [ FIGURE + ratio_to_flint ] } ],
-//!     firmware_overhead: [ { scenario, machine, floor_ms, firmwares: [ FIGURE + over_floor_ms ] } ] },
+//!     firmware_overhead: [ { scenario, machine, floor_ms,
+//!       firmwares: [ FIGURE + over_floor_ms + over_floor_error_ms ] } ] },
 //!   scenarios: [ { name, description, skipped?, results: [
 //!     { firmware, kernel, machine, init, status: ok|failed|unsupported|unavailable, reason?,
 //!       command, samples_ms: [..], stats: {n, median_ms, min_ms, max_ms}?,
@@ -21,7 +22,7 @@
 
 use super::host::Host;
 use super::scenario::FLOOR;
-use super::stats::Stats;
+use super::stats::{self, Stats};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt::Write;
@@ -222,6 +223,9 @@ pub struct OverFloor {
     pub figure: Figure,
     /// This median minus the floor's.
     pub over_floor_ms: f64,
+    /// That difference's standard error (`stats::median_difference_error`): firmwares whose
+    /// overheads lie closer than this are not told apart by the run. None with one repetition.
+    pub over_floor_error_ms: Option<f64>,
 }
 
 impl Figure {
@@ -254,15 +258,19 @@ impl Headline {
                 for machine in machines {
                     let on: Vec<&(&CaseReport, Figure)> =
                         rows.iter().filter(|(row, _)| row.machine == machine).collect();
-                    let Some(floor_ms) = on.iter().find(|(row, _)| row.firmware == FLOOR).map(|(_, f)| f.median_ms)
-                    else {
+                    let Some((floor, floor_figure)) = on.iter().find(|(row, _)| row.firmware == FLOOR).copied() else {
                         continue;
                     };
+                    let floor_ms = floor_figure.median_ms;
                     let firmwares: Vec<&(&CaseReport, Figure)> =
                         on.into_iter().filter(|(row, _)| row.firmware != FLOOR).collect();
                     let firmwares = fastest_of_each(&firmwares)
                         .into_iter()
-                        .map(|figure| OverFloor { over_floor_ms: figure.median_ms - floor_ms, figure })
+                        .map(|(row, figure)| OverFloor {
+                            over_floor_ms: figure.median_ms - floor_ms,
+                            over_floor_error_ms: stats::median_difference_error(&row.samples_ms, &floor.samples_ms),
+                            figure: figure.clone(),
+                        })
                         .collect();
                     let scenario = scenario.name.clone();
                     headline.firmware_overhead.push(Overhead {
@@ -284,7 +292,10 @@ impl Headline {
             let others: Vec<&(&CaseReport, Figure)> = rows.iter().filter(|(row, _)| row.firmware != "flint").collect();
             let peers = fastest_of_each(&others)
                 .into_iter()
-                .map(|figure| Versus { ratio_to_flint: figure.median_ms / flint.median_ms, figure })
+                .map(|(_, figure)| Versus {
+                    ratio_to_flint: figure.median_ms / flint.median_ms,
+                    figure: figure.clone(),
+                })
                 .collect();
             headline.end_to_end.push(EndToEnd { scenario: scenario.name.clone(), flint: flint.clone(), peers });
         }
@@ -316,7 +327,8 @@ impl Headline {
             let width = width.unwrap_or_default();
             for firmware in &entry.firmwares {
                 let over = signed(firmware.over_floor_ms);
-                let _ = writeln!(out, "    {:<width$} {over:>9}", firmware.figure.label);
+                let error = firmware.over_floor_error_ms.map(|ms| format!("  ± {}", duration(ms))).unwrap_or_default();
+                let _ = writeln!(out, "    {:<width$} {over:>9}{error}", firmware.figure.label);
             }
         }
         out
@@ -324,7 +336,7 @@ impl Headline {
 }
 
 /// Each firmware's fastest of `rows`, in the order the firmwares first appear.
-fn fastest_of_each(rows: &[&(&CaseReport, Figure)]) -> Vec<Figure> {
+fn fastest_of_each<'r, 'c>(rows: &[&'r (&'c CaseReport, Figure)]) -> Vec<&'r (&'c CaseReport, Figure)> {
     let mut firmwares: Vec<&str> = Vec::new();
     for (row, _) in rows {
         if !firmwares.contains(&row.firmware.as_str()) {
@@ -337,7 +349,7 @@ fn fastest_of_each(rows: &[&(&CaseReport, Figure)]) -> Vec<Figure> {
             rows.iter()
                 .filter(|(row, _)| row.firmware == firmware)
                 .min_by(|a, b| a.1.median_ms.total_cmp(&b.1.median_ms))
-                .map(|(_, figure)| figure.clone())
+                .copied()
         })
         .collect()
 }
@@ -732,6 +744,25 @@ mod tests {
             assert!(table.contains(line), "{line:?} missing from\n{table}");
         }
         assert!(table.contains("  flint    debian-cloud flint run microvm flint-init "), "{table}");
+    }
+
+    #[test]
+    fn overheads_over_the_floor_carry_their_standard_error() {
+        let (floor, flint) = ([20.0, 21.0, 19.0, 22.0, 20.5], [25.0, 29.0, 23.0, 27.0, 26.0]);
+        let mut null = ScenarioReport {
+            name: "null".into(),
+            description: String::new(),
+            skipped: None,
+            results: vec![row(FLOOR, "none (microvm)", &floor), row("flint", "PVH (microvm)", &flint)],
+        };
+        null.compare();
+        let headline = Headline::of(&[null]);
+        let over = &headline.firmware_overhead[0].firmwares[0];
+        let error = stats::median_difference_error(&flint, &floor).expect("five samples each");
+        assert!(error > 0.0);
+        assert_eq!((over.over_floor_ms, over.over_floor_error_ms), (5.5, Some(error)));
+        let text = headline.text();
+        assert!(text.contains(&format!("+5.5 ms  ± {}\n", duration(error))), "{text}");
     }
 
     #[test]
