@@ -35,7 +35,7 @@ trap 'rm -rf "$work"' EXIT
 # `to_entry FIRMWARE [WRAPPER...] -- [QEMU OPTIONS...]`: boots the kernel paused, lets gdb run
 # it to startup_64 and quit QEMU; prints gdb's time for the run in ms.
 to_entry() {
-    local firmware=$1 port
+    local firmware=$1 port status
     shift
     local wrapper=()
     while [ "$1" != -- ]; do wrapper+=("$1"); shift; done
@@ -49,10 +49,14 @@ to_entry() {
         (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
         sleep 0.1
     done
-    gdb -q -batch -ex 'set architecture i386:x86-64' -ex "target remote 127.0.0.1:$port" \
+    # Bounded: a firmware that never reaches startup_64 (or a kernel it rejects) must not hang
+    # the script; under callgrind a run takes some 20 s.
+    timeout 300 gdb -q -batch -ex 'set architecture i386:x86-64' -ex "target remote 127.0.0.1:$port" \
         -ex 'hbreak *0x100200' -ex "hbreak *$entry" -ex 'python import time; start = time.monotonic()' \
         -ex continue -ex 'python print("ms %.3f" % ((time.monotonic() - start) * 1000))' \
-        -ex 'printf "pc %#lx\n", $pc' -ex 'monitor quit' >"$work/gdb.out" 2>&1 || true
+        -ex 'printf "pc %#lx\n", $pc' -ex 'monitor quit' >"$work/gdb.out" 2>&1 && status=0 || status=$?
+    # QEMU quits on gdb's request; only when gdb gave up is it stopped here.
+    [ "$status" = 124 ] && kill "$qemu" 2>/dev/null
     wait "$qemu" || true
     grep -q "^pc \(0x100200\|$entry\)$" "$work/gdb.out" ||
         { echo "fw-to-entry64: $firmware never reached startup_64:" >&2; cat "$work/gdb.out" "$work/qemu.err" >&2; exit 1; }
