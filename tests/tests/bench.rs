@@ -176,3 +176,38 @@ fn reduced_bench_reports_every_case() {
     assert!(svg.contains("Headline, end to end: flint (flint run, microvm)"), "the chart's headline");
     assert!(svg.contains("Headline, over the floor on microvm"), "the chart's headline");
 }
+
+/// The kernel-entry scenario: Debian's cloud kernel with its 64-bit entry made an exit. Every
+/// firmware that boots it must end QEMU there, with the exit stub's status (`check` holds each
+/// row to it), on both machines; OVMF, which would start it through its EFI stub, is not run.
+#[test]
+fn kernel_entry_rows_end_at_startup_64() {
+    let output = tempfile::tempdir().unwrap();
+    let options = BenchOptions {
+        repetitions: 1,
+        scenarios: vec![ScenarioName::KernelEntry],
+        compare: Firmware::ALL.to_vec(),
+        output: output.path().to_path_buf(),
+        firmware: Some(firmware()),
+        accel: "tcg".into(),
+    };
+    let report = flint::bench::run(&options).expect("the bench runs");
+    report.check().expect("every case ends the way it must");
+
+    let json: Value = serde_json::from_slice(&std::fs::read(output.path().join("report.json")).unwrap()).unwrap();
+    let rows = json["scenarios"][0]["results"].as_array().unwrap();
+    let status = |firmware: &str, kernel: &str| {
+        let row = rows.iter().find(|row| row["firmware"] == firmware && row["kernel"] == kernel);
+        row.and_then(|row| row["status"].as_str()).unwrap_or("absent")
+    };
+    let qboot = std::path::Path::new("/usr/share/qemu/qboot.rom").exists();
+    for kernel in ["debian-cloud (to startup_64)", "debian-cloud (to startup_64, microvm)"] {
+        assert_eq!(status("flint", kernel), "ok", "{json:#}");
+        assert_eq!(status("qboot", kernel), if qboot { "ok" } else { "unavailable" }, "{json:#}");
+    }
+    assert_ne!(status("OVMF", "debian-cloud (to startup_64)"), "ok", "{json:#}");
+    let overhead = json["headline"]["firmware_overhead"].as_array().unwrap();
+    let machines: Vec<&str> = overhead.iter().map(|entry| entry["machine"].as_str().unwrap()).collect();
+    assert_eq!(machines, ["pc", "microvm"], "{json:#}");
+    assert!(overhead.iter().all(|entry| entry["scenario"] == "kernel-entry"), "{json:#}");
+}

@@ -12,6 +12,7 @@
 //! `null_bzimage`, `null_pvh`), and the initrds of the kernel scenarios (`guest`).
 
 mod chart;
+mod entry64_stop;
 mod exit_stub;
 mod firmware;
 mod floor_rom;

@@ -20,6 +20,7 @@
 //! (qemu start and exit, firmware, kernel, init, workload, shutdown); the chart stacks them.
 //! Other firmwares report no stamps, so their `phases` is empty.
 
+use super::firmware::KernelForm;
 use super::host::Host;
 use super::scenario::FLOOR;
 use super::stats::{self, Stats};
@@ -130,8 +131,9 @@ impl CaseReport {
             details.split(", ").filter(|detail| !detail.is_empty() && *detail != self.machine).collect();
         let (kernel, path) = if self.firmware == FLOOR {
             ("none".to_string(), "reset vector".to_string())
-        } else if self.init.is_none() {
-            // A null kernel: the base is its form.
+        } else if self.init.is_none() && [KernelForm::BzImage, KernelForm::Pvh].iter().any(|form| form.name() == base) {
+            // A null kernel: the base is its form. (A real one stopped at an entry has no init
+            // either, and is named as the kernel scenarios name theirs.)
             ("null".to_string(), std::iter::once(base).chain(details).collect::<Vec<_>>().join(", "))
         } else if details.is_empty() {
             (base.to_string(), "bzImage".to_string())
@@ -632,6 +634,7 @@ mod tests {
             (kernel_row("qboot", "x (microvm)", "microvm", &[1.0]), "qboot · x · bzImage · microvm"),
             (kernel_row("SeaBIOS", "x", "pc", &[1.0]), "SeaBIOS · x · bzImage · pc"),
             (row(FLOOR, "none (microvm)", &[1.0]), "floor · none · reset vector · microvm"),
+            (row("qboot", "x (to startup_64, microvm)", &[1.0]), "qboot · x · to startup_64 · microvm"),
             (row("qboot", "PVH (microvm)", &[1.0]), "qboot · null · PVH · microvm"),
             (row("OVMF", "bzImage", &[1.0]), "OVMF · null · bzImage · pc"),
         ];

@@ -5,7 +5,7 @@ use super::exit_stub::Entry;
 use super::firmware::{Firmware, KernelForm};
 use super::guest::{self, KernelInputs};
 use super::report::Status;
-use super::{floor_rom, null_bzimage, null_pvh, write_input};
+use super::{entry64_stop, floor_rom, null_bzimage, null_pvh, write_input};
 use crate::env;
 use crate::image::{Format, ImageArgs};
 use crate::kernel::Kernel;
@@ -20,6 +20,9 @@ use std::time::Duration;
 pub enum ScenarioName {
     /// Null kernels that exit at their entry point, and the floor: firmware overhead alone.
     Null,
+    /// Debian's cloud kernel stopped at its 64-bit entry, and the floor: each firmware's road
+    /// into a real Linux, its 16-bit setup included where a firmware enters there.
+    KernelEntry,
     /// Debian's cloud kernel runs `true` from an ext4 root on virtio-blk.
     Debian,
     /// The same with Debian's generic kernel (a Debian host's default, `flint kernel debian-generic`).
@@ -29,12 +32,18 @@ pub enum ScenarioName {
 }
 
 impl ScenarioName {
-    pub const ALL: [ScenarioName; 4] =
-        [ScenarioName::Null, ScenarioName::Debian, ScenarioName::DebianGeneric, ScenarioName::Minimal];
+    pub const ALL: [ScenarioName; 5] = [
+        ScenarioName::Null,
+        ScenarioName::KernelEntry,
+        ScenarioName::Debian,
+        ScenarioName::DebianGeneric,
+        ScenarioName::Minimal,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             ScenarioName::Null => "null",
+            ScenarioName::KernelEntry => "kernel-entry",
             ScenarioName::Debian => "debian",
             ScenarioName::DebianGeneric => "debian-generic",
             ScenarioName::Minimal => "minimal",
@@ -45,6 +54,9 @@ impl ScenarioName {
         match self {
             ScenarioName::Null => {
                 "null kernels that exit at their entry point; the floor is a ROM that exits at the reset vector"
+            }
+            ScenarioName::KernelEntry => {
+                "Debian's cloud kernel stopped at startup_64, its 64-bit entry: each firmware's road into Linux"
             }
             ScenarioName::Debian => {
                 "Debian's cloud kernel runs `true` from an ext4 root on virtio-blk, then powers off"
@@ -135,6 +147,9 @@ pub struct Setup<'a> {
 pub fn prepare(name: ScenarioName, setup: &Setup) -> Result<Prepared> {
     match name {
         ScenarioName::Null => null_cases(setup).map(Prepared::Cases),
+        ScenarioName::KernelEntry => {
+            kernel_entry_cases(setup, &Kernel::resolve(Some("debian-cloud"), None)?).map(Prepared::Cases)
+        }
         ScenarioName::Debian => kernel_cases(setup, Kernel::resolve(Some("debian-cloud"), None)?).map(Prepared::Cases),
         ScenarioName::DebianGeneric => {
             kernel_cases(setup, Kernel::resolve(Some("debian-generic"), None)?).map(Prepared::Cases)
@@ -152,20 +167,55 @@ pub fn prepare(name: ScenarioName, setup: &Setup) -> Result<Prepared> {
 }
 
 fn null_cases(setup: &Setup) -> Result<Vec<Case>> {
-    let floor = write_input(setup.inputs, "floor.rom", &floor_rom::image())?;
     let bzimage = write_input(setup.inputs, "null.bzImage", &null_bzimage::image())?;
     let pvh = write_input(setup.inputs, "null-pvh.elf", &null_pvh::image())?;
+    let kernels = [
+        EntryKernel { text: KernelForm::BzImage.name(), detail: None, form: KernelForm::BzImage, path: bzimage },
+        EntryKernel { text: KernelForm::Pvh.name(), detail: None, form: KernelForm::Pvh, path: pvh },
+    ];
+    floor_and_entry_cases(setup, &kernels, Firmware::null_entry)
+}
 
+/// `kernel`'s bzImage stopped at its 64-bit entry, where every firmware that boots it must end.
+fn kernel_entry_cases(setup: &Setup, kernel: &Kernel) -> Result<Vec<Case>> {
+    let image = std::fs::read(&kernel.image).with_context(|| format!("cannot read {}", kernel.image.display()))?;
+    let stopped = entry64_stop::stopped_at_entry64(&image)
+        .map_err(|problem| anyhow::anyhow!("{}: {problem}", kernel.image.display()))?;
+    let path = write_input(setup.inputs, &format!("{}-entry64.bzImage", kernel.label.replace('/', "_")), &stopped)?;
+    let kernels = [EntryKernel { text: &kernel.label, detail: Some("to startup_64"), form: KernelForm::BzImage, path }];
+    floor_and_entry_cases(setup, &kernels, |firmware, _| match firmware {
+        Firmware::Flint | Firmware::Qboot | Firmware::Seabios => Ok(Entry::Long64),
+        Firmware::Ovmf => Err("OVMF starts this kernel through its EFI stub, another road to startup_64"),
+    })
+}
+
+/// A kernel that ends QEMU at one of its entries, as a scenario's rows name it: `text`, with
+/// `detail` and the machine in brackets.
+struct EntryKernel<'a> {
+    text: &'a str,
+    detail: Option<&'static str>,
+    form: KernelForm,
+    path: PathBuf,
+}
+
+/// On each machine, the floor, then each firmware booting each of `kernels`, which must end at
+/// the entry `entry` names for that firmware (or the row is not run, and says why).
+fn floor_and_entry_cases(
+    setup: &Setup,
+    kernels: &[EntryKernel],
+    entry: impl Fn(Firmware, KernelForm) -> Result<Entry, &'static str>,
+) -> Result<Vec<Case>> {
+    let floor = write_input(setup.inputs, "floor.rom", &floor_rom::image())?;
     let mut cases = Vec::new();
     // microvm too, flint run's default machine, with qboot, its own firmware (QEMU's
     // bios-microvm.bin); it has no PCI and QEMU builds its ACPI tables once, at start.
     for machine in [Machine::Pc, Machine::Microvm] {
-        let suffix = if machine == Machine::Microvm { " (microvm)" } else { "" };
+        let microvm = machine == Machine::Microvm;
         let mut floor_vm = vm(&floor, setup.accel);
         floor_vm.machine = machine;
         cases.push(Case {
             firmware: FLOOR,
-            kernel: format!("none{suffix}"),
+            kernel: if microvm { "none (microvm)" } else { "none" }.into(),
             machine,
             init: None,
             plan: Plan::Run(Box::new(Run {
@@ -176,22 +226,22 @@ fn null_cases(setup: &Setup) -> Result<Vec<Case>> {
                 unsupported_when: None,
             })),
         });
-        let firmwares =
-            setup.firmwares.iter().filter(|&&firmware| machine == Machine::Pc || firmware.runs_on_microvm());
-        for (form, kernel) in [(KernelForm::BzImage, &bzimage), (KernelForm::Pvh, &pvh)] {
+        let firmwares = setup.firmwares.iter().filter(|&&firmware| !microvm || firmware.runs_on_microvm());
+        for kernel in kernels {
             for &firmware in firmwares.clone() {
-                let plan = match (available(firmware, setup.flint), firmware.null_entry(form)) {
+                let plan = match (available(firmware, setup.flint), entry(firmware, kernel.form)) {
                     (Err(missing), _) => Plan::NotRun(missing),
                     (Ok(_), Err(reason)) => Plan::NotRun(Status::Unsupported { reason: reason.into() }),
                     (Ok(image), Ok(entry)) => {
                         let mut vm = vm(&image, setup.accel);
                         vm.machine = machine;
-                        vm.kernel = Some(kernel.clone());
+                        vm.kernel = Some(kernel.path.clone());
                         // flint's PVH support is new: an older image rejects the ELF.
-                        let unsupported_when = (firmware == Firmware::Flint && form == KernelForm::Pvh).then_some((
-                            FLINT_NOT_A_KERNEL,
-                            "this fw.bin has no PVH support: it rejects the ELF as not a Linux kernel",
-                        ));
+                        let unsupported_when = (firmware == Firmware::Flint && kernel.form == KernelForm::Pvh)
+                            .then_some((
+                                FLINT_NOT_A_KERNEL,
+                                "this fw.bin has no PVH support: it rejects the ELF as not a Linux kernel",
+                            ));
                         Plan::Run(Box::new(Run {
                             vm,
                             deadline: NULL_DEADLINE,
@@ -201,7 +251,11 @@ fn null_cases(setup: &Setup) -> Result<Vec<Case>> {
                         }))
                     }
                 };
-                let kernel = format!("{}{suffix}", form.name());
+                let details: Vec<&str> = kernel.detail.into_iter().chain(microvm.then_some("microvm")).collect();
+                let kernel = match details.is_empty() {
+                    true => kernel.text.to_string(),
+                    false => format!("{} ({})", kernel.text, details.join(", ")),
+                };
                 cases.push(Case { firmware: firmware.name(), kernel, machine, init: None, plan });
             }
         }
