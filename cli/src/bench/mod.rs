@@ -9,7 +9,8 @@
 //! success); a case that fails once is reported as failed, with no figures.
 //!
 //! The inputs are made here, at run time: the floor ROM and the null kernels (`floor_rom`,
-//! `null_bzimage`, `null_pvh`), and the initrds of the kernel scenarios (`guest`).
+//! `null_bzimage`, `null_pvh`), Debian's kernel stopped at its 64-bit entry (`entry64_stop`),
+//! and the initrds of the kernel scenarios (`guest`).
 
 mod chart;
 mod entry64_stop;

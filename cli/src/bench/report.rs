@@ -62,8 +62,8 @@ pub struct CaseReport {
     /// This median over flint's median for the same kernel on the same machine (else on
     /// `pc`, else flint's fastest).
     pub ratio_to_flint: Option<f64>,
-    /// This median minus the floor's on the same machine, in the null scenario: what the
-    /// firmware costs.
+    /// This median minus the floor's on the same machine, in the scenarios with a floor (null,
+    /// kernel-entry): what the firmware costs.
     pub over_floor_ms: Option<f64>,
     pub phases: Vec<Phase>,
 }
@@ -170,8 +170,8 @@ pub fn labels(rows: &[&CaseReport]) -> Vec<String> {
 }
 
 /// What a reader wants first: in each kernel scenario, flint as `flint run` boots against each
-/// other firmware's fastest way to boot the same kernel, end to end; in the null scenario, what
-/// each firmware costs over the floor on each machine.
+/// other firmware's fastest way to boot the same kernel, end to end; in the scenarios with a
+/// floor (null, kernel-entry), what each firmware costs over it on each machine.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Headline {
     pub end_to_end: Vec<EndToEnd>,
