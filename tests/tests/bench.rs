@@ -1,29 +1,35 @@
 //! `flint bench` in reduced mode: one repetition of the null-kernel and Debian scenarios with
-//! every firmware. Checks that each case booted the way it must, that report.json has the
+//! every firmware, and of the kernel-entry scenario. Checks that each case booted the way it must, that report.json has the
 //! documented keys and its headline, that the table opens with it, and that report.svg is a
 //! whole SVG document whose every bar says its firmware, kernel, boot path and machine; never
 //! the timings, which depend on the machine.
 
-use flint::bench::{BenchOptions, Firmware, ScenarioName};
+use flint::bench::{BenchOptions, Firmware, Report, ScenarioName};
 use flint_tests::*;
 use serde_json::Value;
 
-#[test]
-fn reduced_bench_reports_every_case() {
+/// One repetition of `scenarios` with every firmware, into a directory of its own: the report,
+/// its report.json, and the directory (report.svg is in it). Unsupported and not-installed
+/// firmwares are reported as such; nothing may fail.
+fn reduced_bench(scenarios: Vec<ScenarioName>) -> (Report, Value, tempfile::TempDir) {
     let output = tempfile::tempdir().unwrap();
     let options = BenchOptions {
         repetitions: 1,
-        scenarios: vec![ScenarioName::Null, ScenarioName::Debian],
+        scenarios,
         compare: Firmware::ALL.to_vec(),
         output: output.path().to_path_buf(),
         firmware: Some(firmware()),
         accel: "tcg".into(),
     };
     let report = flint::bench::run(&options).expect("the bench runs");
-    // Unsupported and not-installed firmwares are reported as such; nothing may fail.
     report.check().expect("every case ends the way it must");
+    let json = serde_json::from_slice(&std::fs::read(output.path().join("report.json")).unwrap()).unwrap();
+    (report, json, output)
+}
 
-    let json: Value = serde_json::from_slice(&std::fs::read(output.path().join("report.json")).unwrap()).unwrap();
+#[test]
+fn reduced_bench_reports_every_case() {
+    let (report, json, output) = reduced_bench(vec![ScenarioName::Null, ScenarioName::Debian]);
     for key in ["date", "cpu_model", "cpus", "qemu", "accel", "load_before", "load_after"] {
         assert!(!json["host"][key].is_null(), "host.{key} missing in {json:#}");
     }
@@ -182,19 +188,7 @@ fn reduced_bench_reports_every_case() {
 /// row to it), on both machines; OVMF, which would start it through its EFI stub, is not run.
 #[test]
 fn kernel_entry_rows_end_at_startup_64() {
-    let output = tempfile::tempdir().unwrap();
-    let options = BenchOptions {
-        repetitions: 1,
-        scenarios: vec![ScenarioName::KernelEntry],
-        compare: Firmware::ALL.to_vec(),
-        output: output.path().to_path_buf(),
-        firmware: Some(firmware()),
-        accel: "tcg".into(),
-    };
-    let report = flint::bench::run(&options).expect("the bench runs");
-    report.check().expect("every case ends the way it must");
-
-    let json: Value = serde_json::from_slice(&std::fs::read(output.path().join("report.json")).unwrap()).unwrap();
+    let (_, json, _output) = reduced_bench(vec![ScenarioName::KernelEntry]);
     let rows = json["scenarios"][0]["results"].as_array().unwrap();
     let status = |firmware: &str, kernel: &str| {
         let row = rows.iter().find(|row| row["firmware"] == firmware && row["kernel"] == kernel);
