@@ -16,8 +16,8 @@ set -euo pipefail
 reps=11
 [ "${1:-}" = -n ] && { reps=$2; shift 2; }
 [ $# -ge 3 ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-for tool in gdb valgrind callgrind_annotate python3; do
-    command -v "$tool" >/dev/null || { echo "fw-to-entry64: needs $tool (apt-get install gdb valgrind python3)" >&2; exit 1; }
+for tool in gdb valgrind callgrind_annotate python3 pkill; do
+    command -v "$tool" >/dev/null || { echo "fw-to-entry64: needs $tool (apt-get install gdb valgrind python3 procps)" >&2; exit 1; }
 done
 machine=$1 kernel=$2
 shift 2
@@ -31,19 +31,20 @@ PY
 )
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# shellcheck source=lib/null-row.sh
+. "$(dirname "$0")/lib/null-row.sh"
+errors=$work/qemu.err
 
 # `to_entry FIRMWARE [WRAPPER...] -- [QEMU OPTIONS...]`: boots the kernel paused, lets gdb run
 # it to startup_64 and quit QEMU; prints gdb's time for the run in ms.
 to_entry() {
     local firmware=$1 port status
     shift
-    local wrapper=()
+    wrapper=()
     while [ "$1" != -- ]; do wrapper+=("$1"); shift; done
     shift
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    "${wrapper[@]}" qemu-system-x86_64 -M "$machine" -accel tcg -m 256M -smp 1 -bios "$firmware" -nodefaults \
-        -no-user-config -display none -no-reboot -kernel "$kernel" -append console=ttyS0 -serial none \
-        -gdb "tcp:127.0.0.1:$port" -S "$@" >/dev/null 2>"$work/qemu.err" &
+    null_row "$machine" "$firmware" "$kernel" -append console=ttyS0 -serial none -gdb "tcp:127.0.0.1:$port" -S "$@" &
     local qemu=$!
     for _ in $(seq 300); do
         (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
@@ -55,11 +56,12 @@ to_entry() {
         -ex 'hbreak *0x100200' -ex "hbreak *$entry" -ex 'python import time; start = time.monotonic()' \
         -ex continue -ex 'python print("ms %.3f" % ((time.monotonic() - start) * 1000))' \
         -ex 'printf "pc %#lx\n", $pc' -ex 'monitor quit' >"$work/gdb.out" 2>&1 && status=0 || status=$?
-    # QEMU quits on gdb's request; only when gdb gave up is it stopped here.
-    [ "$status" = 124 ] && kill "$qemu" 2>/dev/null
+    # QEMU quits on gdb's request; only when gdb gave up is it stopped here (it runs as a child
+    # of the background `null_row`).
+    [ "$status" = 124 ] && pkill -P "$qemu"
     wait "$qemu" || true
     grep -q "^pc \(0x100200\|$entry\)$" "$work/gdb.out" ||
-        { echo "fw-to-entry64: $firmware never reached startup_64:" >&2; cat "$work/gdb.out" "$work/qemu.err" >&2; exit 1; }
+        { echo "fw-to-entry64: $firmware never reached startup_64:" >&2; cat "$work/gdb.out" "$errors" >&2; exit 1; }
     awk '/^ms / {print $2}' "$work/gdb.out"
 }
 

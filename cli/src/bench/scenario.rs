@@ -252,9 +252,10 @@ fn floor_and_entry_cases(
                     }
                 };
                 let details: Vec<&str> = kernel.detail.into_iter().chain(microvm.then_some("microvm")).collect();
-                let kernel = match details.is_empty() {
-                    true => kernel.text.to_string(),
-                    false => format!("{} ({})", kernel.text, details.join(", ")),
+                let kernel = if details.is_empty() {
+                    kernel.text.to_string()
+                } else {
+                    format!("{} ({})", kernel.text, details.join(", "))
                 };
                 cases.push(Case { firmware: firmware.name(), kernel, machine, init: None, plan });
             }
